@@ -1,0 +1,106 @@
+# The two commands of the README:
+#   make run    the example chat at http://127.0.0.1:5000 (PORT=... to change the port)
+#   make test   every test suite, after all the set-up a fresh Debian machine needs
+#
+# Set-up steps, each idempotent and usable on its own:
+#   make system   Debian's chromium and redis-server, installed only if missing
+#   make venv     .venv with the package installed in editable mode, with the test extra
+#   make vendor   socket.io-client 0.9.16 from the npm registry into vendor/ (git-ignored)
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+VENV_PY := $(VENV)/bin/python
+VENV_STAMP := $(VENV)/.flask_sio09-installed
+
+# The browser client is fetched, never committed: the project ships none of its code.
+CLIENT_NAME := socket.io-client
+CLIENT_VERSION := 0.9.16
+# sha1 of the registry tarball (npm's "shasum" for this version); a different file is refused.
+CLIENT_SHA1 := 4da7515c5e773041d1b423970415bcc430f35fc6
+CLIENT_JS := vendor/socket.io.js
+
+PYTEST_ARGS ?=
+
+.PHONY: help run test system venv vendor clean
+
+help:
+	@echo "make run     serve the example chat on http://127.0.0.1:$${PORT:-5000}"
+	@echo "make test    set everything up, then run every test (PYTEST_ARGS='...' to narrow)"
+	@echo "make system | venv | vendor    the set-up steps alone"
+	@echo "make clean   remove vendor/ and build output (keeps .venv)"
+
+run: venv vendor
+	$(VENV_PY) -m example_app
+
+# make stops at the first failing step and exits non-zero when pytest fails.
+test: system venv vendor
+	$(VENV_PY) -m pytest $(PYTEST_ARGS)
+
+# Debian packages for the browser and Redis suites. Nothing happens when they are
+# present; without root or apt-get, say what is missing and go on (those suites then
+# report themselves as skipped or failed).
+system:
+	@missing=""; \
+	test -x /usr/bin/chromium || missing="$$missing chromium"; \
+	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	if [ -z "$$missing" ]; then \
+	  echo "system: chromium and redis-server are installed"; \
+	elif [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then \
+	  echo "system: missing Debian packages:$$missing" >&2; \
+	  echo "system: not root or no apt-get, so not installing them; as root run: apt-get install -y$$missing" >&2; \
+	else \
+	  echo "system: installing$$missing"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update; \
+	  apt-get install -y $$missing; \
+	fi
+
+venv: $(VENV_STAMP)
+
+# Re-runs only when pyproject.toml changes. A Debian python3 without its venv module
+# gets python3-venv installed when we are root with apt-get.
+$(VENV_STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+	  { echo "venv: flask_sio09 needs Python 3.11 or newer; $(PYTHON) is older" >&2; exit 1; }
+	@if [ ! -x $(VENV_PY) ]; then \
+	  if ! $(PYTHON) -m venv $(VENV); then \
+	    rm -rf $(VENV); \
+	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	      echo "venv: installing Debian's python3-venv"; \
+	      export DEBIAN_FRONTEND=noninteractive; \
+	      apt-get update; \
+	      apt-get install -y python3-venv; \
+	      $(PYTHON) -m venv $(VENV); \
+	    else \
+	      echo "venv: '$(PYTHON) -m venv' failed; on Debian, install python3-venv" >&2; \
+	      exit 1; \
+	    fi; \
+	  fi; \
+	fi
+	$(VENV_PY) -m pip install -e '.[test]'
+	@touch $@
+
+vendor: $(CLIENT_JS)
+
+# npm pack downloads the package tarball alone: no dependencies, no install scripts.
+$(CLIENT_JS):
+	@command -v npm >/dev/null 2>&1 || \
+	  { echo "vendor: npm is needed to fetch $(CLIENT_NAME) $(CLIENT_VERSION) (Debian: apt-get install npm)" >&2; exit 1; }
+	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	echo "vendor: fetching $(CLIENT_NAME)@$(CLIENT_VERSION) from the npm registry"; \
+	(cd "$$tmp" && npm pack --silent $(CLIENT_NAME)@$(CLIENT_VERSION) >/dev/null); \
+	tgz="$$tmp/$(CLIENT_NAME)-$(CLIENT_VERSION).tgz"; \
+	echo "$(CLIENT_SHA1)  $$tgz" | sha1sum --check --quiet -; \
+	tar -xzf "$$tgz" -C "$$tmp" package/dist/socket.io.js; \
+	grep -q "io.version = '$(CLIENT_VERSION)'" "$$tmp/package/dist/socket.io.js"; \
+	mkdir -p $(dir $@); \
+	cp "$$tmp/package/dist/socket.io.js" $@.part; \
+	mv $@.part $@; \
+	echo "vendor: wrote $@"
+
+clean:
+	rm -rf vendor build dist
