@@ -1,0 +1,323 @@
+"""The Flask application that the integration and end-to-end suites talk to.
+
+It uses only the public surface of ``API.md``. Its options come from environment
+variables so that one module serves every server kind the fixtures start
+(``sio.run``, ``flask run``, ``gunicorn -k gthread``):
+
+- ``SIO09_TEST_TRANSPORTS``: ``transports`` (comma separated)
+- ``SIO09_TEST_HEARTBEAT_INTERVAL``: ``heartbeat_interval`` (seconds)
+- ``SIO09_TEST_HEARTBEAT_TIMEOUT``: ``heartbeat_timeout`` (seconds)
+- ``SIO09_TEST_CLOSE_TIMEOUT``: ``close_timeout`` (seconds)
+- ``SIO09_TEST_POLLING_DURATION``: ``polling_duration`` (seconds)
+- ``SIO09_TEST_MAX_HTTP_BUFFER_SIZE``: ``max_http_buffer_size`` (bytes)
+- ``SIO09_TEST_WEBSOCKET_MODE``: ``websocket_mode``
+- ``SIO09_TEST_LOGGER``: ``logger`` (``1`` means ``True``)
+
+Server-side effects (connects, disconnects, answers to server ``callback=`` emits)
+are recorded in memory and exposed as JSON at ``GET /events`` so that tests can
+assert them; ``GET /events?sid=<sid>`` filters by session id.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+from flask import Flask, abort, has_request_context, jsonify, request, send_file
+
+from flask_sio09 import (
+    SocketIO,
+    disconnect,
+    emit,
+    join_room,
+    leave_room,
+    rooms,
+    send,
+)
+
+HERE = Path(__file__).resolve().parent
+REPO_ROOT = HERE.parent.parent
+VENDOR_JS = REPO_ROOT / "vendor" / "socket.io.js"
+TEST_PAGE = HERE / "e2e_page.html"
+
+_NUMERIC_OPTIONS = {
+    "HEARTBEAT_INTERVAL": "heartbeat_interval",
+    "HEARTBEAT_TIMEOUT": "heartbeat_timeout",
+    "CLOSE_TIMEOUT": "close_timeout",
+    "POLLING_DURATION": "polling_duration",
+    "MAX_HTTP_BUFFER_SIZE": "max_http_buffer_size",
+}
+
+
+def _number(text: str) -> int | float:
+    value = float(text)
+    return int(value) if value.is_integer() else value
+
+
+def options_from_env(environ=os.environ) -> dict:
+    """Map the ``SIO09_TEST_*`` environment variables to SocketIO keyword options."""
+    options: dict = {}
+    transports = environ.get("SIO09_TEST_TRANSPORTS")
+    if transports:
+        options["transports"] = tuple(t.strip() for t in transports.split(",") if t.strip())
+    for suffix, option in _NUMERIC_OPTIONS.items():
+        value = environ.get("SIO09_TEST_" + suffix)
+        if value:
+            options[option] = _number(value)
+    mode = environ.get("SIO09_TEST_WEBSOCKET_MODE")
+    if mode:
+        options["websocket_mode"] = mode
+    if environ.get("SIO09_TEST_LOGGER") == "1":
+        options["logger"] = True
+    return options
+
+
+app = Flask(__name__)
+app.config["SECRET_KEY"] = "e2e-tests-only"
+sio = SocketIO(app, **options_from_env())
+
+# ---------------------------------------------------------------------------
+# the event journal behind GET /events
+# ---------------------------------------------------------------------------
+
+_events: list[dict] = []
+_events_lock = threading.Lock()
+
+
+def record(kind: str, **fields) -> None:
+    entry = {
+        "event": kind,
+        "sid": getattr(request, "sid", None) if has_request_context() else None,
+        "namespace": getattr(request, "namespace", None) if has_request_context() else None,
+        "time": time.time(),
+    }
+    entry.update(fields)
+    with _events_lock:
+        _events.append(entry)
+
+
+def _multidict(query) -> dict:
+    """A MultiDict (or None) as a plain JSON-able dict of lists."""
+    if query is None:
+        return {}
+    if hasattr(query, "to_dict"):
+        return query.to_dict(flat=False)
+    return dict(query)
+
+
+# ---------------------------------------------------------------------------
+# plain HTTP routes
+# ---------------------------------------------------------------------------
+
+
+@app.get("/")
+def index():
+    return send_file(TEST_PAGE, mimetype="text/html")
+
+
+@app.get("/vendor/socket.io.js")
+def vendor_client():
+    if not VENDOR_JS.is_file():
+        abort(404, "vendor/socket.io.js is missing: run `make vendor`")
+    return send_file(VENDOR_JS, mimetype="application/javascript")
+
+
+@app.get("/events")
+def events():
+    sid = request.args.get("sid")
+    with _events_lock:
+        found = [dict(e) for e in _events if sid is None or e.get("sid") == sid]
+    return jsonify(found)
+
+
+@app.get("/healthz")
+def healthz():
+    return "ok"
+
+
+@app.post("/server_emit")
+def server_emit():
+    """Emit from outside any Socket.IO handler (``sio.emit`` from another request).
+
+    JSON body: ``{"event": str, "args": list, "to": str|null, "namespace": str,
+    "count": int}``; with ``count`` the event is emitted that many times with the
+    sequence number appended to its args.
+    """
+    body = request.get_json(force=True)
+    event = body["event"]
+    args = list(body.get("args", []))
+    to = body.get("to")
+    namespace = body.get("namespace", "")
+    count = body.get("count")
+    if count is None:
+        sio.emit(event, *args, to=to, namespace=namespace)
+    else:
+        for i in range(int(count)):
+            sio.emit(event, *args, i, to=to, namespace=namespace)
+    return jsonify({"ok": True})
+
+
+# ---------------------------------------------------------------------------
+# global namespace
+# ---------------------------------------------------------------------------
+
+
+@sio.on("connect")
+def on_connect(query=None):
+    record("connect", query=_multidict(query), args=request.args.to_dict(flat=False))
+
+
+@sio.on("disconnect")
+def on_disconnect():
+    record("disconnect")
+
+
+@sio.on("echo")
+def echo(*args):
+    """The return value is the ack (a tuple acks several args)."""
+    return args
+
+
+@sio.on("echo_kw")
+def echo_kw(*args, ack=None):
+    """The injected ``ack`` keyword answers with every argument."""
+    if ack is not None:
+        ack(*args)
+
+
+@sio.on("ack_many")
+def ack_many(ack=None):
+    ack("woot", 2, {"three": [3, "drei"]}, None, True, "😀")
+
+
+@sio.on("whoami")
+def whoami():
+    return request.sid, request.namespace
+
+
+@sio.on("message")
+def on_message(data, ack=None):
+    record("message", data=data)
+    if ack is not None:
+        ack(data)
+
+
+@sio.on("join")
+def on_join(room):
+    join_room(room)
+    return sorted(rooms(), key=str)
+
+
+@sio.on("leave")
+def on_leave(room):
+    leave_room(room)
+    return sorted(rooms(), key=str)
+
+
+@sio.on("to_room")
+def to_room(room, payload, include_self=False):
+    emit("room_msg", payload, to=room, include_self=include_self)
+    return "sent"
+
+
+@sio.on("broadcast")
+def on_broadcast(payload, include_self=True):
+    emit("broadcast_msg", payload, broadcast=True, include_self=include_self)
+    return "sent"
+
+
+@sio.on("ask_client")
+def ask_client(question):
+    """Ask the client with ``callback=``; its answer is recorded and sent back."""
+    sid = request.sid
+    namespace = request.namespace
+
+    def answered(*answer):
+        record("client_answer", sid=sid, namespace=namespace, answer=list(answer))
+        sio.emit("client_answered", list(answer), to=sid, namespace=namespace)
+
+    emit("question", question, callback=answered)
+    return "asked"
+
+
+@sio.on("emit_many")
+def emit_many(count, event="seq"):
+    """Emit ``count`` events ``event(i)`` to the sender, all from the handler."""
+    for i in range(int(count)):
+        emit(event, i)
+    return int(count)
+
+
+@sio.on("emit_texts")
+def emit_texts(texts):
+    """Emit one ``text`` event per string, back to back (batched on polling)."""
+    for text in texts:
+        emit("text", text)
+    return len(texts)
+
+
+@sio.on("emit_many_background")
+def emit_many_background(count, delay=0.01, event="seq"):
+    """Emit ``count`` events from a background thread, ``delay`` seconds apart."""
+    sid = request.sid
+    namespace = request.namespace
+
+    def run():
+        for i in range(int(count)):
+            sio.emit(event, i, to=sid, namespace=namespace)
+            sio.sleep(delay)
+
+    sio.start_background_task(run)
+    return "started"
+
+
+@sio.on("server_disconnect")
+def server_disconnect():
+    record("server_disconnect_called")
+    disconnect()
+
+
+@sio.on("send_text")
+def send_text(text):
+    send(text)
+
+
+# ---------------------------------------------------------------------------
+# /private: a namespace guarded by the connect handler's query
+# ---------------------------------------------------------------------------
+
+
+@sio.on("connect", namespace="/private")
+def private_connect(query=None):
+    allowed = query is not None and query.get("token") == "ok"
+    record(
+        "connect",
+        query=_multidict(query),
+        args=request.args.to_dict(flat=False),
+        allowed=allowed,
+    )
+    if not allowed:
+        return False
+
+
+@sio.on("disconnect", namespace="/private")
+def private_disconnect():
+    record("disconnect")
+
+
+@sio.on("echo", namespace="/private")
+def private_echo(*args):
+    return args
+
+
+@sio.on("whoami", namespace="/private")
+def private_whoami():
+    return request.sid, request.namespace
+
+
+@sio.on("server_disconnect", namespace="/private")
+def private_server_disconnect():
+    record("server_disconnect_called")
+    disconnect()

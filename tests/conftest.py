@@ -1,0 +1,364 @@
+"""Shared fixtures: live servers in subprocesses and a headless Chromium.
+
+``live_server(kind, **options)`` starts ``tests/apps/e2e_app.py`` in a subprocess on a
+free 127.0.0.1 port, one of three ways:
+
+- ``"sio_run"``: ``python -m tests.apps.run_sio PORT`` (``sio.run``),
+- ``"flask"``: ``flask --app tests.apps.e2e_app run`` (threaded Werkzeug),
+- ``"gunicorn"``: ``gunicorn -k gthread --threads 50 -w 1``.
+
+The SocketIO options reach the app as ``SIO09_TEST_*`` environment variables (see the
+app's docstring). The server's output goes to a log file, readiness is an HTTP poll
+with a generous deadline, and the fixture stops exactly the process it started, by
+PID. Servers with the same kind and options are shared for the whole session unless
+``fresh=True`` is given; the tail of every log a failing test used is attached to its
+report.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import pytest
+import requests
+
+TESTS_DIR = Path(__file__).resolve().parent
+REPO_ROOT = TESTS_DIR.parent
+VENDOR_JS = REPO_ROOT / "vendor" / "socket.io.js"
+
+READY_DEADLINE = 30.0
+STOP_DEADLINE = 15.0
+POLL_INTERVAL = 0.05
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+SERVER_KINDS = ("sio_run", "flask", "gunicorn")
+
+_SERVERS_USED = pytest.StashKey[list]()
+
+
+# ---------------------------------------------------------------------------
+# waiting
+# ---------------------------------------------------------------------------
+
+
+def wait_until(
+    predicate: Callable[[], object],
+    timeout: float = 30.0,
+    interval: float = POLL_INTERVAL,
+    message: str | Callable[[], str] = "condition",
+):
+    """Poll ``predicate`` until it returns something truthy and return that value.
+
+    Raises ``AssertionError`` (with ``message``) when ``timeout`` seconds pass first.
+    Every call is bounded; this is the only way tests wait for something to happen.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            text = message() if callable(message) else message
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {text}")
+        time.sleep(interval)
+
+
+# ---------------------------------------------------------------------------
+# live servers
+# ---------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def options_to_env(options: dict) -> dict[str, str]:
+    env = {}
+    for name, value in options.items():
+        if value is None:
+            continue
+        if isinstance(value, (list, tuple)):
+            value = ",".join(value)
+        elif value is True:
+            value = "1"
+        env["SIO09_TEST_" + name.upper()] = str(value)
+    return env
+
+
+class LiveServer:
+    """One server process running the end-to-end app."""
+
+    def __init__(self, kind: str, options: dict, log_path: Path):
+        if kind not in SERVER_KINDS:
+            raise ValueError(f"unknown server kind {kind!r}; one of {SERVER_KINDS}")
+        self.kind = kind
+        self.options = dict(options)
+        self.log_path = log_path
+        self.port: int | None = None
+        self.proc: subprocess.Popen | None = None
+        self._log_file = None
+
+    # -- addresses ----------------------------------------------------------
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self.host}"
+
+    def __repr__(self) -> str:
+        return f"<LiveServer {self.kind} {self.url} pid={self.proc and self.proc.pid}>"
+
+    # -- process ------------------------------------------------------------
+
+    def command(self, port: int) -> list[str]:
+        if self.kind == "sio_run":
+            return [sys.executable, "-m", "tests.apps.run_sio", str(port)]
+        if self.kind == "flask":
+            return [
+                sys.executable, "-m", "flask", "--app", "tests.apps.e2e_app", "run",
+                "--host", "127.0.0.1", "--port", str(port),
+                "--with-threads", "--no-reload", "--no-debugger",
+            ]
+        return [
+            sys.executable, "-m", "gunicorn",
+            "-k", "gthread", "--threads", "50", "-w", "1",
+            "-b", f"127.0.0.1:{port}",
+            "--graceful-timeout", "5",
+            "--access-logfile", "-",
+            "tests.apps.e2e_app:app",
+        ]
+
+    def environment(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SIO09_TEST_")}
+        python_path = [str(REPO_ROOT)]
+        if env.get("PYTHONPATH"):
+            python_path.append(env["PYTHONPATH"])
+        env["PYTHONPATH"] = os.pathsep.join(python_path)
+        env["PYTHONUNBUFFERED"] = "1"
+        env.pop("FLASK_APP", None)
+        env.update(options_to_env(self.options))
+        return env
+
+    def start(self, attempts: int = 3) -> "LiveServer":
+        """Start on a free port; retry on another port if the process dies at once."""
+        last_error = None
+        for _ in range(attempts):
+            self.port = free_port()
+            self._log_file = open(self.log_path, "ab")
+            self._log_file.write(
+                f"=== {self.kind} on port {self.port}: {' '.join(self.command(self.port))}\n"
+                f"=== options {self.options}\n".encode()
+            )
+            self._log_file.flush()
+            self.proc = subprocess.Popen(
+                self.command(self.port),
+                cwd=REPO_ROOT,
+                env=self.environment(),
+                stdin=subprocess.DEVNULL,
+                stdout=self._log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            try:
+                self.wait_ready()
+                return self
+            except AssertionError as exc:
+                last_error = exc
+                self.stop()
+                if "exited" not in str(exc):
+                    break
+        raise AssertionError(f"{self.kind} server never became ready: {last_error}\n{self.log_tail()}")
+
+    def wait_ready(self, timeout: float = READY_DEADLINE) -> None:
+        def answered():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"server process exited with {self.proc.returncode}")
+            try:
+                return requests.get(self.url + "/healthz", timeout=2).status_code == 200
+            except requests.RequestException:
+                return False
+
+        wait_until(answered, timeout=timeout, message=f"{self!r} to answer GET /healthz")
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self) -> None:
+        """Terminate the process this object started (by PID), then kill it if needed."""
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(STOP_DEADLINE)
+            except subprocess.TimeoutExpired:
+                # The process leads its own session (start_new_session), so its
+                # group id is its PID: a gunicorn worker left behind by a master
+                # that had to be killed is in that group and nothing else is.
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    proc.kill()
+                proc.wait(STOP_DEADLINE)
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+
+    # -- observation --------------------------------------------------------
+
+    def log_tail(self, lines: int = 60) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def events(self, sid: str | None = None) -> list[dict]:
+        params = {"sid": sid} if sid else None
+        response = requests.get(self.url + "/events", params=params, timeout=10)
+        response.raise_for_status()
+        return response.json()
+
+    def wait_events(
+        self,
+        predicate: Callable[[list[dict]], object],
+        sid: str | None = None,
+        timeout: float = 30.0,
+        what: str = "server events",
+    ) -> list[dict]:
+        """Poll ``/events`` until ``predicate(events)`` holds; return the events."""
+        seen: list[dict] = []
+
+        def check():
+            seen[:] = self.events(sid)
+            return predicate(seen)
+
+        wait_until(check, timeout=timeout, message=lambda: f"{what}; last seen {seen}")
+        return list(seen)
+
+    def server_emit(self, event: str, *args, to=None, namespace: str = "", count=None):
+        body = {"event": event, "args": list(args), "to": to, "namespace": namespace}
+        if count is not None:
+            body["count"] = count
+        response = requests.post(self.url + "/server_emit", json=body, timeout=10)
+        response.raise_for_status()
+
+
+@pytest.fixture(scope="session")
+def _server_pool(tmp_path_factory):
+    pool: dict = {}
+    yield pool
+    for server in pool.values():
+        server.stop()
+
+
+@pytest.fixture
+def live_server(request, _server_pool, tmp_path_factory, tmp_path):
+    """Factory: ``live_server(kind="sio_run", fresh=False, **options) -> LiveServer``."""
+    started: list[LiveServer] = []
+    used = request.node.stash.setdefault(_SERVERS_USED, [])
+
+    def factory(kind: str = "sio_run", fresh: bool = False, **options) -> LiveServer:
+        if fresh:
+            server = LiveServer(kind, options, tmp_path / f"server-{kind}-{len(started)}.log")
+            started.append(server)
+            used.append(server)
+            return server.start()
+        key = (kind, tuple(sorted((k, repr(v)) for k, v in options.items())))
+        server = _server_pool.get(key)
+        if server is None or not server.alive():
+            if server is not None:
+                server.stop()
+            log_dir = tmp_path_factory.mktemp(f"server-{kind}")
+            server = LiveServer(kind, options, log_dir / "server.log")
+            _server_pool[key] = server
+            server.start()
+        used.append(server)
+        return server
+
+    yield factory
+    for server in started:
+        server.stop()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        for server in item.stash.get(_SERVERS_USED, []):
+            report.sections.append(
+                (f"server log {server.kind} {server.log_path}", server.log_tail())
+            )
+
+
+# ---------------------------------------------------------------------------
+# the browser
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's Chromium, headless, driven by Playwright (never ``playwright install``)."""
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} is not installed (Debian package chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture(scope="session")
+def vendor_client() -> Path:
+    """The socket.io-client 0.9.16 build fetched by ``make vendor`` (git-ignored)."""
+    if not VENDOR_JS.is_file():
+        pytest.fail(f"{VENDOR_JS.relative_to(REPO_ROOT)} is missing: run `make vendor`")
+    return VENDOR_JS
+
+
+@pytest.fixture
+def new_page(browser, vendor_client):
+    """Factory: ``new_page(server)`` opens the test page of ``server`` in a fresh context."""
+    contexts = []
+
+    def factory(server: LiveServer):
+        context = browser.new_context()
+        contexts.append(context)
+        page = context.new_page()
+        page.set_default_timeout(30_000)
+        page.goto(server.url + "/")
+        page.wait_for_function("() => window.T && window.T.ready === true", polling=50)
+        return page
+
+    yield factory
+    for context in contexts:
+        context.close()
