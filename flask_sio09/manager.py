@@ -1,0 +1,120 @@
+"""Rooms and broadcast: who receives an emit.
+
+The index is ``namespace -> room -> set of sids``. Room ``None`` of a namespace
+holds every client connected to it, and every client is also in a room named
+after its own sid, so "to one client", "to a room" and "to everyone" take the
+same path. A broadcast is encoded once and the same string is handed to every
+recipient through the ``deliver`` callable that the server provides.
+
+``Manager`` is the interface; ``MemoryManager`` keeps the index in this
+process. A multi-process manager (Redis) subclasses it and publishes each
+operation to its peers.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+
+Deliver = Callable[[str, str, str], None]
+"""``deliver(sid, endpoint, encoded_packet)``, supplied by the server."""
+
+
+class MemoryManager:
+    """The room index of one process. Thread-safe (one lock).
+
+    :param deliver: called once per recipient with the encoded packet.
+    """
+
+    def __init__(self, deliver: Deliver) -> None:
+        self._deliver = deliver
+        self._rooms: dict[str, dict[str | None, set[str]]] = {}
+        self._lock = threading.Lock()
+
+    # -- membership ------------------------------------------------------
+
+    def connect(self, sid: str, namespace: str) -> None:
+        """Enter ``sid`` into the namespace's everyone-room and its own room."""
+        with self._lock:
+            rooms = self._rooms.setdefault(namespace, {})
+            rooms.setdefault(None, set()).add(sid)
+            rooms.setdefault(sid, set()).add(sid)
+
+    def disconnect(self, sid: str, namespace: str) -> None:
+        """Remove ``sid`` from every room of ``namespace``."""
+        with self._lock:
+            rooms = self._rooms.get(namespace)
+            if not rooms:
+                return
+            for room in [r for r, members in rooms.items() if sid in members]:
+                self._discard(rooms, room, sid)
+            if not rooms:
+                del self._rooms[namespace]
+
+    def enter_room(self, sid: str, namespace: str, room: str) -> None:
+        """Add ``sid`` to ``room``."""
+        with self._lock:
+            self._rooms.setdefault(namespace, {}).setdefault(room, set()).add(sid)
+
+    def leave_room(self, sid: str, namespace: str, room: str) -> None:
+        """Remove ``sid`` from ``room``."""
+        with self._lock:
+            rooms = self._rooms.get(namespace)
+            if rooms and room in rooms:
+                self._discard(rooms, room, sid)
+
+    def close_room(self, room: str, namespace: str) -> None:
+        """Empty ``room``."""
+        with self._lock:
+            rooms = self._rooms.get(namespace)
+            if rooms:
+                rooms.pop(room, None)
+
+    def get_rooms(self, sid: str, namespace: str) -> list[str]:
+        """The named rooms ``sid`` is in (its own sid-room included)."""
+        with self._lock:
+            rooms = self._rooms.get(namespace, {})
+            return [r for r, members in rooms.items() if r is not None and sid in members]
+
+    def get_participants(self, namespace: str, room: str | None) -> list[str]:
+        """The sids in ``room`` (``None``: everyone in the namespace)."""
+        with self._lock:
+            return list(self._rooms.get(namespace, {}).get(room, ()))
+
+    @staticmethod
+    def _discard(rooms: dict[str | None, set[str]], room: str | None, sid: str) -> None:
+        members = rooms[room]
+        members.discard(sid)
+        if not members:
+            del rooms[room]
+
+    # -- emitting --------------------------------------------------------
+
+    def recipients(self, namespace: str, to: str | Iterable[str] | None,
+                   skip_sid: str | Iterable[str] | None = None) -> list[str]:
+        """The sids an emit reaches: the union of the rooms in ``to`` (or the
+        whole namespace), minus ``skip_sid``."""
+        with self._lock:
+            rooms = self._rooms.get(namespace)
+            if not rooms:
+                return []
+            if to is None or isinstance(to, str):
+                targets = set(rooms.get(to, ()))
+            else:
+                targets = set()
+                for room in to:
+                    targets.update(rooms.get(room, ()))
+        if skip_sid is not None:
+            if isinstance(skip_sid, str):
+                targets.discard(skip_sid)
+            else:
+                targets.difference_update(skip_sid)
+        return list(targets)
+
+    def emit_encoded(self, encoded: str, namespace: str, to: str | Iterable[str] | None = None,
+                     skip_sid: str | Iterable[str] | None = None) -> int:
+        """Deliver one encoded packet to every recipient. Returns how many."""
+        targets = self.recipients(namespace, to, skip_sid)
+        for sid in targets:
+            self._deliver(sid, namespace, encoded)
+        return len(targets)

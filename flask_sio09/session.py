@@ -1,0 +1,264 @@
+"""One client's Socket.IO 0.9 session: its state, outbox, namespaces and acks.
+
+Rules of this module:
+
+* Every change of a session's state happens here, under the session's lock, and
+  follows the ``TRANSITIONS`` table.
+* It knows nothing about sockets, HTTP or Flask. A transport is anything with a
+  ``wake()`` method and a ``persistent`` flag (see ``Transport``); the session
+  calls ``wake()`` when the outbox gains data or the session closes, and the
+  transport drains the outbox on its own thread.
+* Emitting only appends to the outbox, so it never blocks on a slow client. The
+  outbox has a byte limit; past it ``send`` reports an overflow and the caller
+  closes the session.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Protocol
+
+
+class State(enum.Enum):
+    """Life stages of a session."""
+
+    #: the handshake was answered; no transport has opened yet
+    HANDSHAKEN = "handshaken"
+    #: a transport opened and the global namespace was connected
+    CONNECTED = "connected"
+    #: over; the sid is no longer valid
+    CLOSED = "closed"
+
+
+#: (state, event) -> new state. Any pair not listed is illegal.
+TRANSITIONS: dict[tuple[State, str], State] = {
+    (State.HANDSHAKEN, "open"): State.CONNECTED,
+    (State.HANDSHAKEN, "close"): State.CLOSED,
+    (State.CONNECTED, "close"): State.CLOSED,
+}
+
+
+class IllegalTransition(RuntimeError):
+    """An event that the session's current state does not allow."""
+
+
+class Transport(Protocol):
+    """What a session needs from the transport that currently carries it."""
+
+    #: websocket, flashsocket and htmlfile stay open: heartbeats flow over them
+    #: and their loss ends the session at once.
+    persistent: bool
+
+    def wake(self) -> None:
+        """The outbox gained data, or the session closed."""
+
+
+class Session:
+    """The server-side state of one Socket.IO 0.9 client.
+
+    :param sid: the session id given in the handshake.
+    :param environ: the WSGI environ of the handshake request, kept for the
+                    application (its request context, cookies, query).
+    :param now: the clock reading at creation.
+    :param max_outbox_bytes: the most encoded text that may wait for a slow
+                             client before the session is closed.
+    """
+
+    def __init__(self, sid: str, environ: dict[str, Any], now: float,
+                 max_outbox_bytes: int = 16_000_000) -> None:
+        self.sid = sid
+        self.environ = environ
+        self.state = State.HANDSHAKEN
+        self.created_at = now
+        #: when the client last showed life (any packet or poll)
+        self.last_seen = now
+        #: when the server last wrote a heartbeat
+        self.last_heartbeat = now
+        #: when the session lost its last transport (None while one is open)
+        self.detached_since: float | None = now
+        self.transport: Transport | None = None
+        self.close_reason: str | None = None
+        self.lock = threading.Lock()
+        self.max_outbox_bytes = max_outbox_bytes
+        self._outbox: deque[str] = deque()
+        self._outbox_bytes = 0
+        #: endpoint -> list of packets held while its connect handler runs;
+        #: an endpoint that is in ``namespaces`` but not here is connected.
+        self._held: dict[str, list[str]] = {}
+        #: endpoints joined (or being joined) by this client
+        self.namespaces: set[str] = set()
+        self._ack_ids = itertools.count(1)
+        self._callbacks: dict[tuple[str, int], Callable[..., Any]] = {}
+        #: per-session data for the application (e.g. the Flask session copy)
+        self.app_data: dict[str, Any] = {}
+        # handler jobs of this session, run one at a time (see workers.py)
+        self.jobs: deque[Callable[[], None]] = deque()
+        self.jobs_running = False
+
+    # -- state -----------------------------------------------------------
+
+    def _transition(self, event: str) -> None:
+        try:
+            self.state = TRANSITIONS[(self.state, event)]
+        except KeyError:
+            raise IllegalTransition(
+                f"event {event!r} is not allowed in state {self.state.value}"
+            ) from None
+
+    @property
+    def closed(self) -> bool:
+        """True once the session is over."""
+        return self.state is State.CLOSED
+
+    def attach(self, transport: Transport, now: float) -> tuple[bool, Transport | None]:
+        """Make ``transport`` the session's downstream channel.
+
+        :return: ``(opened, previous)``: ``opened`` is True the first time a
+                 transport attaches (the caller then connects the global
+                 namespace); ``previous`` is the transport it replaced, which
+                 the caller must end.
+        """
+        with self.lock:
+            if self.closed:
+                raise IllegalTransition("the session is closed")
+            opened = self.state is State.HANDSHAKEN
+            if opened:
+                self._transition("open")
+            previous, self.transport = self.transport, transport
+            self.detached_since = None
+            self.last_seen = now
+            has_data = bool(self._outbox)
+        if has_data:
+            transport.wake()
+        return opened, previous
+
+    def release(self, transport: Transport, now: float) -> list[str]:
+        """Detach ``transport`` (if it is still the current one) and hand it
+        whatever the outbox holds, atomically, so no packet falls between."""
+        with self.lock:
+            if self.transport is not transport:
+                return []
+            self.transport = None
+            self.detached_since = now
+            return self._take()
+
+    def close(self, reason: str) -> bool:
+        """Mark the session closed. Returns False if it already was."""
+        with self.lock:
+            if self.closed:
+                return False
+            self._transition("close")
+            self.close_reason = reason
+            transport = self.transport
+            self._callbacks.clear()
+        if transport is not None:
+            transport.wake()
+        return True
+
+    def touch(self, now: float) -> None:
+        """The client showed life."""
+        self.last_seen = now
+
+    # -- outbox ----------------------------------------------------------
+
+    def send(self, encoded: str, endpoint: str = "") -> bool:
+        """Queue one encoded packet for the client.
+
+        Packets for a namespace whose connect handler is still running are
+        held back, so that the ``1::/ns`` echo goes out before them.
+
+        :return: False when the outbox overflowed (the caller must close the
+                 session); True otherwise, including for a closed session,
+                 where the packet is dropped.
+        """
+        with self.lock:
+            if self.closed:
+                return True
+            held = self._held.get(endpoint)
+            if held is not None:
+                held.append(encoded)
+                return True
+            self._outbox.append(encoded)
+            self._outbox_bytes += len(encoded)
+            if self._outbox_bytes > self.max_outbox_bytes:
+                return False
+            transport = self.transport
+        if transport is not None:
+            transport.wake()
+        return True
+
+    def _take(self) -> list[str]:
+        packets = list(self._outbox)
+        self._outbox.clear()
+        self._outbox_bytes = 0
+        return packets
+
+    def take_outbox(self) -> list[str]:
+        """Remove and return every queued packet, oldest first."""
+        with self.lock:
+            return self._take()
+
+    def has_outbox(self) -> bool:
+        """True when packets are waiting."""
+        return bool(self._outbox)
+
+    # -- namespaces ------------------------------------------------------
+
+    def begin_namespace(self, endpoint: str) -> bool:
+        """Start joining ``endpoint``; packets for it are held until
+        ``accept_namespace`` or ``refuse_namespace``. False if already joined."""
+        with self.lock:
+            if endpoint in self.namespaces or self.closed:
+                return False
+            self.namespaces.add(endpoint)
+            self._held[endpoint] = []
+            return True
+
+    def accept_namespace(self, endpoint: str, echo: str) -> bool:
+        """Finish joining: queue ``echo`` (the connect packet) then the held
+        packets. Returns False on outbox overflow."""
+        with self.lock:
+            held = self._held.pop(endpoint, [])
+        ok = self.send(echo, endpoint)
+        for encoded in held:
+            ok = self.send(encoded, endpoint) and ok
+        return ok
+
+    def refuse_namespace(self, endpoint: str) -> None:
+        """Give up joining ``endpoint``; held packets are dropped."""
+        with self.lock:
+            self._held.pop(endpoint, None)
+            self.namespaces.discard(endpoint)
+
+    def leave_namespace(self, endpoint: str) -> bool:
+        """Leave ``endpoint``. Returns True if the client had joined it."""
+        with self.lock:
+            self._held.pop(endpoint, None)
+            if endpoint not in self.namespaces:
+                return False
+            self.namespaces.discard(endpoint)
+            for key in [k for k in self._callbacks if k[0] == endpoint]:
+                del self._callbacks[key]
+            return True
+
+    def is_connected(self, endpoint: str) -> bool:
+        """True when ``endpoint`` is joined and its connect handler accepted."""
+        return endpoint in self.namespaces and endpoint not in self._held
+
+    # -- acks ------------------------------------------------------------
+
+    def add_callback(self, endpoint: str, callback: Callable[..., Any]) -> int:
+        """Remember ``callback`` for the client's ack; returns the packet id."""
+        ack_id = next(self._ack_ids)
+        with self.lock:
+            self._callbacks[(endpoint, ack_id)] = callback
+        return ack_id
+
+    def pop_callback(self, endpoint: str, ack_id: int) -> Callable[..., Any] | None:
+        """The callback waiting for ``ack_id`` on ``endpoint``, removed; or None."""
+        with self.lock:
+            return self._callbacks.pop((endpoint, ack_id), None)

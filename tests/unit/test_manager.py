@@ -1,0 +1,55 @@
+"""The room index and encode-once broadcast."""
+
+import pytest
+
+from flask_sio09.manager import MemoryManager
+
+
+@pytest.fixture
+def delivered():
+    return []
+
+
+@pytest.fixture
+def manager(delivered):
+    m = MemoryManager(lambda sid, ns, encoded: delivered.append((sid, ns, encoded)))
+    for sid in ("a", "b", "c"):
+        m.connect(sid, "/chat")
+    m.connect("a", "")
+    return m
+
+
+def test_everyone_and_own_room(manager):
+    assert sorted(manager.recipients("/chat", None)) == ["a", "b", "c"]
+    assert manager.recipients("/chat", "b") == ["b"]
+    assert manager.recipients("", None) == ["a"]
+    assert manager.recipients("/nowhere", None) == []
+
+
+def test_rooms_and_skip(manager):
+    manager.enter_room("a", "/chat", "lobby")
+    manager.enter_room("b", "/chat", "lobby")
+    manager.enter_room("c", "/chat", "den")
+    assert sorted(manager.recipients("/chat", "lobby")) == ["a", "b"]
+    assert manager.recipients("/chat", "lobby", skip_sid="a") == ["b"]
+    assert sorted(manager.recipients("/chat", ["lobby", "den"], skip_sid=["b"])) == ["a", "c"]
+    assert sorted(manager.get_rooms("a", "/chat")) == ["a", "lobby"]
+    manager.leave_room("a", "/chat", "lobby")
+    assert manager.recipients("/chat", "lobby") == ["b"]
+    manager.close_room("lobby", "/chat")
+    assert manager.recipients("/chat", "lobby") == []
+
+
+def test_disconnect_leaves_every_room_of_that_namespace_only(manager):
+    manager.enter_room("a", "/chat", "lobby")
+    manager.disconnect("a", "/chat")
+    assert manager.get_rooms("a", "/chat") == []
+    assert "a" not in manager.recipients("/chat", None)
+    assert manager.recipients("", None) == ["a"]
+
+
+def test_emit_encoded_hands_the_same_string_to_each(manager, delivered):
+    count = manager.emit_encoded("5::/chat:{}", "/chat", skip_sid="c")
+    assert count == 2
+    assert sorted(d[0] for d in delivered) == ["a", "b"]
+    assert all(d[2] is delivered[0][2] for d in delivered)

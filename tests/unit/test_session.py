@@ -1,0 +1,130 @@
+"""Session state machine, outbox and namespace holding."""
+
+import pytest
+
+from flask_sio09.session import IllegalTransition, Session, State, TRANSITIONS
+
+
+class FakeTransport:
+    def __init__(self, persistent=False):
+        self.persistent = persistent
+        self.wakes = 0
+
+    def wake(self):
+        self.wakes += 1
+
+
+def make(limit=1000):
+    return Session("sid1", {}, now=0.0, max_outbox_bytes=limit)
+
+
+def test_transition_table_covers_only_legal_moves():
+    assert TRANSITIONS[(State.HANDSHAKEN, "open")] is State.CONNECTED
+    assert (State.CLOSED, "open") not in TRANSITIONS
+    assert (State.CLOSED, "close") not in TRANSITIONS
+
+
+def test_illegal_transition_raises_and_changes_nothing():
+    session = make()
+    session.close("test")
+    with pytest.raises(IllegalTransition):
+        session.attach(FakeTransport(), 1.0)
+    assert session.state is State.CLOSED
+    assert session.transport is None
+
+
+def test_first_attach_opens_later_ones_replace():
+    session = make()
+    first, second = FakeTransport(), FakeTransport()
+    assert session.attach(first, 1.0) == (True, None)
+    assert session.state is State.CONNECTED
+    assert session.detached_since is None
+    assert session.attach(second, 2.0) == (False, first)
+    assert session.transport is second
+
+
+def test_send_wakes_transport_and_release_hands_over_outbox():
+    session = make()
+    transport = FakeTransport()
+    session.attach(transport, 1.0)
+    assert session.send("3:::a")
+    assert session.send("3:::b")
+    assert transport.wakes == 2
+    assert session.release(transport, 5.0) == ["3:::a", "3:::b"]
+    assert session.transport is None and session.detached_since == 5.0
+    # packets sent while detached wait in the outbox, none lost
+    assert session.send("3:::c")
+    assert session.take_outbox() == ["3:::c"]
+
+
+def test_release_by_a_replaced_transport_takes_nothing():
+    session = make()
+    old, new = FakeTransport(), FakeTransport()
+    session.attach(old, 1.0)
+    session.attach(new, 1.0)
+    session.send("3:::x")
+    assert session.release(old, 2.0) == []
+    assert session.transport is new
+    assert session.take_outbox() == ["3:::x"]
+
+
+def test_attach_with_queued_data_wakes_at_once():
+    session = make()
+    session.send("3:::early")
+    transport = FakeTransport()
+    session.attach(transport, 1.0)
+    assert transport.wakes == 1
+
+
+def test_outbox_limit_reports_overflow():
+    session = make(limit=10)
+    assert session.send("12345")
+    assert not session.send("1234567")
+
+
+def test_closed_session_drops_packets_and_wakes_transport_once():
+    session = make()
+    transport = FakeTransport()
+    session.attach(transport, 1.0)
+    assert session.close("bye") is True
+    assert session.close("again") is False
+    assert transport.wakes == 1
+    assert session.send("3:::late") is True
+    assert session.take_outbox() == []
+    assert session.close_reason == "bye"
+
+
+def test_namespace_packets_are_held_until_accepted():
+    session = make()
+    assert session.begin_namespace("/chat")
+    assert not session.begin_namespace("/chat")
+    assert not session.is_connected("/chat")
+    session.send("5::/chat:{\"name\":\"early\"}", "/chat")
+    session.send("3:::global")
+    assert session.take_outbox() == ["3:::global"]
+    session.accept_namespace("/chat", "1::/chat")
+    assert session.is_connected("/chat")
+    assert session.take_outbox() == ["1::/chat", "5::/chat:{\"name\":\"early\"}"]
+
+
+def test_refused_namespace_drops_held_packets():
+    session = make()
+    session.begin_namespace("/p")
+    session.send("3::/p:secret", "/p")
+    session.refuse_namespace("/p")
+    assert not session.is_connected("/p")
+    assert session.take_outbox() == []
+
+
+def test_callbacks_are_per_endpoint_and_dropped_on_leave():
+    session = make()
+    session.begin_namespace("/a")
+    session.accept_namespace("/a", "1::/a")
+    first = session.add_callback("/a", print)
+    second = session.add_callback("", len)
+    assert first != second
+    assert session.pop_callback("", first) is None
+    assert session.leave_namespace("/a")
+    assert session.pop_callback("/a", first) is None
+    assert session.pop_callback("", second) is len
+    assert session.pop_callback("", second) is None
