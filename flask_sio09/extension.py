@@ -1,0 +1,384 @@
+"""The Flask glue: ``SocketIO``, its options, and the handler helpers.
+
+This is the only module that imports Flask. It builds one ``Server`` per Flask
+app (kept in ``app.extensions["sio09"]``), wraps ``app.wsgi_app`` so requests
+under ``/<resource>/`` reach the server before Flask's router, and runs every
+handler inside the request context of the request that opened the connection,
+with ``request.sid``, ``request.namespace`` and ``request.event`` set and the
+connection's own copy of the Flask session.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl
+
+import flask
+from flask.ctx import RequestContext
+from werkzeug.datastructures import MultiDict
+
+from . import protocol, transports
+from .options import resolve_options
+from .server import Server
+from .session import Session
+
+logger = logging.getLogger("flask_sio09")
+
+Handler = Callable[..., Any]
+
+
+def normalize_namespace(namespace: str | None) -> str:
+    """The wire endpoint of a namespace: ``None``, ``""`` and ``"/"`` are the
+    global namespace (endpoint ``""``); others must start with ``/``."""
+    if namespace is None or namespace in ("", "/"):
+        return ""
+    if not namespace.startswith("/") or ":" in namespace:
+        raise ValueError(f"namespace {namespace!r} must start with '/' and contain no ':'")
+    return namespace
+
+
+@dataclass
+class _Registered:
+    """A handler with what its signature accepts."""
+
+    fn: Handler
+    wants_ack: bool
+    positional: int
+
+    @classmethod
+    def of(cls, fn: Handler) -> _Registered:
+        try:
+            params = inspect.signature(fn).parameters.values()
+        except (TypeError, ValueError):  # builtins without a signature
+            return cls(fn, False, 1)
+        wants_ack = any(p.name == "ack" or p.kind is p.VAR_KEYWORD for p in params)
+        positional = sum(1 for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+                         and p.name != "ack")
+        if any(p.kind is p.VAR_POSITIONAL for p in params):
+            positional = 1 << 30
+        return cls(fn, wants_ack, positional)
+
+
+def ack_args(value: Any) -> tuple[Any, ...]:
+    """A handler's return value as ack arguments: None -> none, a tuple ->
+    several, anything else -> one."""
+    if value is None:
+        return ()
+    if isinstance(value, tuple):
+        return value
+    return (value,)
+
+
+class _AppBridge:
+    """Runs the handlers of one ``SocketIO`` for one Flask app (the server's
+    ``Application``)."""
+
+    def __init__(self, sio: SocketIO, app: flask.Flask) -> None:
+        self.sio = sio
+        self.app = app
+
+    def _call(self, session: Session, namespace: str, event: dict[str, Any],
+              fn: Handler, *args: Any, **kwargs: Any) -> Any:
+        # the connection's own copy of the Flask session, kept between events
+        saved = session.app_data.get("flask_session")
+        ctx = RequestContext(self.app, session.environ, session=saved)
+        with ctx:
+            if saved is None:
+                session.app_data["flask_session"] = ctx.session
+            request = flask.request
+            request.sid = session.sid  # type: ignore[attr-defined]
+            request.namespace = namespace  # type: ignore[attr-defined]
+            request.event = event  # type: ignore[attr-defined]
+            try:
+                return fn(*args, **kwargs)
+            except Exception as exc:
+                return self._handle_error(namespace, exc)
+
+    def _handle_error(self, namespace: str, exc: Exception) -> Any:
+        handler = self.sio.error_handlers.get(namespace, self.sio.default_error_handler)
+        if handler is None:
+            logger.exception("error in a handler of namespace %r", namespace)
+            return None
+        try:
+            return handler(exc)
+        except Exception:
+            logger.exception("error in the error handler of namespace %r", namespace)
+            return None
+
+    def authorize_handshake(self, environ: dict[str, Any]) -> bool:
+        handler = self.sio.handshake_handler
+        if handler is None:
+            return True
+        with self.app.request_context(environ):
+            return handler() is not False
+
+    def connect(self, session: Session, namespace: str, query: str) -> bool:
+        registered = self.sio.handlers.get(namespace, {}).get("connect")
+        if registered is None:
+            return True
+        args = (MultiDict(parse_qsl(query, keep_blank_values=True)),)[:registered.positional]
+        result = self._call(session, namespace, {"name": "connect", "args": []},
+                            registered.fn, *args)
+        return result is not False
+
+    def event(self, session: Session, namespace: str, name: str, args: list[Any],
+              ack: Callable[..., None] | None) -> None:
+        registered = self.sio.handlers.get(namespace, {}).get(name)
+        if registered is None:
+            logger.debug("session %s: no handler for %r on %r", session.sid, name, namespace)
+            return
+        inject = ack is not None and registered.wants_ack
+        kwargs = {"ack": ack} if inject else {}
+        result = self._call(session, namespace, {"name": name, "args": args},
+                            registered.fn, *args, **kwargs)
+        if ack is not None and not inject:
+            ack(*ack_args(result))
+
+    def disconnect(self, session: Session, namespace: str) -> None:
+        registered = self.sio.handlers.get(namespace, {}).get("disconnect")
+        if registered is not None:
+            self._call(session, namespace, {"name": "disconnect", "args": []}, registered.fn)
+
+    def callback(self, session: Session, namespace: str, callback: Callable[..., Any],
+                 args: list[Any]) -> None:
+        self._call(session, namespace, {"name": "callback", "args": args}, callback, *args)
+
+    def error(self, session: Session, namespace: str, reason: str, advice: str) -> None:
+        registered = self.sio.handlers.get(namespace, {}).get("error")
+        if registered is None:
+            logger.info("session %s: client error packet on %r: %s %s",
+                        session.sid, namespace, reason, advice)
+            return
+        self._call(session, namespace, {"name": "error", "args": [reason, advice]},
+                   registered.fn, reason, advice)
+
+
+class _Middleware:
+    """Sends ``/<resource>/...`` to the server before Flask's router sees it
+    (Werkzeug's router would refuse a WebSocket upgrade)."""
+
+    def __init__(self, wsgi_app: Callable[..., Any], server: Server) -> None:
+        self.wsgi_app = wsgi_app
+        self.server = server
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        route = protocol.parse_path(environ.get("PATH_INFO", ""), self.server.options.resource)
+        if route is None:
+            return self.wsgi_app(environ, start_response)
+        return transports.handle_request(self.server, route, environ, start_response)
+
+
+@dataclass
+class _State:
+    """What ``init_app`` keeps per Flask app."""
+
+    sio: SocketIO
+    server: Server
+
+
+class SocketIO:
+    """The Socket.IO 0.9 extension.
+
+    :param app: the Flask app, or None to call ``init_app`` later.
+    :param options: the options of API.md (``resource``, ``transports``,
+                    ``heartbeat_timeout``, ``heartbeat_interval``,
+                    ``close_timeout``, ``polling_duration``,
+                    ``cors_allowed_origins``, ``max_http_buffer_size``,
+                    ``message_queue``, ``logger``, ``websocket_mode``,
+                    ``handler_threads``, ``write_only``); each may also come
+                    from ``app.config["SIO09_<NAME>"]``, an argument wins.
+    """
+
+    def __init__(self, app: flask.Flask | None = None, **options: Any) -> None:
+        self._options = options
+        #: namespace endpoint -> event name -> handler
+        self.handlers: dict[str, dict[str, _Registered]] = {}
+        self.error_handlers: dict[str, Handler] = {}
+        self.default_error_handler: Handler | None = None
+        self.handshake_handler: Handler | None = None
+        self._states: list[_State] = []
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: flask.Flask, **options: Any) -> None:
+        """Attach the extension to ``app`` (the factory pattern)."""
+        if "sio09" in app.extensions:
+            raise RuntimeError("SocketIO.init_app was already called on this app")
+        opts = resolve_options(app.config, {**self._options, **options})
+        server = Server(opts, _AppBridge(self, app))
+        state = _State(self, server)
+        app.extensions["sio09"] = state
+        app.wsgi_app = _Middleware(app.wsgi_app, server)  # type: ignore[method-assign]
+        self._states.append(state)
+
+    # -- registering handlers --------------------------------------------
+
+    def on(self, event: str, namespace: str | None = None) -> Callable[[Handler], Handler]:
+        """Decorator: register a handler for ``event`` on ``namespace``."""
+        def decorator(fn: Handler) -> Handler:
+            self.on_event(event, fn, namespace)
+            return fn
+        return decorator
+
+    def on_event(self, event: str, handler: Handler, namespace: str | None = None) -> None:
+        """Register ``handler`` for ``event`` on ``namespace`` (no decorator)."""
+        ns = normalize_namespace(namespace)
+        self.handlers.setdefault(ns, {})[event] = _Registered.of(handler)
+
+    def on_error(self, namespace: str | None = None) -> Callable[[Handler], Handler]:
+        """Decorator: handle exceptions raised by ``namespace``'s handlers."""
+        def decorator(fn: Handler) -> Handler:
+            self.error_handlers[normalize_namespace(namespace)] = fn
+            return fn
+        return decorator
+
+    def on_error_default(self, fn: Handler) -> Handler:
+        """Decorator: handle exceptions of namespaces without their own handler."""
+        self.default_error_handler = fn
+        return fn
+
+    def on_handshake(self, fn: Handler) -> Handler:
+        """Decorator: authorize handshakes; returning False answers 403."""
+        self.handshake_handler = fn
+        return fn
+
+    # -- emitting from anywhere --------------------------------------------
+
+    def _server(self) -> Server:
+        if flask.has_app_context():
+            state = flask.current_app.extensions.get("sio09")
+            if state is not None and state.sio is self:
+                return state.server
+        if len(self._states) == 1:
+            return self._states[0].server
+        if not self._states:
+            raise RuntimeError("SocketIO has no app: call init_app(app) first")
+        raise RuntimeError("SocketIO serves several apps: call this inside an app context")
+
+    def emit(self, event: str, *args: Any, to: str | Iterable[str] | None = None,
+             skip_sid: str | Iterable[str] | None = None, namespace: str | None = "",
+             callback: Callable[..., Any] | None = None) -> None:
+        """Emit ``event`` to a sid or room (``to``), or to everyone in ``namespace``."""
+        self._server().emit_packet({"type": "event", "name": event, "args": list(args)},
+                                   normalize_namespace(namespace), to, skip_sid, callback)
+
+    def send(self, data: Any, json: bool = False, to: str | Iterable[str] | None = None,
+             skip_sid: str | Iterable[str] | None = None, namespace: str | None = "",
+             callback: Callable[..., Any] | None = None) -> None:
+        """Send a message (type 3), or a JSON message (type 4) with ``json=True``."""
+        self._server().emit_packet(message_packet(data, json),
+                                   normalize_namespace(namespace), to, skip_sid, callback)
+
+    def close_room(self, room: str, namespace: str | None = "") -> None:
+        """Empty ``room``."""
+        self._server().manager.close_room(room, normalize_namespace(namespace))
+
+    def start_background_task(self, target: Callable[..., Any], *args: Any,
+                              **kwargs: Any) -> threading.Thread:
+        """Run ``target`` in a daemon thread; returns the started thread."""
+        thread = threading.Thread(target=target, args=args, kwargs=kwargs, daemon=True)
+        thread.start()
+        return thread
+
+    @staticmethod
+    def sleep(seconds: float) -> None:
+        """Sleep (threads: ``time.sleep``)."""
+        time.sleep(seconds)
+
+    def run(self, app: flask.Flask, host: str = "127.0.0.1", port: int = 5000,
+            debug: bool = False, **kwargs: Any) -> None:
+        """Serve ``app`` with Werkzeug's threaded server (WebSocket included)."""
+        from werkzeug.serving import run_simple
+
+        kwargs.setdefault("use_reloader", debug)
+        kwargs.setdefault("use_debugger", debug)
+        run_simple(host, port, app, threaded=True, **kwargs)
+
+
+def message_packet(data: Any, json: bool) -> dict[str, Any]:
+    """The packet dict of ``send``: type 4 with ``json``, else type 3."""
+    if json:
+        return {"type": "json", "data": data}
+    return {"type": "message", "data": data if isinstance(data, str) else str(data)}
+
+
+# -- helpers for use inside handlers ---------------------------------------
+
+def _context() -> tuple[Server, str, str]:
+    """The server, sid and namespace of the handler that is running."""
+    request = flask.request
+    sid = getattr(request, "sid", None)
+    if sid is None:
+        raise RuntimeError("this helper works only inside a Socket.IO handler")
+    return flask.current_app.extensions["sio09"].server, sid, request.namespace
+
+
+def _targets(sid: str, to: Any, broadcast: bool, include_self: bool) -> tuple[Any, Any]:
+    if to is None and not broadcast:
+        to = sid
+    return to, (None if include_self else sid)
+
+
+def emit(event: str, *args: Any, to: str | Iterable[str] | None = None, broadcast: bool = False,
+         include_self: bool = True, namespace: str | None = None,
+         callback: Callable[..., Any] | None = None) -> None:
+    """Emit from a handler: to the current client by default; ``to`` a room or
+    sid; ``broadcast`` to the whole namespace; ``include_self=False`` skips
+    the sender."""
+    server, sid, current = _context()
+    ns = current if namespace is None else normalize_namespace(namespace)
+    target, skip = _targets(sid, to, broadcast, include_self)
+    server.emit_packet({"type": "event", "name": event, "args": list(args)}, ns, target, skip,
+                       callback)
+
+
+def send(data: Any, json: bool = False, to: str | Iterable[str] | None = None,
+         broadcast: bool = False, include_self: bool = True, namespace: str | None = None,
+         callback: Callable[..., Any] | None = None) -> None:
+    """``emit`` for message (type 3) or JSON (type 4) packets."""
+    server, sid, current = _context()
+    ns = current if namespace is None else normalize_namespace(namespace)
+    target, skip = _targets(sid, to, broadcast, include_self)
+    server.emit_packet(message_packet(data, json), ns, target, skip, callback)
+
+
+def join_room(room: str, sid: str | None = None, namespace: str | None = None) -> None:
+    """Put a client (the current one by default) in ``room``."""
+    server, current_sid, current = _context()
+    ns = current if namespace is None else normalize_namespace(namespace)
+    server.manager.enter_room(sid or current_sid, ns, room)
+
+
+def leave_room(room: str, sid: str | None = None, namespace: str | None = None) -> None:
+    """Take a client (the current one by default) out of ``room``."""
+    server, current_sid, current = _context()
+    ns = current if namespace is None else normalize_namespace(namespace)
+    server.manager.leave_room(sid or current_sid, ns, room)
+
+
+def close_room(room: str, namespace: str | None = None) -> None:
+    """Empty ``room``."""
+    server, _, current = _context()
+    ns = current if namespace is None else normalize_namespace(namespace)
+    server.manager.close_room(room, ns)
+
+
+def rooms(sid: str | None = None, namespace: str | None = None) -> list[str]:
+    """The rooms a client (the current one by default) is in."""
+    server, current_sid, current = _context()
+    ns = current if namespace is None else normalize_namespace(namespace)
+    return server.manager.get_rooms(sid or current_sid, ns)
+
+
+def disconnect(sid: str | None = None, namespace: str | None = None) -> None:
+    """Disconnect a client (the current one by default) from a namespace; the
+    global namespace ends its whole session."""
+    server, current_sid, current = _context()
+    ns = current if namespace is None else normalize_namespace(namespace)
+    server.disconnect(sid or current_sid, ns)

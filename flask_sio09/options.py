@@ -1,0 +1,143 @@
+"""Reading and checking the extension's options.
+
+Each option of API.md may be given as a keyword argument or as
+``SIO09_<NAME>`` in the app's config; the argument wins. Invalid values fail
+here, at ``init_app``, with a message that names the option.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from .server import KNOWN_TRANSPORTS, Options
+
+#: option name -> default (``Options`` holds the server's share of them)
+DEFAULTS: dict[str, Any] = {
+    "resource": "socket.io",
+    "transports": ("websocket", "htmlfile", "xhr-polling", "jsonp-polling"),
+    "heartbeat_timeout": 60,
+    "heartbeat_interval": 25,
+    "close_timeout": 60,
+    "polling_duration": 20,
+    "cors_allowed_origins": None,
+    "max_http_buffer_size": 1_000_000,
+    "max_outbox_bytes": 16_000_000,
+    "message_queue": None,
+    "logger": False,
+    "websocket_mode": "auto",
+    "handler_threads": 16,
+    "write_only": False,
+}
+
+WEBSOCKET_MODES = ("auto", "hub", "thread")
+
+
+class OptionError(ValueError):
+    """An option has an invalid value."""
+
+
+def _positive_number(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise OptionError(f"option {name!r} must be a positive number of seconds, got {value!r}")
+    return value
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise OptionError(f"option {name!r} must be a positive integer, got {value!r}")
+    return value
+
+
+def _transports(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [t.strip() for t in value.split(",") if t.strip()]
+    if not isinstance(value, (list, tuple)) or not value:
+        raise OptionError("option 'transports' must be a non-empty list of transport names")
+    unknown = [t for t in value if t not in KNOWN_TRANSPORTS]
+    if unknown:
+        raise OptionError(f"option 'transports' has unknown transports {unknown!r}; "
+                          f"known: {sorted(KNOWN_TRANSPORTS)}")
+    return tuple(value)
+
+
+def _origins(value: Any) -> str | list[str] | None:
+    if value is None or value == "*":
+        return value
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise OptionError("option 'cors_allowed_origins' must be None, '*' or a list of origins")
+
+
+def configure_logger(value: Any) -> None:
+    """``logger=True`` logs the library's INFO lines; a ``logging.Logger``
+    becomes the parent the library logs through; False leaves logging alone."""
+    library = logging.getLogger("flask_sio09")
+    if value is True:
+        if library.level == logging.NOTSET or library.level > logging.INFO:
+            library.setLevel(logging.INFO)
+        if not logging.getLogger().handlers and not library.handlers:
+            library.addHandler(logging.StreamHandler())
+    elif isinstance(value, logging.Logger):
+        library.handlers = [_Forward(value)]
+        library.propagate = False
+        library.setLevel(value.getEffectiveLevel())
+    elif value is not False and value is not None:
+        raise OptionError(f"option 'logger' must be True, False or a logging.Logger, got {value!r}")
+
+
+class _Forward(logging.Handler):
+    """Hands the library's records to the application's logger."""
+
+    def __init__(self, target: logging.Logger) -> None:
+        super().__init__()
+        self.target = target
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.target.handle(record)
+
+
+def resolve_options(config: Mapping[str, Any], explicit: Mapping[str, Any]) -> Options:
+    """Merge arguments over ``SIO09_*`` config over defaults, check them and
+    return the server's ``Options``."""
+    unknown = set(explicit) - set(DEFAULTS)
+    if unknown:
+        raise OptionError(f"unknown option(s): {sorted(unknown)}")
+    values = {name: explicit.get(name, config.get(f"SIO09_{name.upper()}", default))
+              for name, default in DEFAULTS.items()}
+    resource = values["resource"]
+    if not isinstance(resource, str) or not resource.strip("/") or "?" in resource:
+        raise OptionError(f"option 'resource' must be a URL path segment, got {resource!r}")
+    for name in ("heartbeat_timeout", "heartbeat_interval", "close_timeout", "polling_duration"):
+        _positive_number(name, values[name])
+    if values["heartbeat_interval"] >= values["heartbeat_timeout"]:
+        raise OptionError("option 'heartbeat_interval' must be below 'heartbeat_timeout' "
+                          "(clients drop the connection otherwise)")
+    if values["polling_duration"] >= values["close_timeout"]:
+        raise OptionError("option 'polling_duration' must be below 'close_timeout' "
+                          "(clients drop the connection otherwise)")
+    for name in ("max_http_buffer_size", "max_outbox_bytes", "handler_threads"):
+        _positive_int(name, values[name])
+    if values["websocket_mode"] not in WEBSOCKET_MODES:
+        raise OptionError(f"option 'websocket_mode' must be one of {WEBSOCKET_MODES}, "
+                          f"got {values['websocket_mode']!r}")
+    if values["message_queue"] is not None:
+        raise OptionError("option 'message_queue' is not supported yet: this release serves "
+                          "one process; leave it unset")
+    configure_logger(values["logger"])
+    return Options(
+        resource=resource.strip("/"),
+        transports=_transports(values["transports"]),
+        heartbeat_timeout=values["heartbeat_timeout"],
+        heartbeat_interval=values["heartbeat_interval"],
+        close_timeout=values["close_timeout"],
+        polling_duration=values["polling_duration"],
+        cors_allowed_origins=_origins(values["cors_allowed_origins"]),
+        max_http_buffer_size=values["max_http_buffer_size"],
+        max_outbox_bytes=values["max_outbox_bytes"],
+        websocket_mode=values["websocket_mode"],
+        handler_threads=values["handler_threads"],
+    )

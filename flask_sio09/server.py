@@ -1,0 +1,383 @@
+"""The Socket.IO 0.9 server: sessions, packet dispatch, timers, emitting.
+
+This module never imports Flask. The application side is reached through an
+object satisfying ``Application`` (``extension.py`` provides the Flask one, the
+test client another), and HTTP is handled by ``transports.py``.
+
+Threads: packets are decoded on the thread that read them (a WebSocket reader,
+a POST's request thread, or the I/O hub); everything that runs application code
+is a job handed to ``Workers``, which runs one session's jobs in order. One
+monitor thread serves every session's timers (heartbeats, heartbeat timeout,
+close timeout).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from . import packet as packet_codec
+from .manager import MemoryManager
+from .session import IllegalTransition, Session, Transport
+from .workers import Workers
+
+logger = logging.getLogger("flask_sio09")
+
+DEFAULT_TRANSPORTS = ("websocket", "htmlfile", "xhr-polling", "jsonp-polling")
+KNOWN_TRANSPORTS = frozenset(DEFAULT_TRANSPORTS + ("flashsocket",))
+#: client-emitted event names that are dropped (N's default ``blacklist``)
+BLACKLISTED_EVENTS = frozenset({"disconnect"})
+#: a handshake that no transport opens is forgotten after this long (N: 30 s)
+UNUSED_HANDSHAKE_TIMEOUT = 30.0
+#: the most namespaces one client may join (each costs server memory)
+MAX_NAMESPACES_PER_SESSION = 100
+
+CONNECT_ECHO = "1::"
+HEARTBEAT = "2::"
+DISCONNECT = "0::"
+NAMESPACE_REFUSED = "7::{endpoint}:2"
+
+
+@dataclass
+class Options:
+    """Server settings; the names and defaults are those of API.md."""
+
+    resource: str = "socket.io"
+    transports: tuple[str, ...] = DEFAULT_TRANSPORTS
+    heartbeat_timeout: float = 60
+    heartbeat_interval: float = 25
+    close_timeout: float = 60
+    polling_duration: float = 20
+    cors_allowed_origins: str | list[str] | None = None
+    max_http_buffer_size: int = 1_000_000
+    #: encoded text that may wait for one slow client before it is dropped
+    max_outbox_bytes: int = 16_000_000
+    websocket_mode: str = "auto"
+    handler_threads: int = 16
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Application(Protocol):
+    """What the server calls to run application code (always on a worker)."""
+
+    def authorize_handshake(self, environ: dict[str, Any]) -> bool:
+        """False refuses the handshake (403)."""
+
+    def connect(self, session: Session, namespace: str, query: str) -> bool:
+        """Run the namespace's connect handler; False refuses the client."""
+
+    def event(self, session: Session, namespace: str, name: str, args: list[Any],
+              ack: Callable[..., None] | None) -> None:
+        """Run the handler of an event (``message``/``json`` for those types)."""
+
+    def disconnect(self, session: Session, namespace: str) -> None:
+        """Run the namespace's disconnect handler."""
+
+    def callback(self, session: Session, namespace: str, callback: Callable[..., Any],
+                 args: list[Any]) -> None:
+        """Run a server ``callback=`` with the client's ack arguments."""
+
+    def error(self, session: Session, namespace: str, reason: str, advice: str) -> None:
+        """The client sent an error packet."""
+
+
+class Ack:
+    """The ``ack`` callable handed to a handler for a data-ack packet.
+    It answers once; a second call is ignored with a warning."""
+
+    __slots__ = ("_server", "_session", "_endpoint", "_id", "used")
+
+    def __init__(self, server: Server, session: Session, endpoint: str, ack_id: int) -> None:
+        self._server, self._session = server, session
+        self._endpoint, self._id = endpoint, ack_id
+        self.used = False
+
+    def __call__(self, *args: Any) -> None:
+        if self.used:
+            logger.warning("ack %s of %s answered twice; ignored", self._id, self._session.sid)
+            return
+        self.used = True
+        encoded = packet_codec.encode({"type": "ack", "ackId": self._id,
+                                       "endpoint": self._endpoint, "args": list(args)})
+        self._server.send_to_session(self._session, encoded, self._endpoint)
+
+
+class Server:
+    """Sessions and dispatch for one application.
+
+    :param options: the settings.
+    :param application: the bridge to the application's handlers.
+    :param clock: a monotonic clock (tests pass a fake one).
+    :param monitor: start the monitor thread (tests drive ``monitor_step``).
+    :param synchronous: run handlers on the thread that received the packet
+                        (the test client); by default they run on the pool.
+    """
+
+    def __init__(self, options: Options, application: Application,
+                 clock: Callable[[], float] = time.monotonic, monitor: bool = True,
+                 synchronous: bool = False) -> None:
+        self.options = options
+        self.app = application
+        self.clock = clock
+        self.sessions: dict[str, Session] = {}
+        self._lock = threading.Lock()
+        self.manager = MemoryManager(self._deliver)
+        self.workers = Workers(options.handler_threads, synchronous=synchronous)
+        self._stop = threading.Event()
+        self._monitor: threading.Thread | None = None
+        if monitor:
+            self._monitor = threading.Thread(target=self._monitor_loop, daemon=True,
+                                             name="sio09-monitor")
+            self._monitor.start()
+
+    # -- sessions --------------------------------------------------------
+
+    def new_session(self, environ: dict[str, Any]) -> Session:
+        """Create a session for a successful handshake."""
+        sid = secrets.token_urlsafe(15)  # 120 random bits, 20 URL-safe chars
+        session = Session(sid, environ, self.clock(), self.options.max_outbox_bytes)
+        with self._lock:
+            self.sessions[sid] = session
+        logger.debug("handshake: new session %s", sid)
+        return session
+
+    def get_session(self, sid: str) -> Session | None:
+        """The live session with this sid, or None."""
+        session = self.sessions.get(sid)
+        if session is None or session.closed:
+            return None
+        return session
+
+    def attach(self, session: Session, transport: Transport) -> None:
+        """Make ``transport`` the session's channel; the first one connects the
+        global namespace. An older transport is woken so that it ends."""
+        opened, previous = session.attach(transport, self.clock())
+        if previous is not None and previous is not transport:
+            previous.wake()
+        if opened:
+            logger.debug("session %s opened", session.sid)
+            self._connect_namespace(session, "", session.environ.get("QUERY_STRING", ""))
+
+    def release(self, session: Session, transport: Transport) -> list[str]:
+        """The transport ended: detach it and return what it must still write.
+        A persistent transport's loss ends the session (as in N)."""
+        leftover = session.release(transport, self.clock())
+        if transport.persistent and session.transport is None:
+            self.close_session(session, "transport closed")
+        return leftover
+
+    def close_session(self, session: Session, reason: str) -> None:
+        """End the session; disconnect handlers run once per namespace."""
+        if not session.close(reason):
+            return
+        with self._lock:
+            self.sessions.pop(session.sid, None)
+        logger.debug("session %s closed: %s", session.sid, reason)
+        joined = [e for e in session.namespaces if session.is_connected(e)]
+        for endpoint in sorted(joined, key=lambda e: e == ""):  # global last
+            self._leave(session, endpoint)
+
+    def disconnect(self, sid: str, namespace: str = "") -> None:
+        """Server-side disconnect: ``0::/ns`` leaves one namespace; the global
+        namespace ends the session (``0::`` is written first)."""
+        session = self.sessions.get(sid)
+        if session is None or session.closed:
+            return
+        if namespace == "":
+            session.send(DISCONNECT)
+            self.close_session(session, "server disconnect")
+        elif session.is_connected(namespace):
+            session.send(packet_codec.encode({"type": "disconnect", "endpoint": namespace}),
+                         namespace)
+            session.leave_namespace(namespace)
+            self._leave(session, namespace, already_left=True)
+
+    def _leave(self, session: Session, endpoint: str, already_left: bool = False) -> None:
+        self.manager.disconnect(session.sid, endpoint)
+        if not already_left:
+            session.leave_namespace(endpoint)
+        self.workers.submit(session, lambda: self.app.disconnect(session, endpoint))
+
+    def _connect_namespace(self, session: Session, endpoint: str, query: str) -> None:
+        if len(session.namespaces) >= MAX_NAMESPACES_PER_SESSION:
+            logger.info("session %s: too many namespaces, %r refused", session.sid, endpoint)
+            session.send(NAMESPACE_REFUSED.format(endpoint=endpoint))
+            return
+        if not session.begin_namespace(endpoint):
+            return
+        self.manager.connect(session.sid, endpoint)
+
+        def job() -> None:
+            try:
+                accepted = self.app.connect(session, endpoint, query)
+            except Exception:
+                logger.exception("connect handler of %r failed", endpoint)
+                accepted = False
+            if accepted:
+                echo = packet_codec.encode({"type": "connect", "endpoint": endpoint, "qs": ""})
+                if not session.accept_namespace(endpoint, echo):
+                    self.close_session(session, "outbox overflow")
+                elif session.closed:  # closed while the handler ran: pair it
+                    self._leave(session, endpoint)
+                return
+            logger.debug("session %s refused on %r", session.sid, endpoint)
+            self.manager.disconnect(session.sid, endpoint)
+            session.refuse_namespace(endpoint)
+            session.send(NAMESPACE_REFUSED.format(endpoint=endpoint))
+            if endpoint == "":
+                self.disconnect(session.sid)
+
+        self.workers.submit(session, job)
+
+    # -- incoming --------------------------------------------------------
+
+    def receive(self, session: Session, data: str, inline: bool = False) -> None:
+        """Decode a payload that arrived from the client and dispatch it.
+        Malformed packets are logged and dropped; the session lives on."""
+        session.touch(self.clock())
+        try:
+            parts = packet_codec.split_payload(data)
+        except packet_codec.PacketError as exc:
+            logger.info("session %s: bad payload dropped (%s)", session.sid, exc)
+            return
+        for part in parts:
+            try:
+                pkt = packet_codec.decode(part)
+            except packet_codec.PacketError as exc:
+                logger.info("session %s: bad packet dropped (%s)", session.sid, exc)
+                continue
+            self.handle_packet(session, pkt, inline)
+
+    def handle_packet(self, session: Session, pkt: dict[str, Any], inline: bool = False) -> None:
+        """Act on one decoded packet."""
+        kind = pkt["type"]
+        endpoint = pkt.get("endpoint", "")
+        if kind in ("message", "json", "event"):
+            self._handle_event(session, pkt, endpoint, inline)
+        elif kind == "heartbeat" or kind == "noop":
+            pass  # touch() above already recorded the sign of life
+        elif kind == "ack":
+            self._handle_ack(session, pkt, endpoint, inline)
+        elif kind == "connect":
+            if endpoint:
+                qs = pkt.get("qs", "").lstrip("?") or session.environ.get("QUERY_STRING", "")
+                self._connect_namespace(session, endpoint, qs)
+        elif kind == "disconnect":
+            if endpoint == "":
+                self.disconnect(session.sid)
+            elif session.is_connected(endpoint):
+                self._leave(session, endpoint)
+        elif kind == "error":
+            self.workers.submit(session, lambda: self.app.error(
+                session, endpoint, pkt.get("reason", ""), pkt.get("advice", "")), inline)
+
+    def _handle_event(self, session: Session, pkt: dict[str, Any], endpoint: str,
+                      inline: bool) -> None:
+        ack_kind = pkt.get("ack")
+        if ack_kind is True:  # automatic ack, before dispatch (as N does)
+            self.send_to_session(session, packet_codec.encode(
+                {"type": "ack", "ackId": pkt["id"], "endpoint": endpoint, "args": []}), endpoint)
+        kind = pkt["type"]
+        if kind == "event":
+            name = pkt.get("name")
+            if not isinstance(name, str) or name in BLACKLISTED_EVENTS:
+                return
+            args = pkt.get("args", [])
+        else:
+            name, args = kind, [pkt.get("data")]
+        ack = Ack(self, session, endpoint, pkt["id"]) if ack_kind == "data" else None
+
+        def job() -> None:
+            if session.is_connected(endpoint) and not session.closed:
+                self.app.event(session, endpoint, name, args, ack)
+
+        self.workers.submit(session, job, inline)
+
+    def _handle_ack(self, session: Session, pkt: dict[str, Any], endpoint: str,
+                    inline: bool) -> None:
+        callback = session.pop_callback(endpoint, pkt["ackId"])
+        if callback is None:
+            return
+        args = pkt.get("args", [])
+        self.workers.submit(session, lambda: self.app.callback(session, endpoint, callback, args),
+                            inline)
+
+    # -- outgoing --------------------------------------------------------
+
+    def send_to_session(self, session: Session, encoded: str, endpoint: str = "") -> None:
+        """Queue an encoded packet; close the session if its outbox overflows."""
+        if not session.send(encoded, endpoint):
+            logger.warning("session %s: outbox over %d bytes, closing", session.sid,
+                           self.options.max_outbox_bytes)
+            self.close_session(session, "outbox overflow")
+
+    def _deliver(self, sid: str, endpoint: str, encoded: str) -> None:
+        session = self.sessions.get(sid)
+        if session is not None:
+            self.send_to_session(session, encoded, endpoint)
+
+    def emit_packet(self, pkt: dict[str, Any], namespace: str, to: str | Iterable[str] | None = None,
+                    skip_sid: str | Iterable[str] | None = None,
+                    callback: Callable[..., Any] | None = None) -> None:
+        """Send a packet dict to a sid, a room, several rooms or everyone.
+
+        With ``callback`` the packet asks for a data ack, and it must reach
+        exactly one client.
+        """
+        pkt["endpoint"] = namespace
+        if callback is None:
+            self.manager.emit_encoded(packet_codec.encode(pkt), namespace, to, skip_sid)
+            return
+        targets = self.manager.recipients(namespace, to, skip_sid)
+        if len(targets) != 1:
+            raise ValueError("callback= needs exactly one recipient, "
+                             f"this emit reaches {len(targets)}")
+        session = self.get_session(targets[0])
+        if session is None:
+            return
+        pkt["id"] = session.add_callback(namespace, callback)
+        pkt["ack"] = "data"
+        self.send_to_session(session, packet_codec.encode(pkt), namespace)
+
+    # -- timers ----------------------------------------------------------
+
+    def monitor_step(self, now: float) -> None:
+        """One pass of the timers over every session."""
+        opts = self.options
+        for session in list(self.sessions.values()):
+            transport = session.transport
+            if session.detached_since is not None:
+                limit = opts.close_timeout
+                if not session.namespaces:
+                    limit = min(limit, UNUSED_HANDSHAKE_TIMEOUT)
+                if now - session.detached_since > limit:
+                    self.close_session(session, "close timeout")
+            elif transport is not None and transport.persistent:
+                if now - session.last_seen > opts.heartbeat_timeout:
+                    self.close_session(session, "heartbeat timeout")
+                elif now - session.last_heartbeat >= opts.heartbeat_interval:
+                    session.last_heartbeat = now
+                    self.send_to_session(session, HEARTBEAT)
+
+    def _monitor_loop(self) -> None:
+        opts = self.options
+        tick = min(opts.heartbeat_interval, opts.heartbeat_timeout, opts.close_timeout) / 5
+        tick = max(0.05, min(1.0, tick))
+        while not self._stop.wait(tick):
+            try:
+                self.monitor_step(self.clock())
+            except Exception:  # the monitor must outlive any one bad session
+                logger.exception("monitor pass failed")
+
+    def shutdown(self) -> None:
+        """Stop the monitor and the worker threads (sessions are left as they are)."""
+        self._stop.set()
+        self.workers.stop()
+
+
+__all__ = ["Ack", "Application", "IllegalTransition", "Options", "Server"]

@@ -1,0 +1,320 @@
+"""The HTTP surface: handshake, polling transports and thread-mode WebSocket.
+
+Each function turns one WSGI request into session calls and a response; the
+protocol rules (URLs, bodies, framing, escaping, origins) come from
+``protocol.py`` and ``packet.py``. Responses are built as data
+(``Response``) and written in one place, ``handle_request``, which also adds
+the CORS headers.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+from urllib.parse import parse_qs
+
+from . import packet as packet_codec
+from . import protocol
+from .server import Server
+from .session import Session
+
+logger = logging.getLogger("flask_sio09")
+
+Response = tuple[str, list[tuple[str, str]], bytes]
+StartResponse = Callable[..., Any]
+
+TEXT = "text/plain; charset=UTF-8"
+SCRIPT = "text/javascript; charset=UTF-8"
+NOT_HANDSHAKEN = "7:::1+0"
+NOOP = "8::"
+# transports whose GET is a WebSocket upgrade
+WEBSOCKET_TRANSPORTS = frozenset({"websocket", "flashsocket"})
+
+
+def _response(status: str, body: str | bytes, content_type: str = TEXT,
+              headers: Iterable[tuple[str, str]] = ()) -> Response:
+    data = body.encode("utf-8") if isinstance(body, str) else body
+    return status, [("Content-Type", content_type), *headers], data
+
+
+def _query(environ: dict[str, Any]) -> dict[str, list[str]]:
+    return parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
+
+
+def _origin_ok(server: Server, environ: dict[str, Any]) -> bool:
+    return protocol.origin_allowed(environ.get("HTTP_ORIGIN"), environ.get("HTTP_REFERER"),
+                                   server.options.cors_allowed_origins,
+                                   host=environ.get("HTTP_HOST"))
+
+
+def handle_request(server: Server, route: protocol.Route, environ: dict[str, Any],
+                   start_response: StartResponse) -> Iterable[bytes]:
+    """Answer one request under ``/<resource>/``."""
+    method = environ.get("REQUEST_METHOD", "GET")
+    transport = route.transport
+    if transport in WEBSOCKET_TRANSPORTS and method == "GET" and \
+            environ.get("HTTP_UPGRADE", "").lower() == "websocket" and \
+            transport in server.options.transports:
+        if not _origin_ok(server, environ):
+            return _finish(environ, start_response, _response("403 Forbidden", "bad origin"),
+                           cors=False)
+        return serve_websocket(server, route.sid or "", environ, start_response)
+    response = route_request(server, route, method, environ)
+    # N sends no CORS headers to a refused origin
+    return _finish(environ, start_response, response, cors=_origin_ok(server, environ))
+
+
+def route_request(server: Server, route: protocol.Route, method: str,
+                  environ: dict[str, Any]) -> Response:
+    """Decide the response to a non-WebSocket request."""
+    if route.protocol == "":
+        return _response("200 OK", "Welcome to socket.io.")
+    if route.protocol != "1":
+        return _response("500 Internal Server Error", "Protocol version not supported.")
+    query = _query(environ)
+    if route.transport is None:
+        return handshake(server, environ, query)
+    if method == "OPTIONS":
+        return _preflight()
+    if not _origin_ok(server, environ):
+        return _response("403 Forbidden", "bad origin")
+    if "disconnect" in query:
+        return forced_disconnect(server, route.sid or "")
+    handler = POLLING.get(route.transport)
+    if handler is None or route.transport not in server.options.transports:
+        logger.info("request for unknown or disabled transport %r", route.transport)
+        return _response("400 Bad Request", "transport not supported")
+    session = server.get_session(route.sid or "")
+    if method == "POST":
+        return handler.post(server, session, environ)
+    if method == "GET":
+        return handler.get(server, session, environ, query)
+    return _response("405 Method Not Allowed", "")
+
+
+def _finish(environ: dict[str, Any], start_response: StartResponse, response: Response,
+            cors: bool = True) -> list[bytes]:
+    status, headers, body = response
+    origin = environ.get("HTTP_ORIGIN")
+    if cors and origin and not any(h[0] == "Access-Control-Allow-Origin" for h in headers):
+        headers.append(("Access-Control-Allow-Origin", origin))
+        headers.append(("Access-Control-Allow-Credentials", "true"))
+    headers.append(("Content-Length", str(len(body))))
+    start_response(status, headers)
+    return [body]
+
+
+def _preflight() -> Response:
+    return _response("200 OK", "", headers=[
+        ("Access-Control-Allow-Methods", "POST, GET, OPTIONS"),
+        ("Access-Control-Allow-Headers", "Content-Type"),
+        ("Access-Control-Max-Age", "3600")])
+
+
+# -- handshake and disconnect ---------------------------------------------
+
+def handshake(server: Server, environ: dict[str, Any], query: dict[str, list[str]]) -> Response:
+    """``/<resource>/1/``: create a session, or refuse (403/500)."""
+    jsonp = protocol.jsonp_index(query.get("jsonp", [None])[0])
+
+    def error(status: str, message: str) -> Response:
+        if jsonp is not None:
+            return _response("200 OK", protocol.jsonp_error(jsonp, message), SCRIPT)
+        return _response(status, message)
+
+    if not _origin_ok(server, environ):
+        logger.info("handshake refused: bad origin %r", environ.get("HTTP_ORIGIN"))
+        if jsonp is not None:
+            return error("403 Forbidden", "handshake bad origin")
+        return _response("403 Forbidden", "handshake bad origin")
+    try:
+        allowed = server.app.authorize_handshake(environ)
+    except Exception:
+        logger.exception("handshake authorization failed")
+        return error("500 Internal Server Error", "handshake error")
+    if not allowed:
+        return error("403 Forbidden", "handshake unauthorized")
+    session = server.new_session(keep_environ(environ))
+    opts = server.options
+    body = protocol.handshake_body(session.sid, opts.heartbeat_timeout, opts.close_timeout,
+                                   opts.transports)
+    if jsonp is not None:
+        return _response("200 OK", protocol.jsonp_wrap(jsonp, body), SCRIPT)
+    return _response("200 OK", body)
+
+
+def keep_environ(environ: dict[str, Any]) -> dict[str, Any]:
+    """A copy of the handshake environ that is safe to keep for the session's
+    life: no socket, and an empty body stream."""
+    import io
+
+    kept = {k: v for k, v in environ.items()
+            if k not in ("werkzeug.socket", "gunicorn.socket", "wsgi.input", "wsgi.errors")
+            and not k.startswith("werkzeug.request")}
+    kept["wsgi.input"] = io.BytesIO(b"")
+    kept["wsgi.errors"] = environ.get("wsgi.errors")
+    return kept
+
+
+def forced_disconnect(server: Server, sid: str) -> Response:
+    """``?disconnect``: end the session now, whether or not a transport is open."""
+    if server.get_session(sid) is not None:
+        server.disconnect(sid)
+    return _response("200 OK", "")
+
+
+# -- polling ----------------------------------------------------------------
+
+class PollWaiter:
+    """A long-poll GET parked on the session until data comes or time runs out."""
+
+    persistent = False
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+    def wake(self) -> None:
+        self.event.set()
+
+
+def wait_for_packets(server: Server, session: Session) -> str:
+    """Hold a poll until packets arrive, a newer poll replaces it, the session
+    closes or ``polling_duration`` passes; return the payload to send."""
+    waiter = PollWaiter()
+    server.attach(session, waiter)
+    deadline = server.clock() + server.options.polling_duration
+    while not (session.has_outbox() or session.closed or session.transport is not waiter):
+        remaining = deadline - server.clock()
+        if remaining <= 0 or not waiter.event.wait(remaining):
+            break
+        waiter.event.clear()
+    packets = server.release(session, waiter)
+    if packets:
+        return packet_codec.frame(packets)
+    if session.closed and session.transport is None:
+        return "0::"
+    return NOOP
+
+
+def read_body(server: Server, environ: dict[str, Any]) -> bytes | None:
+    """The request body, or None when it is larger than ``max_http_buffer_size``."""
+    limit = server.options.max_http_buffer_size
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or -1)
+    except ValueError:
+        length = -1
+    if length > limit:
+        return None
+    stream = environ["wsgi.input"]
+    data: bytes = stream.read(length) if length >= 0 else stream.read(limit + 1)
+    return None if len(data) > limit else data
+
+
+class XHRPolling:
+    """``xhr-polling``: GET is a long poll, POST uploads a payload."""
+
+    @staticmethod
+    def get(server: Server, session: Session | None, environ: dict[str, Any],
+            query: dict[str, list[str]]) -> Response:
+        if session is None:
+            return _response("200 OK", NOT_HANDSHAKEN)
+        return _response("200 OK", wait_for_packets(server, session))
+
+    @staticmethod
+    def decode_body(body: bytes) -> str:
+        return body.decode("utf-8")
+
+    @classmethod
+    def post(cls, server: Server, session: Session | None, environ: dict[str, Any]) -> Response:
+        body = read_body(server, environ)
+        if body is None:
+            if session is not None:
+                server.close_session(session, "upload too large")
+            return _response("413 Request Entity Too Large", "")
+        if session is not None:
+            try:
+                text = cls.decode_body(body)
+            except (UnicodeDecodeError, packet_codec.PacketError) as exc:
+                logger.info("session %s: undecodable POST dropped (%s)", session.sid, exc)
+                return _response("400 Bad Request", "")
+            server.receive(session, text)
+        return _response("200 OK", "1", headers=[("X-XSS-Protection", "0")])
+
+
+POLLING: dict[str, Any] = {"xhr-polling": XHRPolling}
+
+
+# -- WebSocket, one thread per connection --------------------------------------
+
+class ThreadWebSocket:
+    """simple-websocket carries the session; its reader thread wakes ours."""
+
+    persistent = True
+
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+
+    def wake(self) -> None:
+        self.ws.event.set()
+
+
+def serve_websocket(server: Server, sid: str, environ: dict[str, Any],
+                    start_response: StartResponse) -> Iterable[bytes]:
+    """Upgrade, then pump packets both ways until either side closes."""
+    import simple_websocket
+
+    try:
+        ws = simple_websocket.Server(environ,
+                                     max_message_size=server.options.max_http_buffer_size)
+    except Exception as exc:
+        logger.info("websocket upgrade failed: %s", exc)
+        return _finish(environ, start_response, _response("400 Bad Request", ""))
+    session = server.get_session(sid)
+    if session is None:
+        _send_quietly(ws, [NOT_HANDSHAKEN])
+    else:
+        _pump(server, session, ThreadWebSocket(ws))
+    try:
+        ws.close()
+    except Exception:  # already closed by the peer
+        pass
+    return _end_upgraded_call(ws, start_response)
+
+
+def _pump(server: Server, session: Session, transport: ThreadWebSocket) -> None:
+    ws = transport.ws
+    server.attach(session, transport)
+    try:
+        while ws.connected and session.transport is transport and not session.closed:
+            ws.event.wait()
+            ws.event.clear()
+            while ws.input_buffer:
+                message = ws.input_buffer.pop(0)
+                if isinstance(message, bytes):
+                    message = message.decode("utf-8", "replace")
+                server.receive(session, message, inline=True)
+            if not _send_quietly(ws, session.take_outbox()):
+                break
+    finally:
+        _send_quietly(ws, server.release(session, transport))
+
+
+def _send_quietly(ws: Any, packets: list[str]) -> bool:
+    try:
+        for encoded in packets:
+            ws.send(encoded)
+    except Exception:  # the peer went away; the caller ends the session
+        return False
+    return True
+
+
+def _end_upgraded_call(ws: Any, start_response: StartResponse) -> Iterable[bytes]:
+    """End the WSGI call of an upgraded connection without the server writing
+    an HTTP response onto the socket."""
+    if getattr(ws, "mode", "") == "gunicorn":
+        # gunicorn treats StopIteration as "close the connection quietly"
+        raise StopIteration()
+    start_response("200 OK", [("Content-Length", "0")])
+    return []

@@ -1,0 +1,293 @@
+"""The HTTP surface through Flask's test client: handshake, xhr-polling, the
+forced disconnect, and handlers running in the connection's request context."""
+
+import threading
+
+import pytest
+from flask import Flask, request, session
+
+from flask_sio09 import SocketIO, emit, join_room, rooms, send
+from flask_sio09.options import OptionError
+
+
+@pytest.fixture
+def app():
+    app = Flask(__name__)
+    app.secret_key = "test"
+    return app
+
+
+@pytest.fixture
+def sio(app):
+    sio = SocketIO(app, polling_duration=2, close_timeout=5, heartbeat_interval=3,
+                   heartbeat_timeout=6)
+    yield sio
+    app.extensions["sio09"].server.shutdown()
+
+
+@pytest.fixture
+def client(app, sio):
+    return app.test_client()
+
+
+def handshake(client, path="/socket.io/1/", **kw):
+    resp = client.get(path, **kw)
+    assert resp.status_code == 200, resp.data
+    sid, hb, close, transports = resp.get_data(as_text=True).split(":")
+    return sid
+
+
+def poll(client, sid):
+    resp = client.get(f"/socket.io/1/xhr-polling/{sid}?t=1")
+    assert resp.status_code == 200
+    return resp.get_data(as_text=True)
+
+
+def post(client, sid, body):
+    resp = client.post(f"/socket.io/1/xhr-polling/{sid}", data=body.encode("utf-8"),
+                       content_type="text/plain;charset=UTF-8")
+    return resp
+
+
+def poll_until(client, sid, want, rounds=10):
+    seen = []
+    for _ in range(rounds):
+        seen.append(poll(client, sid))
+        if any(want in s for s in seen):
+            return seen
+    raise AssertionError(f"{want!r} never arrived: {seen}")
+
+
+def test_handshake_body_and_defaults(client):
+    resp = client.get("/socket.io/1/?t=123")
+    sid, hb, close, transports = resp.get_data(as_text=True).split(":")
+    assert len(sid) >= 20 and all(c.isalnum() or c in "-_" for c in sid)
+    assert (hb, close) == ("6", "5")
+    assert transports == "websocket,htmlfile,xhr-polling,jsonp-polling"
+    assert resp.headers["Content-Type"].startswith("text/plain")
+
+
+def test_handshake_post_and_jsonp(client):
+    assert client.post("/socket.io/1/").status_code == 200
+    resp = client.get("/socket.io/1/?jsonp=3")
+    body = resp.get_data(as_text=True)
+    assert body.startswith('io.j[3]("') and body.endswith('");')
+
+
+def test_welcome_and_bad_protocol(client):
+    assert client.get("/socket.io/").get_data(as_text=True) == "Welcome to socket.io."
+    resp = client.get("/socket.io/2/")
+    assert resp.status_code == 500
+    assert resp.get_data(as_text=True) == "Protocol version not supported."
+
+
+def test_unknown_sid(client):
+    assert poll(client, "nope") == "7:::1+0"
+    resp = post(client, "nope", "5:::{}")
+    assert resp.status_code == 200 and resp.get_data(as_text=True) == "1"
+
+
+def test_unknown_transport_is_refused(client):
+    sid = handshake(client)
+    assert client.get(f"/socket.io/1/xhr-multipart/{sid}").status_code == 400
+
+
+def test_first_poll_connects_then_events_roundtrip(client, sio):
+    seen = {}
+
+    @sio.on("hello")
+    def hello(a, b):
+        seen["sid"] = request.sid
+        seen["event"] = request.event
+        return a + b, "ok"
+
+    sid = handshake(client)
+    assert poll(client, sid) == "1::"
+    resp = post(client, sid, '5:1+::{"name":"hello","args":[2,3]}')
+    assert resp.get_data(as_text=True) == "1"
+    assert resp.headers["Content-Type"].startswith("text/plain")
+    assert poll_until(client, sid, "6:::1+")[-1] == '6:::1+[5,"ok"]'
+    assert seen["sid"] == sid
+    assert seen["event"] == {"name": "hello", "args": [2, 3]}
+
+
+def test_noop_after_polling_duration(client):
+    sid = handshake(client)
+    poll(client, sid)
+    assert poll(client, sid) == "8::"
+
+
+def test_packets_buffered_between_polls_are_framed_in_order(client, sio):
+    @sio.on("burst")
+    def burst():
+        for i in range(50):
+            emit("n", i)
+
+    sid = handshake(client)
+    poll(client, sid)
+    post(client, sid, '5:::{"name":"burst"}')
+    got = []
+    for _ in range(20):
+        body = poll(client, sid)
+        if body.startswith("\ufffd"):
+            from flask_sio09 import packet
+            got += [p["args"][0] for p in packet.decode_payload(body)]
+        elif body.startswith("5:"):
+            got.append(int(body.split('"args":[')[1].rstrip("]}")))
+        if len(got) >= 50:
+            break
+    assert got == list(range(50))
+
+
+def test_second_poll_answers_first_with_noop(client, sio, app):
+    sid = handshake(client)
+    poll(client, sid)
+    results = []
+    first = threading.Thread(target=lambda: results.append(poll(app.test_client(), sid)))
+    first.start()
+    server = app.extensions["sio09"].server
+    session = server.get_session(sid)
+    for _ in range(200):
+        if session.transport is not None:
+            break
+        threading.Event().wait(0.01)
+    second_client = app.test_client()
+    sio.emit("later", 1)
+    first.join(5)
+    assert results and results[0] in ("8::", '5:::{"name":"later","args":[1]}')
+    if results[0] == "8::":
+        assert "later" in poll(second_client, sid)
+
+
+def test_forced_disconnect_ends_session_and_runs_handler_once(client, sio):
+    calls = []
+    done = threading.Event()
+
+    @sio.on("disconnect")
+    def gone():
+        calls.append(request.sid)
+        done.set()
+
+    sid = handshake(client)
+    poll(client, sid)
+    assert client.get(f"/socket.io/1/xhr-polling/{sid}?disconnect").status_code == 200
+    assert done.wait(5)
+    assert poll(client, sid) == "7:::1+0"
+    assert client.get(f"/socket.io/1//{sid}/?disconnect=1").status_code == 200
+    assert calls == [sid]
+
+
+def test_connect_refusal_and_query(client, sio):
+    @sio.on("connect", namespace="/private")
+    def private(query):
+        return query.get("token") == "ok"
+
+    sid = handshake(client)
+    poll(client, sid)
+    post(client, sid, "1::/private:?token=no")
+    assert poll(client, sid) == "7::/private:2"
+    post(client, sid, "1::/private:?token=ok")
+    assert poll(client, sid) == "1::/private"
+
+
+def test_flask_session_and_rooms_in_handlers(client, sio, app):
+    @app.route("/login")
+    def login():
+        session["user"] = "ann"
+        return "ok"
+
+    @sio.on("who")
+    def who():
+        join_room("r1")
+        send(session.get("user"))
+        emit("rooms", sorted(rooms()))
+
+    client.get("/login")
+    sid = handshake(client)
+    poll(client, sid)
+    post(client, sid, '5:::{"name":"who"}')
+    seen = poll_until(client, sid, "rooms")
+    joined = "".join(seen)
+    assert "3:::ann" in joined
+    assert f'"args":[["r1","{sid}"]]' in joined or f'"args":[["{sid}","r1"]]' in joined
+
+
+def test_handler_error_goes_to_error_handler_and_connection_lives(client, sio):
+    errors = []
+
+    @sio.on("boom")
+    def boom():
+        raise KeyError("x")
+
+    @sio.on_error_default
+    def on_error(exc):
+        errors.append(type(exc).__name__)
+
+    @sio.on("ping")
+    def ping():
+        return "pong"
+
+    sid = handshake(client)
+    poll(client, sid)
+    post(client, sid, '5:::{"name":"boom"}')
+    post(client, sid, '5:1+::{"name":"ping"}')
+    assert poll_until(client, sid, "6:::1+")[-1] == '6:::1+["pong"]'
+    assert errors == ["KeyError"]
+
+
+def test_on_handshake_refusal(client, sio):
+    @sio.on_handshake
+    def allow():
+        return request.args.get("key") == "good"
+
+    resp = client.get("/socket.io/1/?key=bad")
+    assert resp.status_code == 403
+    assert resp.get_data(as_text=True) == "handshake unauthorized"
+    assert client.get("/socket.io/1/?key=good").status_code == 200
+
+
+def test_post_too_large_is_refused(app):
+    sio = SocketIO(app, max_http_buffer_size=100)
+    client = app.test_client()
+    sid = handshake(client)
+    assert post(client, sid, "3:::" + "x" * 200).status_code == 413
+    app.extensions["sio09"].server.shutdown()
+
+
+def test_routes_outside_resource_reach_flask(client, app):
+    @app.route("/hello")
+    def hello():
+        return "flask"
+
+    assert client.get("/hello").get_data(as_text=True) == "flask"
+    assert client.get("/socket.iox/1/").status_code == 404
+
+
+@pytest.mark.parametrize("options, name", [
+    ({"heartbeat_interval": 70}, "heartbeat_interval"),
+    ({"polling_duration": 0}, "polling_duration"),
+    ({"transports": ["carrier-pigeon"]}, "transports"),
+    ({"websocket_mode": "fast"}, "websocket_mode"),
+    ({"handler_threads": 0}, "handler_threads"),
+])
+def test_invalid_options_name_the_option(options, name):
+    with pytest.raises(OptionError, match=name):
+        SocketIO(Flask(__name__), **options)
+
+
+def test_options_from_config_and_argument_wins():
+    app = Flask(__name__)
+    app.config["SIO09_HEARTBEAT_TIMEOUT"] = 30
+    app.config["SIO09_RESOURCE"] = "rt"
+    SocketIO(app, heartbeat_timeout=40)
+    server = app.extensions["sio09"].server
+    assert server.options.heartbeat_timeout == 40
+    assert server.options.resource == "rt"
+    body = app.test_client().get("/rt/1/").get_data(as_text=True)
+    assert body.split(":")[1] == "40"
+    server.shutdown()
+
+
+def test_init_app_twice_is_an_error(app, sio):
+    with pytest.raises(RuntimeError):
+        sio.init_app(app)

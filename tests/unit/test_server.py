@@ -1,0 +1,257 @@
+"""Server dispatch and timers, with a recording application and a fake clock."""
+
+import pytest
+
+from flask_sio09 import packet
+from flask_sio09.server import Options, Server
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+class RecordingApp:
+    def __init__(self):
+        self.calls = []
+        self.refuse = set()
+        self.answers = {}
+
+    def authorize_handshake(self, environ):
+        return True
+
+    def connect(self, session, namespace, query):
+        self.calls.append(("connect", namespace, query))
+        return namespace not in self.refuse
+
+    def event(self, session, namespace, name, args, ack):
+        self.calls.append(("event", namespace, name, args))
+        if ack is not None:
+            ack(*self.answers.get(name, ()))
+
+    def disconnect(self, session, namespace):
+        self.calls.append(("disconnect", namespace))
+
+    def callback(self, session, namespace, callback, args):
+        callback(*args)
+
+    def error(self, session, namespace, reason, advice):
+        self.calls.append(("error", namespace, reason, advice))
+
+
+class Transport:
+    def __init__(self, persistent=True):
+        self.persistent = persistent
+        self.wakes = 0
+
+    def wake(self):
+        self.wakes += 1
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def app():
+    return RecordingApp()
+
+
+@pytest.fixture
+def server(app, clock):
+    opts = Options(heartbeat_interval=5, heartbeat_timeout=12, close_timeout=20)
+    srv = Server(opts, app, clock=clock, monitor=False, synchronous=True)
+    yield srv
+    srv.shutdown()
+
+
+def open_session(server, query=""):
+    session = server.new_session({"QUERY_STRING": query})
+    transport = Transport()
+    server.attach(session, transport)
+    return session, transport
+
+
+def test_open_connects_global_namespace_and_sends_connect(server, app):
+    session, _ = open_session(server, "token=1")
+    assert app.calls == [("connect", "", "token=1")]
+    assert session.take_outbox() == ["1::"]
+    assert session.is_connected("")
+
+
+def test_refused_global_connect_ends_session(server, app):
+    app.refuse.add("")
+    session, _ = open_session(server)
+    assert session.closed
+    # the refusal and the disconnect wait for the transport to drain them
+    assert session.take_outbox() == ["7:::2", "0::"]
+    assert ("disconnect", "") not in app.calls
+
+
+def test_namespace_connect_echo_then_query_then_refusal(server, app):
+    session, _ = open_session(server, "h=1")
+    session.take_outbox()
+    server.receive(session, "1::/chat:?a=b")
+    assert ("connect", "/chat", "a=b") in app.calls
+    server.receive(session, "1::/chat2")
+    assert ("connect", "/chat2", "h=1") in app.calls  # falls back to the handshake query
+    app.refuse.add("/private")
+    server.receive(session, "1::/private")
+    assert session.take_outbox() == ["1::/chat", "1::/chat2", "7::/private:2"]
+    assert not session.is_connected("/private")
+
+
+def test_events_auto_ack_data_ack_and_blacklist(server, app):
+    session, _ = open_session(server)
+    session.take_outbox()
+    app.answers["sum"] = (3, "x")
+    server.receive(session, '5:7::{"name":"plain"}')
+    server.receive(session, '5:8+::{"name":"sum","args":[1,2]}')
+    server.receive(session, '5:9+::{"name":"disconnect"}')
+    server.receive(session, "3:10::hello")
+    assert session.take_outbox() == ["6:::7", '6:::8+[3,"x"]', "6:::10"]
+    names = [c[2] for c in app.calls if c[0] == "event"]
+    assert names == ["plain", "sum", "message"]
+
+
+def test_auto_ack_even_for_unjoined_namespace_but_no_dispatch(server, app):
+    session, _ = open_session(server)
+    session.take_outbox()
+    server.receive(session, "3:7:/other:x")
+    assert session.take_outbox() == ["6::/other:7"]
+    assert not [c for c in app.calls if c[0] == "event"]
+
+
+def test_malformed_packets_are_dropped_and_session_lives(server, app):
+    session, _ = open_session(server)
+    session.take_outbox()
+    for junk in ["", "zz", "99::", "4:::{bad", "\ufffd5\ufffd3:::5\ufffd99\ufffd", "5:x::{}"]:
+        server.receive(session, junk)
+    server.receive(session, '5:1+::{"name":"ok"}')
+    assert not session.closed
+    assert session.take_outbox() == ["6:::1"]
+
+
+def test_framed_payload_dispatches_every_packet_in_order(server, app):
+    session, _ = open_session(server)
+    session.take_outbox()
+    payload = '\ufffd18\ufffd5:::{"name":"one"}\ufffd18\ufffd5:::{"name":"two"}'
+    assert payload == packet.frame(['5:::{"name":"one"}', '5:::{"name":"two"}'])
+    server.receive(session, payload)
+    assert [c[2] for c in app.calls if c[0] == "event"] == ["one", "two"]
+
+
+def test_client_disconnect_runs_handlers_once_per_namespace(server, app):
+    session, _ = open_session(server)
+    server.receive(session, "1::/chat")
+    server.receive(session, "0::/chat")
+    assert app.calls.count(("disconnect", "/chat")) == 1
+    server.receive(session, "0::/chat")
+    assert app.calls.count(("disconnect", "/chat")) == 1
+    server.receive(session, "1::/chat")
+    server.receive(session, "0::")
+    assert session.closed
+    assert app.calls.count(("disconnect", "/chat")) == 2
+    assert app.calls.count(("disconnect", "")) == 1
+    assert server.get_session(session.sid) is None
+
+
+def test_server_disconnect_of_namespace_and_session(server, app):
+    session, _ = open_session(server)
+    server.receive(session, "1::/chat")
+    session.take_outbox()
+    server.disconnect(session.sid, "/chat")
+    assert session.take_outbox() == ["0::/chat"]
+    assert ("disconnect", "/chat") in app.calls
+    server.disconnect(session.sid)
+    assert session.closed
+    assert session.release(session.transport, 0) == ["0::"]
+
+
+def test_emit_with_callback_needs_one_recipient_and_routes_ack(server, app):
+    session, _ = open_session(server)
+    session.take_outbox()
+    got = []
+    server.emit_packet({"type": "event", "name": "q", "args": [1]}, "", to=session.sid,
+                       callback=lambda *a: got.append(a))
+    wire = session.take_outbox()
+    assert wire == ['5:1+::{"name":"q","args":[1]}']
+    server.receive(session, '6:::1+["yes",2]')
+    assert got == [("yes", 2)]
+    other, _ = open_session(server)
+    with pytest.raises(ValueError):
+        server.emit_packet({"type": "event", "name": "q", "args": []}, "", callback=print)
+
+
+def test_broadcast_skips_sender_and_unjoined(server, app):
+    a, _ = open_session(server)
+    b, _ = open_session(server)
+    c, _ = open_session(server)
+    for s in (a, b):
+        server.receive(s, "1::/chat")
+    for s in (a, b, c):
+        s.take_outbox()
+    server.emit_packet({"type": "event", "name": "hi", "args": []}, "/chat", skip_sid=a.sid)
+    assert a.take_outbox() == []
+    assert b.take_outbox() == ['5::/chat:{"name":"hi"}']
+    assert c.take_outbox() == []
+
+
+def test_heartbeats_and_heartbeat_timeout(server, clock):
+    session, _ = open_session(server)
+    session.take_outbox()
+    clock.now += 5
+    server.monitor_step(clock.now)
+    assert session.take_outbox() == ["2::"]
+    server.receive(session, "2::")
+    clock.now += 5
+    server.monitor_step(clock.now)
+    assert session.take_outbox() == ["2::"]
+    clock.now += 12.5  # silent past heartbeat_timeout
+    server.monitor_step(clock.now)
+    assert session.closed and session.close_reason == "heartbeat timeout"
+
+
+def test_close_timeout_for_detached_session(server, clock, app):
+    session = server.new_session({})
+    poll = Transport(persistent=False)
+    server.attach(session, poll)
+    server.release(session, poll)
+    clock.now += 19
+    server.monitor_step(clock.now)
+    assert not session.closed
+    clock.now += 2
+    server.monitor_step(clock.now)
+    assert session.closed and session.close_reason == "close timeout"
+    assert app.calls.count(("disconnect", "")) == 1
+
+
+def test_unused_handshake_is_forgotten(server, clock):
+    session = server.new_session({})
+    clock.now += 19.9
+    server.monitor_step(clock.now)
+    assert not session.closed
+    clock.now += 0.2
+    server.monitor_step(clock.now)
+    assert session.closed
+
+
+def test_persistent_transport_loss_ends_session(server, app):
+    session, transport = open_session(server)
+    server.release(session, transport)
+    assert session.closed
+    assert app.calls.count(("disconnect", "")) == 1
+
+
+def test_outbox_overflow_closes_session(app, clock):
+    srv = Server(Options(max_outbox_bytes=100), app, clock=clock, monitor=False,
+                 synchronous=True)
+    session, _ = open_session(srv)
+    for _ in range(20):
+        srv.emit_packet({"type": "message", "data": "x" * 20}, "", to=session.sid)
+    assert session.closed and session.close_reason == "outbox overflow"
+    srv.shutdown()
