@@ -1,0 +1,477 @@
+"""Socket.IO 0.9 (protocol revision 1) packet codec.
+
+This module turns the packet dicts of gevent-socketio's ``socketio.packet``
+module into wire strings and back (:func:`encode`, :func:`decode`), and frames
+several packets into one polling payload with the ``\\ufffd<len>\\ufffd``
+framing (:func:`encode_payload`, :func:`decode_payload`, and the string-level
+:func:`frame` / :func:`split_payload`).
+
+It is pure: no I/O, no threads, standard library only. Every public function
+raises :class:`PacketError` (a :class:`ValueError`) on bad input, and nothing
+else.
+
+Where the anchors disagree, the Node.js 0.9.19 server wins (PROTOCOL.md §3, §4):
+``args`` is left out of an event with no arguments, the data field and its
+colon are left out when there is no data (``7::``), a trailing colon is
+accepted on input (``2:::``), and ids are ints.
+
+Limits on what a peer controls:
+
+* :data:`MAX_ID_DIGITS`: a packet id or ack id has at most 15 digits.
+* :data:`MAX_INT_DIGITS`: an integer inside JSON data has at most 100 digits.
+* JSON nested deeper than the interpreter's recursion limit is refused.
+* :data:`MAX_FRAME_LENGTH_DIGITS`: a frame length has at most 10 digits.
+* ``max_packets`` (default :data:`DEFAULT_MAX_PACKETS`) bounds a payload.
+
+An endpoint may not contain ``:``: the encoder refuses one, and the grammar
+cannot decode one.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+
+__all__ = [
+    "DEFAULT_MAX_PACKETS",
+    "ERROR_ADVICE",
+    "ERROR_REASONS",
+    "FRAME_MARK",
+    "MAX_FRAME_LENGTH_DIGITS",
+    "MAX_ID_DIGITS",
+    "MAX_INT_DIGITS",
+    "PACKET_TYPES",
+    "PacketError",
+    "decode",
+    "decode_payload",
+    "encode",
+    "encode_payload",
+    "frame",
+    "split_payload",
+    "utf16_len",
+]
+
+#: Packet type names; the index is the wire digit.
+PACKET_TYPES = ("disconnect", "connect", "heartbeat", "message", "json",
+                "event", "ack", "error", "noop")
+#: Error reasons; the index is what goes on the wire (PROTOCOL.md §3.3).
+ERROR_REASONS = ("transport not supported", "client not handshaken", "unauthorized")
+#: Error advice; the index is what goes on the wire.
+ERROR_ADVICE = ("reconnect",)
+
+#: Most digits in a packet id or an ack id.
+MAX_ID_DIGITS = 15
+#: Most digits in an integer inside JSON data (as engineio's ``_safe_int``).
+MAX_INT_DIGITS = 100
+#: Most digits in a payload frame length.
+MAX_FRAME_LENGTH_DIGITS = 10
+#: Default bound on the number of packets in one payload.
+DEFAULT_MAX_PACKETS = 10000
+#: The payload frame separator.
+FRAME_MARK = "\ufffd"
+
+_ID_LIMIT = 10 ** MAX_ID_DIGITS
+_REASON_CODES = {name: str(i) for i, name in enumerate(ERROR_REASONS)}
+_ADVICE_CODES = {name: str(i) for i, name in enumerate(ERROR_ADVICE)}
+_REASON_NAMES = {code: name for name, code in _REASON_CODES.items()}
+_ADVICE_NAMES = {code: name for name, code in _ADVICE_CODES.items()}
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+Packet = dict[str, Any]
+
+
+class PacketError(ValueError):
+    """Raised for a malformed packet or payload, or one that cannot be encoded."""
+
+
+# --- JSON -------------------------------------------------------------------
+
+def _parse_int(digits: str) -> int:
+    if len(digits) > MAX_INT_DIGITS + (digits[0] == "-"):
+        raise PacketError(f"JSON integer longer than {MAX_INT_DIGITS} digits")
+    return int(digits)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+_decoder = json.JSONDecoder(parse_int=_parse_int, parse_constant=_reject_constant)
+_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+_loads = _decoder.decode
+
+
+def _escape_surrogate(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
+
+
+def _dumps(value: Any) -> str:
+    text = _encoder.encode(value)
+    # A lone surrogate (say from a client's "\ud800") cannot be written as
+    # UTF-8; inside a JSON string its escape decodes to the same value.
+    if not text.isascii() and _SURROGATE.search(text):
+        text = _SURROGATE.sub(_escape_surrogate, text)
+    return text
+
+
+def _loads_lenient(text: str) -> Any:
+    """JSON value, or None for a syntax error; limit violations still raise."""
+    if not text:
+        return None
+    try:
+        return _loads(text)
+    except PacketError:
+        raise
+    except ValueError:
+        return None
+
+
+def _digits(text: str, what: str) -> int:
+    if not (0 < len(text) <= MAX_ID_DIGITS and text.isascii() and text.isdigit()):
+        raise PacketError(f"bad {what}: {text[:20]!r}")
+    return int(text)
+
+
+# --- decode -----------------------------------------------------------------
+
+def _with_id(packet: Packet, pid: int | None, ack: bool | str) -> Packet:
+    if pid is not None:
+        packet["id"] = pid
+        packet["ack"] = ack
+    return packet
+
+
+def _decode_bare(name: str) -> Callable[..., Packet]:
+    def decoder(endpoint: str, pid: int | None, ack: bool | str, data: str) -> Packet:
+        return {"type": name, "endpoint": endpoint}
+    return decoder
+
+
+def _decode_connect(endpoint: str, pid: int | None, ack: bool | str, data: str) -> Packet:
+    # N and C put the query in the data field (1::/chat:?a=b); S glues it to
+    # the endpoint (1::/chat?a=b). Accept both (PROTOCOL.md §3.4).
+    q = endpoint.find("?")
+    if q >= 0:
+        data = data or endpoint[q:]
+        endpoint = endpoint[:q]
+    return {"type": "connect", "endpoint": endpoint, "qs": data}
+
+
+def _decode_message(endpoint: str, pid: int | None, ack: bool | str, data: str) -> Packet:
+    return _with_id({"type": "message", "endpoint": endpoint, "data": data}, pid, ack)
+
+
+def _decode_json(endpoint: str, pid: int | None, ack: bool | str, data: str) -> Packet:
+    return _with_id({"type": "json", "endpoint": endpoint, "data": _loads(data)}, pid, ack)
+
+
+def _decode_event(endpoint: str, pid: int | None, ack: bool | str, data: str) -> Packet:
+    packet = _with_id({"type": "event", "endpoint": endpoint}, pid, ack)
+    obj = _loads_lenient(data)
+    if type(obj) is dict:
+        name = obj.get("name")
+        args = obj.get("args", [])
+        if type(name) is str and type(args) is list:
+            packet["name"] = name
+            packet["args"] = args
+            return packet
+    # Bad JSON, or not {"name": str, "args": list}: no name (N, C).
+    packet["args"] = []
+    return packet
+
+
+def _decode_ack(endpoint: str, pid: int | None, ack: bool | str, data: str) -> Packet:
+    ack_id, plus, raw = data.partition("+")  # the FIRST '+' only
+    args = _loads_lenient(raw) if plus else None
+    return {"type": "ack", "endpoint": endpoint, "ackId": _digits(ack_id, "ack id"),
+            "args": args if type(args) is list else []}
+
+
+def _decode_error(endpoint: str, pid: int | None, ack: bool | str, data: str) -> Packet:
+    reason, _, rest = data.partition("+")
+    return {"type": "error", "endpoint": endpoint,
+            "reason": _REASON_NAMES.get(reason, ""),
+            "advice": _ADVICE_NAMES.get(rest.partition("+")[0], "")}
+
+
+_DECODERS: dict[str, Callable[[str, int | None, bool | str, str], Packet]] = {
+    "0": _decode_bare("disconnect"),
+    "1": _decode_connect,
+    "2": _decode_bare("heartbeat"),
+    "3": _decode_message,
+    "4": _decode_json,
+    "5": _decode_event,
+    "6": _decode_ack,
+    "7": _decode_error,
+    "8": _decode_bare("noop"),
+}
+
+
+def _decode(data: str) -> Packet:
+    # type ":" [id ["+"]] ":" [endpoint] [":" data]
+    decoder = _DECODERS.get(data[:1]) if data[1:2] == ":" else None
+    if decoder is None:
+        raise PacketError(f"unknown packet type: {data[:10]!r}")
+    second = data.find(":", 2)
+    if second < 0:
+        raise PacketError("missing ':' after the packet id")
+    pid: int | None = None
+    ack: bool | str = True
+    if second > 2:
+        field = data[2:second]
+        if field[-1] == "+":
+            field = field[:-1]
+            ack = "data"
+        if field:  # a lone '+' is ignored, as N does
+            pid = _digits(field, "packet id")
+    third = data.find(":", second + 1)
+    if third < 0:
+        return decoder(data[second + 1:], pid, ack, "")
+    return decoder(data[second + 1:third], pid, ack, data[third + 1:])
+
+
+def decode(data: str) -> dict[str, Any]:
+    """Decode one packet from its wire string.
+
+    :param data: one packet, for example ``'5:1+::{"name":"tobi"}'``.
+    :returns: the packet dict, shaped as in the gevent-socketio packet module.
+    :raises PacketError: the string is not a packet of a known type.
+    """
+    if not isinstance(data, str):
+        raise PacketError(f"a packet is a str, not {type(data).__name__}")
+    try:
+        return _decode(data)
+    except PacketError:
+        raise
+    except Exception as exc:  # RecursionError, bad JSON...: one exception type out
+        raise PacketError(f"malformed packet: {exc.__class__.__name__}: {exc}") from exc
+
+
+# --- encode -----------------------------------------------------------------
+
+def _check_id(value: Any, what: str) -> int:
+    if type(value) is not int or not 0 <= value < _ID_LIMIT:
+        raise PacketError(f"{what} must be an int of at most {MAX_ID_DIGITS} digits")
+    return value
+
+
+def _head(code: str, packet: Packet, with_id: bool) -> str:
+    endpoint = packet.get("endpoint")
+    if endpoint is None:
+        endpoint = ""
+    elif type(endpoint) is not str or ":" in endpoint:
+        raise PacketError(f"bad endpoint: {endpoint!r}")
+    pid = packet.get("id") if with_id else None
+    if pid is None:
+        return f"{code}::{endpoint}"
+    plus = "+" if packet.get("ack") == "data" else ""
+    return f"{code}:{_check_id(pid, 'id')}{plus}:{endpoint}"
+
+
+def _join(head: str, data: str) -> str:
+    return f"{head}:{data}" if data else head
+
+
+def _text(packet: Packet, key: str) -> str:
+    value = packet.get(key)
+    if value is None:
+        return ""
+    if type(value) is not str:
+        raise PacketError(f"{key} must be a str")
+    return value
+
+
+def _args(packet: Packet) -> list[Any] | tuple[Any, ...]:
+    args = packet.get("args")
+    if args is None:
+        return []
+    if not isinstance(args, (list, tuple)):
+        raise PacketError("args must be a list")
+    return args
+
+
+def _encode_bare(code: str) -> Callable[[Packet], str]:
+    def encoder(packet: Packet) -> str:
+        return _head(code, packet, False)
+    return encoder
+
+
+def _encode_connect(packet: Packet) -> str:
+    return _join(_head("1", packet, False), _text(packet, "qs"))
+
+
+def _encode_message(packet: Packet) -> str:
+    return _join(_head("3", packet, True), _text(packet, "data"))
+
+
+def _encode_json(packet: Packet) -> str:
+    return f"{_head('4', packet, True)}:{_dumps(packet.get('data'))}"
+
+
+def _encode_event(packet: Packet) -> str:
+    name = packet.get("name")
+    if type(name) is not str:
+        raise PacketError("an event needs a str name")
+    args = _args(packet)
+    body = {"name": name, "args": args} if args else {"name": name}
+    return f"{_head('5', packet, True)}:{_dumps(body)}"
+
+
+def _encode_ack(packet: Packet) -> str:
+    data = str(_check_id(packet.get("ackId"), "ackId"))
+    args = _args(packet)
+    if args:
+        data = f"{data}+{_dumps(args)}"
+    return f"{_head('6', packet, False)}:{data}"
+
+
+def _encode_error(packet: Packet) -> str:
+    reason = packet.get("reason") or ""
+    advice = packet.get("advice") or ""
+    try:
+        data = _REASON_CODES[reason] if reason else ""
+        if advice:
+            data = f"{data}+{_ADVICE_CODES[advice]}"
+    except (KeyError, TypeError):
+        # N would write 'undefined' here; never send that (PROTOCOL.md §3.3).
+        raise PacketError(f"unknown error reason/advice: {reason!r}/{advice!r}") from None
+    return _join(_head("7", packet, False), data)
+
+
+_ENCODERS: dict[str, Callable[[Packet], str]] = {
+    "disconnect": _encode_bare("0"),
+    "connect": _encode_connect,
+    "heartbeat": _encode_bare("2"),
+    "message": _encode_message,
+    "json": _encode_json,
+    "event": _encode_event,
+    "ack": _encode_ack,
+    "error": _encode_error,
+    "noop": _encode_bare("8"),
+}
+
+
+def encode(packet: dict[str, Any]) -> str:
+    """Encode one packet dict to its wire string.
+
+    :param packet: a dict shaped as in the gevent-socketio packet module, for
+                   example ``{"type": "ack", "ackId": 12, "args": ["a"]}``.
+                   ``endpoint`` defaults to ``''``.
+    :returns: the wire string, for example ``'6:::12+["a"]'``.
+    :raises PacketError: unknown type, bad field, or data that JSON cannot encode.
+    """
+    if not isinstance(packet, dict):
+        raise PacketError(f"a packet is a dict, not {type(packet).__name__}")
+    try:
+        encoder = _ENCODERS[packet.get("type")]  # type: ignore[index]
+    except (KeyError, TypeError):
+        raise PacketError(f"unknown packet type: {packet.get('type')!r}") from None
+    try:
+        return encoder(packet)
+    except PacketError:
+        raise
+    except Exception as exc:  # TypeError, ValueError, RecursionError from json
+        raise PacketError(f"cannot encode packet: {exc.__class__.__name__}: {exc}") from exc
+
+
+# --- payloads -----------------------------------------------------------------
+
+def utf16_len(s: str) -> int:
+    """Length of ``s`` in UTF-16 code units (JavaScript's ``String.length``).
+
+    An astral character such as U+1F600 counts 2; a lone surrogate counts 1.
+    """
+    if s.isascii():
+        return len(s)
+    return len(s.encode("utf-16-le", "surrogatepass")) >> 1
+
+
+def frame(encoded: list[str]) -> str:
+    """Join already-encoded packets into one payload.
+
+    One packet is returned bare; two or more are framed as
+    ``\\ufffd<len>\\ufffd<packet>...`` with ``len`` in UTF-16 code units. An
+    empty list gives ``''``. A lone packet that is empty or starts with U+FFFD
+    is framed too, so that :func:`split_payload` always inverts this function.
+
+    :raises PacketError: an item is not a str.
+    """
+    if len(encoded) == 1:
+        only = encoded[0]
+        if type(only) is str and only and only[0] != FRAME_MARK:
+            return only
+    parts = []
+    for item in encoded:
+        if type(item) is not str:
+            raise PacketError(f"an encoded packet is a str, not {type(item).__name__}")
+        parts.append(f"{FRAME_MARK}{utf16_len(item)}{FRAME_MARK}{item}")
+    return "".join(parts)
+
+
+def split_payload(data: str, max_packets: int = DEFAULT_MAX_PACKETS) -> list[str]:
+    """Split a payload into its encoded packets (the inverse of :func:`frame`).
+
+    The data is framed if and only if it starts with U+FFFD; otherwise it is
+    one packet. An empty string holds no packet and gives ``[]``.
+
+    :param data: the payload, for example a POST body.
+    :param max_packets: the most packets accepted in one payload.
+    :raises PacketError: bad length digits, a length past the end or splitting
+                         a surrogate pair, a missing separator, or too many packets.
+    """
+    if not isinstance(data, str):
+        raise PacketError(f"a payload is a str, not {type(data).__name__}")
+    if not data or data[0] != FRAME_MARK:
+        return [data] if data else []
+    packets: list[str] = []
+    pos, size = 0, len(data)
+    while pos < size:
+        if data[pos] != FRAME_MARK:
+            raise PacketError(f"expected U+FFFD at offset {pos}")
+        mark = data.find(FRAME_MARK, pos + 1, pos + 2 + MAX_FRAME_LENGTH_DIGITS)
+        digits = data[pos + 1:mark]
+        if mark < 0 or not (digits.isascii() and digits.isdigit()):
+            raise PacketError(f"bad frame length at offset {pos}")
+        length = int(digits)
+        start = mark + 1
+        chunk = data[start:start + length]
+        if chunk.isascii():
+            if len(chunk) < length:
+                raise PacketError("frame length past the end of the payload")
+        else:
+            # Code points >= length units; drop astral characters' extra units.
+            over = utf16_len(chunk) - length
+            if over < 0:
+                raise PacketError("frame length past the end of the payload")
+            keep = len(chunk)
+            while over > 0:
+                keep -= 1
+                over -= 2 if chunk[keep] > "\uffff" else 1
+            if over:
+                raise PacketError("frame length splits a surrogate pair")
+            chunk = chunk[:keep]
+        if len(packets) >= max_packets:
+            raise PacketError(f"more than {max_packets} packets in one payload")
+        packets.append(chunk)
+        pos = start + len(chunk)
+    return packets
+
+
+def encode_payload(packets: list[dict[str, Any]]) -> str:
+    """Encode packet dicts into one payload (see :func:`frame`).
+
+    :raises PacketError: ``packets`` is not a list, or a packet cannot be encoded.
+    """
+    if not isinstance(packets, (list, tuple)):
+        raise PacketError("a payload is a list of packets")
+    return frame([encode(packet) for packet in packets])
+
+
+def decode_payload(data: str, max_packets: int = DEFAULT_MAX_PACKETS) -> list[dict[str, Any]]:
+    """Decode a payload into packet dicts (see :func:`split_payload`).
+
+    :raises PacketError: bad framing, too many packets, or a malformed packet.
+    """
+    return [decode(item) for item in split_payload(data, max_packets)]
