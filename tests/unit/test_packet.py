@@ -376,7 +376,7 @@ def test_frame_rejects_non_str(value):
 # --- properties ---------------------------------------------------------------
 
 SPECIAL = list(":+?\ufffd😀𝄞\n\r\\\"/é\u2028\u2029\x00{}[]0123456789")
-wild_chars = st.one_of(st.sampled_from(SPECIAL), st.characters())
+wild_chars = st.one_of(st.sampled_from(SPECIAL), st.characters(codec="utf-8"))  # no surrogates
 wild_text = st.text(wild_chars, max_size=16)
 endpoints = st.one_of(st.just(""), wild_text.map(lambda s: "/" + s.replace(":", "")))
 ids = st.integers(0, 10 ** 15 - 1)
