@@ -128,6 +128,8 @@ class Server:
         self._lock = threading.Lock()
         self.manager = MemoryManager(self._deliver)
         self.workers = Workers(options.handler_threads, synchronous=synchronous)
+        #: the I/O hub (transports.get_hub starts it on first use)
+        self.hub: Any = None
         self._stop = threading.Event()
         self._monitor: threading.Thread | None = None
         if monitor:

@@ -146,6 +146,14 @@ class Session:
             self.detached_since = now
             return self._take()
 
+    def detach(self, transport: Transport, now: float) -> None:
+        """Detach ``transport`` without taking the outbox: its client went
+        away before it could be answered, so the packets wait for the next."""
+        with self.lock:
+            if self.transport is transport:
+                self.transport = None
+                self.detached_since = now
+
     def close(self, reason: str) -> bool:
         """Mark the session closed. Returns False if it already was."""
         with self.lock:

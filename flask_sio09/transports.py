@@ -1,17 +1,19 @@
-"""The HTTP surface: handshake, polling transports and thread-mode WebSocket.
+"""The HTTP surface: handshake, polling transports, htmlfile and thread-mode WebSocket.
 
 Each function turns one WSGI request into session calls and a response; the
 protocol rules (URLs, bodies, framing, escaping, origins) come from
 ``protocol.py`` and ``packet.py``. Responses are built as data
 (``Response``) and written in one place, ``handle_request``, which also adds
-the CORS headers.
+the CORS headers. The htmlfile GET is the one response written in pieces
+(``HTMLFileStream``).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -27,6 +29,9 @@ StartResponse = Callable[..., Any]
 
 TEXT = "text/plain; charset=UTF-8"
 SCRIPT = "text/javascript; charset=UTF-8"
+# N answers the JSONP handshake with this type, and polls with SCRIPT
+HANDSHAKE_SCRIPT = "application/javascript"
+HTML = "text/html; charset=UTF-8"
 NOT_HANDSHAKEN = "7:::1+0"
 NOOP = "8::"
 # transports whose GET is a WebSocket upgrade
@@ -43,10 +48,21 @@ def _query(environ: dict[str, Any]) -> dict[str, list[str]]:
     return parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
 
 
-def _origin_ok(server: Server, environ: dict[str, Any]) -> bool:
-    return protocol.origin_allowed(environ.get("HTTP_ORIGIN"), environ.get("HTTP_REFERER"),
+def _origin_ok(server: Server, environ: dict[str, Any], use_referer: bool = True) -> bool:
+    # N checks a WebSocket upgrade by its Origin alone (PROTOCOL.md §1.4)
+    referer = environ.get("HTTP_REFERER") if use_referer else None
+    return protocol.origin_allowed(environ.get("HTTP_ORIGIN"), referer,
                                    server.options.cors_allowed_origins,
                                    host=environ.get("HTTP_HOST"))
+
+
+@dataclass
+class LongPoll:
+    """A GET to answer later, once, with the session's packets: ``render``
+    turns the payload (packets, ``8::`` or ``0::``) into the response."""
+
+    session: Session
+    render: Callable[[str], Response]
 
 
 def handle_request(server: Server, route: protocol.Route, environ: dict[str, Any],
@@ -57,27 +73,38 @@ def handle_request(server: Server, route: protocol.Route, environ: dict[str, Any
     if transport in WEBSOCKET_TRANSPORTS and method == "GET" and \
             environ.get("HTTP_UPGRADE", "").lower() == "websocket" and \
             transport in server.options.transports:
-        if not _origin_ok(server, environ):
+        if not _origin_ok(server, environ, use_referer=False):
             return _finish(environ, start_response, _response("403 Forbidden", "bad origin"),
                            cors=False)
+        if server.options.websocket_mode == "hub" and use_hub(server, environ):
+            return serve_websocket_in_hub(server, route.sid or "", environ, start_response)
         return serve_websocket(server, route.sid or "", environ, start_response)
-    response = route_request(server, route, method, environ)
+    result = route_request(server, route, method, environ)
     # N sends no CORS headers to a refused origin
-    return _finish(environ, start_response, response, cors=_origin_ok(server, environ))
+    cors = _origin_ok(server, environ)
+    if isinstance(result, LongPoll):
+        if use_hub(server, environ):
+            return park_in_hub(server, result, environ, start_response, cors)
+        result = result.render(wait_for_packets(server, result.session))
+    if isinstance(result, Stream):
+        _add_cors(environ, result.headers, cors)
+        start_response(result.status, result.headers)  # no length: sent chunked
+        return result.chunks
+    return _finish(environ, start_response, result, cors=cors)
 
 
 def route_request(server: Server, route: protocol.Route, method: str,
-                  environ: dict[str, Any]) -> Response:
+                  environ: dict[str, Any]) -> Response | LongPoll | Stream:
     """Decide the response to a non-WebSocket request."""
     if route.protocol == "":
         return _response("200 OK", "Welcome to socket.io.")
     if route.protocol != "1":
         return _response("500 Internal Server Error", "Protocol version not supported.")
     query = _query(environ)
+    if method == "OPTIONS":  # a CORS preflight: answered, no session is made
+        return _preflight()
     if route.transport is None:
         return handshake(server, environ, query)
-    if method == "OPTIONS":
-        return _preflight()
     if not _origin_ok(server, environ):
         return _response("403 Forbidden", "bad origin")
     if "disconnect" in query:
@@ -94,16 +121,35 @@ def route_request(server: Server, route: protocol.Route, method: str,
     return _response("405 Method Not Allowed", "")
 
 
-def _finish(environ: dict[str, Any], start_response: StartResponse, response: Response,
-            cors: bool = True) -> list[bytes]:
-    status, headers, body = response
+def _add_cors(environ: dict[str, Any], headers: list[tuple[str, str]], cors: bool) -> None:
+    """Add the CORS pair when asked and an Origin came (N echoes the Origin)."""
     origin = environ.get("HTTP_ORIGIN")
     if cors and origin and not any(h[0] == "Access-Control-Allow-Origin" for h in headers):
         headers.append(("Access-Control-Allow-Origin", origin))
         headers.append(("Access-Control-Allow-Credentials", "true"))
+
+
+def _complete(environ: dict[str, Any], response: Response, cors: bool) -> Response:
+    """Add the CORS pair (when asked and an Origin came) and Content-Length."""
+    status, headers, body = response
+    _add_cors(environ, headers, cors)
     headers.append(("Content-Length", str(len(body))))
+    return status, headers, body
+
+
+def _finish(environ: dict[str, Any], start_response: StartResponse, response: Response,
+            cors: bool = True) -> list[bytes]:
+    status, headers, body = _complete(environ, response, cors)
     start_response(status, headers)
     return [body]
+
+
+def http_bytes(response: Response) -> bytes:
+    """A completed response as HTTP/1.1 bytes, for the hub to write itself.
+    The hub closes the connection after it, so it says so."""
+    status, headers, body = response
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers)
+    return f"HTTP/1.1 {status}\r\n{head}Connection: close\r\n\r\n".encode("latin-1") + body
 
 
 def _preflight() -> Response:
@@ -121,7 +167,7 @@ def handshake(server: Server, environ: dict[str, Any], query: dict[str, list[str
 
     def error(status: str, message: str) -> Response:
         if jsonp is not None:
-            return _response("200 OK", protocol.jsonp_error(jsonp, message), SCRIPT)
+            return _response("200 OK", protocol.jsonp_error(jsonp, message), HANDSHAKE_SCRIPT)
         return _response(status, message)
 
     if not _origin_ok(server, environ):
@@ -141,7 +187,7 @@ def handshake(server: Server, environ: dict[str, Any], query: dict[str, list[str
     body = protocol.handshake_body(session.sid, opts.heartbeat_timeout, opts.close_timeout,
                                    opts.transports)
     if jsonp is not None:
-        return _response("200 OK", protocol.jsonp_wrap(jsonp, body), SCRIPT)
+        return _response("200 OK", protocol.jsonp_wrap(jsonp, body), HANDSHAKE_SCRIPT)
     return _response("200 OK", body)
 
 
@@ -217,10 +263,10 @@ class XHRPolling:
 
     @staticmethod
     def get(server: Server, session: Session | None, environ: dict[str, Any],
-            query: dict[str, list[str]]) -> Response:
+            query: dict[str, list[str]]) -> Response | LongPoll:
         if session is None:
             return _response("200 OK", NOT_HANDSHAKEN)
-        return _response("200 OK", wait_for_packets(server, session))
+        return LongPoll(session, lambda payload: _response("200 OK", payload))
 
     @staticmethod
     def decode_body(body: bytes) -> str:
@@ -243,7 +289,110 @@ class XHRPolling:
         return _response("200 OK", "1", headers=[("X-XSS-Protection", "0")])
 
 
-POLLING: dict[str, Any] = {"xhr-polling": XHRPolling}
+class JSONPPolling(XHRPolling):
+    """``jsonp-polling``: the long poll of xhr-polling, answered as a script
+    ``io.j[<i>]("<payload>");``; POSTs carry the payload in a form field ``d``."""
+
+    @staticmethod
+    def get(server: Server, session: Session | None, environ: dict[str, Any],
+            query: dict[str, list[str]]) -> Response | LongPoll:
+        index = protocol.jsonp_index(query.get("i", [None])[0])
+        if index is None:
+            # N falls back to io.j[0]; answering 400 keeps a bad value out of
+            # the script, and every client sends a valid one
+            return _response("400 Bad Request", "bad jsonp index")
+        if session is None:
+            return _jsonp_answer(index, NOT_HANDSHAKEN)
+        return LongPoll(session, lambda payload: _jsonp_answer(index, payload))
+
+    @staticmethod
+    def decode_body(body: bytes) -> str:
+        return protocol.decode_jsonp_body(body)
+
+
+def _jsonp_answer(index: int, payload: str) -> Response:
+    # N's headers: a script (no CORS: a script tag ignores it) that old IE's
+    # XSS filter must leave alone
+    return _response("200 OK", protocol.jsonp_wrap(index, payload), SCRIPT,
+                     headers=[("X-XSS-Protection", "0")])
+
+
+# -- htmlfile: one streaming response per connection ---------------------------
+
+class HTMLFileStream:
+    """An open htmlfile GET. Like a WebSocket it is persistent: heartbeats flow
+    over it and its end ends the session. In thread mode it holds its request
+    thread for its whole life."""
+
+    persistent = True
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+    def wake(self) -> None:
+        self.event.set()
+
+
+@dataclass
+class Stream:
+    """A response whose body is written piece by piece while it stays open."""
+
+    status: str
+    headers: list[tuple[str, str]]
+    chunks: Iterator[bytes]
+
+
+def _htmlfile_chunk(packets: list[str]) -> bytes:
+    # one write carries every packet waiting, framed when there are several
+    return protocol.htmlfile_chunk(packet_codec.frame(packets)).encode("utf-8")
+
+
+def stream_htmlfile(server: Server, session: Session) -> Iterator[bytes]:
+    """The body of an htmlfile GET: the preamble, then one ``<script>`` chunk per
+    write, until the session closes or a newer transport replaces this one.
+
+    The WSGI server pulls the chunks on the request thread. A write that fails
+    (the client went away) makes the server close this generator, which
+    releases the transport and so ends the session.
+    """
+    transport = HTMLFileStream()
+    server.attach(session, transport)
+    # re-check now and then even if nothing wakes us (cheap insurance)
+    recheck = server.options.heartbeat_interval
+    released = False
+    try:
+        yield protocol.HTMLFILE_PREAMBLE.encode("utf-8")
+        while session.transport is transport and not session.closed:
+            packets = session.take_outbox()
+            if packets:
+                yield _htmlfile_chunk(packets)
+                continue
+            transport.event.wait(recheck)
+            transport.event.clear()
+        released = True
+        leftover = server.release(session, transport)
+        if leftover:  # e.g. the "0::" of a server-side disconnect
+            yield _htmlfile_chunk(leftover)
+    finally:
+        if not released:
+            server.release(session, transport)
+
+
+class HTMLFile(XHRPolling):
+    """``htmlfile``: GET is a stream of ``<script>`` calls into an iframe;
+    POSTs upload payloads exactly as for xhr-polling."""
+
+    @staticmethod
+    def get(server: Server, session: Session | None, environ: dict[str, Any],
+            query: dict[str, list[str]]) -> Response | Stream:
+        if session is None:
+            body = protocol.HTMLFILE_PREAMBLE + protocol.htmlfile_chunk(NOT_HANDSHAKEN)
+            return _response("200 OK", body, HTML)
+        return Stream("200 OK", [("Content-Type", HTML)], stream_htmlfile(server, session))
+
+
+POLLING: dict[str, Any] = {"xhr-polling": XHRPolling, "jsonp-polling": JSONPPolling,
+                           "htmlfile": HTMLFile}
 
 
 # -- WebSocket, one thread per connection --------------------------------------
@@ -318,3 +467,84 @@ def _end_upgraded_call(ws: Any, start_response: StartResponse) -> Iterable[bytes
         raise StopIteration()
     start_response("200 OK", [("Content-Length", "0")])
     return []
+
+
+# -- the I/O hub ------------------------------------------------------------------
+
+_hub_lock = threading.Lock()
+
+
+def use_hub(server: Server, environ: dict[str, Any]) -> bool:
+    """Whether this request's connection goes to the hub: the mode allows it
+    and the WSGI server exposes a socket that can be taken over."""
+    mode = server.options.websocket_mode
+    if mode == "thread":
+        return False
+    from .takeover import can_take_over
+
+    if can_take_over(environ):
+        return True
+    if mode == "hub":
+        logger.warning("websocket_mode='hub' but this server does not expose its socket; "
+                       "using a thread for this connection")
+    return False
+
+
+def get_hub(server: Server) -> Any:
+    """The server's hub, started on first use."""
+    if server.hub is None:
+        with _hub_lock:
+            if server.hub is None:
+                from .hub import Hub
+
+                server.hub = Hub(server, server.clock)
+    return server.hub
+
+
+def _end_taken_over(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    """End the WSGI call of a connection the hub now owns. The server's fd
+    points at a dead socket (see hub.take_over_socket), so nothing it writes
+    reaches the client."""
+    if "gunicorn.socket" in environ:
+        raise StopIteration()  # gunicorn: close this connection without a response
+    start_response("200 OK", [("Content-Length", "0")])
+    return []
+
+
+def park_in_hub(server: Server, poll: LongPoll, environ: dict[str, Any],
+                start_response: StartResponse, cors: bool) -> Iterable[bytes]:
+    """Hand a long-poll GET to the hub: this thread returns at once."""
+    from .hub import HubPoll
+    from .takeover import take_over_socket
+
+    hub = get_hub(server)
+    sock = take_over_socket(environ)
+    kept = {"HTTP_ORIGIN": environ.get("HTTP_ORIGIN")} if environ.get("HTTP_ORIGIN") else {}
+
+    def render(payload: str) -> bytes:
+        return http_bytes(_complete(kept, poll.render(payload), cors))
+
+    deadline = server.clock() + server.options.polling_duration
+    conn = HubPoll(hub, sock, poll.session, render, deadline)
+    hub.call(conn.start)
+    return _end_taken_over(environ, start_response)
+
+
+def serve_websocket_in_hub(server: Server, sid: str, environ: dict[str, Any],
+                           start_response: StartResponse) -> Iterable[bytes]:
+    """Answer the upgrade and hand the socket to the hub."""
+    from . import wsframe
+    from .hub_websocket import HubWebSocket
+    from .takeover import take_over_socket
+
+    try:
+        answer = wsframe.handshake_response(environ)
+    except wsframe.HandshakeError as exc:
+        logger.info("websocket upgrade refused: %s", exc)
+        headers = [("Sec-WebSocket-Version", "13")] if exc.status.startswith("426") else []
+        return _finish(environ, start_response, _response(exc.status, str(exc), headers=headers))
+    hub = get_hub(server)
+    sock = take_over_socket(environ)
+    conn = HubWebSocket(hub, sock, server.get_session(sid), server.options.max_http_buffer_size)
+    hub.call(lambda: conn.start(answer))
+    return _end_taken_over(environ, start_response)

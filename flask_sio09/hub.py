@@ -1,0 +1,310 @@
+"""The I/O hub: one selector thread for every WebSocket and parked long-poll.
+
+After the HTTP part of a request is handled in the WSGI server's thread, the
+connection's socket is taken over (``take_over_socket``) and handed to the
+hub; the WSGI call then ends, so the server's thread is free at once. The hub
+thread does all non-blocking reads and writes, WebSocket framing
+(``wsframe.py``) and long-poll answers. Decoded packets go to the server's
+worker pool, which runs handlers in order per session; emits from any thread
+only append to the session's outbox and mark the connection dirty, which
+wakes the hub through a socketpair.
+
+Nothing here parses Socket.IO itself: it calls ``Server.receive`` with the
+text that arrived and drains ``Session`` outboxes.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import selectors
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .server import Server
+from .session import Session
+
+logger = logging.getLogger("flask_sio09")
+
+READ = selectors.EVENT_READ
+WRITE = selectors.EVENT_WRITE
+#: bytes read per recv call
+RECV_SIZE = 65536
+#: encoded bytes a connection may hold unsent before the hub stops taking more
+#: from the session outbox (the outbox then fills, and past its limit the
+#: session is closed: a client that stops reading cannot grow memory forever)
+HIGH_WATER = 1 << 20
+
+
+class Hub:
+    """The selector loop. Start it once per server; it runs as a daemon thread.
+
+    :param server: the server whose sessions the connections carry.
+    :param clock: the clock the timers use (the server's).
+    """
+
+    def __init__(self, server: Server, clock: Callable[[], float] = time.monotonic) -> None:
+        self.server = server
+        self.clock = clock
+        self._selector = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._selector.register(self._wake_r, READ, None)
+        self._lock = threading.Lock()
+        self._calls: list[Callable[[], None]] = []
+        self._dirty: dict[HubConnection, None] = {}
+        self._woken = False
+        self._timers: list[tuple[float, int, HubConnection]] = []
+        self._seq = itertools.count()
+        self.connections = 0
+        self._thread = threading.Thread(target=self._run, daemon=True, name="sio09-hub")
+        self._thread.start()
+
+    # -- called from any thread --------------------------------------------
+
+    def call(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the hub thread soon."""
+        with self._lock:
+            self._calls.append(fn)
+            wake = not self._woken
+            self._woken = True
+        if wake:
+            self._poke()
+
+    def mark(self, conn: HubConnection) -> None:
+        """``conn`` has data to flush (called by ``wake()`` from any thread)."""
+        with self._lock:
+            if conn in self._dirty:
+                return
+            self._dirty[conn] = None
+            wake = not self._woken
+            self._woken = True
+        if wake and threading.current_thread() is not self._thread:
+            self._poke()
+
+    def _poke(self) -> None:
+        try:
+            self._wake_w.send(b"\0")
+        except (BlockingIOError, InterruptedError):
+            pass  # the pipe is full, so the hub is awake anyway
+
+    # -- hub thread only ---------------------------------------------------
+
+    def register(self, conn: HubConnection, events: int) -> None:
+        self._selector.register(conn.sock, events, conn)
+        self.connections += 1
+
+    def modify(self, conn: HubConnection, events: int) -> None:
+        self._selector.modify(conn.sock, events, conn)
+
+    def unregister(self, conn: HubConnection) -> None:
+        try:
+            self._selector.unregister(conn.sock)
+            self.connections -= 1
+        except (KeyError, ValueError):
+            pass
+
+    def add_timer(self, deadline: float, conn: HubConnection) -> None:
+        heapq.heappush(self._timers, (deadline, next(self._seq), conn))
+
+    def _run(self) -> None:
+        while True:
+            try:
+                self._step()
+            except Exception:  # the hub must outlive any one bad connection
+                logger.exception("hub loop error")
+
+    def _step(self) -> None:
+        timeout = None
+        if self._timers:
+            timeout = max(0.0, self._timers[0][0] - self.clock())
+        for key, mask in self._selector.select(timeout):
+            conn = key.data
+            if conn is None:
+                try:
+                    while self._wake_r.recv(4096):
+                        pass
+                except (BlockingIOError, InterruptedError):
+                    pass
+                continue
+            if mask & READ:
+                conn.on_readable()
+            if mask & WRITE and not conn.closed:
+                conn.on_writable()
+        self._run_pending()
+        now = self.clock()
+        while self._timers and self._timers[0][0] <= now:
+            _, _, conn = heapq.heappop(self._timers)
+            if not conn.closed:
+                conn.on_timer(now)
+
+    def _run_pending(self) -> None:
+        while True:
+            with self._lock:
+                calls, self._calls = self._calls, []
+                dirty, self._dirty = self._dirty, {}
+                if not calls and not dirty:
+                    self._woken = False
+                    return
+            for fn in calls:
+                fn()
+            for conn in dirty:
+                if not conn.closed:
+                    conn.flush()
+
+
+class HubConnection:
+    """A socket owned by the hub: buffered non-blocking writes, close after
+    flush. Subclasses define what reading, flushing and timers mean."""
+
+    persistent = False
+
+    def __init__(self, hub: Hub, sock: socket.socket, session: Session | None) -> None:
+        self.hub = hub
+        self.server = hub.server
+        self.sock = sock
+        self.session = session
+        self.out = bytearray()
+        self.closed = False
+        self._close_when_flushed = False
+        self._events = READ
+
+    def wake(self) -> None:
+        """The session's outbox gained data, or the session closed."""
+        self.hub.mark(self)
+
+    def write(self, data: bytes) -> None:
+        """Queue ``data`` and send what the socket takes now."""
+        self.out += data
+        self._send()
+
+    def close_after_flush(self) -> None:
+        """Close once everything queued is sent."""
+        self._close_when_flushed = True
+        if not self.out:
+            self.close()
+
+    def _send(self) -> None:
+        if self.closed:
+            return
+        if self.out:
+            try:
+                sent = self.sock.send(self.out)
+                del self.out[:sent]
+            except (BlockingIOError, InterruptedError):
+                pass
+            except OSError:
+                self.lost()
+                return
+        if not self.out and self._close_when_flushed:
+            self.close()
+            return
+        wanted = READ | WRITE if self.out else READ
+        if wanted != self._events:
+            self._events = wanted
+            self.hub.modify(self, wanted)
+
+    def on_writable(self) -> None:
+        self._send()
+
+    def on_readable(self) -> None:
+        raise NotImplementedError
+
+    def on_timer(self, now: float) -> None:
+        """A timer set with ``hub.add_timer`` expired."""
+
+    def flush(self) -> None:
+        """Move what the session has queued onto the socket."""
+
+    def lost(self) -> None:
+        """The peer went away or the socket failed."""
+        self.close()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.hub.unregister(self)
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+class HubPoll(HubConnection):
+    """A parked long-poll GET: answered once, with packets, a noop after
+    ``polling_duration``, or a disconnect; then the connection is closed."""
+
+    def __init__(self, hub: Hub, sock: socket.socket, session: Session,
+                 render: Callable[[str], bytes], deadline: float) -> None:
+        super().__init__(hub, sock, session)
+        self.render = render
+        self.deadline = deadline
+        self.answered = False
+
+    def start(self) -> None:
+        """Attach to the session and arm the polling timer (hub thread)."""
+        self.hub.register(self, READ)
+        self.hub.add_timer(self.deadline, self)
+        try:
+            self.server.attach(self.session, self)  # type: ignore[arg-type]
+        except Exception:
+            self.answer("7:::1+0")
+            return
+        self.flush()
+
+    def flush(self) -> None:
+        session = self.session
+        assert session is not None
+        if self.answered:
+            return
+        if session.has_outbox() or session.closed or session.transport is not self:
+            self.answer(None)
+
+    def on_timer(self, now: float) -> None:
+        if not self.answered:
+            self.answer(None)
+
+    def answer(self, payload: str | None) -> None:
+        """Write the poll's one answer and close after it is sent."""
+        self.answered = True
+        if payload is None:
+            from . import packet as packet_codec
+
+            session = self.session
+            assert session is not None
+            packets = self.server.release(session, self)
+            if packets:
+                payload = packet_codec.frame(packets)
+            elif session.closed and session.transport is None:
+                payload = "0::"
+            else:
+                payload = "8::"
+        self.write(self.render(payload))
+        self.close_after_flush()
+
+    def on_readable(self) -> None:
+        try:
+            data = self.sock.recv(RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.lost()
+        # anything else is a pipelined request we do not serve: ignore it
+
+    def lost(self) -> None:
+        """The client hung up before its answer: keep the packets queued."""
+        if not self.answered and self.session is not None:
+            self.answered = True
+            self.session.detach(self, self.clock())
+        self.close()
+
+    def clock(self) -> float:
+        return self.hub.clock()
