@@ -76,7 +76,7 @@ def handle_request(server: Server, route: protocol.Route, environ: dict[str, Any
         if not _origin_ok(server, environ, use_referer=False):
             return _finish(environ, start_response, _response("403 Forbidden", "bad origin"),
                            cors=False)
-        if server.options.websocket_mode == "hub" and use_hub(server, environ):
+        if use_hub(server, environ):
             return serve_websocket_in_hub(server, route.sid or "", environ, start_response)
         return serve_websocket(server, route.sid or "", environ, start_response)
     result = route_request(server, route, method, environ)
@@ -541,8 +541,8 @@ def serve_websocket_in_hub(server: Server, sid: str, environ: dict[str, Any],
         answer = wsframe.handshake_response(environ)
     except wsframe.HandshakeError as exc:
         logger.info("websocket upgrade refused: %s", exc)
-        headers = [("Sec-WebSocket-Version", "13")] if exc.status.startswith("426") else []
-        return _finish(environ, start_response, _response(exc.status, str(exc), headers=headers))
+        refusal = (exc.status, list(exc.headers), str(exc).encode("utf-8"))
+        return _finish(environ, start_response, refusal)
     hub = get_hub(server)
     sock = take_over_socket(environ)
     conn = HubWebSocket(hub, sock, server.get_session(sid), server.options.max_http_buffer_size)

@@ -1,0 +1,113 @@
+"""WebSockets (and flashsockets) served by the I/O hub.
+
+The hub thread reads frames (``wsframe``), hands the text of each message to
+``Server.receive``, answers pings, and writes the session's outbox one frame
+per packet, as the 0.9 protocol wants.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+
+from . import wsframe
+from .hub import HIGH_WATER, READ, RECV_SIZE, Hub, HubConnection
+from .session import Session
+
+logger = logging.getLogger("flask_sio09")
+
+
+class HubWebSocket(HubConnection):
+    """A WebSocket (or flashsocket) carrying one session, framed by wsframe."""
+
+    persistent = True
+
+    def __init__(self, hub: Hub, sock: socket.socket, session: Session | None,
+                 max_message_size: int) -> None:
+        super().__init__(hub, sock, session)
+        self.reader = wsframe.FrameReader(max_message_size)
+        self._ended = False
+
+    def start(self, handshake: bytes) -> None:
+        """Send the 101 answer and attach to the session (hub thread)."""
+        self.hub.register(self, READ)
+        self.write(handshake)
+        if self.session is None or self.session.closed:
+            self.write(wsframe.encode_text("7:::1+0"))
+            self.end(1000)
+            return
+        try:
+            self.server.attach(self.session, self)
+        except Exception:  # the session closed between lookup and attach
+            self.write(wsframe.encode_text("7:::1+0"))
+            self.end(1000)
+
+    def on_readable(self) -> None:
+        try:
+            data = self.sock.recv(RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.lost()
+            return
+        try:
+            events = self.reader.feed(data)
+        except wsframe.WebSocketError as exc:
+            logger.info("websocket of %s: protocol error %s (%s)",
+                        self.session.sid if self.session else "-", exc.code, exc)
+            self._handle(exc.events)  # what came before the violation still counts
+            self.end(exc.code)
+            return
+        self._handle(events)
+
+    def _handle(self, events: list[tuple]) -> None:
+        session = self.session
+        for event in events:
+            kind = event[0]
+            if kind == "text":
+                if session is not None and not self._ended:
+                    self.server.receive(session, event[1])
+            elif kind == "ping":
+                self.write(wsframe.encode_pong(event[1]))
+            elif kind == "close":
+                self.end(1000)
+                return
+            elif kind == "binary" and session is not None:
+                logger.info("session %s: binary websocket message dropped", session.sid)
+
+    def flush(self) -> None:
+        session = self.session
+        if session is None or self._ended:
+            return
+        if len(self.out) < HIGH_WATER:
+            packets = session.take_outbox()
+            if packets:
+                encode = wsframe.encode_text
+                self.out += b"".join([encode(p) for p in packets])
+        if session.closed or session.transport is not self:
+            self.end(1000)
+            return
+        self._send()
+
+    def end(self, code: int) -> None:
+        """Write what the session still has, a close frame, then close."""
+        if self._ended:
+            return
+        self._ended = True
+        session = self.session
+        if session is not None:
+            leftover = self.server.release(session, self)
+            if leftover:
+                encode = wsframe.encode_text
+                self.out += b"".join([encode(p) for p in leftover])
+        self.out += wsframe.encode_close(code)
+        self._send()
+        self.close_after_flush()
+
+    def lost(self) -> None:
+        if not self._ended and self.session is not None:
+            self._ended = True
+            self.server.release(self.session, self)
+        self.close()
