@@ -1,0 +1,303 @@
+"""The I/O hub over real socketpairs: WebSocket framing both ways, ordering,
+pings, protocol errors, slow readers, and parked long-polls."""
+
+import socket
+import struct
+import threading
+import time
+
+import pytest
+
+from flask_sio09 import wsframe
+from flask_sio09.hub import Hub, HubPoll
+from flask_sio09.hub_websocket import HubWebSocket
+from flask_sio09.server import Options, Server
+
+
+class EchoApp:
+    """Answers data acks with the event's args; records everything."""
+
+    def __init__(self):
+        self.events = []
+        self.lock = threading.Lock()
+        self.disconnects = 0
+
+    def authorize_handshake(self, environ):
+        return True
+
+    def connect(self, session, namespace, query):
+        return True
+
+    def event(self, session, namespace, name, args, ack):
+        with self.lock:
+            self.events.append((name, args))
+        if ack is not None:
+            ack(*args)
+
+    def disconnect(self, session, namespace):
+        with self.lock:
+            self.disconnects += 1
+
+    def callback(self, session, namespace, callback, args):
+        callback(*args)
+
+    def error(self, session, namespace, reason, advice):
+        pass
+
+
+def wait_until(predicate, deadline=10.0):
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def client_frame(text=None, opcode=0x1, payload=None, mask=b"\x01\x02\x03\x04", fin=True):
+    data = text.encode("utf-8") if text is not None else payload
+    head = bytes([(0x80 if fin else 0) | opcode])
+    length = len(data)
+    if length < 126:
+        head += bytes([0x80 | length])
+    elif length < 65536:
+        head += bytes([0x80 | 126]) + struct.pack("!H", length)
+    else:
+        head += bytes([0x80 | 127]) + struct.pack("!Q", length)
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+    return head + mask + masked
+
+
+class FrameClient:
+    """Reads the hub's unmasked server frames from the client end."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.sock.settimeout(10)
+        self.buf = b""
+
+    def _need(self, n):
+        while len(self.buf) < n:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise EOFError
+            self.buf += chunk
+
+    def read_until(self, marker):
+        while marker not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise EOFError
+            self.buf += chunk
+        head, _, self.buf = self.buf.partition(marker)
+        return head + marker
+
+    def frame(self):
+        self._need(2)
+        opcode = self.buf[0] & 0x0F
+        length = self.buf[1] & 0x7F
+        pos = 2
+        if length == 126:
+            self._need(4)
+            length = struct.unpack("!H", self.buf[2:4])[0]
+            pos = 4
+        elif length == 127:
+            self._need(10)
+            length = struct.unpack("!Q", self.buf[2:10])[0]
+            pos = 10
+        self._need(pos + length)
+        payload, self.buf = self.buf[pos:pos + length], self.buf[pos + length:]
+        return opcode, payload
+
+    def text(self):
+        opcode, payload = self.frame()
+        assert opcode == 0x1, (opcode, payload)
+        return payload.decode("utf-8")
+
+
+@pytest.fixture
+def app():
+    return EchoApp()
+
+
+@pytest.fixture
+def server(app):
+    srv = Server(Options(max_outbox_bytes=200_000, polling_duration=0.5, close_timeout=5),
+                 app, monitor=False)
+    yield srv
+    srv.shutdown()
+
+
+@pytest.fixture
+def hub(server):
+    hub = Hub(server)
+    server.hub = hub
+    return hub
+
+
+def open_websocket(server, hub, max_message_size=1_000_000):
+    session = server.new_session({"QUERY_STRING": ""})
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    conn = HubWebSocket(hub, ours, session, max_message_size)
+    hub.call(lambda: conn.start(b"HTTP/1.1 101 Switching Protocols\r\n\r\n"))
+    client = FrameClient(theirs)
+    assert client.read_until(b"\r\n\r\n").startswith(b"HTTP/1.1 101")
+    assert client.text() == "1::"
+    return session, conn, client
+
+
+def test_messages_in_order_and_acks_one_frame_each(server, hub, app):
+    session, conn, client = open_websocket(server, hub)
+    burst = b"".join(client_frame(f'5:{i}+::{{"name":"n","args":[{i}]}}') for i in range(1, 201))
+    client.sock.sendall(burst)
+    answers = [client.text() for _ in range(200)]
+    assert answers == [f"6:::{i}+[{i}]" for i in range(1, 201)]
+    assert [e[1][0] for e in app.events] == list(range(1, 201))
+
+
+def test_fragmented_unicode_and_ping(server, hub):
+    session, conn, client = open_websocket(server, hub)
+    text = '5:1+::{"name":"x","args":["é😀\u2028"]}'
+    raw = text.encode("utf-8")
+    first = client_frame(payload=raw[:13], opcode=0x1, fin=False)
+    ping = client_frame(payload=b"hb", opcode=0x9)
+    rest = client_frame(payload=raw[13:], opcode=0x0)
+    client.sock.sendall(first + ping + rest)
+    assert client.frame() == (0xA, b"hb")
+    assert client.text() == '6:::1+["é😀\u2028"]'
+
+
+def test_server_emit_from_another_thread_wakes_hub(server, hub):
+    session, conn, client = open_websocket(server, hub)
+    threading.Thread(target=lambda: server.emit_packet(
+        {"type": "event", "name": "tick", "args": [1]}, "", to=session.sid)).start()
+    assert client.text() == '5:::{"name":"tick","args":[1]}'
+
+
+def test_unmasked_frame_closes_with_1002_and_ends_session(server, hub, app):
+    session, conn, client = open_websocket(server, hub)
+    client.sock.sendall(b"\x81\x05hello")
+    opcode, payload = client.frame()
+    assert opcode == 0x8 and struct.unpack("!H", payload[:2])[0] == 1002
+    assert wait_until(lambda: session.closed)
+    assert wait_until(lambda: app.disconnects == 1)
+
+
+def test_too_big_message_closes_with_1009(server, hub):
+    session, conn, client = open_websocket(server, hub, max_message_size=1000)
+    client.sock.sendall(client_frame("3:::" + "x" * 2000))
+    opcode, payload = client.frame()
+    assert opcode == 0x8 and struct.unpack("!H", payload[:2])[0] == 1009
+
+
+def test_malformed_packet_is_dropped_and_connection_lives(server, hub):
+    session, conn, client = open_websocket(server, hub)
+    client.sock.sendall(client_frame("99::junk") + client_frame('5:1+::{"name":"ok"}'))
+    assert client.text() == "6:::1"
+
+
+def test_close_frame_and_peer_loss_end_session_once(server, hub, app):
+    session, conn, client = open_websocket(server, hub)
+    client.sock.sendall(client_frame(payload=struct.pack("!H", 1000), opcode=0x8))
+    opcode, _ = client.frame()
+    assert opcode == 0x8
+    assert wait_until(lambda: session.closed and app.disconnects == 1)
+    other, _, other_client = open_websocket(server, hub)
+    other_client.sock.close()
+    assert wait_until(lambda: other.closed and app.disconnects == 2)
+
+
+def test_slow_reader_hits_outbox_limit_and_is_closed(server, hub):
+    session, conn, client = open_websocket(server, hub)
+    client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    big = "x" * 50_000
+    for _ in range(400):  # 20 MB offered to a client that reads nothing
+        server.emit_packet({"type": "message", "data": big}, "", to=session.sid)
+        if session.closed:
+            break
+    assert wait_until(lambda: session.closed)
+    assert session.close_reason == "outbox overflow"
+    assert len(conn.out) < 4 * (1 << 20)
+
+
+def test_unknown_session_gets_error_packet(server, hub):
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    conn = HubWebSocket(hub, ours, None, 1000)
+    hub.call(lambda: conn.start(b"HTTP/1.1 101 Switching Protocols\r\n\r\n"))
+    client = FrameClient(theirs)
+    client.read_until(b"\r\n\r\n")
+    assert client.text() == "7:::1+0"
+    assert client.frame()[0] == 0x8
+
+
+def park(server, hub, session, deadline_in=0.5):
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    theirs.settimeout(10)
+    conn = HubPoll(hub, ours, session, lambda payload: payload.encode("utf-8"),
+                   server.clock() + deadline_in)
+    hub.call(conn.start)
+    return conn, theirs
+
+
+def read_all(sock):
+    data = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data.decode("utf-8")
+        data += chunk
+
+
+def test_parked_poll_answers_with_connect_then_noop(server, hub):
+    session = server.new_session({"QUERY_STRING": ""})
+    _, sock = park(server, hub, session)
+    assert read_all(sock) == "1::"
+    _, sock = park(server, hub, session, deadline_in=0.2)
+    assert read_all(sock) == "8::"
+
+
+def test_parked_poll_wakes_on_emit_and_frames_several(server, hub):
+    session = server.new_session({"QUERY_STRING": ""})
+    _, sock = park(server, hub, session)
+    read_all(sock)
+    _, sock = park(server, hub, session, deadline_in=5)
+    assert wait_until(lambda: session.transport is not None)
+    server.emit_packet({"type": "message", "data": "a"}, "", to=session.sid)
+    body = read_all(sock)
+    assert body.startswith("3:::a") or body.startswith("\ufffd")
+
+
+def test_poll_whose_client_hangs_up_loses_nothing(server, hub):
+    session = server.new_session({"QUERY_STRING": ""})
+    _, sock = park(server, hub, session)
+    read_all(sock)
+    conn, sock = park(server, hub, session, deadline_in=30)
+    assert wait_until(lambda: session.transport is conn)
+    sock.close()
+    assert wait_until(lambda: conn.closed)
+    server.emit_packet({"type": "message", "data": "kept"}, "", to=session.sid)
+    _, sock = park(server, hub, session)
+    assert read_all(sock) == "3:::kept"
+
+
+def test_newer_poll_supersedes_older_with_noop(server, hub):
+    session = server.new_session({"QUERY_STRING": ""})
+    _, sock = park(server, hub, session)
+    read_all(sock)
+    first, first_sock = park(server, hub, session, deadline_in=30)
+    assert wait_until(lambda: session.transport is first)
+    second, second_sock = park(server, hub, session, deadline_in=30)
+    assert read_all(first_sock) == "8::"
+    server.emit_packet({"type": "message", "data": "new"}, "", to=session.sid)
+    assert read_all(second_sock) == "3:::new"
+
+
+def test_hub_connection_count_returns_to_zero(server, hub):
+    before = hub.connections
+    session, conn, client = open_websocket(server, hub)
+    assert hub.connections == before + 1
+    client.sock.close()
+    assert wait_until(lambda: hub.connections == before)
