@@ -97,11 +97,17 @@ class Ack:
         self._endpoint, self._id = endpoint, ack_id
         self.used = False
 
+    @property
+    def id(self) -> int:
+        """The id of the packet this ack answers."""
+        return self._id
+
     def __call__(self, *args: Any) -> None:
         if self.used:
             logger.warning("ack %s of %s answered twice; ignored", self._id, self._session.sid)
             return
         self.used = True
+        logger.debug("session %s: data ack %s on %r", self._session.sid, self._id, self._endpoint)
         encoded = packet_codec.encode({"type": "ack", "ackId": self._id,
                                        "endpoint": self._endpoint, "args": list(args)})
         self._server.send_to_session(self._session, encoded, self._endpoint)
@@ -221,6 +227,7 @@ class Server:
                 logger.exception("connect handler of %r failed", endpoint)
                 accepted = False
             if accepted:
+                logger.debug("session %s joined %r", session.sid, endpoint)
                 echo = packet_codec.encode({"type": "connect", "endpoint": endpoint, "qs": ""})
                 if not session.accept_namespace(endpoint, echo):
                     self.close_session(session, "outbox overflow")
@@ -245,14 +252,18 @@ class Server:
         try:
             parts = packet_codec.split_payload(data)
         except packet_codec.PacketError as exc:
-            logger.info("session %s: bad payload dropped (%s)", session.sid, exc)
+            # the codec's message may quote the client's bytes: details at debug only
+            logger.info("session %s: bad payload dropped", session.sid)
+            logger.debug("session %s: bad payload: %s", session.sid, exc)
             return
         for part in parts:
             try:
                 pkt = packet_codec.decode(part)
             except packet_codec.PacketError as exc:
-                logger.info("session %s: bad packet dropped (%s)", session.sid, exc)
+                logger.info("session %s: bad packet dropped", session.sid)
+                logger.debug("session %s: bad packet: %s", session.sid, exc)
                 continue
+            logger.debug("session %s: received %s", session.sid, part)
             self.handle_packet(session, pkt, inline)
 
     def handle_packet(self, session: Session, pkt: dict[str, Any], inline: bool = False) -> None:
@@ -333,7 +344,9 @@ class Server:
         """
         pkt["endpoint"] = namespace
         if callback is None:
-            self.manager.emit_encoded(packet_codec.encode(pkt), namespace, to, skip_sid)
+            encoded = packet_codec.encode(pkt)
+            count = self.manager.emit_encoded(encoded, namespace, to, skip_sid)
+            logger.debug("emit to %r on %r (%d recipients): %s", to, namespace, count, encoded)
             return
         targets = self.manager.recipients(namespace, to, skip_sid)
         if len(targets) != 1:
@@ -344,7 +357,9 @@ class Server:
             return
         pkt["id"] = session.add_callback(namespace, callback)
         pkt["ack"] = "data"
-        self.send_to_session(session, packet_codec.encode(pkt), namespace)
+        encoded = packet_codec.encode(pkt)
+        logger.debug("session %s: emit with callback: %s", session.sid, encoded)
+        self.send_to_session(session, encoded, namespace)
 
     # -- timers ----------------------------------------------------------
 
