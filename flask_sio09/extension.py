@@ -75,6 +75,15 @@ def ack_args(value: Any) -> tuple[Any, ...]:
     return (value,)
 
 
+class _EventContext(RequestContext):
+    """The request context handlers run in: the request that opened the
+    connection. Its URL (the handshake's) routes to no view, so matching it
+    for every event would only cost time."""
+
+    def match_request(self) -> None:
+        pass
+
+
 class _AppBridge:
     """Runs the handlers of one ``SocketIO`` for one Flask app (the server's
     ``Application``)."""
@@ -85,13 +94,16 @@ class _AppBridge:
 
     def _call(self, session: Session, namespace: str, event: dict[str, Any],
               fn: Handler, *args: Any, **kwargs: Any) -> Any:
-        # the connection's own copy of the Flask session, kept between events
-        saved = session.app_data.get("flask_session")
-        ctx = RequestContext(self.app, session.environ, session=saved)
+        # One request context per connection, pushed for each event: its
+        # Request, URL adapter and Flask session are built once (the session
+        # is the connection's own copy, kept between events), while flask.g
+        # and the teardown functions are per event as in a normal request.
+        ctx = session.app_data.get("flask_context")
+        if ctx is None:
+            ctx = _EventContext(self.app, session.environ)
+            session.app_data["flask_context"] = ctx
         with ctx:
-            if saved is None:
-                session.app_data["flask_session"] = ctx.session
-            request = flask.request
+            request = ctx.request
             request.sid = session.sid  # type: ignore[attr-defined]
             request.namespace = namespace  # type: ignore[attr-defined]
             request.event = event  # type: ignore[attr-defined]
