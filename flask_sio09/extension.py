@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 import flask
@@ -27,6 +27,10 @@ from . import protocol, transports
 from .options import resolve_options
 from .server import Server
 from .session import Session
+
+if TYPE_CHECKING:
+    from .namespace import Namespace
+    from .testing import SocketIOTestClient
 
 logger = logging.getLogger("flask_sio09")
 
@@ -75,6 +79,83 @@ def ack_args(value: Any) -> tuple[Any, ...]:
     return (value,)
 
 
+#: event names a client may not emit: they name the connect handler
+#: (``disconnect`` is already dropped by the server)
+RESERVED_EVENTS = frozenset({"connect"})
+
+
+class PendingAck:
+    """The data ack an incoming packet asked for, handed to at most one handler.
+
+    When no handler took it, the bridge answers it with the return value of
+    the handler (or of ``process_packet``), through ``ack_args``.
+    """
+
+    __slots__ = ("ack", "taken")
+
+    def __init__(self, ack: Callable[..., None] | None) -> None:
+        self.ack = ack
+        self.taken = False
+
+    def take(self) -> Callable[..., None] | None:
+        """Hand the ack callable to the code that will answer it."""
+        self.taken = self.ack is not None
+        return self.ack
+
+
+def invoke(registered: _Registered, args: list[Any], pending: PendingAck | None) -> Any:
+    """Call a handler with an event's arguments; ``ack=`` is injected when the
+    packet asked for a data ack and the handler declares ``ack`` (or ``**kwargs``).
+
+    :param registered: the handler and what its signature accepts.
+    :param args: the event's arguments, passed positionally.
+    :param pending: the packet's data ack, or None.
+    :return: the handler's return value.
+    """
+    if pending is not None and pending.ack is not None and registered.wants_ack:
+        return registered.fn(*args, ack=pending.take())
+    return registered.fn(*args)
+
+
+def current_pending_ack() -> PendingAck | None:
+    """The data ack of the packet the running handler serves (None outside a
+    handler, or when the packet asked for none)."""
+    if not flask.has_request_context():
+        return None
+    return getattr(flask.request, "_sio09_ack", None)
+
+
+def current_session() -> Session | None:
+    """The server-side session of the running handler (None outside one)."""
+    if not flask.has_request_context():
+        return None
+    return getattr(flask.request, "_sio09_session", None)
+
+
+def incoming_packet(namespace: str, name: str, args: list[Any],
+                    ack: Callable[..., None] | None) -> dict[str, Any]:
+    """The packet-module dict of an event the server dispatched.
+
+    The server passes ``message`` and ``json`` packets as events of those
+    names with one argument; they are rebuilt as such, which dispatches the
+    same way as the equivalent event. ``id`` and ``ack`` are present when the
+    client asked for a data ack (a plain ack was answered before dispatch).
+    """
+    pkt: dict[str, Any]
+    if name == "message" and len(args) == 1 and isinstance(args[0], str):
+        pkt = {"type": "message", "data": args[0]}
+    elif name == "json" and len(args) == 1:
+        pkt = {"type": "json", "data": args[0]}
+    else:
+        pkt = {"type": "event", "name": name, "args": list(args)}
+    pkt["endpoint"] = namespace
+    ack_id = getattr(ack, "id", None)
+    if ack_id is not None:
+        pkt["id"] = ack_id
+        pkt["ack"] = "data"
+    return pkt
+
+
 class _EventContext(RequestContext):
     """The request context handlers run in: the request that opened the
     connection. Its URL (the handshake's) routes to no view, so matching it
@@ -92,8 +173,8 @@ class _AppBridge:
         self.sio = sio
         self.app = app
 
-    def _call(self, session: Session, namespace: str, event: dict[str, Any],
-              fn: Handler, *args: Any, **kwargs: Any) -> Any:
+    def _call(self, session: Session, namespace: str, event: dict[str, Any], fn: Handler,
+              args: tuple[Any, ...] = (), pending: PendingAck | None = None) -> Any:
         # One request context per connection, pushed for each event: its
         # Request, URL adapter and Flask session are built once (the session
         # is the connection's own copy, kept between events), while flask.g
@@ -107,8 +188,11 @@ class _AppBridge:
             request.sid = session.sid  # type: ignore[attr-defined]
             request.namespace = namespace  # type: ignore[attr-defined]
             request.event = event  # type: ignore[attr-defined]
+            # for Namespace classes and the compat layer (current_session/_pending_ack)
+            request._sio09_session = session  # type: ignore[attr-defined]
+            request._sio09_ack = pending  # type: ignore[attr-defined]
             try:
-                return fn(*args, **kwargs)
+                return fn(*args)
             except Exception as exc:
                 return self._handle_error(namespace, exc)
 
@@ -131,44 +215,67 @@ class _AppBridge:
             return handler() is not False
 
     def connect(self, session: Session, namespace: str, query: str) -> bool:
+        event: dict[str, Any] = {"name": "connect", "args": []}
+        handler = self.sio.namespace_handlers.get(namespace)
+        if handler is not None:
+            pkt = {"type": "connect", "endpoint": namespace, "qs": f"?{query}" if query else ""}
+            return self._call(session, namespace, event, handler.process_packet,
+                              (pkt,)) is not False
         registered = self.sio.handlers.get(namespace, {}).get("connect")
         if registered is None:
             return True
         args = (MultiDict(parse_qsl(query, keep_blank_values=True)),)[:registered.positional]
-        result = self._call(session, namespace, {"name": "connect", "args": []},
-                            registered.fn, *args)
-        return result is not False
+        return self._call(session, namespace, event, registered.fn, args) is not False
 
     def event(self, session: Session, namespace: str, name: str, args: list[Any],
               ack: Callable[..., None] | None) -> None:
-        registered = self.sio.handlers.get(namespace, {}).get(name)
-        if registered is None:
-            logger.debug("session %s: no handler for %r on %r", session.sid, name, namespace)
+        if name in RESERVED_EVENTS:
+            logger.debug("session %s: reserved event name %r dropped", session.sid, name)
             return
-        inject = ack is not None and registered.wants_ack
-        kwargs = {"ack": ack} if inject else {}
-        result = self._call(session, namespace, {"name": name, "args": args},
-                            registered.fn, *args, **kwargs)
-        if ack is not None and not inject:
+        pending = PendingAck(ack)
+        handler = self.sio.namespace_handlers.get(namespace)
+        if handler is not None:
+            fn: Handler = handler.process_packet
+            call_args: tuple[Any, ...] = (incoming_packet(namespace, name, args, ack),)
+        else:
+            registered = self.sio.handlers.get(namespace, {}).get(name)
+            if registered is None:
+                logger.debug("session %s: no handler for %r on %r", session.sid, name, namespace)
+                return
+            fn, call_args = invoke, (registered, args, pending)
+        result = self._call(session, namespace, {"name": name, "args": args}, fn, call_args,
+                            pending)
+        if ack is not None and not pending.taken:
             ack(*ack_args(result))
 
     def disconnect(self, session: Session, namespace: str) -> None:
+        event: dict[str, Any] = {"name": "disconnect", "args": []}
+        handler = self.sio.namespace_handlers.get(namespace)
+        if handler is not None:
+            pkt = {"type": "disconnect", "endpoint": namespace}
+            self._call(session, namespace, event, handler.process_packet, (pkt,))
+            return
         registered = self.sio.handlers.get(namespace, {}).get("disconnect")
         if registered is not None:
-            self._call(session, namespace, {"name": "disconnect", "args": []}, registered.fn)
+            self._call(session, namespace, event, registered.fn)
 
     def callback(self, session: Session, namespace: str, callback: Callable[..., Any],
                  args: list[Any]) -> None:
-        self._call(session, namespace, {"name": "callback", "args": args}, callback, *args)
+        self._call(session, namespace, {"name": "callback", "args": args}, callback, tuple(args))
 
     def error(self, session: Session, namespace: str, reason: str, advice: str) -> None:
+        event: dict[str, Any] = {"name": "error", "args": [reason, advice]}
+        handler = self.sio.namespace_handlers.get(namespace)
+        if handler is not None:
+            pkt = {"type": "error", "endpoint": namespace, "reason": reason, "advice": advice}
+            self._call(session, namespace, event, handler.process_packet, (pkt,))
+            return
         registered = self.sio.handlers.get(namespace, {}).get("error")
         if registered is None:
             logger.info("session %s: client error packet on %r: %s %s",
                         session.sid, namespace, reason, advice)
             return
-        self._call(session, namespace, {"name": "error", "args": [reason, advice]},
-                   registered.fn, reason, advice)
+        self._call(session, namespace, event, registered.fn, (reason, advice))
 
 
 class _Middleware:
@@ -211,6 +318,8 @@ class SocketIO:
         self._options = options
         #: namespace endpoint -> event name -> handler
         self.handlers: dict[str, dict[str, _Registered]] = {}
+        #: namespace endpoint -> class-based namespace object (wins over ``handlers``)
+        self.namespace_handlers: dict[str, Namespace] = {}
         self.error_handlers: dict[str, Handler] = {}
         self.default_error_handler: Handler | None = None
         self.handshake_handler: Handler | None = None
@@ -243,6 +352,20 @@ class SocketIO:
         ns = normalize_namespace(namespace)
         self.handlers.setdefault(ns, {})[event] = _Registered.of(handler)
 
+    def on_namespace(self, namespace_handler: Namespace) -> None:
+        """Register a class-based namespace object (a ``flask_sio09.Namespace``).
+
+        It serves its namespace instead of any handlers registered there with
+        ``on``; other namespaces of the app keep their decorated handlers.
+        """
+        from .namespace import Namespace
+
+        if not isinstance(namespace_handler, Namespace):
+            raise TypeError("on_namespace() takes a flask_sio09.Namespace instance, "
+                            f"not {type(namespace_handler).__name__}")
+        namespace_handler.socketio = self
+        self.namespace_handlers[namespace_handler.namespace] = namespace_handler
+
     def on_error(self, namespace: str | None = None) -> Callable[[Handler], Handler]:
         """Decorator: handle exceptions raised by ``namespace``'s handlers."""
         def decorator(fn: Handler) -> Handler:
@@ -259,6 +382,23 @@ class SocketIO:
         """Decorator: authorize handshakes; returning False answers 403."""
         self.handshake_handler = fn
         return fn
+
+    def test_client(self, app: flask.Flask, namespace: str | None = None,
+                    query_string: str | None = None, headers: Any = None,
+                    flask_test_client: Any = None) -> SocketIOTestClient:
+        """An in-memory client of ``app`` for unit tests (see ``flask_sio09.testing``).
+
+        :param app: a Flask app this extension was initialised on.
+        :param namespace: a namespace to connect besides the global one.
+        :param query_string: the connection's query string (``"a=1&b=2"``).
+        :param headers: extra request headers of the handshake (cookies included).
+        :param flask_test_client: a ``app.test_client()`` whose cookie jar (the
+                                  Flask session, say) the connection uses.
+        """
+        from .testing import SocketIOTestClient
+
+        return SocketIOTestClient(self, app, namespace=namespace, query_string=query_string,
+                                  headers=headers, flask_test_client=flask_test_client)
 
     # -- emitting from anywhere --------------------------------------------
 
