@@ -5,7 +5,8 @@
 # Set-up steps, each idempotent and usable on its own:
 #   make system   Debian's chromium and redis-server, installed only if missing
 #   make venv     .venv with the package installed in editable mode, with the test extra
-#   make vendor   socket.io-client 0.9.16 from the npm registry into vendor/ (git-ignored)
+#   make vendor   socket.io-client 0.9.16 and the Node `ws` client (tests only) from the
+#                 npm registry into vendor/ (git-ignored)
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -22,6 +23,11 @@ CLIENT_VERSION := 0.9.16
 # sha1 of the registry tarball (npm's "shasum" for this version); a different file is refused.
 CLIENT_SHA1 := 4da7515c5e773041d1b423970415bcc430f35fc6
 CLIENT_JS := vendor/socket.io.js
+
+# The Node.js `ws` client of the WebSocket framer's interop tests
+# (tests/integration/test_wsframe_interop.py), installed into vendor/node_modules.
+WS_VERSION := 8.23.0
+WS_STAMP := vendor/node_modules/.ws-$(WS_VERSION)-installed
 
 PYTEST_ARGS ?=
 
@@ -84,7 +90,7 @@ $(VENV_STAMP): pyproject.toml
 	$(VENV_PY) -m pip install -e '.[test]'
 	@touch $@
 
-vendor: $(CLIENT_JS)
+vendor: $(CLIENT_JS) $(WS_STAMP)
 
 # npm pack downloads the package tarball alone: no dependencies, no install scripts.
 $(CLIENT_JS):
@@ -101,6 +107,14 @@ $(CLIENT_JS):
 	cp "$$tmp/package/dist/socket.io.js" $@.part; \
 	mv $@.part $@; \
 	echo "vendor: wrote $@"
+
+# --no-save: no package.json or lock file is written; --ignore-scripts: ws has none.
+$(WS_STAMP):
+	@command -v npm >/dev/null 2>&1 || \
+	  { echo "vendor: npm is needed to install ws $(WS_VERSION) (Debian: apt-get install npm)" >&2; exit 1; }
+	npm install --prefix vendor --no-save --no-audit --no-fund --ignore-scripts ws@$(WS_VERSION)
+	@grep -q '"version": "$(WS_VERSION)"' vendor/node_modules/ws/package.json
+	@touch $@
 
 clean:
 	rm -rf vendor build dist
