@@ -308,3 +308,79 @@ class HubPoll(HubConnection):
 
     def clock(self) -> float:
         return self.hub.clock()
+
+
+class HubStream(HubConnection):
+    """A streaming response (htmlfile) carrying one session: the head and a
+    preamble, then one chunk per flush, until the session ends or a newer
+    transport replaces it. Persistent: heartbeats flow over it and its loss
+    ends the session, as with a WebSocket."""
+
+    persistent = True
+
+    def __init__(self, hub: Hub, sock: socket.socket, session: Session,
+                 encode: Callable[[list[str]], bytes]) -> None:
+        super().__init__(hub, sock, session)
+        self.encode = encode
+        self._ended = False
+
+    def start(self, head: bytes) -> None:
+        """Write the head (status, headers and preamble) and attach (hub thread)."""
+        self.hub.register(self, READ)
+        self.write(head)
+        try:
+            self.server.attach(self.session, self)  # type: ignore[arg-type]
+        except Exception:
+            self._ended = True
+            self.write(b"0\r\n\r\n")
+            self.close_after_flush()
+            return
+        self.flush()
+
+    @staticmethod
+    def chunk(data: bytes) -> bytes:
+        """One piece of a chunked HTTP/1.1 body."""
+        return b"%x\r\n%s\r\n" % (len(data), data)
+
+    def flush(self) -> None:
+        session = self.session
+        assert session is not None
+        if self._ended:
+            return
+        if session.closed or session.transport is not self:
+            self.end()
+            return
+        if len(self.out) < HIGH_WATER:
+            packets = session.take_outbox()
+            if packets:
+                self.out += self.chunk(self.encode(packets))
+        self._send()
+
+    def end(self) -> None:
+        """Write what the session still has, finish the body, close."""
+        if self._ended:
+            return
+        self._ended = True
+        assert self.session is not None
+        leftover = self.server.release(self.session, self)
+        if leftover:
+            self.out += self.chunk(self.encode(leftover))
+        self.out += b"0\r\n\r\n"
+        self._send()
+        self.close_after_flush()
+
+    def on_readable(self) -> None:
+        try:
+            data = self.sock.recv(RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.lost()
+
+    def lost(self) -> None:
+        if not self._ended and self.session is not None:
+            self._ended = True
+            self.server.release(self.session, self)
+        self.close()
