@@ -13,10 +13,12 @@ from .extension import join_room as join_room
 from .extension import leave_room as leave_room
 from .extension import rooms as rooms
 from .extension import send as send
+from .namespace import Namespace as Namespace
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Namespace",
     "SocketIO",
     "close_room",
     "disconnect",
