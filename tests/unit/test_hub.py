@@ -301,3 +301,34 @@ def test_hub_connection_count_returns_to_zero(server, hub):
     assert hub.connections == before + 1
     client.sock.close()
     assert wait_until(lambda: hub.connections == before)
+
+
+def open_stream(server, hub, session):
+    from flask_sio09.hub import HubStream
+
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    theirs.settimeout(10)
+    conn = HubStream(hub, ours, session, lambda packets: "|".join(packets).encode("utf-8"))
+    hub.call(lambda: conn.start(b"HEAD\r\n\r\n"))
+    return conn, FrameClient(theirs)
+
+
+def test_stream_writes_chunks_then_terminates_on_server_disconnect(server, hub, app):
+    session = server.new_session({"QUERY_STRING": ""})
+    conn, client = open_stream(server, hub, session)
+    assert client.read_until(b"HEAD\r\n\r\n") == b"HEAD\r\n\r\n"
+    assert client.read_until(b"\r\n1::\r\n") == b"3\r\n1::\r\n"
+    server.emit_packet({"type": "message", "data": "hi"}, "", to=session.sid)
+    assert client.read_until(b"3:::hi\r\n") == b"6\r\n3:::hi\r\n"
+    server.disconnect(session.sid)
+    assert client.read_until(b"0\r\n\r\n").endswith(b"0::\r\n0\r\n\r\n")
+    assert wait_until(lambda: conn.closed and app.disconnects == 1)
+
+
+def test_stream_loss_ends_session(server, hub, app):
+    session = server.new_session({"QUERY_STRING": ""})
+    conn, client = open_stream(server, hub, session)
+    client.read_until(b"\r\n1::\r\n")
+    client.sock.close()
+    assert wait_until(lambda: session.closed and app.disconnects == 1)
