@@ -194,7 +194,9 @@ class _AppBridge:
             try:
                 return fn(*args)
             except Exception as exc:
-                return self._handle_error(namespace, exc)
+                result = self._handle_error(namespace, exc)
+                # a connect handler that failed must not let the client in
+                return False if event["name"] == "connect" else result
 
     def _handle_error(self, namespace: str, exc: Exception) -> Any:
         handler = self.sio.error_handlers.get(namespace, self.sio.default_error_handler)
