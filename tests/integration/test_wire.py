@@ -162,6 +162,18 @@ def test_echo_ack_over_xhr(server):
     assert client.ack_for(2) == "6:::2"
 
 
+def test_ack_json_escapes_line_separators(server):
+    """U+2028 and U+2029 inside ack data must go out escaped (``\\u2028``).
+
+    socket.io-client 0.9.16 splits an ack with ``/^([0-9]+)(\\+)?(.*)/`` and JavaScript's
+    ``.`` stops at U+2028/U+2029 (line terminators), so a raw one truncates the JSON
+    and the ack arrives with no args. Escaped, it is the same JSON value.
+    """
+    client = XhrClient.open(server)
+    assert client.call("echo", "a\u2028b\u2029c", ack_id=1) == ["a\u2028b\u2029c"]
+    assert client.ack_for(1) == '6:::1+["a\\u2028b\\u2029c"]', client.ack_for(1)
+
+
 def test_framed_post_dispatches_every_packet(server):
     client = XhrClient.open(server)
     body = encode_payload([event_packet("echo", "first", ack_id=1), event_packet("echo", "second😀", ack_id=2)])
