@@ -88,8 +88,8 @@ def handle_request(server: Server, route: protocol.Route, environ: dict[str, Any
         result = result.render(wait_for_packets(server, result.session))
     if isinstance(result, Stream):
         _add_cors(environ, result.headers, cors)
-        start_response(result.status, result.headers)  # no length: sent chunked
-        return result.chunks
+        start_response("200 OK", result.headers)  # no length: sent chunked
+        return stream_chunks(server, result)
     return _finish(environ, start_response, result, cors=cors)
 
 
@@ -335,44 +335,47 @@ class HTMLFileStream:
 
 @dataclass
 class Stream:
-    """A response whose body is written piece by piece while it stays open."""
+    """A GET that stays open and carries the session (htmlfile): ``preamble``
+    first, then ``encode(packets)`` for each flush of the outbox."""
 
-    status: str
+    session: Session
     headers: list[tuple[str, str]]
-    chunks: Iterator[bytes]
+    preamble: bytes
+    encode: Callable[[list[str]], bytes]
 
 
-def _htmlfile_chunk(packets: list[str]) -> bytes:
-    # one write carries every packet waiting, framed when there are several
+def htmlfile_encode(packets: list[str]) -> bytes:
+    """One htmlfile write: every packet waiting, framed when there are several."""
     return protocol.htmlfile_chunk(packet_codec.frame(packets)).encode("utf-8")
 
 
-def stream_htmlfile(server: Server, session: Session) -> Iterator[bytes]:
-    """The body of an htmlfile GET: the preamble, then one ``<script>`` chunk per
-    write, until the session closes or a newer transport replaces this one.
+def stream_chunks(server: Server, stream: Stream) -> Iterator[bytes]:
+    """The body of a stream, pulled by the WSGI server on the request thread:
+    the preamble, then one chunk per flush, until the session closes or a newer
+    transport replaces this one.
 
-    The WSGI server pulls the chunks on the request thread. A write that fails
-    (the client went away) makes the server close this generator, which
-    releases the transport and so ends the session.
+    A write that fails (the client went away) makes the WSGI server close this
+    generator, which releases the transport and so ends the session.
     """
+    session = stream.session
     transport = HTMLFileStream()
     server.attach(session, transport)
     # re-check now and then even if nothing wakes us (cheap insurance)
     recheck = server.options.heartbeat_interval
     released = False
     try:
-        yield protocol.HTMLFILE_PREAMBLE.encode("utf-8")
+        yield stream.preamble
         while session.transport is transport and not session.closed:
             packets = session.take_outbox()
             if packets:
-                yield _htmlfile_chunk(packets)
+                yield stream.encode(packets)
                 continue
             transport.event.wait(recheck)
             transport.event.clear()
         released = True
         leftover = server.release(session, transport)
         if leftover:  # e.g. the "0::" of a server-side disconnect
-            yield _htmlfile_chunk(leftover)
+            yield stream.encode(leftover)
     finally:
         if not released:
             server.release(session, transport)
@@ -388,7 +391,8 @@ class HTMLFile(XHRPolling):
         if session is None:
             body = protocol.HTMLFILE_PREAMBLE + protocol.htmlfile_chunk(NOT_HANDSHAKEN)
             return _response("200 OK", body, HTML)
-        return Stream("200 OK", [("Content-Type", HTML)], stream_htmlfile(server, session))
+        return Stream(session, [("Content-Type", HTML)],
+                      protocol.HTMLFILE_PREAMBLE.encode("utf-8"), htmlfile_encode)
 
 
 POLLING: dict[str, Any] = {"xhr-polling": XHRPolling, "jsonp-polling": JSONPPolling,

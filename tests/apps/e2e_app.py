@@ -12,15 +12,23 @@ variables so that one module serves every server kind the fixtures start
 - ``SIO09_TEST_MAX_HTTP_BUFFER_SIZE``: ``max_http_buffer_size`` (bytes)
 - ``SIO09_TEST_WEBSOCKET_MODE``: ``websocket_mode``
 - ``SIO09_TEST_LOGGER``: ``logger`` (``1`` means ``True``)
+- ``SIO09_TEST_CORS_ALLOWED_ORIGINS``: ``cors_allowed_origins`` (``*`` or a comma
+  separated list)
 
 Server-side effects (connects, disconnects, answers to server ``callback=`` emits)
 are recorded in memory and exposed as JSON at ``GET /events`` so that tests can
 assert them; ``GET /events?sid=<sid>`` filters by session id.
+
+``POST /kill_connections`` (test only) shuts down, at the TCP level, every
+connection a session's transport requests came in on, to test how clients
+survive a network drop. It needs the WSGI server's socket in the environ and a
+transport that keeps using it (``websocket_mode="thread"``).
 """
 
 from __future__ import annotations
 
 import os
+import socket
 import threading
 import time
 from pathlib import Path
@@ -71,12 +79,59 @@ def options_from_env(environ=os.environ) -> dict:
         options["websocket_mode"] = mode
     if environ.get("SIO09_TEST_LOGGER") == "1":
         options["logger"] = True
+    origins = environ.get("SIO09_TEST_CORS_ALLOWED_ORIGINS")
+    if origins:
+        options["cors_allowed_origins"] = (
+            "*" if origins == "*" else [o.strip() for o in origins.split(",") if o.strip()]
+        )
     return options
 
 
 app = Flask(__name__)
 app.config["SECRET_KEY"] = "e2e-tests-only"
 sio = SocketIO(app, **options_from_env())
+
+# ---------------------------------------------------------------------------
+# the connections behind POST /kill_connections
+# ---------------------------------------------------------------------------
+
+_connections: dict[str, set] = {}
+_connections_lock = threading.Lock()
+
+
+class _RecordConnections:
+    """Notes the raw socket of every ``/socket.io/1/<transport>/<sid>`` request."""
+
+    def __init__(self, wsgi_app):
+        self.wsgi_app = wsgi_app
+
+    def __call__(self, environ, start_response):
+        sock = environ.get("werkzeug.socket") or environ.get("gunicorn.socket")
+        parts = environ.get("PATH_INFO", "").split("/")
+        if isinstance(sock, socket.socket) and len(parts) >= 5 and parts[1] == "socket.io" \
+                and parts[3] and parts[4]:
+            with _connections_lock:
+                _connections.setdefault(parts[4], set()).add(sock)
+        return self.wsgi_app(environ, start_response)
+
+
+app.wsgi_app = _RecordConnections(app.wsgi_app)
+
+
+@app.post("/kill_connections")
+def kill_connections():
+    """Shut down the TCP connections of session ``sid`` (JSON body ``{"sid": ...}``)."""
+    sid = request.get_json(force=True)["sid"]
+    with _connections_lock:
+        sockets = _connections.pop(sid, set())
+    killed = 0
+    for sock in sockets:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+            killed += 1
+        except OSError:  # already closed
+            pass
+    return jsonify({"killed": killed})
 
 # ---------------------------------------------------------------------------
 # the event journal behind GET /events
