@@ -225,12 +225,18 @@ def test_forced_disconnect_ends_the_session(server):
 
 def test_forced_disconnect_answers_the_open_poll(server):
     client = XhrClient.open(server)
-    pending = Background(client.get, timeout=60)
+    # Two concurrent polls: once one of them is superseded ("8::"), the other is
+    # known to be parked on the server, whatever order they arrived in.
+    polls = [Background(client.get, timeout=60), Background(XhrClient(server, sid=client.sid).get, timeout=60)]
+    first_done = wait_until(lambda: [p for p in polls if p.done], timeout=30, message="a poll to end")[0]
+    assert first_done.join().text == "8::", show(first_done.join())
+    parked = next(p for p in polls if p is not first_done)
     # Python's socketIO-client form: GET ...?t=..&disconnect=True (on another connection).
     other = XhrClient(server, sid=client.sid)
-    wait_until(lambda: other.get(disconnect="True").status_code == 200, message="the disconnect GET")
-    answer = pending.join(timeout=30)
-    assert answer.text in ("0::", "8::"), show(answer)
+    response = other.get(disconnect="True")
+    assert response.status_code == 200, show(response)
+    answer = parked.join(timeout=30)
+    assert answer.text == "0::", show(answer)
     assert other.get().text == "7:::1+0"
 
 
