@@ -92,6 +92,16 @@ def test_module_imports_only_pure_stdlib():
     assert imported <= {"__future__", "base64", "binascii", "codecs", "hashlib", "struct"}
 
 
+@settings(max_examples=40, deadline=None)
+@given(st.binary(min_size=4, max_size=4),
+       st.integers(0, 2000) | st.sampled_from([511, 512, 513, 65536 + 3]))
+def test_unmask_matches_a_plain_xor(mask, size):
+    # Both unmasking paths (short: one integer XOR; long: translate tables).
+    payload = bytes(range(256)) * (size // 256) + bytes(range(size % 256))
+    expected = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    assert bytes(wsframe._unmask(payload, mask)) == expected
+
+
 # ---------------------------------------------------------------------------
 # known frames
 # ---------------------------------------------------------------------------
