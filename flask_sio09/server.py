@@ -132,6 +132,8 @@ class Server:
         self.clock = clock
         self.sessions: dict[str, Session] = {}
         self._lock = threading.Lock()
+        #: (sid, endpoint) disconnected from inside their own connect handler
+        self._leave_after_connect: set[tuple[str, str]] = set()
         self.manager = MemoryManager(self._deliver)
         self.workers = Workers(options.handler_threads, synchronous=synchronous)
         #: the I/O hub (transports.get_hub starts it on first use)
@@ -204,6 +206,18 @@ class Server:
                          namespace)
             session.leave_namespace(namespace)
             self._leave(session, namespace, already_left=True)
+        elif namespace in session.namespaces:
+            # its connect handler is running (this call may come from it): the
+            # connect job disconnects the client once the handler has accepted
+            with self._lock:
+                self._leave_after_connect.add((sid, namespace))
+
+    def _pop_leave_after_connect(self, sid: str, endpoint: str) -> bool:
+        with self._lock:
+            if (sid, endpoint) not in self._leave_after_connect:
+                return False
+            self._leave_after_connect.discard((sid, endpoint))
+            return True
 
     def _leave(self, session: Session, endpoint: str, already_left: bool = False) -> None:
         self.manager.disconnect(session.sid, endpoint)
@@ -229,11 +243,15 @@ class Server:
             if accepted:
                 logger.debug("session %s joined %r", session.sid, endpoint)
                 echo = packet_codec.encode({"type": "connect", "endpoint": endpoint, "qs": ""})
+                leave = self._pop_leave_after_connect(session.sid, endpoint)
                 if not session.accept_namespace(endpoint, echo):
                     self.close_session(session, "outbox overflow")
                 elif session.closed:  # closed while the handler ran: pair it
                     self._leave(session, endpoint)
+                elif leave:
+                    self.disconnect(session.sid, endpoint)
                 return
+            self._pop_leave_after_connect(session.sid, endpoint)
             logger.debug("session %s refused on %r", session.sid, endpoint)
             self.manager.disconnect(session.sid, endpoint)
             session.refuse_namespace(endpoint)

@@ -74,7 +74,8 @@ class SocketIOTestClient:
     :param headers: extra headers of the handshake request (a dict or a list
                     of pairs; a ``Cookie`` header included).
     :param flask_test_client: an ``app.test_client()`` whose cookie jar the
-                              handshake uses (log in with it first).
+                              handshake uses (log in with it first); its jar
+                              then replaces any ``Cookie`` header.
     """
 
     def __init__(self, sio: SocketIO, app: flask.Flask, namespace: str | None = None,
@@ -89,8 +90,10 @@ class SocketIOTestClient:
         # handlers run on the test's thread (see the module docstring)
         self.server.workers.synchronous = True
         self.namespace = normalize_namespace(namespace)
+        # without a cookie jar of its own, so that a Cookie header passes through
+        # (Werkzeug's jar replaces that header with its own content)
         self.flask_client = flask_test_client if flask_test_client is not None \
-            else app.test_client()
+            else app.test_client(use_cookies=False)
         #: the session id, once a handshake succeeded
         self.sid: str | None = None
         #: ``(status, body)`` of the last refused handshake, else None
@@ -208,6 +211,13 @@ class SocketIOTestClient:
         with self._lock:
             self._waiting.pop(key, None)
             return self._acks.pop(key, None)
+
+    def send_packet(self, pkt: dict[str, Any]) -> None:
+        """Send any packet dict of the packet module as is (an ``error``
+        packet, say); ``endpoint`` defaults to the client's namespace."""
+        pkt = dict(pkt)
+        pkt.setdefault("endpoint", self.namespace)
+        self._send(pkt)
 
     def _send(self, pkt: dict[str, Any]) -> None:
         if not self._live():

@@ -1,0 +1,497 @@
+"""The gevent-socketio compatibility layer (``flask_sio09.compat``), through the test client."""
+
+import logging
+import threading
+
+import pytest
+from flask import Flask, current_app
+
+from flask_sio09 import SocketIO
+from flask_sio09.compat import BaseNamespace, BroadcastMixin, RoomsMixin, socketio_manage
+
+
+@pytest.fixture
+def app_sio():
+    app = Flask(__name__)
+    app.config["SECRET_KEY"] = "test-only"
+    sio = SocketIO(app)
+    yield app, sio
+    app.extensions["sio09"].server.shutdown()
+
+
+def events(client, namespace=None):
+    return [(r["name"], r["args"]) for r in client.get_received(namespace)]
+
+
+def test_socketio_manage_maps_namespaces_to_classes(app_sio):
+    app, sio = app_sio
+    made = []
+
+    class Global(BaseNamespace):
+        def initialize(self):
+            made.append(("global", self.ns_name))
+
+        def on_hello(self):
+            return "from global"
+
+    class Chat(BaseNamespace):
+        def initialize(self):
+            made.append(("chat", self.ns_name))
+
+        def on_hello(self):
+            return "from chat"
+
+    socketio_manage(sio, {"": Global, "/chat": Chat})
+    client = sio.test_client(app, namespace="/chat")
+    assert made == [("global", ""), ("chat", "/chat")]
+    assert client.emit("hello", callback=True, namespace="/") == ["from global"]
+    assert client.emit("hello", callback=True) == ["from chat"]
+    with pytest.raises(TypeError):
+        socketio_manage(sio, {"/bad": object})
+
+
+def test_recv_connect_runs_on_namespaces_but_not_on_the_global_one(app_sio):
+    app, sio = app_sio
+    connects = []
+
+    class Recorder(BaseNamespace):
+        def recv_connect(self):
+            connects.append(self.ns_name)
+            self.emit("welcome")
+
+    socketio_manage(sio, {"": Recorder, "/chat": Recorder})
+    client = sio.test_client(app, namespace="/chat")
+    assert connects == ["/chat"]
+    assert events(client) == [("welcome", [])]
+    assert events(client, "/") == []
+
+
+def test_recv_connect_returning_false_refuses(app_sio):
+    app, sio = app_sio
+
+    class Closed(BaseNamespace):
+        def recv_connect(self):
+            return False
+
+    socketio_manage(sio, {"/closed": Closed})
+    assert not sio.test_client(app, namespace="/closed").is_connected("/closed")
+
+
+def test_initialize_runs_once_per_class_that_defines_it(app_sio):
+    app, sio = app_sio
+    calls = []
+
+    class Base(BaseNamespace):
+        def initialize(self):
+            calls.append("base")
+
+    class Child(Base):
+        def initialize(self):
+            calls.append("child")
+
+    class GrandChild(Child):
+        pass
+
+    socketio_manage(sio, {"/g": GrandChild})
+    sio.test_client(app, namespace="/g")
+    assert calls == ["child", "base"]
+
+
+def test_ack_callable_is_appended_positionally(app_sio):
+    app, sio = app_sio
+    seen = []
+
+    class Acks(BaseNamespace):
+        def on_with_ack(self, a, b, ack):
+            seen.append(callable(ack))
+            ack(a + b, "done")
+
+        def on_optional(self, a, ack=None):
+            seen.append(ack is None)
+            if ack:
+                ack("optional", a)
+
+        def on_returns(self, a):
+            return a * 2
+
+        def on_returns_none(self):
+            return None
+
+        def on_returns_tuple(self):
+            return 1, 2
+
+        def on_packet(self, packet):
+            return packet["name"], packet["args"], packet.get("ack")
+
+        def on_star(self, *args):
+            args[-1](len(args) - 1)
+
+    socketio_manage(sio, {"/a": Acks})
+    client = sio.test_client(app, namespace="/a")
+    assert client.emit("with_ack", 1, 2, callback=True) == [3, "done"]
+    assert client.emit("optional", 5, callback=True) == ["optional", 5]
+    client.emit("optional", 5)  # no ack asked for: nothing appended
+    assert seen == [True, False, True]
+    # a method with no room for the ack answers with its return value
+    assert client.emit("returns", 4, callback=True) == [8]
+    assert client.emit("returns_none", callback=True) == [None]  # gevent-socketio sends [null]
+    assert client.emit("returns_tuple", callback=True) == [1, 2]
+    assert client.emit("packet", "x", callback=True) == ["packet", ["x"], "data"]
+    assert client.emit("star", "a", "b", callback=True) == [2]
+
+
+def test_recv_message_and_recv_json(app_sio):
+    app, sio = app_sio
+    got = []
+
+    class Messages(BaseNamespace):
+        def recv_message(self, data):
+            got.append(("message", data))
+            self.send("pong " + data)
+
+        def recv_json(self, data):
+            got.append(("json", data))
+            self.send({"echo": data}, json=True)
+
+    class Defaults(BaseNamespace):
+        pass
+
+    socketio_manage(sio, {"/m": Messages, "/d": Defaults})
+    client = sio.test_client(app, namespace="/m")
+    client.send("ping")
+    client.send({"a": 1}, json=True)
+    assert got == [("message", "ping"), ("json", {"a": 1})]
+    assert events(client) == [("message", ["pong ping"]), ("json", [{"echo": {"a": 1}}])]
+    # the defaults return the data, which answers a data ack
+    client.connect("/d")
+    assert client.send("back", callback=True, namespace="/d") == ["back"]
+    assert client.send([1, 2], json=True, callback=True, namespace="/d") == [[1, 2]]
+
+
+def test_acl_refuses_and_logs_until_lifted(app_sio, caplog):
+    app, sio = app_sio
+
+    class Guarded(BaseNamespace):
+        def get_initial_acl(self):
+            return ["recv_connect", "on_login"]
+
+        def on_login(self, password):
+            if password == "secret":
+                self.lift_acl_restrictions()
+            return self.allowed_methods is None
+
+        def on_private(self):
+            return "private data"
+
+    socketio_manage(sio, {"/g": Guarded})
+    client = sio.test_client(app, namespace="/g")
+    with caplog.at_level(logging.INFO, logger="flask_sio09"):
+        assert client.emit("private", callback=True) == [None]
+    assert events(client) == [("error", ["method_access_denied",
+                                         'You do not have access to method "on_private"'])]
+    assert any("method_access_denied" in r.getMessage() and client.sid in r.getMessage()
+               for r in caplog.records if r.levelno >= logging.INFO)
+    assert client.emit("login", "wrong", callback=True) == [False]
+    assert client.emit("login", "secret", callback=True) == [True]
+    assert client.emit("private", callback=True) == ["private data"]
+    assert events(client) == []
+
+
+def test_acl_methods(app_sio):
+    app, sio = app_sio
+    results = {}
+
+    class Acl(BaseNamespace):
+        def get_initial_acl(self):
+            return {"recv_connect", "on_change"}
+
+        def on_change(self):
+            self.add_acl_method("on_extra")
+            results["after add"] = self.is_method_allowed("on_extra")
+            self.del_acl_method("on_extra")
+            results["after del"] = self.is_method_allowed("on_extra")
+            self.lift_acl_restrictions()
+            results["lifted"] = self.is_method_allowed("on_anything")
+            try:
+                self.del_acl_method("on_change")
+            except ValueError:
+                results["del without acl"] = "ValueError"
+            self.reset_acl()
+            results["reset"] = sorted(self.allowed_methods)
+
+    socketio_manage(sio, {"/acl": Acl})
+    sio.test_client(app, namespace="/acl").emit("change")
+    assert results == {"after add": True, "after del": False, "lifted": True,
+                       "del without acl": "ValueError", "reset": ["on_change", "recv_connect"]}
+
+
+def test_unknown_methods_and_bad_event_names_are_reported(app_sio):
+    app, sio = app_sio
+    socketio_manage(sio, {"/e": BaseNamespace})
+    client = sio.test_client(app, namespace="/e")
+    client.emit("missing")
+    client.emit("bad-name!")
+    client.emit("_private")
+    assert events(client) == [
+        ("error", ["no_such_method", 'The method "on_missing" was not found']),
+        ("error", ["unallowed_event_name", "name must only contains alpha numerical characters"]),
+        ("error", ["unallowed_event_name", "name must only contains alpha numerical characters"]),
+    ]
+
+
+def test_error_quiet_and_a_custom_error_handler(app_sio):
+    app, sio = app_sio
+    custom = []
+
+    class Errs(BaseNamespace):
+        def on_loud(self):
+            self.error("my_error", "details")
+
+        def on_quiet(self):
+            self.error("my_error", "details", quiet=True)
+
+    socketio_manage(sio, {"/e": Errs})
+    socketio_manage(sio, {"/c": Errs},
+                    error_handler=lambda socket, *rest: custom.append((socket.sessid, *rest)))
+    client = sio.test_client(app, namespace="/e")
+    client.emit("loud")
+    client.emit("quiet")
+    assert events(client) == [("error", ["my_error", "details"])]
+    other = sio.test_client(app, namespace="/c")
+    other.emit("loud")
+    assert custom == [(other.sid, "my_error", "details", "/c", None, False)]
+    assert events(other) == []
+
+
+def test_session_request_and_environ(app_sio):
+    app, sio = app_sio
+    seen = {}
+
+    class One(BaseNamespace):
+        def on_remember(self, value):
+            self.session["value"] = value
+            seen["request"] = self.request
+            seen["environ"] = self.environ
+
+    class Two(BaseNamespace):
+        def on_recall(self):
+            return self.session.get("value")
+
+    socketio_manage(sio, {"/one": One, "/two": Two})
+    a = sio.test_client(app, namespace="/one", headers={"Cookie": "flavour=mint"})
+    a.connect("/two")
+    b = sio.test_client(app, namespace="/two")
+    a.emit("remember", 42)
+    assert a.emit("recall", callback=True, namespace="/two") == [42]  # shared by namespaces
+    assert b.emit("recall", callback=True) == [None]  # one dict per connection
+    assert seen["request"].cookies["flavour"] == "mint"  # the connection's Flask request
+    assert seen["environ"]["socketio"].sessid == a.sid
+    assert seen["environ"]["HTTP_COOKIE"] == "flavour=mint"
+
+
+def test_request_given_to_socketio_manage(app_sio):
+    app, sio = app_sio
+    shared = {"names": []}
+
+    class Names(BaseNamespace):
+        def on_add(self, name):
+            self.request["names"].append(name)
+            return self.request["names"]
+
+    socketio_manage(sio, {"/n": Names}, request=shared)
+    sio.test_client(app, namespace="/n").emit("add", "a")
+    assert sio.test_client(app, namespace="/n").emit("add", "b", callback=True) == [["a", "b"]]
+
+
+def test_emit_and_send_with_callbacks(app_sio):
+    app, sio = app_sio
+    answers = []
+
+    class Asks(BaseNamespace):
+        def on_start(self):
+            self.emit("question", 1, callback=lambda *a: answers.append(("emit", a)))
+            self.send("note", callback=lambda *a: answers.append(("send", a)))
+
+        def on_bad(self):
+            self.emit("x", room="nope")
+
+    errors = []
+    sio.on_error("/q")(errors.append)
+    socketio_manage(sio, {"/q": Asks})
+    client = sio.test_client(app, namespace="/q")
+    client.on("question", lambda n: n + 1)
+    client.emit("start")
+    assert answers == [("emit", (2,)), ("send", ())]
+    client.emit("bad")
+    assert len(errors) == 1 and isinstance(errors[0], ValueError)
+
+
+def test_disconnect_from_a_handler_and_recv_disconnect(app_sio):
+    app, sio = app_sio
+    log = []
+
+    class Door(BaseNamespace):
+        def on_kick(self):
+            self.disconnect()
+            log.append("after disconnect")
+
+        def recv_disconnect(self):
+            log.append(("recv_disconnect", self.socket.sessid))
+            super().recv_disconnect()
+
+    socketio_manage(sio, {"/door": Door})
+    kicked = sio.test_client(app, namespace="/door")
+    kicked.emit("kick")
+    assert not kicked.is_connected("/door") and kicked.is_connected("/")
+    assert log == ["after disconnect"]  # as in gevent-socketio: no recv_disconnect after disconnect()
+    leaving = sio.test_client(app, namespace="/door")
+    leaving.disconnect("/door")
+    ending = sio.test_client(app, namespace="/door")
+    ending.disconnect("/")
+    assert log[1:] == [("recv_disconnect", leaving.sid), ("recv_disconnect", ending.sid)]
+    # a reconnect makes a new object, whose methods work
+    kicked.connect("/door")
+    kicked.emit("kick")
+    assert log[-1] == "after disconnect"
+
+
+def test_recv_error_gets_the_error_packet(app_sio):
+    app, sio = app_sio
+    got = []
+
+    class Errors(BaseNamespace):
+        def recv_error(self, packet):
+            got.append(packet)
+
+    socketio_manage(sio, {"/e": Errors})
+    client = sio.test_client(app, namespace="/e")
+    client.send_packet({"type": "error", "reason": "unauthorized", "advice": "reconnect"})
+    assert got == [{"type": "error", "reason": "unauthorized", "advice": "reconnect",
+                    "endpoint": "/e"}]
+
+
+def test_spawn_runs_in_a_thread_with_an_app_context(app_sio):
+    app, sio = app_sio
+    done = threading.Event()
+    result = {}
+
+    class Spawner(BaseNamespace):
+        def on_start(self, n):
+            self.spawn(self.work, n)
+            return len(self.jobs)
+
+        def work(self, n):
+            result["app"] = current_app.name
+            result["thread"] = threading.current_thread() is not threading.main_thread()
+            self.emit("worked", n * 10)
+            done.set()
+
+    socketio_manage(sio, {"/s": Spawner})
+    client = sio.test_client(app, namespace="/s")
+    assert client.emit("start", 4, callback=True) == [1]
+    assert done.wait(10)
+    assert result == {"app": app.name, "thread": True}
+    assert events(client) == [("worked", [40])]
+
+
+def test_exception_handler_decorator_wraps_methods(app_sio):
+    app, sio = app_sio
+    caught = []
+
+    def decorator(method):
+        def wrapper(*args):
+            try:
+                return method(*args)
+            except ZeroDivisionError as exc:
+                caught.append(type(exc).__name__)
+                return "caught"
+        return wrapper
+
+    class Guarded(BaseNamespace):
+        exception_handler_decorator = staticmethod(decorator)
+
+        def on_divide(self, a, b):
+            return a / b
+
+    socketio_manage(sio, {"/d": Guarded})
+    client = sio.test_client(app, namespace="/d")
+    assert client.emit("divide", 1, 0, callback=True) == ["caught"]
+    assert caught == ["ZeroDivisionError"]
+
+
+def test_exceptions_go_to_the_namespace_error_handler(app_sio):
+    app, sio = app_sio
+    errors = []
+    sio.on_error("/boom")(lambda exc: errors.append(repr(exc)))
+
+    class Boom(BaseNamespace):
+        def on_fail(self):
+            raise KeyError("oops")
+
+    socketio_manage(sio, {"/boom": Boom})
+    client = sio.test_client(app, namespace="/boom")
+    client.emit("fail")
+    assert errors == ["KeyError('oops')"]
+    assert client.is_connected("/boom")
+
+
+def test_rooms_mixin(app_sio):
+    app, sio = app_sio
+
+    class Rooms(BaseNamespace, RoomsMixin):
+        def on_join(self, room):
+            self.join(room)
+            return sorted(self.session["rooms"])
+
+        def on_leave(self, room):
+            self.leave(room)
+            return sorted(self.session["rooms"])
+
+        def on_say(self, room, text):
+            self.emit_to_room(room, "said", text)
+
+    socketio_manage(sio, {"/r": Rooms})
+    a, b, c = (sio.test_client(app, namespace="/r") for _ in range(3))
+    assert a.emit("join", "main", callback=True) == [["/r_main"]]
+    b.emit("join", "main")
+    a.emit("say", "main", "hi")
+    assert events(a) == []  # not to the sender, as gevent-socketio 0.3.6
+    assert events(b) == [("said", ["hi"])] and events(c) == []
+    assert b.emit("leave", "main", callback=True) == [[]]
+    a.emit("say", "main", "again")
+    assert events(b) == []
+
+
+def test_broadcast_mixin(app_sio):
+    app, sio = app_sio
+
+    class Loud(BaseNamespace, BroadcastMixin):
+        def on_all(self, text):
+            self.broadcast_event("all", text)
+
+        def on_others(self, text):
+            self.broadcast_event_not_me("others", text)
+
+    socketio_manage(sio, {"/b": Loud})
+    a, b = (sio.test_client(app, namespace="/b") for _ in range(2))
+    outsider = sio.test_client(app)  # not on /b: gets nothing
+    a.emit("all", 1)
+    a.emit("others", 2)
+    assert events(a) == [("all", [1])]
+    assert events(b) == [("all", [1]), ("others", [2])]
+    assert outsider.get_received("/b") == [] and outsider.get_received("/") == []
+
+
+def test_mixins_first_in_the_bases_work_too(app_sio):
+    app, sio = app_sio
+
+    class MixinsFirst(RoomsMixin, BroadcastMixin, BaseNamespace):
+        def on_join(self, room):
+            self.join(room)
+            self.broadcast_event("joined", room)
+            return sorted(self.session["rooms"])
+
+    socketio_manage(sio, {"/f": MixinsFirst})
+    client = sio.test_client(app, namespace="/f")
+    assert client.emit("join", "x", callback=True) == [["/f_x"]]
+    assert events(client) == [("joined", ["x"])]

@@ -1,0 +1,272 @@
+"""Handler exceptions, error handlers, client error packets and disconnect() inside handlers."""
+
+import logging
+
+import pytest
+from flask import Flask, request
+
+from flask_sio09 import Namespace, SocketIO, disconnect, emit
+from flask_sio09.server import Options, Server
+
+
+@pytest.fixture
+def app_sio():
+    app = Flask(__name__)
+    sio = SocketIO(app)
+    yield app, sio
+    app.extensions["sio09"].server.shutdown()
+
+
+def test_namespace_error_handler_gets_the_exception_in_the_request_context(app_sio):
+    app, sio = app_sio
+    caught = []
+
+    @sio.on("fail", namespace="/chat")
+    def fail(x):
+        raise ValueError(f"bad {x}")
+
+    @sio.on_error("/chat")
+    def chat_error(exc):
+        caught.append((type(exc).__name__, str(exc), request.sid, request.event["name"]))
+        emit("oops", str(exc))
+
+    client = sio.test_client(app, namespace="/chat")
+    client.emit("fail", 1)
+    assert caught == [("ValueError", "bad 1", client.sid, "fail")]
+    assert client.get_received() == [{"name": "oops", "args": ["bad 1"], "namespace": "/chat"}]
+    assert client.is_connected("/chat")
+
+
+def test_default_error_handler_serves_namespaces_without_their_own(app_sio):
+    app, sio = app_sio
+    own, default = [], []
+
+    @sio.on("fail")
+    def fail_global():
+        raise KeyError("global")
+
+    @sio.on("fail", namespace="/a")
+    def fail_a():
+        raise KeyError("a")
+
+    @sio.on("fail", namespace="/b")
+    def fail_b():
+        raise KeyError("b")
+
+    sio.on_error("/a")(lambda exc: own.append(exc.args[0]))
+    sio.on_error_default(lambda exc: default.append((request.namespace, exc.args[0])))
+    client = sio.test_client(app)
+    client.connect("/a")
+    client.connect("/b")
+    for ns in ("/", "/a", "/b"):
+        client.emit("fail", namespace=ns)
+    assert own == ["a"]
+    assert default == [("", "global"), ("/b", "b")]
+
+
+def test_error_handler_return_value_answers_the_ack(app_sio):
+    app, sio = app_sio
+
+    @sio.on("fail")
+    def fail():
+        raise RuntimeError("no")
+
+    sio.on_error_default(lambda exc: ("error", str(exc)))
+    assert sio.test_client(app).emit("fail", callback=True) == ["error", "no"]
+
+
+def test_unhandled_exception_is_logged_with_traceback_and_the_connection_lives(app_sio, caplog):
+    app, sio = app_sio
+
+    @sio.on("fail")
+    def fail():
+        raise ZeroDivisionError("boom")
+
+    @sio.on("ok")
+    def ok():
+        return "still here"
+
+    client = sio.test_client(app)
+    with caplog.at_level(logging.ERROR, logger="flask_sio09"):
+        client.emit("fail")
+    records = [r for r in caplog.records if r.exc_info]
+    assert len(records) == 1
+    assert records[0].exc_info[0] is ZeroDivisionError
+    assert "Traceback" in caplog.text and "ZeroDivisionError: boom" in caplog.text
+    assert client.emit("ok", callback=True) == ["still here"]
+
+
+def test_a_failing_error_handler_is_logged_too(app_sio, caplog):
+    app, sio = app_sio
+
+    @sio.on("fail")
+    def fail():
+        raise ValueError("first")
+
+    @sio.on_error_default
+    def broken(exc):
+        raise TypeError("second")
+
+    client = sio.test_client(app)
+    with caplog.at_level(logging.ERROR, logger="flask_sio09"):
+        client.emit("fail")
+    assert any(r.exc_info and r.exc_info[0] is TypeError for r in caplog.records)
+    assert client.is_connected()
+
+
+def test_namespace_class_exceptions_reach_the_error_handlers(app_sio):
+    app, sio = app_sio
+    caught = []
+
+    class Broken(Namespace):
+        def on_fail(self, n):
+            raise LookupError(n)
+
+        def on_connect(self):
+            emit("welcome")
+
+    sio.on_namespace(Broken("/broken"))
+    sio.on_error("/broken")(lambda exc: caught.append(repr(exc)))
+    client = sio.test_client(app, namespace="/broken")
+    client.emit("fail", 3)
+    assert caught == ["LookupError(3)"]
+    assert client.is_connected("/broken")
+
+
+def test_a_connect_handler_that_raises_refuses_the_client(app_sio):
+    app, sio = app_sio
+    caught = []
+
+    @sio.on("connect", namespace="/auth")
+    def auth():
+        raise PermissionError("database down")
+
+    sio.on_error("/auth")(lambda exc: caught.append(type(exc).__name__))
+    client = sio.test_client(app, namespace="/auth")
+    assert caught == ["PermissionError"]
+    assert not client.is_connected("/auth")
+    assert client.is_connected("/")
+
+
+def test_client_error_packets_reach_the_error_event_handler(app_sio, caplog):
+    app, sio = app_sio
+    got = []
+    sio.on_event("error", lambda reason, advice: got.append((reason, advice)), namespace="/e")
+    client = sio.test_client(app, namespace="/e")
+    client.send_packet({"type": "error", "reason": "client not handshaken", "advice": "reconnect"})
+    assert got == [("client not handshaken", "reconnect")]
+    # without a handler the packet is logged, with the sid
+    with caplog.at_level(logging.INFO, logger="flask_sio09"):
+        client.send_packet({"type": "error", "reason": "unauthorized", "advice": ""},)
+        client.send_packet({"type": "error", "endpoint": "", "reason": "unauthorized",
+                            "advice": ""})
+    assert got == [("client not handshaken", "reconnect"), ("unauthorized", "")]
+    assert any(client.sid in r.getMessage() and "error packet" in r.getMessage()
+               for r in caplog.records)
+
+
+def test_disconnect_inside_an_event_handler_is_safe(app_sio):
+    app, sio = app_sio
+    log = []
+
+    @sio.on("leave", namespace="/chat")
+    def leave():
+        disconnect()
+        log.append("handler went on")
+        emit("after", "dropped")  # the client has left: dropped, no error
+        return "acked anyway"
+
+    @sio.on("disconnect", namespace="/chat")
+    def on_disconnect():
+        log.append("disconnect handler")
+        disconnect()  # again, from the disconnect handler: nothing happens
+
+    client = sio.test_client(app, namespace="/chat")
+    client.emit("leave")
+    assert log == ["handler went on", "disconnect handler"]
+    assert not client.is_connected("/chat") and client.is_connected("/")
+    assert client.get_received() == []
+
+
+def test_disconnect_of_the_whole_session_inside_a_handler(app_sio):
+    app, sio = app_sio
+    log = []
+
+    @sio.on("quit")
+    def quit_():
+        disconnect()
+        log.append("handler went on")
+
+    for ns in ("", "/chat"):
+        sio.on_event("disconnect", lambda: log.append(("disconnect", request.namespace)),
+                     namespace=ns)
+
+    client = sio.test_client(app, namespace="/chat")
+    client.emit("quit", namespace="/")
+    assert log == ["handler went on", ("disconnect", "/chat"), ("disconnect", "")]
+    assert not client.is_connected("/") and not client.is_connected("/chat")
+
+
+def test_disconnect_inside_the_connect_handler(app_sio):
+    app, sio = app_sio
+    log = []
+
+    @sio.on("connect", namespace="/chat")
+    def on_connect():
+        disconnect()
+        log.append("connect handler went on")
+
+    sio.on_event("disconnect", lambda: log.append("disconnect handler"), namespace="/chat")
+    client = sio.test_client(app, namespace="/chat")
+    # accepted (1::/chat), then disconnected (0::/chat) once the handler returned
+    assert not client.is_connected("/chat") and client.is_connected("/")
+    assert log == ["connect handler went on", "disconnect handler"]
+    # the namespace can be joined again
+    log.clear()
+    client.connect("/chat")
+    assert log == ["connect handler went on", "disconnect handler"]
+
+
+def test_disconnect_inside_a_connect_handler_on_the_wire():
+    """At the server level: the echo goes out, then the disconnect, then the
+    disconnect handler runs (paired with the connect handler that ran)."""
+    calls = []
+
+    class App:
+        def authorize_handshake(self, environ):
+            return True
+
+        def connect(self, session, namespace, query):
+            calls.append(("connect", namespace))
+            if namespace == "/chat":
+                server.disconnect(session.sid, namespace)
+            return True
+
+        def disconnect(self, session, namespace):
+            calls.append(("disconnect", namespace))
+
+        def event(self, *args):
+            pass
+
+        def callback(self, *args):
+            pass
+
+        def error(self, *args):
+            pass
+
+    class Transport:
+        persistent = False
+
+        def wake(self):
+            pass
+
+    server = Server(Options(), App(), monitor=False, synchronous=True)
+    try:
+        session = server.new_session({})
+        server.attach(session, Transport())
+        server.receive(session, "1::/chat")
+        assert session.take_outbox() == ["1::", "1::/chat", "0::/chat"]
+        assert calls == [("connect", ""), ("connect", "/chat"), ("disconnect", "/chat")]
+        assert not session.is_connected("/chat")
+    finally:
+        server.shutdown()

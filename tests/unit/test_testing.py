@@ -1,0 +1,324 @@
+"""The test client (``sio.test_client``): each feature of API.md's "Testing applications"."""
+
+import threading
+
+import pytest
+from flask import Flask, request, session
+
+from flask_sio09 import SocketIO, emit, join_room, packet, send
+from flask_sio09 import disconnect as sio_disconnect
+
+
+@pytest.fixture
+def make_app():
+    """Factory for a fresh app and extension; their servers are shut down afterwards."""
+    made = []
+
+    def factory(**options):
+        app = Flask(__name__)
+        app.config["SECRET_KEY"] = "test-only"
+        sio = SocketIO(app, **options)
+        made.append(app)
+        return app, sio
+
+    yield factory
+    for app in made:
+        app.extensions["sio09"].server.shutdown()
+
+
+def test_connect_runs_the_connect_handler_with_query_and_headers(make_app):
+    app, sio = make_app()
+    seen = {}
+
+    @sio.on("connect", namespace="/chat")
+    def on_connect(query):
+        seen.update(query=query.to_dict(), agent=request.headers.get("X-Agent"),
+                    cookie=request.cookies.get("flavour"), sid=request.sid)
+
+    client = sio.test_client(app, namespace="/chat", query_string="token=ok&x=1",
+                             headers={"X-Agent": "tests", "Cookie": "flavour=mint"})
+    assert client.is_connected("/chat")
+    assert client.is_connected("/")
+    assert seen == {"query": {"token": "ok", "x": "1"}, "agent": "tests", "cookie": "mint",
+                    "sid": client.sid}
+
+
+def test_flask_session_flows_in_from_a_flask_test_client(make_app):
+    app, sio = make_app()
+
+    @app.get("/login/<name>")
+    def login(name):
+        session["user"] = name
+        return "ok"
+
+    @sio.on("whoami")
+    def whoami():
+        return session.get("user")
+
+    flask_client = app.test_client()
+    flask_client.get("/login/ada")
+    client = sio.test_client(app, flask_test_client=flask_client)
+    assert client.emit("whoami", callback=True) == ["ada"]
+    assert sio.test_client(app).emit("whoami", callback=True) == []  # no cookie, no user
+
+
+def test_emit_with_callback_returns_the_ack_args(make_app):
+    app, sio = make_app()
+
+    @sio.on("add")
+    def add(a, b):
+        return a + b
+
+    @sio.on("pair")
+    def pair():
+        return "woot", "wa"
+
+    @sio.on("explicit")
+    def explicit(x, ack=None):
+        ack(x, "done")
+
+    @sio.on("silent")
+    def silent():
+        pass
+
+    client = sio.test_client(app)
+    assert client.emit("add", 2, 3, callback=True) == [5]
+    assert client.emit("pair", callback=True) == ["woot", "wa"]
+    assert client.emit("explicit", {"k": [1]}, callback=True) == [{"k": [1]}, "done"]
+    assert client.emit("silent", callback=True) == []
+    assert client.emit("add", 1, 1) is None  # no ack asked for
+
+
+def test_a_callable_callback_gets_an_ack_answered_later_from_another_thread(make_app):
+    app, sio = make_app()
+    kept = []
+
+    @sio.on("slow")
+    def slow(ack=None):
+        kept.append(ack)
+
+    client = sio.test_client(app)
+    got = []
+    answered = threading.Event()
+
+    def on_ack(*args):
+        got.append(args)
+        answered.set()
+
+    assert client.emit("slow", callback=on_ack) is None
+    assert got == [] and len(kept) == 1
+    threading.Thread(target=kept[0], args=("late",)).start()
+    assert answered.wait(10)
+    assert got == [("late",)]
+
+
+def test_send_message_and_json_and_receive_them(make_app):
+    app, sio = make_app()
+    seen = []
+
+    @sio.on("message")
+    def on_message(data):
+        seen.append(("message", data))
+        send(data.upper())
+
+    @sio.on("json")
+    def on_json(data):
+        seen.append(("json", data))
+        send({"echo": data}, json=True)
+
+    client = sio.test_client(app)
+    client.send("hi ✓ 😀")
+    client.send({"a": [1, 2]}, json=True)
+    assert seen == [("message", "hi ✓ 😀"), ("json", {"a": [1, 2]})]
+    assert client.get_received() == [
+        {"name": "message", "args": ["HI ✓ 😀"], "namespace": "/"},
+        {"name": "json", "args": [{"echo": {"a": [1, 2]}}], "namespace": "/"},
+    ]
+
+
+def test_send_with_callback_returns_the_handlers_answer(make_app):
+    app, sio = make_app()
+
+    @sio.on("message")
+    def on_message(data):
+        return len(data)
+
+    assert sio.test_client(app).send("four", callback=True) == [4]
+
+
+def test_get_received_is_per_namespace_and_empties(make_app):
+    app, sio = make_app()
+
+    @sio.on("go")
+    def go():
+        emit("one", 1)
+        emit("two", 2, namespace="/other")
+
+    client = sio.test_client(app)
+    client.connect("/other")
+    client.emit("go")
+    assert client.get_received("/other") == [{"name": "two", "args": [2], "namespace": "/other"}]
+    assert client.get_received("/") == [{"name": "one", "args": [1], "namespace": "/"}]
+    assert client.get_received("/") == []
+    assert client.get_received("/other") == []
+
+
+def test_the_default_namespace_is_the_clients(make_app):
+    app, sio = make_app()
+
+    @sio.on("ping", namespace="/chat")
+    def ping(x):
+        emit("pong", x)
+        return x
+
+    client = sio.test_client(app, namespace="/chat")
+    assert client.emit("ping", 7, callback=True) == [7]
+    assert client.get_received() == [{"name": "pong", "args": [7], "namespace": "/chat"}]
+
+
+def test_server_callbacks_are_answered_by_registered_handlers(make_app):
+    app, sio = make_app()
+    answers = []
+
+    @sio.on("start")
+    def start():
+        emit("question", 20, callback=lambda *a: answers.append(("question", a)))
+        emit("unregistered", callback=lambda *a: answers.append(("unregistered", a)))
+
+    client = sio.test_client(app)
+    client.on("question", lambda n: (n * 2, "ok"))
+    client.emit("start")
+    assert answers == [("question", (40, "ok")), ("unregistered", ())]
+    # the questions were received like any event
+    assert [r["name"] for r in client.get_received()] == ["question", "unregistered"]
+
+
+def test_server_callback_from_outside_a_handler(make_app):
+    app, sio = make_app()
+    client = sio.test_client(app)
+
+    @client.on("ask")
+    def ask(x):
+        return x + 1
+
+    got = []
+    sio.emit("ask", 41, to=client.sid, callback=lambda *a: got.append(a))
+    assert got == [(42,)]
+
+
+def test_rooms_and_broadcasts_between_two_clients(make_app):
+    app, sio = make_app()
+
+    @sio.on("join")
+    def on_join(room):
+        join_room(room)
+
+    @sio.on("say")
+    def say(room, text):
+        emit("said", text, to=room)
+
+    @sio.on("shout")
+    def shout(text):
+        emit("shouted", text, broadcast=True, include_self=False)
+
+    alice, bob, carol = (sio.test_client(app) for _ in range(3))
+    alice.emit("join", "r")
+    bob.emit("join", "r")
+    carol.emit("say", "r", "hello room")
+    assert alice.get_received() == [{"name": "said", "args": ["hello room"], "namespace": "/"}]
+    assert bob.get_received() == [{"name": "said", "args": ["hello room"], "namespace": "/"}]
+    assert carol.get_received() == []
+    alice.emit("shout", "hey")
+    assert alice.get_received() == []
+    assert bob.get_received() == carol.get_received() == [
+        {"name": "shouted", "args": ["hey"], "namespace": "/"}]
+
+
+def test_refused_connections(make_app):
+    app, sio = make_app()
+
+    @sio.on("connect", namespace="/private")
+    def private(query):
+        return query.get("token") == "ok"
+
+    @sio.on("connect")
+    def global_connect(query):
+        return query.get("ban") != "1"
+
+    assert not sio.test_client(app, namespace="/private").is_connected("/private")
+    allowed = sio.test_client(app, namespace="/private", query_string="token=ok")
+    assert allowed.is_connected("/private")
+    banned = sio.test_client(app, query_string="ban=1")
+    assert not banned.is_connected("/")
+    with pytest.raises(RuntimeError):
+        banned.emit("anything")
+
+
+def test_refused_handshake(make_app):
+    app, sio = make_app()
+
+    @sio.on_handshake
+    def allow():
+        return request.headers.get("X-Key") == "k"
+
+    refused = sio.test_client(app)
+    assert not refused.is_connected()
+    assert refused.sid is None
+    assert refused.handshake_error == (403, "handshake unauthorized")
+    assert sio.test_client(app, headers={"X-Key": "k"}).is_connected()
+
+
+def test_disconnect_a_namespace_then_the_session(make_app):
+    app, sio = make_app()
+    events = []
+    sio.on_event("disconnect", lambda: events.append(("disconnect", request.namespace)),
+                 namespace="/chat")
+    sio.on_event("disconnect", lambda: events.append(("disconnect", request.namespace)))
+
+    client = sio.test_client(app, namespace="/chat")
+    client.disconnect("/chat")
+    assert events == [("disconnect", "/chat")]
+    assert not client.is_connected("/chat") and client.is_connected("/")
+    client.connect("/chat")
+    assert client.is_connected("/chat")
+    client.disconnect("/")
+    assert not client.is_connected("/") and not client.is_connected("/chat")
+    assert events == [("disconnect", "/chat"), ("disconnect", "/chat"), ("disconnect", "")]
+    # a new connect after the end starts a new session
+    old_sid = client.sid
+    client.connect()
+    assert client.is_connected("/") and client.sid != old_sid
+
+
+def test_server_side_disconnect_is_seen_by_the_client(make_app):
+    app, sio = make_app()
+
+    @sio.on("leave", namespace="/chat")
+    def leave():
+        sio_disconnect()
+
+    client = sio.test_client(app, namespace="/chat")
+    client.emit("leave")
+    assert not client.is_connected("/chat")
+    assert client.is_connected("/")
+
+
+def test_send_packet_sends_a_raw_packet_dict(make_app):
+    app, sio = make_app()
+    errors = []
+    sio.on_event("error", lambda reason, advice: errors.append((reason, advice)))
+    client = sio.test_client(app)
+    client.send_packet({"type": "error", "reason": "unauthorized", "advice": "reconnect"})
+    assert errors == [("unauthorized", "reconnect")]
+
+
+def test_what_the_client_reads_went_through_the_session_outbox_and_the_codec(make_app):
+    app, sio = make_app()
+    client = sio.test_client(app)
+    session = client.server.get_session(client.sid)
+    # a packet queued on the session (as any emit does) reaches get_received,
+    # decoded by the codec: here an astral-plane string and a JSON line separator
+    session.send(packet.encode({"type": "event", "name": "raw", "args": ["😀\u2028"],
+                                "endpoint": ""}))
+    assert client.get_received() == [{"name": "raw", "args": ["😀\u2028"], "namespace": "/"}]
+    assert not session.has_outbox()
