@@ -24,6 +24,9 @@
   var myNick = null;
   var currentRoom = 'lobby';
   var typers = {};
+  // room -> nicknames, as last sent by the server. The list of a room we are joining
+  // may arrive before the join's ack does.
+  var rosters = {};
   var typingSent = false;
   var typingTimer = null;
 
@@ -54,6 +57,18 @@
     }
     $('typing').textContent = names.length === 0 ? '' :
       names.join(', ') + (names.length === 1 ? ' is' : ' are') + ' typing\u2026';
+  }
+
+  function renderRoster() {
+    var names = rosters[currentRoom] || [];
+    var list = $('nicknames');
+    list.textContent = '';
+    for (var i = 0; i < names.length; i++) {
+      var li = document.createElement('li');
+      li.textContent = names[i];
+      if (names[i] === myNick) { li.className = 'me'; }
+      list.appendChild(li);
+    }
   }
 
   function setTyping(on) {
@@ -88,13 +103,16 @@
         return;
       }
       if (joined !== currentRoom) {
+        for (var other in rosters) {
+          if (rosters.hasOwnProperty(other) && other !== joined) { delete rosters[other]; }
+        }
         currentRoom = joined;
         typers = {};
         renderTypers();
-        $('nicknames').textContent = '';
         addLine('announcement', null, 'You are now in ' + joined);
       }
       $('room-name').textContent = joined;
+      renderRoster();
     });
   }
 
@@ -106,15 +124,18 @@
     if (myNick !== null) {
       var room = currentRoom;
       currentRoom = 'lobby';
+      rosters = {};
       chooseNick(myNick);
       if (room !== 'lobby') { joinRoom(room); }
     }
   });
   socket.on('connecting', function (transport) {
     status.textContent = 'connecting (' + transport + ')\u2026';
+    status.className = 'status';
   });
   socket.on('reconnecting', function () {
     status.textContent = 'reconnecting\u2026';
+    status.className = 'status';
   });
   socket.on('disconnect', function () {
     status.textContent = 'disconnected';
@@ -122,8 +143,10 @@
     typers = {};
     renderTypers();
   });
+  // The reason is a string from the server's error packet, or an event object when a
+  // transport failed.
   socket.on('error', function (reason) {
-    status.textContent = 'error: ' + (reason || 'cannot connect');
+    status.textContent = 'error: ' + (typeof reason === 'string' && reason ? reason : 'cannot connect');
     status.className = 'status error';
   });
 
@@ -132,15 +155,8 @@
   });
 
   socket.on('nicknames', function (room, names) {
-    if (room !== currentRoom) { return; }
-    var list = $('nicknames');
-    list.textContent = '';
-    for (var i = 0; i < names.length; i++) {
-      var li = document.createElement('li');
-      li.textContent = names[i];
-      if (names[i] === myNick) { li.className = 'me'; }
-      list.appendChild(li);
-    }
+    rosters[room] = names;
+    if (room === currentRoom) { renderRoster(); }
   });
 
   socket.on('user message', function (nick, text) {
