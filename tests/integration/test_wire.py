@@ -373,9 +373,9 @@ def test_namespace_connect_both_query_forms(server):
 
 
 class WsClient:
-    def __init__(self, server):
+    def __init__(self, server, transport: str = "websocket"):
         self.sid = handshake(server)[0]
-        self.ws = websocket.create_connection(f"{server.ws_url}/socket.io/1/websocket/{self.sid}", timeout=30)
+        self.ws = websocket.create_connection(f"{server.ws_url}/socket.io/1/{transport}/{self.sid}", timeout=30)
         self.received: list[str] = []
 
     def recv_until(self, predicate, timeout: float = 30.0) -> list[str]:
@@ -481,4 +481,132 @@ def test_websocket_close_ends_the_session(server, ws_client):
     events = server.wait_events(
         lambda ev: any(e["event"] == "disconnect" for e in ev), sid=client.sid, what="the disconnect handler"
     )
+    assert len([e for e in events if e["event"] == "disconnect"]) == 1
+
+
+# ---------------------------------------------------------------------------
+# flashsocket: the WebSocket transport under another name (PROTOCOL.md §2.2)
+# ---------------------------------------------------------------------------
+
+# The same suite runs over both names; only a server that lists flashsocket
+# accepts it.
+SOCKET_OPTIONS = dict(WIRE_OPTIONS, transports=["websocket", "flashsocket", "xhr-polling"])
+BIG = ("0123456789abcdef" * 6400)[:100_000]
+UNICODE = "héllo wörld 中文 😀 \"quoted\" \\ </script> <!-- \n\t end"
+
+
+@pytest.fixture
+def socket_server(live_server):
+    return live_server("sio_run", **SOCKET_OPTIONS)
+
+
+@pytest.fixture(params=["websocket", "flashsocket"])
+def socket_client(request, socket_server):
+    """Factory: an open, connected client on the parametrised transport."""
+    clients = []
+
+    def factory() -> WsClient:
+        client = WsClient(socket_server, request.param)
+        clients.append(client)
+        client.recv_until(lambda got: "1::" in got)
+        assert client.received[0] == "1::"
+        return client
+
+    yield factory
+    for client in clients:
+        client.close()
+
+
+def test_socket_handshake_lists_flashsocket(socket_server):
+    assert handshake(socket_server)[3] == ["websocket", "flashsocket", "xhr-polling"]
+
+
+def test_flashsocket_refused_when_not_listed(server):
+    sid = handshake(server)[0]
+    with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+        websocket.create_connection(f"{server.ws_url}/socket.io/1/flashsocket/{sid}", timeout=30)
+    assert refused.value.status_code == 400
+
+
+def test_socket_acks_both_ways_unicode_and_100kb(socket_server, socket_client):
+    client = socket_client()
+    assert client.call("echo", UNICODE, "😀🎉𝄞", ack_id=1) == [UNICODE, "😀🎉𝄞"]
+    assert client.call("echo", BIG, ack_id=2) == [BIG]
+    assert client.call("ack_many", ack_id=3) == ["woot", 2, {"three": [3, "drei"]}, None, True, "😀"]
+    # server -> client: the server asks with a data ack, the client answers it
+    client.ws.send(event_packet("ask_client", "ready?", ack_id=4))
+    client.recv_until(lambda got: any(p.startswith("5:") and '"question"' in p for p in got))
+    question = next(p for p in client.received if p.startswith("5:") and '"question"' in p)
+    ident = question.split(":")[1]
+    assert ident.endswith("+"), question
+    assert parse_event(question) == ("question", ["ready?"])
+    client.ws.send(f"6:::{ident}" + json.dumps(["yes", 42]))
+    client.recv_until(lambda got: any('"client_answered"' in p for p in got))
+    answered = next(p for p in client.received if '"client_answered"' in p)
+    assert parse_event(answered) == ("client_answered", [["yes", 42]])
+    server_events = socket_server.wait_events(
+        lambda ev: any(e["event"] == "client_answer" for e in ev), sid=client.sid, what="the callback")
+    assert [e["answer"] for e in server_events if e["event"] == "client_answer"] == [["yes", 42]]
+
+
+def test_socket_rooms_and_broadcast(socket_client):
+    a, b, c = socket_client(), socket_client(), socket_client()
+    assert "lobby" in a.call("join", "lobby", ack_id=1)[0]
+    assert "lobby" in b.call("join", "lobby", ack_id=1)[0]
+    assert a.call("to_room", "lobby", {"n": 1}, False, ack_id=2) == ["sent"]
+    b.recv_until(lambda got: any('"room_msg"' in p for p in got))
+    # barriers: an ack queued after the room emit proves nothing else is coming
+    a.call("echo", "barrier", ack_id=3)
+    c.call("echo", "barrier", ack_id=3)
+    assert not any('"room_msg"' in p for p in a.received + c.received)
+    assert b.call("broadcast", "hello all", True, ack_id=4) == ["sent"]
+    for client in (a, b, c):
+        client.recv_until(lambda got: any('"broadcast_msg"' in p for p in got))
+        message = next(p for p in client.received if '"broadcast_msg"' in p)
+        assert parse_event(message) == ("broadcast_msg", ["hello all"])
+
+
+def test_socket_namespaces_and_refusal(socket_client):
+    client = socket_client()
+    client.ws.send("1::/private:?token=ok")
+    client.recv_until(lambda got: "1::/private" in got)
+    client.ws.send(event_packet("whoami", ack_id=1, endpoint="/private"))
+    client.recv_until(lambda got: any(p.startswith("6::/private:1+") for p in got))
+    ack = next(p for p in client.received if p.startswith("6::/private:1+"))
+    assert json.loads(ack.split("+", 1)[1]) == [client.sid, "/private"]
+    refused = socket_client()
+    refused.ws.send("1::/private:?token=no")
+    refused.recv_until(lambda got: "7::/private:2" in got)
+    assert "1::/private" not in refused.received
+    # the global namespace of the refused client still works
+    assert refused.call("echo", "still here", ack_id=2) == ["still here"]
+
+
+def test_socket_heartbeats(socket_client):
+    client = socket_client()
+    # heartbeat_interval is 2 s: two "2::" come on their own, and recv_until
+    # answers each, which keeps the session alive past them
+    client.recv_until(lambda got: got.count("2::") >= 2, timeout=30)
+    assert client.call("echo", "alive", ack_id=1) == ["alive"]
+
+
+def test_socket_client_disconnect(socket_server, socket_client):
+    client = socket_client()
+    client.ws.send("0::")
+    events = socket_server.wait_events(
+        lambda ev: any(e["event"] == "disconnect" for e in ev), sid=client.sid, what="the disconnect")
+    assert len([e for e in events if e["event"] == "disconnect"]) == 1
+
+
+def test_socket_server_disconnect(socket_server, socket_client):
+    client = socket_client()
+    client.ws.send(event_packet("server_disconnect"))
+    client.recv_until(lambda got: "0::" in got)
+    # then the server closes the connection
+    with pytest.raises((websocket.WebSocketConnectionClosedException, ConnectionError)):
+        for _ in range(100):
+            if client.ws.recv() in ("", None):
+                raise websocket.WebSocketConnectionClosedException("closed")
+    events = socket_server.wait_events(
+        lambda ev: any(e["event"] == "disconnect" for e in ev), sid=client.sid, what="the disconnect")
     assert len([e for e in events if e["event"] == "disconnect"]) == 1

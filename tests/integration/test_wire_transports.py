@@ -1,0 +1,303 @@
+"""jsonp-polling, htmlfile and the cross-origin rules over real sockets, on every
+server kind.
+
+htmlfile is read with a raw socket: the test parses the chunked body itself, so
+it sees each chunk when the server writes it and can drop the connection like a
+closed browser tab.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import time
+
+import pytest
+import requests
+import websocket
+
+from tests.conftest import wait_until
+from tests.integration.helpers import decode_payload, event_packet, handshake, parse_event
+
+pytestmark = pytest.mark.timeout(240)
+
+OPTIONS = dict(heartbeat_interval=1, heartbeat_timeout=20, close_timeout=20, polling_duration=2)
+KINDS = ["sio_run", "flask", pytest.param("gunicorn", marks=pytest.mark.gunicorn)]
+PREAMBLE = (b"<html><body><script>var _ = function (msg) { parent.s._(msg, document); };"
+            b"</script>" + b" " * 173)
+P_REGEX = re.compile(r'io.j\[(\d+)\]\("(.*)"\);')  # socketIO-client's JSONP parser
+NASTY = "a</script><script>x()</script><!-- \u2028 \"q\" \\ \n😀"
+ALLOWED = "http://allowed.example:8000"
+REFUSED = "http://evil.example"
+
+
+@pytest.fixture(params=KINDS)
+def server(request, live_server):
+    return live_server(request.param, **OPTIONS)
+
+
+def disconnects(server, sid):
+    return [e for e in server.events(sid) if e["event"] == "disconnect"]
+
+
+# ---------------------------------------------------------------------------
+# a raw streaming HTTP/1.1 client
+# ---------------------------------------------------------------------------
+
+
+class ChunkedStream:
+    """A GET whose chunked body is read chunk by chunk as it arrives."""
+
+    def __init__(self, server, path: str, headers: dict[str, str] | None = None):
+        self.sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+        lines = [f"GET {path} HTTP/1.1", f"Host: {server.host}"]
+        lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        self.buffer = b""
+        head = self._read_until(b"\r\n\r\n").decode("latin-1").split("\r\n")
+        self.status = int(head[0].split()[1])
+        self.headers = {k.strip().lower(): v.strip()
+                        for k, _, v in (line.partition(":") for line in head[1:])}
+        self.ended = False
+
+    def _fill(self) -> None:
+        data = self.sock.recv(65536)
+        if not data:
+            raise EOFError("the server closed the connection")
+        self.buffer += data
+
+    def _read_until(self, marker: bytes) -> bytes:
+        while marker not in self.buffer:
+            self._fill()
+        found, _, self.buffer = self.buffer.partition(marker)
+        return found
+
+    def _read_exactly(self, size: int) -> bytes:
+        while len(self.buffer) < size:
+            self._fill()
+        found, self.buffer = self.buffer[:size], self.buffer[size:]
+        return found
+
+    def chunk(self, timeout: float = 30.0) -> bytes | None:
+        """The next chunk's data, or None at the terminating chunk."""
+        self.sock.settimeout(timeout)
+        size = int(self._read_until(b"\r\n").split(b";")[0], 16)
+        data = self._read_exactly(size)
+        assert self._read_exactly(2) == b"\r\n"
+        if size == 0:
+            self.ended = True
+            return None
+        return data
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def script_payload(chunk: bytes) -> str:
+    """The payload of one ``<script>_("...");</script>`` chunk, checked to be
+    unable to break out of its script."""
+    text = chunk.decode("utf-8")
+    match = re.fullmatch(r'<script>_\((".*")\);</script>', text, re.S)
+    assert match, text
+    literal = match.group(1)
+    assert "</" not in literal and "<!--" not in literal, literal
+    return json.loads(literal.replace("\\/", "/"))
+
+
+def payloads_until(stream: ChunkedStream, predicate, timeout: float = 30.0) -> list[str]:
+    """Read chunks until ``predicate(packets so far)``; heartbeats included."""
+    packets: list[str] = []
+    deadline = time.monotonic() + timeout
+    while not predicate(packets):
+        remaining = deadline - time.monotonic()
+        assert remaining > 0, f"timed out; got {packets!r}"
+        chunk = stream.chunk(timeout=remaining)
+        assert chunk is not None, f"the stream ended; got {packets!r}"
+        packets.extend(decode_payload(script_payload(chunk)))
+    return packets
+
+
+def post(server, transport: str, sid: str, body: str, **kw) -> requests.Response:
+    return requests.post(f"{server.url}/socket.io/1/{transport}/{sid}", data=body.encode("utf-8"),
+                         headers={"Content-Type": "text/plain;charset=UTF-8"}, timeout=30, **kw)
+
+
+# ---------------------------------------------------------------------------
+# htmlfile
+# ---------------------------------------------------------------------------
+
+
+def test_htmlfile_streams_chunked(server):
+    sid = handshake(server)[0]
+    stream = ChunkedStream(server, f"/socket.io/1/htmlfile/{sid}?t=1")
+    try:
+        assert stream.status == 200
+        assert stream.headers["content-type"] == "text/html; charset=UTF-8"
+        assert stream.headers.get("transfer-encoding") == "chunked"
+        assert "content-length" not in stream.headers
+        assert stream.chunk() == PREAMBLE
+        assert stream.chunk() == b'<script>_("1::");</script>'
+        # Data posted now comes down the open stream, each write as it happens.
+        assert post(server, "htmlfile", sid, event_packet("emit_texts", [NASTY, "two"], ack_id=1)).text == "1"
+        got = payloads_until(stream, lambda p: any(x.startswith("6:::1+") for x in p))
+        texts = [parse_event(p)[1] for p in got if p.startswith("5:")]
+        assert texts == [[NASTY], ["two"]]
+        # Heartbeats flow over the stream; the client answers with POSTs.
+        payloads_until(stream, lambda p: "2::" in p, timeout=15)
+        assert post(server, "htmlfile", sid, "2::").text == "1"
+        server.server_emit("pushed", "late", to=sid)
+        got = payloads_until(stream, lambda p: any('"pushed"' in x for x in p))
+        assert parse_event(next(x for x in got if '"pushed"' in x)) == ("pushed", ["late"])
+    finally:
+        stream.close()
+
+
+def test_htmlfile_client_gone_ends_the_session(server):
+    sid = handshake(server)[0]
+    stream = ChunkedStream(server, f"/socket.io/1/htmlfile/{sid}?t=1")
+    assert stream.chunk() == PREAMBLE
+    assert script_payload(stream.chunk()) == "1::"
+    started = time.monotonic()
+    stream.close()  # like a closed tab: no disconnect packet
+    # The next writes (heartbeats, every second) fail and end the session,
+    # long before heartbeat_timeout (20 s) or close_timeout (20 s).
+    wait_until(lambda: disconnects(server, sid), timeout=15,
+               message="the disconnect handler after the stream's client went away")
+    assert time.monotonic() - started < 15
+    assert len(disconnects(server, sid)) == 1
+    later = requests.get(f"{server.url}/socket.io/1/xhr-polling/{sid}", timeout=30)
+    assert later.text == "7:::1+0"
+
+
+def test_htmlfile_server_disconnect_ends_the_stream(server):
+    sid = handshake(server)[0]
+    stream = ChunkedStream(server, f"/socket.io/1/htmlfile/{sid}?t=1")
+    try:
+        stream.chunk()
+        stream.chunk()
+        post(server, "htmlfile", sid, event_packet("server_disconnect"))
+        payloads_until(stream, lambda p: "0::" in p)
+        while stream.chunk() is not None:  # heartbeats, if any, then the end
+            pass
+        assert stream.ended
+        wait_until(lambda: disconnects(server, sid), message="the disconnect handler")
+    finally:
+        stream.close()
+
+
+def test_htmlfile_unknown_sid(server):
+    response = requests.get(f"{server.url}/socket.io/1/htmlfile/notasession", timeout=30)
+    assert response.status_code == 200
+    assert response.content == PREAMBLE + b'<script>_("7:::1+0");</script>'
+
+
+# ---------------------------------------------------------------------------
+# jsonp-polling
+# ---------------------------------------------------------------------------
+
+
+def jsonp_get(server, sid: str, i: str = "1", **kw) -> requests.Response:
+    response = requests.get(f"{server.url}/socket.io/1/jsonp-polling/{sid}",
+                            params={"t": str(int(time.time() * 1000)), "i": i}, timeout=30, **kw)
+    response.encoding = "utf-8"
+    return response
+
+
+def jsonp_post(server, sid: str, payload: str, i: str = "1") -> requests.Response:
+    # what socket.io-client's hidden form sends: d = the JSON-encoded payload
+    return requests.post(f"{server.url}/socket.io/1/jsonp-polling/{sid}",
+                         params={"t": "1", "i": i}, data={"d": json.dumps(payload)}, timeout=30)
+
+
+def jsonp_packets(response: requests.Response, i: str) -> list[str]:
+    match = P_REGEX.fullmatch(response.text)
+    assert match and match.group(1) == i, response.text
+    return decode_payload(json.loads(response.text[len(f"io.j[{i}]("):-2]))
+
+
+def test_jsonp_poll_answers(server):
+    sid = handshake(server)[0]
+    first = jsonp_get(server, sid, "3")
+    assert (first.status_code, first.text) == (200, 'io.j[3]("1::");')
+    assert first.headers["Content-Type"] == "text/javascript; charset=UTF-8"
+    assert first.headers["X-XSS-Protection"] == "0"
+    assert first.headers["Content-Length"] == str(len(first.content))
+    noop = jsonp_get(server, sid, "3")
+    assert noop.text == 'io.j[3]("8::");'
+
+
+def test_jsonp_round_trip_with_escaping(server):
+    sid = handshake(server)[0]
+    jsonp_get(server, sid)
+    answer = jsonp_post(server, sid, event_packet("echo", NASTY, "+&=%", ack_id=1))
+    assert (answer.status_code, answer.text) == (200, "1")
+    received: list[str] = []
+
+    def acked():
+        received.extend(jsonp_packets(jsonp_get(server, sid), "1"))
+        return any(p.startswith("6:::1+") for p in received)
+
+    wait_until(acked, message=lambda: f"the ack; got {received!r}")
+    ack = next(p for p in received if p.startswith("6:::1+"))
+    assert json.loads(ack[len("6:::1+"):]) == [NASTY, "+&=%"]
+
+
+def test_jsonp_bad_index_is_refused(server):
+    sid = handshake(server)[0]
+    for index in ("x", "-1", "1);alert(1)//", ""):
+        response = jsonp_get(server, sid, index)
+        assert response.status_code == 400, index
+        assert "alert" not in response.text
+
+
+def test_jsonp_unknown_sid(server):
+    assert jsonp_get(server, "notasession", "9").text == 'io.j[9]("7:::1+0");'
+
+
+# ---------------------------------------------------------------------------
+# cross-origin
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cors_server(live_server):
+    return live_server("sio_run", cors_allowed_origins=[ALLOWED],
+                       transports=["websocket", "flashsocket", "htmlfile", "xhr-polling",
+                                   "jsonp-polling"], **OPTIONS)
+
+
+def test_cors_handshake_and_polls(cors_server):
+    ok = requests.get(f"{cors_server.url}/socket.io/1/", headers={"Origin": ALLOWED}, timeout=30)
+    assert ok.status_code == 200
+    assert ok.headers["Access-Control-Allow-Origin"] == ALLOWED
+    assert ok.headers["Access-Control-Allow-Credentials"] == "true"
+    sid = ok.text.split(":")[0]
+    poll = requests.get(f"{cors_server.url}/socket.io/1/xhr-polling/{sid}",
+                        headers={"Origin": ALLOWED}, timeout=30)
+    assert (poll.text, poll.headers["Access-Control-Allow-Origin"]) == ("1::", ALLOWED)
+    refused = requests.get(f"{cors_server.url}/socket.io/1/", headers={"Origin": REFUSED}, timeout=30)
+    assert (refused.status_code, refused.text) == (403, "handshake bad origin")
+    assert "Access-Control-Allow-Origin" not in refused.headers
+    jsonp = requests.get(f"{cors_server.url}/socket.io/1/", params={"jsonp": "0"},
+                         headers={"Referer": REFUSED + "/page"}, timeout=30)
+    assert jsonp.text == 'io.j[0](new Error("handshake bad origin"));'
+    preflight = requests.options(f"{cors_server.url}/socket.io/1/xhr-polling/{sid}",
+                                 headers={"Origin": ALLOWED,
+                                          "Access-Control-Request-Method": "POST"}, timeout=30)
+    assert preflight.status_code == 200
+    assert preflight.headers["Access-Control-Allow-Origin"] == ALLOWED
+
+
+@pytest.mark.parametrize("transport", ["websocket", "flashsocket"])
+def test_cors_upgrade_refused_origin(cors_server, transport):
+    sid = handshake(cors_server)[0]
+    url = f"{cors_server.ws_url}/socket.io/1/{transport}/{sid}"
+    with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+        websocket.create_connection(url, timeout=30, origin=REFUSED)
+    assert refused.value.status_code == 403
+    ws = websocket.create_connection(url, timeout=30, origin=ALLOWED)
+    try:
+        assert ws.recv() == "1::"
+    finally:
+        ws.close()
