@@ -31,13 +31,15 @@ WS_STAMP := vendor/node_modules/.ws-$(WS_VERSION)-installed
 
 PYTEST_ARGS ?=
 
-.PHONY: help run test system venv vendor clean
+.PHONY: help run test system venv vendor clean bench bench-codec
 
 help:
 	@echo "make run     serve the example chat on http://127.0.0.1:$${PORT:-5000}"
 	@echo "make test    set everything up, then run every test (PYTEST_ARGS='...' to narrow)"
 	@echo "make system | venv | vendor    the set-up steps alone"
 	@echo "make clean   remove vendor/ and build output (keeps .venv)"
+	@echo "make bench   compare with Node socket.io 0.9 and Flask-SocketIO (~10 min; BENCH_ARGS=--quick)"
+	@echo "make bench-codec   packet codec micro-benchmarks"
 
 run: venv vendor
 	$(VENV_PY) -m example_app
@@ -115,6 +117,16 @@ $(WS_STAMP):
 	npm install --prefix vendor --no-save --no-audit --no-fund --ignore-scripts ws@$(WS_VERSION)
 	@grep -q '"version": "$(WS_VERSION)"' vendor/node_modules/ws/package.json
 	@touch $@
+
+# The peers (npm socket.io 0.9.19 and ws, PyPI flask-socketio) go into the
+# git-ignored bench/.peers/, installed by run.py on first use. See bench/README.md.
+BENCH_ARGS ?=
+
+bench: venv vendor
+	$(VENV_PY) bench/run.py $(BENCH_ARGS)
+
+bench-codec: venv
+	$(VENV_PY) bench/codec.py
 
 clean:
 	rm -rf vendor build dist

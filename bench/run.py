@@ -1,0 +1,847 @@
+"""Run the bench: every server, every workload, one table with ratio columns.
+
+    .venv/bin/python bench/run.py [--quick] [--modes thread,hub] [--servers ...]
+                                  [--workloads ...] [--thread-cap 1000] [--no-install]
+
+What it does, in order:
+
+1. Installs the peers when missing, into bench/.peers/ (git-ignored): the npm
+   packages ``socket.io@0.9.19`` (the Node reference) and ``ws`` (for the load
+   generator) into bench/.peers/node_modules, and ``flask-socketio`` 5 with
+   simple-websocket and the same gunicorn into the venv bench/.peers/venv.
+2. For each workload and each server: starts the server on 127.0.0.1 (a fresh
+   process each time, so that memory readings start clean), runs
+   bench/loadgen.js against it, reads the server's CPU time, RSS and thread count
+   from /proc at the load generator's checkpoints, and stops the server.
+3. Prints one Markdown table: each server's figures, the ratios of flask_sio09
+   (each mode) to Node and to Flask-SocketIO, and the issue's targets with a
+   verdict. The raw numbers go to bench/.peers/results/ as JSON, the table
+   beside them as Markdown.
+
+Servers: Node socket.io 0.9.19 (a plain node process), Flask-SocketIO 5 in
+threading mode, a bare simple-websocket echo, and flask_sio09 in each
+``websocket_mode`` given by ``--modes``; the Python ones under
+``gunicorn -k gthread -w 1``. Server CPU is the worker process's utime + stime
+(every thread), between the load generator's "ready" and "done".
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+APPS = HERE / "apps"
+PEERS = HERE / ".peers"
+NODE_MODULES = PEERS / "node_modules"
+PEER_VENV = PEERS / "venv"
+LOGS = PEERS / "logs"
+RESULTS = PEERS / "results"
+
+#: the Node peers, pinned so that two runs compare the same code
+NPM_PACKAGES = {"socket.io": "0.9.19", "ws": "8.23.0"}
+FSIO_REQUIREMENT = "flask-socketio>=5,<6"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+#: threads of a server that holds no connection in a thread (hub, Node aside)
+THREADS = 100
+#: extra gunicorn threads for a thread-per-connection server, beyond one per client
+THREAD_MARGIN = 50
+#: open files wanted by the servers and the load generator (10,000 sockets each)
+NOFILE_WANTED = 65536
+
+
+# -- servers ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """One server of the comparison."""
+
+    key: str
+    label: str
+    proto: str                          # what loadgen.js speaks to it: "09" or "eio4"
+    thread_per_connection: bool         # holds each WebSocket in a thread of its own
+    module: str = ""                    # gunicorn app module in bench/apps ("" for Node)
+    mode: str = ""                      # flask_sio09's websocket_mode
+    polling: bool = True                # serves the xhr-polling workload
+
+    @property
+    def is_sio09(self) -> bool:
+        return bool(self.mode)
+
+
+NODE = ServerSpec("node", "Node socket.io 0.9.19", "09", False)
+FSIO = ServerSpec("fsio", "Flask-SocketIO 5 (threading)", "eio4", True, module="fsio_app")
+BARE = ServerSpec("bare", "bare simple-websocket echo", "09", True, module="bare_echo",
+                  polling=False)
+
+
+def sio09_spec(mode: str) -> ServerSpec:
+    return ServerSpec(f"sio09-{mode}", f"flask_sio09 {mode}", "09", mode == "thread",
+                      module="sio09_app", mode=mode)
+
+
+# -- workloads ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Workload:
+    """One workload: what loadgen.js does and how the server is set up for it."""
+
+    key: str
+    title: str
+    kind: str                           # loadgen.js --workload: echo, bcast or idle
+    clients: int
+    transport: str = "websocket"
+    total: int = 0                      # acks or deliveries to aim for
+    max_seconds: float = 15
+    heartbeat: tuple[float, float] | None = None    # (interval, timeout) seconds
+    hold: float = 0
+    only: frozenset[str] = frozenset()  # server keys it runs on ("" = every one)
+
+    def loadgen_args(self) -> list[str]:
+        args = ["--workload", self.kind, "--clients", str(self.clients),
+                "--transport", self.transport, "--max-seconds", str(self.max_seconds)]
+        if self.total:
+            args += ["--total", str(self.total)]
+        if self.kind == "idle":
+            args += ["--hold", str(self.hold), "--min-heartbeats", "2"]
+        return args
+
+
+def workloads(quick: bool) -> list[Workload]:
+    """The workloads of issue 5, with counts for a full or a quick run."""
+    if quick:
+        acks, seconds, deliveries, idle_sizes = 5_000, 5.0, 50_000, (1_000,)
+        heartbeat, hold = (2.0, 6.0), 5.0
+    else:
+        acks, seconds, deliveries, idle_sizes = 20_000, 15.0, 200_000, (1_000, 3_000, 10_000)
+        heartbeat, hold = (5.0, 15.0), 12.5
+    found = [
+        Workload("echo10", "emit+ack, 10 clients", "echo", 10, total=acks, max_seconds=seconds),
+        Workload("echo200", "emit+ack, 200 clients", "echo", 200, total=acks,
+                 max_seconds=seconds),
+        Workload("bcast500", "broadcast to 500", "bcast", 500, total=deliveries,
+                 max_seconds=seconds),
+        Workload("poll20", "20 xhr-polling clients", "echo", 20, transport="xhr-polling",
+                 total=acks // 2, max_seconds=seconds),
+    ]
+    found += [Workload(f"idle{n}", f"{n:,} idle WebSockets", "idle", n, heartbeat=heartbeat,
+                       hold=hold, max_seconds=hold) for n in idle_sizes]
+    return found
+
+
+ALL_WORKLOADS = ("echo10", "echo200", "bcast500", "poll20", "idle1000", "idle3000", "idle10000")
+
+
+# -- /proc readings -----------------------------------------------------------------
+
+@dataclass
+class Sample:
+    """A server process at one moment."""
+
+    cpu_s: float
+    rss_kib: int
+    threads: int
+
+    @classmethod
+    def read(cls, pid: int) -> Sample:
+        with open(f"/proc/{pid}/stat") as f:
+            # the command name may hold spaces: fields are counted after its ")"
+            fields = f.read().rsplit(")", 1)[1].split()
+        utime, stime = int(fields[11]), int(fields[12])
+        rss = threads = 0
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    rss = int(line.split()[1])
+                elif line.startswith("Threads:"):
+                    threads = int(line.split()[1])
+        return cls((utime + stime) / CLK_TCK, rss, threads)
+
+
+def children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except OSError:
+        return []
+
+
+# -- processes ------------------------------------------------------------------------
+
+def raise_nofile() -> None:
+    """In a child before exec: as many open files as the hard limit allows, so
+    that 10,000 sockets fit in the server and in the load generator."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = NOFILE_WANTED if hard == resource.RLIM_INFINITY else min(NOFILE_WANTED, hard)
+    if want > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+
+def nofile_available() -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return NOFILE_WANTED if hard == resource.RLIM_INFINITY else min(NOFILE_WANTED, hard)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def node_env() -> dict[str, str]:
+    env = os.environ.copy()
+    env["NODE_PATH"] = str(NODE_MODULES)
+    return env
+
+
+class ServerFailed(RuntimeError):
+    """The server did not start or died."""
+
+
+class RunningServer:
+    """A server process started for one workload, stopped by its own PIDs."""
+
+    def __init__(self, spec: ServerSpec, workload: Workload, python: str, log: TextIO) -> None:
+        self.spec = spec
+        self.port = free_port()
+        env = node_env() if not spec.module else os.environ.copy()
+        interval, timeout = workload.heartbeat or (25.0, 60.0)
+        env.update(PORT=str(self.port), HEARTBEAT_INTERVAL=str(interval),
+                   HEARTBEAT_TIMEOUT=str(timeout), SIO09_BENCH_MODE=spec.mode or "thread",
+                   PYTHONUNBUFFERED="1")
+        self.threads = THREADS
+        if not spec.module:
+            cmd = ["node", str(APPS / "node09.js")]
+        else:
+            if spec.thread_per_connection:
+                self.threads = max(THREADS, workload.clients + THREAD_MARGIN)
+            cmd = [python, "-m", "gunicorn", "-k", "gthread", "-w", "1",
+                   "--threads", str(self.threads),
+                   # gthread stops accepting past worker_connections (default 1,000)
+                   "--worker-connections", str(max(1000, workload.clients * 2 + 100)),
+                   "-b", f"127.0.0.1:{self.port}", "--chdir", str(APPS),
+                   "--log-level", "warning", "--graceful-timeout", "3", f"{spec.module}:app"]
+        self.cmd = cmd
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
+                                     stderr=subprocess.STDOUT, env=env, cwd=ROOT,
+                                     preexec_fn=raise_nofile, start_new_session=True)
+        self.pid = self.proc.pid     # the process measured: Node, or gunicorn's worker
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _probe_path(self) -> str:
+        return "/socket.io/?EIO=4&transport=polling" if self.spec.proto == "eio4" \
+            else "/socket.io/1/"
+
+    def _wait_ready(self, seconds: float = 30) -> None:
+        deadline = time.monotonic() + seconds
+        url = f"http://127.0.0.1:{self.port}{self._probe_path()}"
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise ServerFailed(f"exited with status {self.proc.returncode}")
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except (urllib.error.URLError, OSError):
+                time.sleep(0.2)
+        else:
+            raise ServerFailed(f"no answer on {url} within {seconds:.0f} s")
+        if self.spec.module:
+            workers = children(self.proc.pid)
+            if len(workers) != 1:
+                raise ServerFailed(f"expected one gunicorn worker, found {workers}")
+            self.pid = workers[0]
+
+    def stop(self) -> None:
+        pids = [self.proc.pid] + ([self.pid] if self.pid != self.proc.pid else [])
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            self.proc.wait(timeout=10)
+        # a worker left behind by a killed arbiter goes too (it is ours, by PID)
+        for pid in pids[1:]:
+            deadline = time.monotonic() + 5
+            while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if Path(f"/proc/{pid}").exists():
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+
+def run_loadgen(server: RunningServer, workload: Workload, log: TextIO
+                ) -> tuple[dict[str, dict[str, Any]], dict[str, Sample]]:
+    """Drive loadgen.js through its checkpoints, reading the server at each."""
+    cmd = ["node", str(HERE / "loadgen.js"), "--port", str(server.port),
+           "--proto", server.spec.proto, *workload.loadgen_args()]
+    log.write(f"# loadgen: {' '.join(cmd)}\n")
+    log.flush()
+    events: dict[str, dict[str, Any]] = {}
+    samples = {"start": Sample.read(server.pid)}
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
+                            text=True, env=node_env(), cwd=ROOT, preexec_fn=raise_nofile)
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        for line in proc.stdout:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                log.write(f"# loadgen said: {line}")
+                continue
+            name = event.get("event", "")
+            events[name] = event
+            if server.proc.poll() is None and Path(f"/proc/{server.pid}").exists():
+                samples[name] = Sample.read(server.pid)
+            if name in ("warmed", "ready", "done"):
+                proc.stdin.write("next\n")
+                proc.stdin.flush()
+            elif name in ("closed", "abort"):
+                break
+    finally:
+        try:
+            proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    log.write(f"# loadgen events: {json.dumps(events)}\n")
+    return events, samples
+
+
+# -- one measurement ----------------------------------------------------------------
+
+@dataclass
+class Result:
+    """What one server did in one workload (or why it did not run)."""
+
+    server: str
+    workload: str
+    status: str = "ok"                  # ok, failed, skipped, n/a
+    note: str = ""
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def measure(spec: ServerSpec, workload: Workload, python: str) -> Result:
+    result = Result(spec.key, workload.key)
+    LOGS.mkdir(parents=True, exist_ok=True)
+    with open(LOGS / f"{spec.key}-{workload.key}.log", "w") as log:
+        try:
+            server = RunningServer(spec, workload, python, log)
+        except ServerFailed as exc:
+            log.flush()
+            return Result(spec.key, workload.key, "failed",
+                          f"server did not start: {exc}; {last_line(log.name)}")
+        try:
+            events, samples = run_loadgen(server, workload, log)
+        finally:
+            server.stop()
+    done, ready = events.get("done"), events.get("ready", {})
+    if done is None or "ready" not in samples or "done" not in samples:
+        reason = events.get("abort", {}).get("reason", "no result")
+        return Result(spec.key, workload.key, "failed",
+                      f"load generator: {str(reason).splitlines()[0][:160]}")
+    m = result.metrics
+    m["threads_setting"] = server.threads
+    m["threads"] = samples["done"].threads
+    m["clients"] = done.get("clients", 0)
+    m["connect_failed"] = ready.get("failed", 0)
+    m["loadgen_cpu_pct"] = done.get("loadgen_cpu_pct", 0.0)
+    m["errors"] = done.get("errors", {})
+    cpu = samples["done"].cpu_s - samples["ready"].cpu_s
+    m["server_cpu_s"] = cpu
+    if workload.kind == "idle":
+        base = samples.get("warmed", samples["start"])
+        fresh = ready.get("new_connections", 0)
+        m["connected"] = ready.get("connected", 0)
+        m["rss_before_kib"], m["rss_after_kib"] = base.rss_kib, samples["done"].rss_kib
+        m["rss_per_conn_kib"] = (samples["done"].rss_kib - base.rss_kib) / fresh if fresh else None
+        m["connects_per_s"] = ready.get("connects_per_s", 0.0)
+        m["heartbeats_ok"] = bool(done.get("heartbeats_ok"))
+        m["heartbeats_min"] = done.get("heartbeats_min", 0)
+        m["short_of_heartbeats"] = done.get("short_of_heartbeats", 0)
+        m["alive"] = done.get("alive", 0)
+        if m["connected"] < workload.clients:
+            result.note = f"{m['connected']:,} of {workload.clients:,} connected"
+    else:
+        messages = done.get("messages", 0)
+        m["messages"] = messages
+        m["rate"] = done.get("rate", 0.0)
+        m["cpu_per_10k"] = cpu / messages * 10_000 if messages else None
+        m["lost"] = done.get("lost", 0)
+        m["wrong"] = done.get("wrong", 0)
+        m["latency_ms_p50"] = done.get("latency_ms_p50")
+        m["latency_ms_p99"] = done.get("latency_ms_p99")
+        if messages == 0:
+            result.status, result.note = "failed", "no message went through"
+        elif m["lost"] or m["wrong"] or m["connect_failed"]:
+            result.note = (f"{m['lost']} lost, {m['wrong']} wrong, "
+                           f"{m['connect_failed']} failed to connect")
+    return result
+
+
+def last_line(path: str) -> str:
+    try:
+        lines = [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
+    except OSError:
+        return ""
+    return lines[-1][:200] if lines else ""
+
+
+# -- the table -----------------------------------------------------------------------
+
+def fmt(value: float | None, digits: int = 2) -> str:
+    if value is None:
+        return "—"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.{digits}f}"
+
+
+@dataclass
+class Row:
+    workload: str
+    metric: str
+    value: Callable[[Result], float | None]
+    shown: Callable[[Result], str]
+
+
+def metric_rows(loads: list[Workload]) -> list[Row]:
+    def num(key: str, digits: int = 2) -> tuple[Callable[[Result], float | None],
+                                                 Callable[[Result], str]]:
+        def value(r: Result) -> float | None:
+            v = r.metrics.get(key)
+            return float(v) if isinstance(v, (int, float)) else None
+        return value, lambda r: fmt(value(r), digits)
+
+    rows: list[Row] = []
+    for w in loads:
+        if w.kind == "idle":
+            rows.append(Row(w.key, "RSS KiB per connection", *num("rss_per_conn_kib", 1)))
+            rows.append(Row(w.key, "server threads", *num("threads", 0)))
+            rows.append(Row(w.key, "connects/s", *num("connects_per_s", 0)))
+            rows.append(Row(w.key, "every heartbeat answered",
+                            lambda r: None,
+                            lambda r: ("yes" if r.metrics.get("heartbeats_ok") else
+                                       f"no ({r.metrics.get('short_of_heartbeats')} short)")))
+        else:
+            unit = "deliveries" if w.kind == "bcast" else "acks"
+            rows.append(Row(w.key, f"{unit}/s", *num("rate", 0)))
+            rows.append(Row(w.key, f"server CPU s per 10k {unit}", *num("cpu_per_10k", 2)))
+    return rows
+
+
+@dataclass
+class Target:
+    """A target of issue 5 item 5, checked for each flask_sio09 mode."""
+
+    workload: str
+    metric: str                          # the Row.metric it sits on
+    text: str
+    check: Callable[[Result, dict[str, Result]], bool | None]   # (sio09, peers) -> verdict
+    modes: tuple[str, ...] = ()          # () = every mode
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def targets(loads: list[Workload]) -> list[Target]:
+    def cpu_vs(peer: str, bound: float) -> Callable[[Result, dict[str, Result]], bool | None]:
+        def check(r: Result, peers: dict[str, Result]) -> bool | None:
+            q = ratio(r.metrics.get("cpu_per_10k"), peers[peer].metrics.get("cpu_per_10k"))
+            return None if q is None else q <= bound
+        return check
+
+    def rate_vs_fsio(r: Result, peers: dict[str, Result]) -> bool | None:
+        q = ratio(r.metrics.get("rate"), peers["fsio"].metrics.get("rate"))
+        return None if q is None else q >= 5
+
+    def rss_vs_node(r: Result, peers: dict[str, Result]) -> bool | None:
+        q = ratio(r.metrics.get("rss_per_conn_kib"), peers["node"].metrics.get("rss_per_conn_kib"))
+        if q is None:
+            return None
+        return q <= 1 and r.metrics.get("connected") == peers["node"].metrics.get("connected")
+
+    def idle_holds(r: Result, peers: dict[str, Result]) -> bool | None:
+        if r.status != "ok":
+            return None
+        # the issue's bound is on gunicorn's --threads; the measured count is in the row
+        return (bool(r.metrics.get("heartbeats_ok")) and r.metrics.get("alive") == 10_000
+                and r.metrics.get("threads_setting", 1 << 30) <= THREADS)
+
+    found: list[Target] = []
+    for w in loads:
+        if w.key in ("echo10", "echo200"):
+            found.append(Target(w.key, "server CPU s per 10k acks", "≤ 1.00× Node",
+                                cpu_vs("node", 1.0)))
+            found.append(Target(w.key, "server CPU s per 10k acks", "thread ≤ 1.25× bare",
+                                cpu_vs("bare", 1.25), modes=("thread",)))
+        elif w.key == "bcast500":
+            found.append(Target(w.key, "server CPU s per 10k deliveries", "≤ 1.5× Node",
+                                cpu_vs("node", 1.5)))
+        elif w.key == "poll20":
+            found.append(Target(w.key, "server CPU s per 10k acks", "≤ 1.5× Node",
+                                cpu_vs("node", 1.5)))
+            found.append(Target(w.key, "acks/s", "≥ 5× Flask-SocketIO", rate_vs_fsio))
+        elif w.key == "idle10000":
+            found.append(Target(w.key, "RSS KiB per connection", "≤ Node, all 10k held",
+                                rss_vs_node))
+            found.append(Target(w.key, "server threads",
+                                "all held on --threads ≤ 100, heartbeats answered",
+                                idle_holds))
+    return found
+
+
+def render(results: dict[tuple[str, str], Result], specs: list[ServerSpec],
+           loads: list[Workload]) -> tuple[str, list[str]]:
+    """The Markdown table and its footnotes."""
+    sio09 = [s for s in specs if s.is_sio09]
+    peers = [s for s in specs if not s.is_sio09]
+    keys = {s.key for s in specs}
+    ratio_cols: list[tuple[str, ServerSpec, str]] = []
+    for s in sio09:
+        if "node" in keys:
+            ratio_cols.append((f"{s.mode} / Node", s, "node"))
+        if "fsio" in keys:
+            ratio_cols.append((f"{s.mode} / FSIO", s, "fsio"))
+        if "bare" in keys and s.thread_per_connection:
+            ratio_cols.append((f"{s.mode} / bare", s, "bare"))
+    header = ["workload", "metric"] + [s.label for s in peers + sio09] + \
+             [c[0] for c in ratio_cols] + ["target (issue 5)"]
+    titles = {w.key: w.title for w in loads}
+    notes: list[str] = []
+    note_ids: dict[str, int] = {}
+
+    def footnote(text: str) -> str:
+        if text not in note_ids:
+            notes.append(text)
+            note_ids[text] = len(notes)
+        return f" [{note_ids[text]}]"
+
+    def cell(row: Row, r: Result | None) -> str:
+        if r is None:
+            return "—"
+        if r.status == "n/a":
+            return "—"
+        if r.status != "ok":
+            return r.status + footnote(f"{r.server}, {titles[r.workload]}: {r.note}")
+        shown = row.shown(r)
+        if r.note and row is first_row.get(r.workload):
+            shown += footnote(f"{r.server}, {titles[r.workload]}: {r.note}")
+        return shown
+
+    rows = metric_rows(loads)
+    first_row: dict[str, Row] = {}
+    for row in rows:
+        first_row.setdefault(row.workload, row)
+    goal = targets(loads)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        cells = [titles[row.workload] if first_row[row.workload] is row else "", row.metric]
+        for s in peers + sio09:
+            cells.append(cell(row, results.get((s.key, row.workload))))
+        for _, s, peer in ratio_cols:
+            mine, theirs = results.get((s.key, row.workload)), results.get((peer, row.workload))
+            ok = mine is not None and theirs is not None and \
+                mine.status == "ok" and theirs.status == "ok"
+            cells.append(fmt(ratio(row.value(mine), row.value(theirs)), 2) if ok else "—")
+        verdicts = []
+        for t in goal:
+            if t.workload != row.workload or t.metric != row.metric:
+                continue
+            marks = []
+            for s in sio09:
+                if t.modes and s.mode not in t.modes:
+                    continue
+                mine = results.get((s.key, row.workload))
+                peer_results = {p.key: results.get((p.key, row.workload), Result(p.key, ""))
+                                for p in peers}
+                for k in ("node", "fsio", "bare"):
+                    peer_results.setdefault(k, Result(k, ""))
+                verdict = t.check(mine, peer_results) if mine is not None else None
+                marks.append(f"{s.mode} {'—' if verdict is None else '✓' if verdict else '✗'}")
+            verdicts.append(f"{t.text}: {', '.join(marks)}")
+        cells.append("; ".join(verdicts))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines), notes
+
+
+# -- peers -------------------------------------------------------------------------------
+
+def node_peers_ok() -> bool:
+    for name, version in NPM_PACKAGES.items():
+        manifest = NODE_MODULES / name / "package.json"
+        try:
+            if json.loads(manifest.read_text()).get("version") != version:
+                return False
+        except (OSError, ValueError):
+            return False
+    return True
+
+
+def gunicorn_requirement() -> str:
+    """The same gunicorn as ours in the peers' venv, so that only the app differs."""
+    try:
+        from importlib.metadata import version
+        return f"gunicorn=={version('gunicorn')}"
+    except Exception:
+        return "gunicorn"
+
+
+def python_peers_stamp() -> Path:
+    return PEER_VENV / ".bench-installed"
+
+
+def python_peers_wanted() -> str:
+    return " ".join([FSIO_REQUIREMENT, "simple-websocket", gunicorn_requirement()])
+
+
+def python_peers_ok() -> bool:
+    try:
+        return python_peers_stamp().read_text().strip() == python_peers_wanted()
+    except OSError:
+        return False
+
+
+def install_peers() -> None:
+    """npm and PyPI peers into bench/.peers/, each only when missing."""
+    PEERS.mkdir(parents=True, exist_ok=True)
+    if not node_peers_ok():
+        if shutil.which("npm") is None:
+            sys.exit("bench: npm is needed to install socket.io 0.9.19 and ws")
+        print(f"bench: installing {', '.join(f'{n}@{v}' for n, v in NPM_PACKAGES.items())} "
+              f"into {NODE_MODULES.relative_to(ROOT)}", file=sys.stderr)
+        manifest = {"name": "sio09-bench-peers", "private": True,
+                    "description": "written by bench/run.py; not part of the project",
+                    "dependencies": NPM_PACKAGES}
+        (PEERS / "package.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        # no install scripts: socket.io-client 0.9's optional native ws build is not needed
+        subprocess.run(["npm", "install", "--prefix", str(PEERS), "--ignore-scripts",
+                        "--no-audit", "--no-fund", "--loglevel", "error"], check=True)
+        if not node_peers_ok():
+            sys.exit("bench: npm install did not give the pinned versions")
+    if not python_peers_ok():
+        print(f"bench: installing {python_peers_wanted()} into "
+              f"{PEER_VENV.relative_to(ROOT)}", file=sys.stderr)
+        if not (PEER_VENV / "bin" / "python").exists():
+            subprocess.run([sys.executable, "-m", "venv", str(PEER_VENV)], check=True)
+        subprocess.run([str(PEER_VENV / "bin" / "python"), "-m", "pip", "install", "--quiet",
+                        *python_peers_wanted().split()], check=True)
+        python_peers_stamp().write_text(python_peers_wanted() + "\n")
+
+
+# -- main --------------------------------------------------------------------------------
+
+def machine() -> str:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    node = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
+    return (f"{os.cpu_count()} cores ({model or platform.machine()}), Linux "
+            f"{platform.release()}, Python {platform.python_version()}, Node {node}")
+
+
+def revision() -> str:
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                              capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    dirty = subprocess.run(["git", "status", "--porcelain", "--", "flask_sio09"], cwd=ROOT,
+                           capture_output=True, text=True).stdout.strip()
+    return head + (" + uncommitted changes in flask_sio09/" if dirty else "")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true",
+                        help="smaller counts, 5 s bounds, only 1,000 idle connections (~2-3 min)")
+    parser.add_argument("--modes", default="thread,hub",
+                        help="flask_sio09 websocket_mode values to run, comma-separated "
+                             "(thread, hub, auto; default thread,hub)")
+    parser.add_argument("--servers", default="node,fsio,bare,sio09",
+                        help="which servers to run (default node,fsio,bare,sio09)")
+    parser.add_argument("--workloads", default="",
+                        help=f"comma-separated subset of {','.join(ALL_WORKLOADS)}")
+    parser.add_argument("--thread-cap", type=int, default=1000,
+                        help="most idle connections tried on a thread-per-connection server "
+                             "(default 1000)")
+    parser.add_argument("--no-install", action="store_true",
+                        help="do not install missing peers; leave out the servers that need them")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    wanted_servers = [s.strip() for s in args.servers.split(",") if s.strip()]
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    bad = [m for m in modes if m not in ("thread", "hub", "auto")]
+    if bad:
+        sys.exit(f"bench: unknown mode(s) {bad}")
+    if shutil.which("node") is None:
+        sys.exit("bench: Node.js is needed for the load generator")
+    if not args.no_install:
+        install_peers()
+    elif not node_peers_ok():
+        sys.exit("bench: the load generator needs bench/.peers/node_modules (run without "
+                 "--no-install)")
+
+    specs: list[ServerSpec] = []
+    for key in wanted_servers:
+        if key == "node":
+            specs.append(NODE)
+        elif key == "fsio":
+            if python_peers_ok():
+                specs.append(FSIO)
+            else:
+                print("bench: Flask-SocketIO is not installed; left out", file=sys.stderr)
+        elif key == "bare":
+            specs.append(BARE)
+        elif key == "sio09":
+            specs += [sio09_spec(m) for m in modes]
+        else:
+            sys.exit(f"bench: unknown server {key!r}")
+    loads = workloads(args.quick)
+    if args.workloads:
+        chosen = {w.strip() for w in args.workloads.split(",") if w.strip()}
+        unknown = chosen - set(ALL_WORKLOADS)
+        if unknown:
+            sys.exit(f"bench: unknown workload(s) {sorted(unknown)}")
+        loads = [w for w in loads if w.key in chosen]
+
+    started = datetime.datetime.now().astimezone()
+    load_before = os.getloadavg()[0]
+    command = "python bench/run.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    print(f"bench: {started:%Y-%m-%d %H:%M %Z}; {machine()}; flask_sio09 at {revision()}",
+          file=sys.stderr)
+    fd_limit = nofile_available()
+    results: dict[tuple[str, str], Result] = {}
+    dead: dict[str, str] = {}           # server key -> why it is not tried again
+    for workload in loads:
+        for spec in specs:
+            result = plan(spec, workload, args.thread_cap, fd_limit, dead)
+            if result is None:
+                python = str(PEER_VENV / "bin" / "python") if spec.key == "fsio" \
+                    else sys.executable
+                print(f"bench: {workload.title} on {spec.label} ...", file=sys.stderr, end="",
+                      flush=True)
+                t0 = time.monotonic()
+                result = measure(spec, workload, python)
+                print(f" {result.status} ({time.monotonic() - t0:.0f} s){summary(result)}",
+                      file=sys.stderr)
+                if result.status == "failed" and result.note.startswith("server did not start"):
+                    dead[spec.key] = result.note
+            results[(spec.key, workload.key)] = result
+
+    table, notes = render(results, specs, loads)
+    ran = [s.mode for s in specs if s.is_sio09 and any(
+        r.status == "ok" for (k, _), r in results.items() if k == s.key)]
+    not_ran = {s.mode: dead.get(s.key, "no workload succeeded") for s in specs
+               if s.is_sio09 and s.mode not in ran}
+    minutes = (datetime.datetime.now().astimezone() - started).total_seconds() / 60
+    loadgen_max = max((r.metrics.get("loadgen_cpu_pct", 0) for r in results.values()),
+                      default=0)
+    lines = [f"Bench of {started:%Y-%m-%d %H:%M %Z}, {minutes:.1f} min; machine: {machine()}; "
+             f"flask_sio09 at {revision()}.",
+             f"Command: `{command.strip()}`",
+             "",
+             f"flask_sio09 modes that ran: {', '.join(ran) or 'none'}" +
+             "".join(f"; {m} did not run ({why})" for m, why in not_ran.items()),
+             "", table, ""]
+    lines += [f"[{i}] {text}" for i, text in enumerate(notes, 1)]
+    lines += [f"Load generator CPU: at most {loadgen_max:.0f}% of one core in any workload. "
+              f"Machine load average (1 min): {load_before:.1f} before, "
+              f"{os.getloadavg()[0]:.1f} after.",
+              "Python servers: gunicorn -k gthread -w 1, --threads "
+              f"{THREADS} (thread-per-connection servers: clients + {THREAD_MARGIN}); "
+              "CPU, RSS and threads of the worker process, from /proc."]
+    text = "\n".join(lines)
+    print(text)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = f"{started:%Y%m%d-%H%M%S}"
+    (RESULTS / f"bench-{stamp}.md").write_text(text + "\n")
+    (RESULTS / f"bench-{stamp}.json").write_text(json.dumps(
+        {"started": started.isoformat(), "command": command, "machine": machine(),
+         "revision": revision(), "results": [vars(r) for r in results.values()]},
+        indent=2) + "\n")
+    print(f"\nbench: raw results in {(RESULTS / f'bench-{stamp}.json').relative_to(ROOT)}",
+          file=sys.stderr)
+    return 0
+
+
+def plan(spec: ServerSpec, workload: Workload, thread_cap: int, fd_limit: int,
+         dead: dict[str, str]) -> Result | None:
+    """A Result when the pair is not run, None when it should be."""
+    if spec.key == "bare" and workload.kind != "echo":
+        return Result(spec.key, workload.key, "n/a")
+    if workload.transport != "websocket" and not spec.polling:
+        return Result(spec.key, workload.key, "n/a")
+    if spec.key in dead:
+        return Result(spec.key, workload.key, "failed", dead[spec.key])
+    if workload.kind == "idle":
+        if spec.thread_per_connection and workload.clients > thread_cap:
+            return Result(spec.key, workload.key, "not run",
+                          f"a thread per connection: capped at {thread_cap:,} connections "
+                          "(--thread-cap)")
+        if workload.clients + 500 > fd_limit:
+            return Result(spec.key, workload.key, "not run",
+                          f"open-file limit {fd_limit} is too low")
+    return None
+
+
+def summary(r: Result) -> str:
+    m = r.metrics
+    if r.status != "ok":
+        return f": {r.note}"
+    if "rss_per_conn_kib" in m:
+        rss = m["rss_per_conn_kib"]
+        return (f": {m['connected']} held, {fmt(rss, 1)} KiB/conn, {m['threads']} threads, "
+                f"heartbeats {'ok' if m['heartbeats_ok'] else 'SHORT'}, "
+                f"loadgen {m['loadgen_cpu_pct']:.0f}%")
+    return (f": {m['messages']} in {fmt(m['rate'], 0)}/s, {fmt(m['cpu_per_10k'])} CPU s/10k, "
+            f"{m['threads']} threads, loadgen {m['loadgen_cpu_pct']:.0f}%"
+            + (f" ({r.note})" if r.note else ""))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
