@@ -1,0 +1,172 @@
+"""Options from ``app.config`` (``SIO09_*``), their checks at ``init_app``, and the
+app factory pattern with several apps in one process."""
+
+import pytest
+from flask import Flask
+
+from flask_sio09 import SocketIO, emit
+from flask_sio09.options import OptionError
+
+
+@pytest.fixture
+def made():
+    apps = []
+    yield apps
+    for app in apps:
+        state = app.extensions.get("sio09")
+        if state is not None:
+            state.server.shutdown()
+
+
+def new_app(made, config=None):
+    app = Flask(__name__)
+    app.config.update(config or {})
+    made.append(app)
+    return app
+
+
+CONFIG_CASES = [
+    ("SIO09_RESOURCE", "/io/", "resource", "io"),
+    ("SIO09_TRANSPORTS", "xhr-polling,websocket", "transports", ("xhr-polling", "websocket")),
+    ("SIO09_TRANSPORTS", ["websocket"], "transports", ("websocket",)),
+    ("SIO09_HEARTBEAT_TIMEOUT", 30, "heartbeat_timeout", 30),
+    ("SIO09_HEARTBEAT_INTERVAL", 10, "heartbeat_interval", 10),
+    ("SIO09_CLOSE_TIMEOUT", 45, "close_timeout", 45),
+    ("SIO09_POLLING_DURATION", 5.5, "polling_duration", 5.5),
+    ("SIO09_CORS_ALLOWED_ORIGINS", "*", "cors_allowed_origins", "*"),
+    ("SIO09_CORS_ALLOWED_ORIGINS", ["https://a.example"], "cors_allowed_origins",
+     ["https://a.example"]),
+    ("SIO09_MAX_HTTP_BUFFER_SIZE", 1234, "max_http_buffer_size", 1234),
+    ("SIO09_WEBSOCKET_MODE", "thread", "websocket_mode", "thread"),
+    ("SIO09_HANDLER_THREADS", 3, "handler_threads", 3),
+]
+
+
+@pytest.mark.parametrize("key,value,option,expected", CONFIG_CASES)
+def test_options_come_from_app_config(made, key, value, option, expected):
+    app = new_app(made, {key: value})
+    SocketIO(app)
+    assert getattr(app.extensions["sio09"].server.options, option) == expected
+
+
+def test_an_explicit_argument_wins_over_the_config(made):
+    app = new_app(made, {"SIO09_HEARTBEAT_TIMEOUT": 30, "SIO09_RESOURCE": "from-config"})
+    SocketIO(app, resource="from-argument")
+    options = app.extensions["sio09"].server.options
+    assert options.resource == "from-argument" and options.heartbeat_timeout == 30
+
+
+def test_init_app_options_win_over_constructor_options(made):
+    sio = SocketIO(heartbeat_timeout=40)
+    one, two = new_app(made), new_app(made)
+    sio.init_app(one)
+    sio.init_app(two, heartbeat_timeout=50)
+    assert one.extensions["sio09"].server.options.heartbeat_timeout == 40
+    assert two.extensions["sio09"].server.options.heartbeat_timeout == 50
+
+
+INVALID = [
+    ("resource", ""),
+    ("resource", 5),
+    ("transports", ["carrier-pigeon"]),
+    ("transports", []),
+    ("heartbeat_timeout", 0),
+    ("heartbeat_timeout", "60"),
+    ("heartbeat_interval", 90),  # not below heartbeat_timeout
+    ("close_timeout", -1),
+    ("polling_duration", 100),  # not below close_timeout
+    ("polling_duration", True),
+    ("cors_allowed_origins", 42),
+    ("max_http_buffer_size", 0),
+    ("max_http_buffer_size", 1.5),
+    ("handler_threads", 0),
+    ("websocket_mode", "fast"),
+    ("logger", "yes"),
+]
+
+
+@pytest.mark.parametrize("option,value", INVALID)
+def test_invalid_argument_fails_at_init_app_naming_the_option(made, option, value):
+    with pytest.raises(OptionError, match=f"'{option}'"):
+        SocketIO(new_app(made), **{option: value})
+
+
+@pytest.mark.parametrize("option,value", INVALID)
+def test_invalid_config_value_fails_at_init_app_naming_the_option(made, option, value):
+    app = new_app(made, {f"SIO09_{option.upper()}": value})
+    sio = SocketIO()
+    with pytest.raises(OptionError, match=f"'{option}'"):
+        sio.init_app(app)
+    assert "sio09" not in app.extensions  # nothing half-installed
+
+
+def test_an_unknown_option_is_refused(made):
+    with pytest.raises(OptionError, match="heartbeat_timout"):
+        SocketIO(new_app(made), heartbeat_timout=5)
+
+
+def test_init_app_twice_on_one_app_is_an_error(made):
+    app = new_app(made)
+    sio = SocketIO(app)
+    with pytest.raises(RuntimeError, match="already"):
+        sio.init_app(app)
+
+
+def test_the_resource_option_moves_the_handshake(made):
+    app = new_app(made, {"SIO09_RESOURCE": "io"})
+    sio = SocketIO(app)
+    http = app.test_client()
+    assert http.get("/io/1/").status_code == 200
+    assert http.get("/socket.io/1/").status_code == 404
+    assert sio.test_client(app).is_connected()  # the test client follows the option
+
+
+def create_app(sio, made, name):
+    """An app factory in the usual shape: the extension is made at import time."""
+    app = new_app(made, {"SIO09_HEARTBEAT_TIMEOUT": 33})
+    app.name = name
+
+    @app.get("/name")
+    def app_name():
+        return name
+
+    sio.init_app(app)
+    return app
+
+
+def test_factory_pattern_with_several_apps_in_one_process(made):
+    sio = SocketIO()
+
+    @sio.on("whoami")
+    def whoami():
+        from flask import current_app
+        return current_app.name
+
+    @sio.on("shout")
+    def shout(text):
+        emit("shouted", text, broadcast=True)
+
+    with pytest.raises(RuntimeError, match="init_app"):
+        sio.emit("too early")
+    one = create_app(sio, made, "one")
+    two = create_app(sio, made, "two")
+    assert one.extensions["sio09"].server is not two.extensions["sio09"].server
+    assert one.extensions["sio09"].server.options.heartbeat_timeout == 33
+    a1, a2 = sio.test_client(one), sio.test_client(one)
+    b1 = sio.test_client(two)
+    assert a1.emit("whoami", callback=True) == ["one"]
+    assert b1.emit("whoami", callback=True) == ["two"]
+    # a broadcast stays inside its app
+    a1.emit("shout", "hi")
+    shouted = [{"name": "shouted", "args": ["hi"], "namespace": "/"}]
+    assert a1.get_received() == a2.get_received() == shouted
+    assert b1.get_received() == []
+    # from outside a handler, the app must be named by its context
+    with pytest.raises(RuntimeError, match="several apps"):
+        sio.emit("news", 1)
+    with two.app_context():
+        sio.emit("news", 2)
+    assert b1.get_received() == [{"name": "news", "args": [2], "namespace": "/"}]
+    assert a1.get_received() == []
+    # the apps' own routes are untouched
+    assert one.test_client().get("/name").get_data(as_text=True) == "one"

@@ -1,0 +1,158 @@
+"""The ``logger`` option, debug lines with sids, and no payload data above DEBUG."""
+
+import logging
+
+import pytest
+from flask import Flask
+
+from flask_sio09 import SocketIO, emit
+from flask_sio09.compat import BaseNamespace, socketio_manage
+from flask_sio09.options import OptionError
+
+LIBRARY = "flask_sio09"
+SECRET = "hunter2zq"  # short: the codec quotes at most 10 characters of a bad packet
+
+
+@pytest.fixture(autouse=True)
+def restore_library_logger():
+    """The ``logger`` option configures the library's logger: put it back."""
+    library = logging.getLogger(LIBRARY)
+    saved = (library.level, list(library.handlers), library.propagate)
+    yield
+    library.setLevel(saved[0])
+    library.handlers = saved[1]
+    library.propagate = saved[2]
+
+
+@pytest.fixture
+def make_app():
+    made = []
+
+    def factory(**options):
+        app = Flask(__name__)
+        sio = SocketIO(app, **options)
+        made.append(app)
+        return app, sio
+
+    yield factory
+    for app in made:
+        app.extensions["sio09"].server.shutdown()
+
+
+class ListHandler(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.records = []
+
+    def emit(self, record):
+        self.records.append(record)
+
+
+def test_logger_true_logs_the_library_at_info(make_app):
+    logging.getLogger(LIBRARY).setLevel(logging.NOTSET)
+    make_app(logger=True)
+    assert logging.getLogger(LIBRARY).getEffectiveLevel() == logging.INFO
+
+
+def test_logger_false_leaves_logging_alone(make_app):
+    library = logging.getLogger(LIBRARY)
+    library.setLevel(logging.ERROR)
+    make_app(logger=False)
+    assert library.level == logging.ERROR
+
+
+def test_a_logger_object_receives_the_librarys_records(make_app):
+    mine = logging.getLogger("my_app.sockets")
+    mine.setLevel(logging.WARNING)
+    handler = ListHandler()
+    mine.addHandler(handler)
+    try:
+        app, sio = make_app(logger=mine)
+
+        @sio.on("twice")
+        def twice(ack=None):
+            ack(1)
+            ack(2)  # a second answer is ignored with a warning
+
+        client = sio.test_client(app)
+        assert client.emit("twice", callback=True) == [1]
+        messages = [r.getMessage() for r in handler.records]
+        assert any("answered twice" in m for m in messages), messages
+        assert all(r.levelno >= logging.WARNING for r in handler.records)
+    finally:
+        mine.removeHandler(handler)
+
+
+def test_an_invalid_logger_fails_at_init_app(make_app):
+    with pytest.raises(OptionError, match="logger"):
+        make_app(logger="verbose")
+
+
+def test_debug_lines_name_the_sid_for_handshake_connection_and_packets(make_app, caplog):
+    app, sio = make_app()
+
+    @sio.on("echo", namespace="/chat")
+    def echo(x):
+        emit("echoed", x)
+        return x
+
+    with caplog.at_level(logging.DEBUG, logger=LIBRARY):
+        client = sio.test_client(app, namespace="/chat")
+        client.emit("echo", 1, callback=True)
+        client.disconnect("/")
+    lines = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
+    sid = client.sid
+
+    def has(*words):
+        return any(sid in line and all(w in line for w in words) for line in lines)
+
+    assert has("handshake"), lines
+    assert has("opened"), lines
+    assert has("joined", "/chat"), lines
+    assert has("received", "5:1+:/chat:"), lines
+    assert has("emit"), lines
+    assert has("data ack"), lines
+    assert has("closed"), lines
+
+
+def test_no_payload_above_debug(make_app, caplog):
+    """Send packets carrying a secret through every path that logs, capture at
+    DEBUG, and check the secret shows only in DEBUG lines."""
+    app, sio = make_app()
+
+    @sio.on("store")
+    def store(value):
+        emit("stored", value)
+        return value
+
+    @sio.on("message")
+    def message(data):
+        return data
+
+    class Guarded(BaseNamespace):
+        def get_initial_acl(self):
+            return set()
+
+    socketio_manage(sio, {"/guarded": Guarded})
+
+    with caplog.at_level(logging.DEBUG, logger=LIBRARY):
+        client = sio.test_client(app, query_string=f"token={SECRET}")
+        client.emit("store", SECRET, callback=True)
+        client.emit("no handler", SECRET)
+        client.send(SECRET, callback=True)
+        client.send({"k": SECRET}, json=True)
+        client.connect("/guarded")
+        client.emit("private", SECRET, namespace="/guarded")
+        session = client.server.get_session(client.sid)
+        # malformed packets whose bytes the codec quotes in its error message
+        client.server.receive(session, "9" + SECRET)
+        client.server.receive(session, f"6:::{SECRET}+[]")
+        client.server.receive(session, f"\ufffd3\ufffd{SECRET}")
+        client.disconnect("/")
+
+    debug = [r.getMessage() for r in caplog.records if r.levelno <= logging.DEBUG]
+    above = [(r.levelname, r.getMessage()) for r in caplog.records if r.levelno > logging.DEBUG]
+    assert any(SECRET in line for line in debug), "the capture saw no packet at all"
+    assert any(level == "INFO" for level, _ in above), "no INFO line was produced"
+    leaks = [(level, line) for level, line in above if SECRET in line]
+    assert leaks == []
