@@ -88,6 +88,8 @@ def handle_request(server: Server, route: protocol.Route, environ: dict[str, Any
         result = result.render(wait_for_packets(server, result.session))
     if isinstance(result, Stream):
         _add_cors(environ, result.headers, cors)
+        if use_hub(server, environ):
+            return stream_in_hub(server, result, environ, start_response)
         start_response("200 OK", result.headers)  # no length: sent chunked
         return stream_chunks(server, result)
     return _finish(environ, start_response, result, cors=cors)
@@ -531,6 +533,22 @@ def park_in_hub(server: Server, poll: LongPoll, environ: dict[str, Any],
     deadline = server.clock() + server.options.polling_duration
     conn = HubPoll(hub, sock, poll.session, render, deadline)
     hub.call(conn.start)
+    return _end_taken_over(environ, start_response)
+
+
+def stream_in_hub(server: Server, stream: Stream, environ: dict[str, Any],
+                  start_response: StartResponse) -> Iterable[bytes]:
+    """Hand an htmlfile stream to the hub, which writes it chunked."""
+    from .hub import HubStream
+    from .takeover import take_over_socket
+
+    head = "".join(f"{name}: {value}\r\n" for name, value in stream.headers)
+    head_bytes = (f"HTTP/1.1 200 OK\r\n{head}Transfer-Encoding: chunked\r\n"
+                  f"Connection: close\r\n\r\n").encode("latin-1")
+    head_bytes += HubStream.chunk(stream.preamble)
+    hub = get_hub(server)
+    conn = HubStream(hub, take_over_socket(environ), stream.session, stream.encode)
+    hub.call(lambda: conn.start(head_bytes))
     return _end_taken_over(environ, start_response)
 
 
