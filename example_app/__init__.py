@@ -24,6 +24,9 @@ Client to server:
 
 Server to client: ``nicknames`` (room, [nick, ...]) whenever who is in a room changes,
 ``announcement`` (text), ``user message`` and ``typing``.
+
+``/classic`` serves a second page: gevent-socketio's classic chat ported with the
+compatibility layer, in the ``/classic`` namespace (see ``example_app/classic.py``).
 """
 
 from __future__ import annotations
@@ -178,3 +181,9 @@ def on_typing(is_typing: object = True) -> None:
         nick, room = (user.nick, user.room) if user else (None, None)
     if nick:
         emit("typing", nick, bool(is_typing), to=_room_key(room), include_self=False)
+
+
+# The second page: gevent-socketio's classic chat on flask_sio09.compat.
+from example_app.classic import register as _register_classic  # noqa: E402
+
+_register_classic(app, sio)
