@@ -1,11 +1,12 @@
 """Shared fixtures: live servers in subprocesses and a headless Chromium.
 
-``live_server(kind, **options)`` starts ``tests/apps/e2e_app.py`` in a subprocess on a
-free 127.0.0.1 port, one of three ways:
+``live_server(kind, **options)`` starts ``tests/apps/e2e_app.py`` (or, with
+``app="example_app"``, another module that has ``app`` and ``sio``) in a subprocess on
+a free 127.0.0.1 port, one of three ways:
 
-- ``"sio_run"``: ``python -m tests.apps.run_sio PORT`` (``sio.run``),
-- ``"flask"``: ``flask --app tests.apps.e2e_app run`` (threaded Werkzeug),
-- ``"gunicorn"``: ``gunicorn -k gthread --threads 50 -w 1``.
+- ``"sio_run"``: ``python -m tests.apps.run_sio PORT [MODULE]`` (``sio.run``),
+- ``"flask"``: ``flask --app MODULE run`` (threaded Werkzeug),
+- ``"gunicorn"``: ``gunicorn -k gthread --threads 50 -w 1 MODULE:app``.
 
 The SocketIO options reach the app as ``SIO09_TEST_*`` environment variables (see the
 app's docstring). The server's output goes to a log file, readiness is an HTTP poll
@@ -50,6 +51,7 @@ CHROMIUM_ARGS = [
 ]
 
 SERVER_KINDS = ("sio_run", "flask", "gunicorn")
+E2E_APP = "tests.apps.e2e_app"
 
 _SERVERS_USED = pytest.StashKey[list]()
 
@@ -108,10 +110,13 @@ def options_to_env(options: dict) -> dict[str, str]:
 class LiveServer:
     """One server process running the end-to-end app."""
 
-    def __init__(self, kind: str, options: dict, log_path: Path):
+    def __init__(self, kind: str, options: dict, log_path: Path, app: str = E2E_APP):
         if kind not in SERVER_KINDS:
             raise ValueError(f"unknown server kind {kind!r}; one of {SERVER_KINDS}")
         self.kind = kind
+        self.app = app
+        # The end-to-end app has a cheap route for readiness; any app answers "/".
+        self.ready_path = "/healthz" if app == E2E_APP else "/"
         self.options = dict(options)
         self.log_path = log_path
         self.port: int | None = None
@@ -133,16 +138,16 @@ class LiveServer:
         return f"ws://{self.host}"
 
     def __repr__(self) -> str:
-        return f"<LiveServer {self.kind} {self.url} pid={self.proc and self.proc.pid}>"
+        return f"<LiveServer {self.kind} {self.app} {self.url} pid={self.proc and self.proc.pid}>"
 
     # -- process ------------------------------------------------------------
 
     def command(self, port: int) -> list[str]:
         if self.kind == "sio_run":
-            return [sys.executable, "-m", "tests.apps.run_sio", str(port)]
+            return [sys.executable, "-m", "tests.apps.run_sio", str(port), self.app]
         if self.kind == "flask":
             return [
-                sys.executable, "-m", "flask", "--app", "tests.apps.e2e_app", "run",
+                sys.executable, "-m", "flask", "--app", self.app, "run",
                 "--host", "127.0.0.1", "--port", str(port),
                 "--with-threads", "--no-reload", "--no-debugger",
             ]
@@ -152,7 +157,7 @@ class LiveServer:
             "-b", f"127.0.0.1:{port}",
             "--graceful-timeout", "5",
             "--access-logfile", "-",
-            "tests.apps.e2e_app:app",
+            f"{self.app}:app",
         ]
 
     def environment(self) -> dict[str, str]:
@@ -201,11 +206,11 @@ class LiveServer:
             if self.proc.poll() is not None:
                 raise AssertionError(f"server process exited with {self.proc.returncode}")
             try:
-                return requests.get(self.url + "/healthz", timeout=2).status_code == 200
+                return requests.get(self.url + self.ready_path, timeout=2).status_code == 200
             except requests.RequestException:
                 return False
 
-        wait_until(answered, timeout=timeout, message=f"{self!r} to answer GET /healthz")
+        wait_until(answered, timeout=timeout, message=f"{self!r} to answer GET {self.ready_path}")
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -280,23 +285,23 @@ def _server_pool(tmp_path_factory):
 
 @pytest.fixture
 def live_server(request, _server_pool, tmp_path_factory, tmp_path):
-    """Factory: ``live_server(kind="sio_run", fresh=False, **options) -> LiveServer``."""
+    """Factory: ``live_server(kind="sio_run", fresh=False, app=E2E_APP, **options)``."""
     started: list[LiveServer] = []
     used = request.node.stash.setdefault(_SERVERS_USED, [])
 
-    def factory(kind: str = "sio_run", fresh: bool = False, **options) -> LiveServer:
+    def factory(kind: str = "sio_run", fresh: bool = False, app: str = E2E_APP, **options) -> LiveServer:
         if fresh:
-            server = LiveServer(kind, options, tmp_path / f"server-{kind}-{len(started)}.log")
+            server = LiveServer(kind, options, tmp_path / f"server-{kind}-{len(started)}.log", app)
             started.append(server)
             used.append(server)
             return server.start()
-        key = (kind, tuple(sorted((k, repr(v)) for k, v in options.items())))
+        key = (kind, app, tuple(sorted((k, repr(v)) for k, v in options.items())))
         server = _server_pool.get(key)
         if server is None or not server.alive():
             if server is not None:
                 server.stop()
             log_dir = tmp_path_factory.mktemp(f"server-{kind}")
-            server = LiveServer(kind, options, log_dir / "server.log")
+            server = LiveServer(kind, options, log_dir / "server.log", app)
             _server_pool[key] = server
             server.start()
         used.append(server)

@@ -1,0 +1,111 @@
+"""The example chat (``example_app``) served the documented ways (issue 2, item 7):
+``gunicorn -k gthread --threads 50 -w 1 example_app:app``, ``flask --app example_app
+run`` and ``sio.run``, driven over the raw wire by two clients, one on websocket and
+one on xhr-polling, so that messages cross transports.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import websocket
+
+from tests.integration.helpers import XhrClient, event_packet, handshake
+
+pytestmark = pytest.mark.timeout(180)
+
+CHAT = "/chat"
+
+
+class WsChat:
+    def __init__(self, server):
+        self.sid = handshake(server)[0]
+        self.ws = websocket.create_connection(f"{server.ws_url}/socket.io/1/websocket/{self.sid}", timeout=30)
+        self.received: list[str] = []
+
+    def send(self, packet: str) -> None:
+        self.ws.send(packet)
+
+    def until(self, predicate, timeout: float = 30.0) -> list[str]:
+        deadline = time.monotonic() + timeout
+        while not predicate(self.received):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"timed out; received {self.received!r}")
+            self.ws.settimeout(remaining)
+            frame = self.ws.recv()
+            if frame == "2::":
+                self.ws.send("2::")
+            self.received.append(frame)
+        return self.received
+
+    def close(self) -> None:
+        self.ws.close()
+
+
+class XhrChat:
+    def __init__(self, server):
+        self.client = XhrClient.open(server)
+        self.sid = self.client.sid
+        self.received = self.client.received
+
+    def send(self, packet: str) -> None:
+        response = self.client.post(packet)
+        assert (response.status_code, response.text) == (200, "1"), response.text
+
+    def until(self, predicate, timeout: float = 30.0) -> list[str]:
+        return self.client.collect(predicate, timeout=timeout)
+
+    def close(self) -> None:
+        self.client.get(disconnect="1")
+
+
+def chat_events(received: list[str], name: str) -> list[list]:
+    found = []
+    for packet in received:
+        if packet.startswith(f"5::{CHAT}:"):
+            body = json.loads(packet.split(":", 3)[3])
+            if body["name"] == name:
+                found.append(body.get("args", []))
+    return found
+
+
+def join_chat(client, nick: str) -> None:
+    client.send(f"1::{CHAT}")
+    client.until(lambda got: f"1::{CHAT}" in got)
+    client.send(event_packet("nickname", nick, ack_id=1, endpoint=CHAT))
+    client.until(lambda got: f"6::{CHAT}:1+[true]" in got)
+
+
+@pytest.mark.parametrize(
+    "kind", [pytest.param("gunicorn", marks=pytest.mark.gunicorn), "flask", "sio_run"]
+)
+def test_chat_across_transports(live_server, kind):
+    server = live_server(kind, app="example_app")
+    alice, bob = WsChat(server), XhrChat(server)
+    try:
+        alice.until(lambda got: "1::" in got)
+        join_chat(alice, "alice")
+        join_chat(bob, "bob")
+        # Alice hears that bob arrived.
+        alice.until(lambda got: ["lobby", ["alice", "bob"]] in chat_events(got, "nicknames"))
+        # A nickname that is taken is refused through the ack.
+        bob.send(event_packet("nickname", "alice", ack_id=2, endpoint=CHAT))
+        bob.until(lambda got: f"6::{CHAT}:2+[false]" in got)
+        # A message reaches the whole room, the sender included.
+        bob.send(event_packet("user message", "hi 😀 from xhr", ack_id=3, endpoint=CHAT))
+        alice.until(lambda got: ["bob", "hi 😀 from xhr"] in chat_events(got, "user message"))
+        bob.until(lambda got: ["bob", "hi 😀 from xhr"] in chat_events(got, "user message"))
+        alice.send(event_packet("user message", "hello from websocket", endpoint=CHAT))
+        bob.until(lambda got: ["alice", "hello from websocket"] in chat_events(got, "user message"))
+        # Typing goes to the rest of the room only.
+        alice.send(event_packet("typing", True, endpoint=CHAT))
+        bob.until(lambda got: ["alice", True] in chat_events(got, "typing"))
+        # Alice leaving is announced to bob.
+        alice.close()
+        bob.until(lambda got: ["alice left"] in chat_events(got, "announcement"))
+    finally:
+        alice.close()
+        bob.close()
