@@ -103,6 +103,8 @@ def options_to_env(options: dict) -> dict[str, str]:
             value = ",".join(value)
         elif value is True:
             value = "1"
+        elif value is False:
+            value = "0"
         env["SIO09_TEST_" + name.upper()] = str(value)
     return env
 
@@ -168,6 +170,8 @@ class LiveServer:
         env["PYTHONPATH"] = os.pathsep.join(python_path)
         env["PYTHONUNBUFFERED"] = "1"
         env.pop("FLASK_APP", None)
+        # The library's INFO lines go to the log file too, unless a test says logger=False.
+        env["SIO09_TEST_LOGGER"] = "1"
         env.update(options_to_env(self.options))
         return env
 
