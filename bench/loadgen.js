@@ -17,7 +17,7 @@
  *   idle    connect --clients, hold --hold seconds answering heartbeats, check that
  *           every client got and answered at least --min-heartbeats.
  * Before echo and bcast are timed, an untimed warm-up of --warmup acks or
- * deliveries (default a tenth of --total, at most 1,000) runs on the same clients.
+ * deliveries (default 2,000, at most --total) runs on the same clients.
  *
  * Talking to run.py: one JSON object per line on stdout, each with an "event"
  * ("warmed" for idle, then "ready", "done", "closed"). After "warmed", "ready" and
@@ -61,7 +61,7 @@ function parseArgs(argv) {
     opts[spec[0]] = value;
   }
   if (!opts.port) throw new Error('--port is required');
-  if (opts.warmup < 0) opts.warmup = Math.min(1000, Math.floor(opts.total / 10));
+  if (opts.warmup < 0) opts.warmup = Math.min(2000, opts.total);
   if (!['09', 'eio4'].includes(opts.proto)) throw new Error('--proto is 09 or eio4');
   if (!['websocket', 'xhr-polling'].includes(opts.transport)) {
     throw new Error('--transport is websocket or xhr-polling');
@@ -606,7 +606,9 @@ async function main() {
     out({ event: 'warmed', connected: warmCount, failed: warm.failed });
     await waitNext();
   }
+  const connectCpu0 = process.cpuUsage();
   connect = await connectMany(opts, opts.clients - warmCount, clients);
+  const connectCpu = cpuSeconds(process.cpuUsage(connectCpu0));
   const fresh = clients.length - warmCount;
   // a short untimed run first, so that JIT compilers and caches are warm on every server
   if (clients.length > 0 && opts.warmup > 0) {
@@ -622,6 +624,7 @@ async function main() {
     event: 'ready', connected: clients.length, new_connections: fresh, failed: connect.failed,
     connect_seconds: connect.seconds,
     connects_per_s: connect.seconds > 0 ? fresh / connect.seconds : 0,
+    loadgen_connect_cpu_pct: connect.seconds > 0 ? (100 * connectCpu) / connect.seconds : 0,
   });
   await waitNext();
 

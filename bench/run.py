@@ -378,6 +378,7 @@ def measure(spec: ServerSpec, workload: Workload, python: str) -> Result:
     m["clients"] = done.get("clients", 0)
     m["connect_failed"] = ready.get("failed", 0)
     m["loadgen_cpu_pct"] = done.get("loadgen_cpu_pct", 0.0)
+    m["loadgen_connect_cpu_pct"] = ready.get("loadgen_connect_cpu_pct", 0.0)
     m["errors"] = done.get("errors", {})
     cpu = samples["done"].cpu_s - samples["ready"].cpu_s
     m["server_cpu_s"] = cpu
@@ -543,6 +544,7 @@ def render(results: dict[tuple[str, str], Result], specs: list[ServerSpec],
     header = ["workload", "metric"] + [s.label for s in peers + sio09] + \
              [c[0] for c in ratio_cols] + ["target (issue 5)"]
     titles = {w.key: w.title for w in loads}
+    labels = {s.key: s.label for s in specs}
     notes: list[str] = []
     note_ids: dict[str, int] = {}
 
@@ -557,11 +559,13 @@ def render(results: dict[tuple[str, str], Result], specs: list[ServerSpec],
             return "—"
         if r.status == "n/a":
             return "—"
+        if r.status == "not run":  # the same reason on every row: one footnote
+            return r.status + footnote(f"{labels[r.server]}: {r.note}")
         if r.status != "ok":
-            return r.status + footnote(f"{r.server}, {titles[r.workload]}: {r.note}")
+            return r.status + footnote(f"{labels[r.server]}, {titles[r.workload]}: {r.note}")
         shown = row.shown(r)
         if r.note and row is first_row.get(r.workload):
-            shown += footnote(f"{r.server}, {titles[r.workload]}: {r.note}")
+            shown += footnote(f"{labels[r.server]}, {titles[r.workload]}: {r.note}")
         return shown
 
     rows = metric_rows(loads)
@@ -594,7 +598,8 @@ def render(results: dict[tuple[str, str], Result], specs: list[ServerSpec],
                     peer_results.setdefault(k, Result(k, ""))
                 verdict = t.check(mine, peer_results) if mine is not None else None
                 marks.append(f"{s.mode} {'—' if verdict is None else '✓' if verdict else '✗'}")
-            verdicts.append(f"{t.text}: {', '.join(marks)}")
+            if marks:
+                verdicts.append(f"{t.text}: {', '.join(marks)}")
         cells.append("; ".join(verdicts))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines), notes
@@ -781,6 +786,8 @@ def main(argv: list[str] | None = None) -> int:
     minutes = (datetime.datetime.now().astimezone() - started).total_seconds() / 60
     loadgen_max = max((r.metrics.get("loadgen_cpu_pct", 0) for r in results.values()),
                       default=0)
+    loadgen_connect_max = max((r.metrics.get("loadgen_connect_cpu_pct", 0)
+                               for r in results.values()), default=0)
     lines = [f"Bench of {started:%Y-%m-%d %H:%M %Z}, {minutes:.1f} min; machine: {machine()}; "
              f"flask_sio09 at {revision()}.",
              f"Command: `{command.strip()}`",
@@ -789,7 +796,8 @@ def main(argv: list[str] | None = None) -> int:
              "".join(f"; {m} did not run ({why})" for m, why in not_ran.items()),
              "", table, ""]
     lines += [f"[{i}] {text}" for i, text in enumerate(notes, 1)]
-    lines += [f"Load generator CPU: at most {loadgen_max:.0f}% of one core in any workload. "
+    lines += [f"Load generator CPU: at most {loadgen_max:.0f}% of one core in any workload, "
+              f"{loadgen_connect_max:.0f}% while connecting. "
               f"Machine load average (1 min): {load_before:.1f} before, "
               f"{os.getloadavg()[0]:.1f} after.",
               "Python servers: gunicorn -k gthread -w 1, --threads "
