@@ -109,10 +109,16 @@ def _escape_surrogate(match: re.Match[str]) -> str:
 
 def _dumps(value: Any) -> str:
     text = _encoder.encode(value)
-    # A lone surrogate (say from a client's "\ud800") cannot be written as
-    # UTF-8; inside a JSON string its escape decodes to the same value.
-    if not text.isascii() and _SURROGATE.search(text):
-        text = _SURROGATE.sub(_escape_surrogate, text)
+    if not text.isascii():
+        # A lone surrogate (say from a client's "\ud800") cannot be written as
+        # UTF-8; inside a JSON string its escape decodes to the same value.
+        if _SURROGATE.search(text):
+            text = _SURROGATE.sub(_escape_surrogate, text)
+        # U+2028/U+2029 end a "." match in JavaScript regexes: socket.io-client
+        # 0.9.16 parses ack data with /^([0-9]+)(\+)?(.*)/ and would cut the
+        # JSON there. Their escapes are the same JSON value.
+        if "\u2028" in text or "\u2029" in text:
+            text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
     return text
 
 

@@ -204,8 +204,7 @@ class Server:
         elif session.is_connected(namespace):
             session.send(packet_codec.encode({"type": "disconnect", "endpoint": namespace}),
                          namespace)
-            session.leave_namespace(namespace)
-            self._leave(session, namespace, already_left=True)
+            self._leave(session, namespace)
         elif namespace in session.namespaces:
             # its connect handler is running (this call may come from it): the
             # connect job disconnects the client once the handler has accepted
@@ -219,10 +218,12 @@ class Server:
             self._leave_after_connect.discard((sid, endpoint))
             return True
 
-    def _leave(self, session: Session, endpoint: str, already_left: bool = False) -> None:
+    def _leave(self, session: Session, endpoint: str) -> None:
+        # Whoever takes the namespace out of the session runs its disconnect
+        # handler; racing callers (a close during a connect handler) get False.
+        if not session.leave_namespace(endpoint):
+            return
         self.manager.disconnect(session.sid, endpoint)
-        if not already_left:
-            session.leave_namespace(endpoint)
         self.workers.submit(session, lambda: self.app.disconnect(session, endpoint))
 
     def _connect_namespace(self, session: Session, endpoint: str, query: str) -> None:

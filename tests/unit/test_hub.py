@@ -165,7 +165,7 @@ def test_fragmented_unicode_and_ping(server, hub):
     rest = client_frame(payload=raw[13:], opcode=0x0)
     client.sock.sendall(first + ping + rest)
     assert client.frame() == (0xA, b"hb")
-    assert client.text() == '6:::1+["é😀\u2028"]'
+    assert client.text() == '6:::1+["é😀\\u2028"]'
 
 
 def test_server_emit_from_another_thread_wakes_hub(server, hub):
@@ -181,7 +181,7 @@ def test_unmasked_frame_closes_with_1002_and_ends_session(server, hub, app):
     opcode, payload = client.frame()
     assert opcode == 0x8 and struct.unpack("!H", payload[:2])[0] == 1002
     assert wait_until(lambda: session.closed)
-    assert wait_until(lambda: app.disconnects == 1)
+    assert wait_until(lambda: app.disconnects == 1), (app.disconnects, session.namespaces, session.close_reason, session.jobs, session.jobs_running)
 
 
 def test_too_big_message_closes_with_1009(server, hub):

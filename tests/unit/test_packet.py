@@ -109,7 +109,8 @@ ENCODE_ONLY = [
     ({"type": "error", "reason": None, "advice": None}, "7::"),
     ({"type": "message", "id": 123456789012345, "data": "x"}, "3:123456789012345::x"),
     ({"type": "message", "id": 0, "ack": False, "data": "x"}, "3:0::x"),
-    ({"type": "json", "data": {"k": "é\u2028😀"}}, '4:::{"k":"é\u2028😀"}'),
+    # U+2028 is written as its escape (see test_line_separators_are_escaped...)
+    ({"type": "json", "data": {"k": "é\u2028😀"}}, '4:::{"k":"é\\u2028😀"}'),
     ({"type": "json", "data": 0.5}, "4:::0.5"),
     # a lone surrogate cannot be sent as UTF-8; its JSON escape decodes the same
     ({"type": "json", "data": ["\ud800x"]}, '4:::["\\ud800x"]'),
@@ -544,3 +545,20 @@ def test_fuzz_encode(pkt, kind):
 def test_json_round_trip_matches_stdlib():
     value = {"a": [1, 2.5, None, True, "x/y"], "é": {"😀": []}}
     assert json.loads(packet.encode({"type": "json", "data": value})[4:]) == value
+
+
+def test_line_separators_are_escaped_in_every_json_field():
+    # socket.io-client 0.9.16 reads ack data with a JavaScript "." regex, which
+    # stops at U+2028/U+2029: they must never appear raw in JSON we write.
+    text = "a\u2028b\u2029c"
+    for pkt in (
+        {"type": "ack", "ackId": 1, "endpoint": "", "args": [text]},
+        {"type": "event", "name": "e", "endpoint": "", "args": [{"k": text}]},
+        {"type": "json", "endpoint": "/x", "data": [text]},
+    ):
+        wire = packet.encode(pkt)
+        assert "\u2028" not in wire and "\u2029" not in wire
+        assert "\\u2028" in wire and "\\u2029" in wire
+        assert packet.decode(wire) == {**pkt, **packet.decode(wire)}
+    assert packet.decode(packet.encode({"type": "ack", "ackId": 1, "endpoint": "",
+                                        "args": [text]}))["args"] == [text]

@@ -255,3 +255,34 @@ def test_outbox_overflow_closes_session(app, clock):
         srv.emit_packet({"type": "message", "data": "x" * 20}, "", to=session.sid)
     assert session.closed and session.close_reason == "outbox overflow"
     srv.shutdown()
+
+
+def test_close_during_connect_handler_runs_disconnect_once(server, app):
+    session = server.new_session({"QUERY_STRING": ""})
+    original = app.connect
+
+    def connect_then_close(s, namespace, query):
+        server.close_session(s, "gone while connecting")
+        return original(s, namespace, query)
+
+    app.connect = connect_then_close
+    server.attach(session, Transport())
+    assert session.closed
+    assert app.calls.count(("disconnect", "")) == 1
+
+
+def test_close_right_after_accept_runs_disconnect_once(server, app):
+    # the race: the session closes between the namespace's acceptance and the
+    # connect job's own check of session.closed
+    session = server.new_session({"QUERY_STRING": ""})
+    accept = session.accept_namespace
+
+    def accept_then_close(endpoint, echo):
+        ok = accept(endpoint, echo)
+        server.close_session(session, "closed at once")
+        return ok
+
+    session.accept_namespace = accept_then_close
+    server.attach(session, Transport())
+    assert session.closed
+    assert app.calls.count(("disconnect", "")) == 1
