@@ -20,7 +20,7 @@ from urllib.parse import parse_qs
 from . import packet as packet_codec
 from . import protocol
 from .server import Server
-from .session import Session
+from .session import IllegalTransition, Session
 
 logger = logging.getLogger("flask_sio09")
 
@@ -361,7 +361,12 @@ def stream_chunks(server: Server, stream: Stream) -> Iterator[bytes]:
     """
     session = stream.session
     transport = HTMLFileStream()
-    server.attach(session, transport)
+    try:
+        server.attach(session, transport)
+    except IllegalTransition:  # the session closed since the request looked it up
+        yield stream.preamble
+        yield stream.encode([NOT_HANDSHAKEN])
+        return
     # re-check now and then even if nothing wakes us (cheap insurance)
     recheck = server.options.heartbeat_interval
     released = False

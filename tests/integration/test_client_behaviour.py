@@ -50,6 +50,18 @@ def global_events(events, kind):
     return [e for e in events if e["event"] == kind and e["namespace"] in ("", "/")]
 
 
+def close_and_time_disconnect(server, page: SioPage, sid: str, timeout: float) -> float:
+    """Close the page as a user would (``beforeunload`` runs) and return the
+    seconds until the server ran the global ``disconnect`` handler, once."""
+    started = time.monotonic()
+    page.page.close(run_before_unload=True)
+    server.wait_events(lambda ev: global_events(ev, "disconnect"), sid=sid, timeout=timeout,
+                       what="the disconnect handler after the page closed")
+    elapsed = time.monotonic() - started
+    assert len(global_events(server.events(sid), "disconnect")) == 1
+    return elapsed
+
+
 def restart_on_same_port(server, monkeypatch) -> None:
     """Stop the server's process, then start a new one on the same port."""
     port = server.port
@@ -191,12 +203,7 @@ def test_closing_the_page_ends_a_persistent_transport_promptly(live_server, open
     page = open_page(server)
     start(page, "g", "/", [transport], **{"sync disconnect on unload": True})
     sid = page.wait_connected("g")
-    started = time.monotonic()
-    page.page.close(run_before_unload=True)
-    server.wait_events(lambda ev: global_events(ev, "disconnect"), sid=sid, timeout=20,
-                       what="the disconnect handler after the page closed")
-    assert time.monotonic() - started < 20
-    assert len(global_events(server.events(sid), "disconnect")) == 1
+    assert close_and_time_disconnect(server, page, sid, timeout=20) < 20
 
 
 @pytest.mark.parametrize("transport", ["xhr-polling", "jsonp-polling"])
@@ -209,11 +216,7 @@ def test_closing_a_polling_page_ends_the_session_at_close_timeout(live_server, o
     page = open_page(server)
     start(page, "g", "/", [transport], **{"sync disconnect on unload": True})
     sid = page.wait_connected("g")
-    started = time.monotonic()
-    page.page.close(run_before_unload=True)
-    server.wait_events(lambda ev: global_events(ev, "disconnect"), sid=sid, timeout=40,
-                       what="the disconnect handler at the close timeout")
-    elapsed = time.monotonic() - started
+    elapsed = close_and_time_disconnect(server, page, sid, timeout=40)
     assert elapsed >= QUICK["close_timeout"] - 1, f"ended after {elapsed:.1f} s"
     assert f"/socket.io/1//{sid}/?disconnect=1" not in server.log_path.read_text()
 

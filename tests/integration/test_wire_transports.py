@@ -23,7 +23,11 @@ from tests.integration.helpers import decode_payload, event_packet, handshake, p
 pytestmark = pytest.mark.timeout(240)
 
 OPTIONS = dict(heartbeat_interval=1, heartbeat_timeout=20, close_timeout=20, polling_duration=2)
-KINDS = ["sio_run", "flask", pytest.param("gunicorn", marks=pytest.mark.gunicorn)]
+# every server kind, with the connections served by the I/O hub where the server
+# allows it ("auto") and by request threads ("thread")
+KINDS = [pytest.param((kind, mode), id=f"{kind}-{mode}",
+                      marks=[pytest.mark.gunicorn] if kind == "gunicorn" else [])
+         for kind in ("sio_run", "flask", "gunicorn") for mode in ("auto", "thread")]
 PREAMBLE = (b"<html><body><script>var _ = function (msg) { parent.s._(msg, document); };"
             b"</script>" + b" " * 173)
 P_REGEX = re.compile(r'io.j\[(\d+)\]\("(.*)"\);')  # socketIO-client's JSONP parser
@@ -34,7 +38,8 @@ REFUSED = "http://evil.example"
 
 @pytest.fixture(params=KINDS)
 def server(request, live_server):
-    return live_server(request.param, **OPTIONS)
+    kind, mode = request.param
+    return live_server(kind, websocket_mode=mode, **OPTIONS)
 
 
 def disconnects(server, sid):

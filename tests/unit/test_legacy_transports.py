@@ -7,12 +7,13 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from urllib.parse import quote
 
 import pytest
 from flask import Flask
 
-from flask_sio09 import SocketIO, emit, packet, protocol
+from flask_sio09 import SocketIO, emit, packet, protocol, transports
 
 P_REGEX = re.compile(r'io.j\[(\d+)\]\("(.*)"\);')  # socketIO-client's JSONP parser
 SCRIPT_CHUNK = re.compile(r'<script>_\((".*")\);</script>', re.S)
@@ -54,6 +55,21 @@ def handshake(client, **kw):
     resp = client.get("/socket.io/1/", **kw)
     assert resp.status_code == 200, resp.data
     return resp.get_data(as_text=True).split(":")[0]
+
+
+def record_calls(sio, event):
+    """Register a handler for ``event`` that keeps its argument; return the list."""
+    calls = []
+    sio.on_event(event, calls.append)
+    return calls
+
+
+def eventually(predicate, timeout=WAIT):
+    """Wait (bounded) until ``predicate()`` holds; handlers run on worker threads."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
 
 
 def record_disconnects(sio):
@@ -159,42 +175,26 @@ def test_jsonp_answer_is_one_line_with_js_line_separators_escaped(client, sio):
 
 
 def test_jsonp_post_framed_payload_dispatches_all(client, sio):
-    seen = []
-
-    @sio.on("n")
-    def n(x):
-        seen.append(x)
-
+    seen = record_calls(sio, "n")
     sid = handshake(client)
     jsonp_get(client, sid)
     body = packet.encode_payload([{"type": "event", "name": "n", "args": [i], "endpoint": ""}
                                   for i in range(3)] + [
         {"type": "event", "name": "n", "args": ["😀"], "endpoint": ""}])
     assert jsonp_post(client, sid, body).get_data(as_text=True) == "1"
-    for _ in range(50):
-        if len(seen) == 4:
-            break
-        threading.Event().wait(0.05)
+    eventually(lambda: len(seen) == 4)
     assert seen == [0, 1, 2, "😀"]
 
 
 def test_jsonp_post_raw_d_is_tolerated_and_bad_json_refused(client, sio):
-    got = []
-
-    @sio.on("message")
-    def message(data):
-        got.append(data)
-
+    got = record_calls(sio, "message")
     sid = handshake(client)
     jsonp_get(client, sid)
     raw = client.post(f"/socket.io/1/jsonp-polling/{sid}?i=0", data={"d": "3:::raw"})
     assert raw.get_data(as_text=True) == "1"
     bad = client.post(f"/socket.io/1/jsonp-polling/{sid}?i=0", data={"d": '"3:::unterminated'})
     assert bad.status_code == 400
-    for _ in range(50):
-        if got:
-            break
-        threading.Event().wait(0.05)
+    eventually(lambda: got)
     assert got == ["raw"]
     # the session lives on
     assert jsonp_get(client, sid).get_data(as_text=True) == 'io.j[0]("8::");'
@@ -376,6 +376,17 @@ def test_htmlfile_replaced_by_a_newer_transport_ends_without_closing(client, sio
     sio.emit("still", "here", to=sid)
     assert packet.decode(second.payload())["name"] == "still"  # ... the session lives on
     assert gone == []
+
+
+def test_htmlfile_session_closed_before_the_stream_starts(app, client, sio):
+    """The session may end between the GET's lookup and the WSGI server pulling
+    the body: the stream then says "not handshaken" and ends."""
+    server = server_of(app)
+    session = server.get_session(handshake(client))
+    stream = transports.HTMLFile.get(server, session, {}, {})
+    server.close_session(session, "closed meanwhile")
+    chunks = list(transports.stream_chunks(server, stream))
+    assert chunks == [protocol.HTMLFILE_PREAMBLE.encode(), b'<script>_("7:::1+0");</script>']
 
 
 def test_htmlfile_unknown_sid(client):
