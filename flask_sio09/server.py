@@ -132,6 +132,8 @@ class Server:
         self.clock = clock
         self.sessions: dict[str, Session] = {}
         self._lock = threading.Lock()
+        #: closed sessions whose last packets wait for a poll: sid -> (session, since)
+        self._draining: dict[str, tuple[Session, float]] = {}
         #: (sid, endpoint) disconnected from inside their own connect handler
         self._leave_after_connect: set[tuple[str, str]] = set()
         self.manager = MemoryManager(self._deliver)
@@ -156,12 +158,21 @@ class Server:
         logger.debug("handshake: new session %s", sid)
         return session
 
-    def get_session(self, sid: str) -> Session | None:
-        """The live session with this sid, or None."""
+    def get_session(self, sid: str, draining: bool = False) -> Session | None:
+        """The live session with this sid, or None.
+
+        :param draining: also return a closed session whose last packets (the
+                         ``0::`` of a server-side disconnect) wait for a poll.
+        """
         session = self.sessions.get(sid)
-        if session is None or session.closed:
-            return None
-        return session
+        if session is not None and not session.closed:
+            return session
+        if draining:
+            with self._lock:
+                entry = self._draining.get(sid)
+            if entry is not None and entry[0].has_outbox():
+                return entry[0]
+        return None
 
     def attach(self, session: Session, transport: Transport) -> None:
         """Make ``transport`` the session's channel; the first one connects the
@@ -177,7 +188,10 @@ class Server:
         """The transport ended: detach it and return what it must still write.
         A persistent transport's loss ends the session (as in N)."""
         leftover = session.release(transport, self.clock())
-        if transport.persistent and session.transport is None:
+        if session.closed:
+            with self._lock:
+                self._draining.pop(session.sid, None)
+        elif transport.persistent and session.transport is None:
             self.close_session(session, "transport closed")
         return leftover
 
@@ -187,6 +201,11 @@ class Server:
             return
         with self._lock:
             self.sessions.pop(session.sid, None)
+            if session.transport is None and session.has_outbox():
+                # no transport to carry the last packets: keep them for the
+                # next poll (a client told "0::" does not reconnect; one told
+                # "7:::1+0" would), at most close_timeout
+                self._draining[session.sid] = (session, self.clock())
         logger.debug("session %s closed: %s", session.sid, reason)
         joined = [e for e in session.namespaces if session.is_connected(e)]
         for endpoint in sorted(joined, key=lambda e: e == ""):  # global last
@@ -210,6 +229,14 @@ class Server:
             # connect job disconnects the client once the handler has accepted
             with self._lock:
                 self._leave_after_connect.add((sid, namespace))
+
+    def client_disconnect(self, session: Session) -> None:
+        """The client ended its session (``0::`` or ``?disconnect``). As N
+        does, ``0::`` is echoed only on an open transport; a later poll gets
+        ``7:::1+0``."""
+        if session.transport is not None:
+            session.send(DISCONNECT)
+        self.close_session(session, "client disconnect")
 
     def _pop_leave_after_connect(self, sid: str, endpoint: str) -> bool:
         with self._lock:
@@ -301,7 +328,7 @@ class Server:
                 self._connect_namespace(session, endpoint, qs)
         elif kind == "disconnect":
             if endpoint == "":
-                self.disconnect(session.sid)
+                self.client_disconnect(session)
             elif session.is_connected(endpoint):
                 self._leave(session, endpoint)
         elif kind == "error":
@@ -385,6 +412,10 @@ class Server:
     def monitor_step(self, now: float) -> None:
         """One pass of the timers over every session."""
         opts = self.options
+        with self._lock:
+            for sid, (_, since) in list(self._draining.items()):
+                if now - since > opts.close_timeout:
+                    del self._draining[sid]
         for session in list(self.sessions.values()):
             transport = session.transport
             if session.detached_since is not None:

@@ -117,6 +117,9 @@ class Session:
     def attach(self, transport: Transport, now: float) -> tuple[bool, Transport | None]:
         """Make ``transport`` the session's downstream channel.
 
+        A closed session accepts a transport only to hand over its last
+        packets (say the ``0::`` of a server-side disconnect).
+
         :return: ``(opened, previous)``: ``opened`` is True the first time a
                  transport attaches (the caller then connects the global
                  namespace); ``previous`` is the transport it replaced, which
@@ -124,13 +127,16 @@ class Session:
         """
         with self.lock:
             if self.closed:
-                raise IllegalTransition("the session is closed")
-            opened = self.state is State.HANDSHAKEN
-            if opened:
-                self._transition("open")
+                if not self._outbox:
+                    raise IllegalTransition("the session is closed")
+                opened = False
+            else:
+                opened = self.state is State.HANDSHAKEN
+                if opened:
+                    self._transition("open")
+                self.detached_since = None
+                self.last_seen = now
             previous, self.transport = self.transport, transport
-            self.detached_since = None
-            self.last_seen = now
             has_data = bool(self._outbox)
         if has_data:
             transport.wake()

@@ -115,7 +115,8 @@ def route_request(server: Server, route: protocol.Route, method: str,
     if handler is None or route.transport not in server.options.transports:
         logger.info("request for unknown or disabled transport %r", route.transport)
         return _response("400 Bad Request", "transport not supported")
-    session = server.get_session(route.sid or "")
+    # a GET may still collect a closed session's last packets (its "0::")
+    session = server.get_session(route.sid or "", draining=method == "GET")
     if method == "POST":
         return handler.post(server, session, environ)
     if method == "GET":
@@ -208,8 +209,9 @@ def keep_environ(environ: dict[str, Any]) -> dict[str, Any]:
 
 def forced_disconnect(server: Server, sid: str) -> Response:
     """``?disconnect``: end the session now, whether or not a transport is open."""
-    if server.get_session(sid) is not None:
-        server.disconnect(sid)
+    session = server.get_session(sid)
+    if session is not None:
+        server.client_disconnect(session)
     return _response("200 OK", "")
 
 

@@ -286,3 +286,31 @@ def test_close_right_after_accept_runs_disconnect_once(server, app):
     server.attach(session, Transport())
     assert session.closed
     assert app.calls.count(("disconnect", "")) == 1
+
+
+def test_server_disconnect_between_polls_is_collected_by_next_poll(server, app, clock):
+    session = server.new_session({"QUERY_STRING": ""})
+    poll = Transport(persistent=False)
+    server.attach(session, poll)
+    assert server.release(session, poll) == ["1::"]
+    server.disconnect(session.sid)
+    assert session.closed
+    assert server.get_session(session.sid) is None
+    # a poll still gets the "0::" (a client told "7:::1+0" would reconnect)
+    assert server.get_session(session.sid, draining=True) is session
+    late = Transport(persistent=False)
+    server.attach(session, late)
+    assert late.wakes == 1
+    assert server.release(session, late) == ["0::"]
+    assert server.get_session(session.sid, draining=True) is None
+
+
+def test_undelivered_last_packets_are_forgotten_after_close_timeout(server, clock):
+    session = server.new_session({"QUERY_STRING": ""})
+    poll = Transport(persistent=False)
+    server.attach(session, poll)
+    server.release(session, poll)
+    server.disconnect(session.sid)
+    clock.now += 21
+    server.monitor_step(clock.now)
+    assert server.get_session(session.sid, draining=True) is None
