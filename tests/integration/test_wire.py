@@ -240,6 +240,16 @@ def test_forced_disconnect_answers_the_open_poll(server):
     assert other.get().text == "7:::1+0"
 
 
+def test_server_disconnect_between_polls_reaches_the_next_poll(server):
+    client = XhrClient.open(server)
+    # the e2e app's server_disconnect handler calls disconnect(); no poll is open
+    response = client.post('5:::{"name":"server_disconnect"}')
+    assert response.text == "1", show(response)
+    answer = client.get()
+    assert answer.text == "0::", show(answer)
+    assert client.get().text == "7:::1+0"
+
+
 def test_sync_disconnect_url(server):
     """socket.io-client's ``disconnectSync``: ``/socket.io/1//<sid>/?disconnect=1``."""
     client = XhrClient.open(server)
