@@ -756,8 +756,10 @@ def main(argv: list[str] | None = None) -> int:
 
     started = datetime.datetime.now().astimezone()
     load_before = os.getloadavg()[0]
+    # read once: in a shared working tree the code may change while the bench runs
+    rev = revision()
     command = "python bench/run.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    print(f"bench: {started:%Y-%m-%d %H:%M %Z}; {machine()}; flask_sio09 at {revision()}",
+    print(f"bench: {started:%Y-%m-%d %H:%M %Z}; {machine()}; flask_sio09 at {rev}",
           file=sys.stderr)
     fd_limit = nofile_available()
     results: dict[tuple[str, str], Result] = {}
@@ -789,7 +791,7 @@ def main(argv: list[str] | None = None) -> int:
     loadgen_connect_max = max((r.metrics.get("loadgen_connect_cpu_pct", 0)
                                for r in results.values()), default=0)
     lines = [f"Bench of {started:%Y-%m-%d %H:%M %Z}, {minutes:.1f} min; machine: {machine()}; "
-             f"flask_sio09 at {revision()}.",
+             f"flask_sio09 at {rev} when it started.",
              f"Command: `{command.strip()}`",
              "",
              f"flask_sio09 modes that ran: {', '.join(ran) or 'none'}" +
@@ -810,7 +812,7 @@ def main(argv: list[str] | None = None) -> int:
     (RESULTS / f"bench-{stamp}.md").write_text(text + "\n")
     (RESULTS / f"bench-{stamp}.json").write_text(json.dumps(
         {"started": started.isoformat(), "command": command, "machine": machine(),
-         "revision": revision(), "results": [vars(r) for r in results.values()]},
+         "revision": rev, "results": [vars(r) for r in results.values()]},
         indent=2) + "\n")
     print(f"\nbench: raw results in {(RESULTS / f'bench-{stamp}.json').relative_to(ROOT)}",
           file=sys.stderr)
