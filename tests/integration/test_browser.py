@@ -35,9 +35,16 @@ def transport(request) -> str:
     return request.param
 
 
+@pytest.fixture(params=["hub", "thread"])
+def websocket_mode(request) -> str:
+    """Both ways of serving connections run the whole suite: the I/O hub (one
+    selector thread) and a thread per connection (simple-websocket)."""
+    return request.param
+
+
 @pytest.fixture
-def server(live_server):
-    return live_server("sio_run", **DEFAULT_OPTIONS)
+def server(live_server, websocket_mode):
+    return live_server("sio_run", websocket_mode=websocket_mode, **DEFAULT_OPTIONS)
 
 
 @pytest.fixture
@@ -400,8 +407,8 @@ def test_server_disconnects_a_namespace_only(server, open_page, transport):
 # ---------------------------------------------------------------------------
 
 
-def test_survives_three_heartbeat_intervals(live_server, open_page, transport):
-    server = live_server("sio_run", **SHORT_OPTIONS)
+def test_survives_three_heartbeat_intervals(live_server, open_page, transport, websocket_mode):
+    server = live_server("sio_run", websocket_mode=websocket_mode, **SHORT_OPTIONS)
     page = open_page(server)
     sid = connect(page, transport)
     assert page.emit_ack("g", "echo", "before") == ["before"]
@@ -429,8 +436,8 @@ def test_survives_three_heartbeat_intervals(live_server, open_page, transport):
 @pytest.mark.parametrize(
     "kind", ["sio_run", "flask", pytest.param("gunicorn", marks=pytest.mark.gunicorn)]
 )
-def test_smoke_on_each_server_kind(live_server, open_page, transport, kind):
-    server = live_server(kind, **DEFAULT_OPTIONS)
+def test_smoke_on_each_server_kind(live_server, open_page, transport, kind, websocket_mode):
+    server = live_server(kind, websocket_mode=websocket_mode, **DEFAULT_OPTIONS)
     page = open_page(server)
     sid = connect(page, transport)
     # (U+2028 and friends are covered by test_unicode_round_trip.)
@@ -445,6 +452,6 @@ def test_smoke_on_each_server_kind(live_server, open_page, transport, kind):
 
 
 @pytest.mark.gunicorn
-def test_rooms_and_broadcast_on_gunicorn(live_server, open_page, transport):
-    server = live_server("gunicorn", **DEFAULT_OPTIONS)
+def test_rooms_and_broadcast_on_gunicorn(live_server, open_page, transport, websocket_mode):
+    server = live_server("gunicorn", websocket_mode=websocket_mode, **DEFAULT_OPTIONS)
     _rooms_and_broadcast(server, open_page, transport)
