@@ -128,7 +128,7 @@ def workloads(quick: bool) -> list[Workload]:
     """The workloads of issue 5, with counts for a full or a quick run."""
     if quick:
         acks, seconds, deliveries, idle_sizes = 5_000, 5.0, 50_000, (1_000,)
-        heartbeat, hold = (2.0, 6.0), 5.0
+        heartbeat, hold = (2.0, 6.0), 6.0
     else:
         acks, seconds, deliveries, idle_sizes = 20_000, 15.0, 200_000, (1_000, 3_000, 10_000)
         heartbeat, hold = (5.0, 15.0), 12.5
@@ -700,7 +700,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
-                        help="smaller counts, 5 s bounds, only 1,000 idle connections (~2-3 min)")
+                        help="smaller counts, 5 s bounds, only 1,000 idle connections (3-4 min)")
     parser.add_argument("--modes", default="thread,hub",
                         help="flask_sio09 websocket_mode values to run, comma-separated "
                              "(thread, hub, auto; default thread,hub)")
