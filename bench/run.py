@@ -413,11 +413,15 @@ def measure(spec: ServerSpec, workload: Workload, python: str) -> Result:
 
 
 def last_line(path: str) -> str:
+    """The line of a server log that best says why it stopped: the last one that is
+    not gunicorn's own timestamped chatter (an exception or an app's exit message)."""
     try:
-        lines = [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
+        lines = [line.strip() for line in Path(path).read_text().splitlines() if line.strip()
+                 and not line.startswith("#")]
     except OSError:
         return ""
-    return lines[-1][:200] if lines else ""
+    plain = [line for line in lines if not line.startswith("[")]
+    return (plain or lines or [""])[-1][:200]
 
 
 # -- the table -----------------------------------------------------------------------
@@ -559,7 +563,8 @@ def render(results: dict[tuple[str, str], Result], specs: list[ServerSpec],
             return "—"
         if r.status == "n/a":
             return "—"
-        if r.status == "not run":  # the same reason on every row: one footnote
+        if r.status == "not run" or r.note.startswith("server did not start"):
+            # the same reason on every row: one footnote
             return r.status + footnote(f"{labels[r.server]}: {r.note}")
         if r.status != "ok":
             return r.status + footnote(f"{labels[r.server]}, {titles[r.workload]}: {r.note}")
