@@ -351,7 +351,7 @@ class HubStream(HubConnection):
             self.end()
             return
         if len(self.out) < HIGH_WATER:
-            packets = session.take_outbox()
+            packets = session.take_outbox(self)
             if packets:
                 self.out += self.chunk(self.encode(packets))
         self._send()

@@ -82,7 +82,7 @@ class HubWebSocket(HubConnection):
         if session is None or self._ended:
             return
         if len(self.out) < HIGH_WATER:
-            packets = session.take_outbox()
+            packets = session.take_outbox(self)
             if packets:
                 encode = wsframe.encode_text
                 self.out += b"".join([encode(p) for p in packets])

@@ -273,8 +273,10 @@ def origin_allowed(origin: str | None, referer: str | None,
         neither is **allowed**, unlike N: only browsers send them, and
         non-browser clients (socketIO-client, scripts) would otherwise be
         locked out while gaining nothing, as they can forge any header. The
-        Origin ``null`` is refused.
-    :param host: the request's ``Host`` header, used when ``allowed`` is None.
+        Origin ``null`` is refused. The server's own origin (the one ``host``
+        names) is always allowed, so a list never locks out the app's own
+        pages, whose same-origin requests carry only a Referer.
+    :param host: the request's ``Host`` header.
     """
     if allowed == "*":
         return True
@@ -285,6 +287,8 @@ def origin_allowed(origin: str | None, referer: str | None,
         return True
     candidate = origin or referer
     if not candidate:
+        return True
+    if host and candidate != "null" and _same_origin(candidate, host):
         return True
     parsed = None if candidate == "null" else _split_origin(candidate)
     if parsed is None:

@@ -211,9 +211,16 @@ class Session:
         self._outbox_bytes = 0
         return packets
 
-    def take_outbox(self) -> list[str]:
-        """Remove and return every queued packet, oldest first."""
+    def take_outbox(self, transport: Transport | None = None) -> list[str]:
+        """Remove and return every queued packet, oldest first.
+
+        :param transport: when given, packets are handed over only if it is
+                          still the session's transport (checked atomically,
+                          so a replaced transport never takes the new one's).
+        """
         with self.lock:
+            if transport is not None and self.transport is not transport:
+                return []
             return self._take()
 
     def has_outbox(self) -> bool:

@@ -375,7 +375,7 @@ def stream_chunks(server: Server, stream: Stream) -> Iterator[bytes]:
     try:
         yield stream.preamble
         while session.transport is transport and not session.closed:
-            packets = session.take_outbox()
+            packets = session.take_outbox(transport)
             if packets:
                 yield stream.encode(packets)
                 continue
@@ -457,7 +457,7 @@ def _pump(server: Server, session: Session, transport: ThreadWebSocket) -> None:
                 if isinstance(message, bytes):
                     message = message.decode("utf-8", "replace")
                 server.receive(session, message, inline=True)
-            if not _send_quietly(ws, session.take_outbox()):
+            if not _send_quietly(ws, session.take_outbox(transport)):
                 break
     finally:
         _send_quietly(ws, server.release(session, transport))

@@ -342,8 +342,10 @@ ORIGIN_LISTS = [
 @pytest.mark.parametrize(("allowed", "origin", "referer", "expected"), ORIGIN_LISTS)
 def test_origin_lists(allowed, origin, referer, expected):
     assert protocol.origin_allowed(origin, referer, allowed) is expected
+    # a Host that none of these names changes nothing (the server's own
+    # origin is always allowed: test_a_list_of_origins_never_locks_out...)
     assert protocol.origin_allowed(origin, referer, tuple(allowed) if isinstance(
-        allowed, list) else allowed, host="example.com:8000") is expected
+        allowed, list) else allowed, host="another.org:9000") is expected
 
 
 @PROPS
@@ -357,3 +359,15 @@ def test_origin_allowed_never_raises(origin, referer, host, allowed):
 def test_utf16_len_is_the_packet_one():
     assert protocol.utf16_len is packet.utf16_len
     assert protocol.utf16_len("a😀") == 3
+
+
+def test_a_list_of_origins_never_locks_out_the_servers_own_pages():
+    allowed = ["http://partner.example"]
+    # same-origin XHRs carry only a Referer
+    assert protocol.origin_allowed(None, "http://app.local:8000/chat", allowed,
+                                   host="app.local:8000")
+    assert protocol.origin_allowed("http://app.local:8000", None, allowed, host="app.local:8000")
+    assert not protocol.origin_allowed("http://evil.example", None, allowed, host="app.local:8000")
+    assert not protocol.origin_allowed(None, "http://evil.example/x", allowed, host="app.local:8000")
+    assert protocol.origin_allowed("http://partner.example", None, allowed, host="app.local:8000")
+    assert not protocol.origin_allowed("null", None, allowed, host="app.local:8000")

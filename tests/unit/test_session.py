@@ -128,3 +128,13 @@ def test_callbacks_are_per_endpoint_and_dropped_on_leave():
     assert session.pop_callback("/a", first) is None
     assert session.pop_callback("", second) is len
     assert session.pop_callback("", second) is None
+
+
+def test_take_outbox_for_a_replaced_transport_gets_nothing():
+    session = make()
+    old, new = FakeTransport(), FakeTransport()
+    session.attach(old, 1.0)
+    session.send("3:::a")
+    session.attach(new, 2.0)
+    assert session.take_outbox(old) == []
+    assert session.take_outbox(new) == ["3:::a"]
