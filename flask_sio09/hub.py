@@ -65,6 +65,10 @@ class Hub:
         self._thread = threading.Thread(target=self._run, daemon=True, name="sio09-hub")
         self._thread.start()
 
+    def on_hub_thread(self) -> bool:
+        """True when called from the hub's own thread."""
+        return threading.current_thread() is self._thread
+
     # -- called from any thread --------------------------------------------
 
     def call(self, fn: Callable[[], None]) -> None:
@@ -173,6 +177,9 @@ class HubConnection:
         self.closed = False
         self._close_when_flushed = False
         self._events = READ
+        # guards ``out``, sending and closing: a handler thread may write
+        # directly (see HubWebSocket.wake); never held across server calls
+        self.lock = threading.Lock()
 
     def wake(self) -> None:
         """The session's outbox gained data, or the session closed."""
@@ -180,7 +187,8 @@ class HubConnection:
 
     def write(self, data: bytes) -> None:
         """Queue ``data`` and send what the socket takes now."""
-        self.out += data
+        with self.lock:
+            self.out += data
         self._send()
 
     def close_after_flush(self) -> None:
@@ -190,21 +198,27 @@ class HubConnection:
             self.close()
 
     def _send(self) -> None:
-        if self.closed:
-            return
-        if self.out:
-            try:
-                sent = self.sock.send(self.out)
-                del self.out[:sent]
-            except (BlockingIOError, InterruptedError):
-                pass
-            except OSError:
-                self.lost()
+        """Send what the socket takes now (hub thread)."""
+        failed = False
+        with self.lock:
+            if self.closed:
                 return
-        if not self.out and self._close_when_flushed:
+            if self.out:
+                try:
+                    sent = self.sock.send(self.out)
+                    del self.out[:sent]
+                except (BlockingIOError, InterruptedError):
+                    pass
+                except OSError:
+                    failed = True
+            pending = bool(self.out)
+        if failed:
+            self.lost()
+            return
+        if not pending and self._close_when_flushed:
             self.close()
             return
-        wanted = READ | WRITE if self.out else READ
+        wanted = READ | WRITE if pending else READ
         if wanted != self._events:
             self._events = wanted
             self.hub.modify(self, wanted)
@@ -226,14 +240,16 @@ class HubConnection:
         self.close()
 
     def close(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        self.hub.unregister(self)
-        try:
-            self.sock.close()
-        except OSError:
-            pass
+        """Unregister and close the socket (hub thread)."""
+        with self.lock:
+            if self.closed:
+                return
+            self.closed = True
+            self.hub.unregister(self)
+            try:
+                self.sock.close()
+            except OSError:
+                pass
 
 
 class HubPoll(HubConnection):
@@ -353,7 +369,9 @@ class HubStream(HubConnection):
         if len(self.out) < HIGH_WATER:
             packets = session.take_outbox(self)
             if packets:
-                self.out += self.chunk(self.encode(packets))
+                data = self.chunk(self.encode(packets))
+                with self.lock:
+                    self.out += data
         self._send()
 
     def end(self) -> None:
@@ -363,9 +381,9 @@ class HubStream(HubConnection):
         self._ended = True
         assert self.session is not None
         leftover = self.server.release(self.session, self)
-        if leftover:
-            self.out += self.chunk(self.encode(leftover))
-        self.out += b"0\r\n\r\n"
+        tail = self.chunk(self.encode(leftover)) if leftover else b""
+        with self.lock:
+            self.out += tail + b"0\r\n\r\n"
         self._send()
         self.close_after_flush()
 

@@ -77,6 +77,39 @@ class HubWebSocket(HubConnection):
             elif kind == "binary" and session is not None:
                 logger.info("session %s: binary websocket message dropped", session.sid)
 
+    def wake(self) -> None:
+        """The outbox gained data or the session closed. A handler thread
+        writes the packets itself when the socket takes them all at once (the
+        common case), sparing the hub a wake-up; otherwise the hub flushes."""
+        if self.hub.on_hub_thread() or not self._write_direct():
+            self.hub.mark(self)
+
+    def _write_direct(self) -> bool:
+        """Try to send the outbox now; False leaves the rest to the hub."""
+        session = self.session
+        if session is None or session.closed:
+            return False
+        with self.lock:
+            if self.closed or self._ended or self.out:
+                return False  # the hub owns what is pending; order matters
+            packets = session.take_outbox(self)
+            if not packets:
+                return session.transport is self
+            encode = wsframe.encode_text
+            data = b"".join([encode(p) for p in packets]) if len(packets) > 1 \
+                else encode(packets[0])
+            try:
+                sent = self.sock.send(data)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:
+                self.out += data
+                return False  # the hub notices the failure and ends the session
+            if sent == len(data):
+                return True
+            self.out += data[sent:]
+            return False
+
     def flush(self) -> None:
         session = self.session
         if session is None or self._ended:
@@ -85,7 +118,9 @@ class HubWebSocket(HubConnection):
             packets = session.take_outbox(self)
             if packets:
                 encode = wsframe.encode_text
-                self.out += b"".join([encode(p) for p in packets])
+                data = b"".join([encode(p) for p in packets])
+                with self.lock:
+                    self.out += data
         if session.closed or session.transport is not self:
             self.end(1000)
             return
@@ -97,12 +132,14 @@ class HubWebSocket(HubConnection):
             return
         self._ended = True
         session = self.session
+        tail = b""
         if session is not None:
             leftover = self.server.release(session, self)
             if leftover:
                 encode = wsframe.encode_text
-                self.out += b"".join([encode(p) for p in leftover])
-        self.out += wsframe.encode_close(code)
+                tail = b"".join([encode(p) for p in leftover])
+        with self.lock:
+            self.out += tail + wsframe.encode_close(code)
         self._send()
         self.close_after_flush()
 

@@ -119,8 +119,12 @@ def resolve_options(config: Mapping[str, Any], explicit: Mapping[str, Any]) -> O
     if values["polling_duration"] >= values["close_timeout"]:
         raise OptionError("option 'polling_duration' must be below 'close_timeout' "
                           "(clients drop the connection otherwise)")
-    for name in ("max_http_buffer_size", "max_outbox_bytes", "handler_threads"):
+    for name in ("max_http_buffer_size", "max_outbox_bytes"):
         _positive_int(name, values[name])
+    threads = values["handler_threads"]
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
+        raise OptionError("option 'handler_threads' must be 0 (run handlers on the thread "
+                          f"that read the packet) or a positive integer, got {threads!r}")
     if values["websocket_mode"] not in WEBSOCKET_MODES:
         raise OptionError(f"option 'websocket_mode' must be one of {WEBSOCKET_MODES}, "
                           f"got {values['websocket_mode']!r}")

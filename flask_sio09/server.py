@@ -137,7 +137,11 @@ class Server:
         #: (sid, endpoint) disconnected from inside their own connect handler
         self._leave_after_connect: set[tuple[str, str]] = set()
         self.manager = MemoryManager(self._deliver)
-        self.workers = Workers(options.handler_threads, synchronous=synchronous)
+        # handler_threads=0: no pool; handlers run on the thread that read the
+        # packet (the hub's, in hub mode), as Node does: cheapest, but a handler
+        # that blocks stalls every connection that thread serves
+        self.workers = Workers(max(1, options.handler_threads),
+                               synchronous=synchronous or options.handler_threads == 0)
         #: the I/O hub (transports.get_hub starts it on first use)
         self.hub: Any = None
         self._stop = threading.Event()

@@ -79,7 +79,8 @@ INVALID = [
     ("cors_allowed_origins", 42),
     ("max_http_buffer_size", 0),
     ("max_http_buffer_size", 1.5),
-    ("handler_threads", 0),
+    ("handler_threads", -1),
+    ("handler_threads", 2.5),
     ("websocket_mode", "fast"),
     ("logger", "yes"),
 ]

@@ -268,7 +268,7 @@ def test_routes_outside_resource_reach_flask(client, app):
     ({"polling_duration": 0}, "polling_duration"),
     ({"transports": ["carrier-pigeon"]}, "transports"),
     ({"websocket_mode": "fast"}, "websocket_mode"),
-    ({"handler_threads": 0}, "handler_threads"),
+    ({"handler_threads": -1}, "handler_threads"),
 ])
 def test_invalid_options_name_the_option(options, name):
     with pytest.raises(OptionError, match=name):

@@ -314,3 +314,15 @@ def test_undelivered_last_packets_are_forgotten_after_close_timeout(server, cloc
     clock.now += 21
     server.monitor_step(clock.now)
     assert server.get_session(session.sid, draining=True) is None
+
+
+def test_handler_threads_zero_runs_handlers_on_the_reading_thread(app, clock):
+    import threading
+
+    seen = []
+    app.event = lambda session, ns, name, args, ack: seen.append(threading.current_thread())
+    srv = Server(Options(handler_threads=0), app, clock=clock, monitor=False)
+    session, _ = open_session(srv)
+    srv.receive(session, '5:::{"name":"x"}')
+    assert seen == [threading.current_thread()]
+    srv.shutdown()
