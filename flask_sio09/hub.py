@@ -34,6 +34,9 @@ READ = selectors.EVENT_READ
 WRITE = selectors.EVENT_WRITE
 #: bytes read per recv call
 RECV_SIZE = 65536
+#: after our last byte, how long we wait for the peer to close its side
+#: (RFC 6455 §7.1.1: the server should let the client close first)
+LINGER_SECONDS = 2.0
 #: encoded bytes a connection may hold unsent before the hub stops taking more
 #: from the session outbox (the outbox then fills, and past its limit the
 #: session is closed: a client that stops reading cannot grow memory forever)
@@ -137,14 +140,19 @@ class Hub:
                     pass
                 continue
             if mask & READ:
-                conn.on_readable()
+                if conn.lingering:
+                    conn.drain_lingering()
+                else:
+                    conn.on_readable()
             if mask & WRITE and not conn.closed:
                 conn.on_writable()
         self._run_pending()
         now = self.clock()
         while self._timers and self._timers[0][0] <= now:
             _, _, conn = heapq.heappop(self._timers)
-            if not conn.closed:
+            if conn.lingering:
+                conn.close()
+            elif not conn.closed:
                 conn.on_timer(now)
 
     def _run_pending(self) -> None:
@@ -176,6 +184,7 @@ class HubConnection:
         self.out = bytearray()
         self.closed = False
         self._close_when_flushed = False
+        self.lingering = False
         self._events = READ
         # guards ``out``, sending and closing: a handler thread may write
         # directly (see HubWebSocket.wake); never held across server calls
@@ -195,6 +204,35 @@ class HubConnection:
         """Close once everything queued is sent."""
         self._close_when_flushed = True
         if not self.out:
+            self._finish()
+
+    def _finish(self) -> None:
+        """Half-close, then close once the peer closes its side (or after
+        ``LINGER_SECONDS``). Closing while the peer's last bytes sit unread
+        would reset the connection, and a reset can destroy our own last
+        bytes (a ``0::``, a close frame) before the peer has read them."""
+        if self.closed or self.lingering:
+            return
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self.close()
+            return
+        self.lingering = True
+        if self._events != READ:
+            self._events = READ
+            self.hub.modify(self, READ)
+        self.hub.add_timer(self.hub.clock() + LINGER_SECONDS, self)
+
+    def drain_lingering(self) -> None:
+        """Discard what the peer still sends; close at its end of stream."""
+        try:
+            data = self.sock.recv(RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
             self.close()
 
     def _send(self) -> None:
@@ -216,7 +254,7 @@ class HubConnection:
             self.lost()
             return
         if not pending and self._close_when_flushed:
-            self.close()
+            self._finish()
             return
         wanted = READ | WRITE if pending else READ
         if wanted != self._events:

@@ -34,6 +34,8 @@ HANDSHAKE_SCRIPT = "application/javascript"
 HTML = "text/html; charset=UTF-8"
 NOT_HANDSHAKEN = "7:::1+0"
 NOOP = "8::"
+#: how long a thread-mode WebSocket waits for the client's closing answer
+CLOSE_HANDSHAKE_SECONDS = 2.0
 # transports whose GET is a WebSocket upgrade
 WEBSOCKET_TRANSPORTS = frozenset({"websocket", "flashsocket"})
 
@@ -442,6 +444,11 @@ def serve_websocket(server: Server, sid: str, environ: dict[str, Any],
         ws.close()
     except Exception:  # already closed by the peer
         pass
+    # Let the client answer the close frame before the WSGI server closes the
+    # connection (RFC 6455 §7.1.1): simple-websocket's reader closes the socket
+    # when the answer comes. Closing with the client's bytes unread would reset
+    # the connection and could destroy our last frames (a "0::") in flight.
+    ws.thread.join(timeout=CLOSE_HANDSHAKE_SECONDS)
     return _end_upgraded_call(ws, start_response)
 
 
