@@ -332,3 +332,13 @@ def test_stream_loss_ends_session(server, hub, app):
     client.read_until(b"\r\n1::\r\n")
     client.sock.close()
     assert wait_until(lambda: session.closed and app.disconnects == 1)
+
+
+def test_answered_poll_half_closes_and_waits_for_the_peer(server, hub):
+    session = server.new_session({"QUERY_STRING": ""})
+    conn, sock = park(server, hub, session)
+    assert read_all(sock) == "1::"  # end of stream: the server half-closed
+    assert conn.lingering and not conn.closed
+    sock.sendall(b"late bytes are drained, not a reason to reset")
+    sock.close()
+    assert wait_until(lambda: conn.closed)
