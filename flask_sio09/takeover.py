@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 from typing import Any
 
 
@@ -31,11 +32,23 @@ def take_over_socket(environ: dict[str, Any]) -> socket.socket:
     """
     original: socket.socket = environ.get("gunicorn.socket") or environ["werkzeug.socket"]
     adopted = socket.socket(fileno=os.dup(original.fileno()))
-    dead, peer = socket.socketpair()
-    try:
-        os.dup2(dead.fileno(), original.fileno())
-    finally:
-        dead.close()
-        peer.close()
+    os.dup2(_dead_socket().fileno(), original.fileno())
     adopted.setblocking(False)
     return adopted
+
+
+_dead: socket.socket | None = None
+_dead_lock = threading.Lock()
+
+
+def _dead_socket() -> socket.socket:
+    """One socket whose peer is closed, made once: every taken-over descriptor
+    number is pointed at it (it reads end-of-stream, writes fail quietly)."""
+    global _dead
+    if _dead is None:
+        with _dead_lock:
+            if _dead is None:
+                dead, peer = socket.socketpair()
+                peer.close()
+                _dead = dead
+    return _dead
