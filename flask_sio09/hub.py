@@ -23,7 +23,6 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 from .server import Server
 from .session import Session
@@ -224,15 +223,19 @@ class HubConnection:
             self.hub.modify(self, READ)
         self.hub.add_timer(self.hub.clock() + LINGER_SECONDS, self)
 
+    def receive(self) -> bytes | None:
+        """What the socket has: ``None`` when nothing is ready, ``b""`` when
+        the peer has gone (end of stream or an error)."""
+        try:
+            return self.sock.recv(RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return None
+        except OSError:
+            return b""
+
     def drain_lingering(self) -> None:
         """Discard what the peer still sends; close at its end of stream."""
-        try:
-            data = self.sock.recv(RECV_SIZE)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            data = b""
-        if not data:
+        if self.receive() == b"":
             self.close()
 
     def _send(self) -> None:
@@ -328,30 +331,15 @@ class HubPoll(HubConnection):
         """Write the poll's one answer and close after it is sent."""
         self.answered = True
         if payload is None:
-            from . import packet as packet_codec
-
-            session = self.session
-            assert session is not None
-            packets = self.server.release(session, self)
-            if packets:
-                payload = packet_codec.frame(packets)
-            elif session.closed and session.transport is None:
-                payload = "0::"
-            else:
-                payload = "8::"
+            assert self.session is not None
+            payload = self.server.answer_poll(self.session, self)
         self.write(self.render(payload))
         self.close_after_flush()
 
     def on_readable(self) -> None:
-        try:
-            data = self.sock.recv(RECV_SIZE)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            data = b""
-        if not data:
+        # anything but the end of stream is a pipelined request we do not serve
+        if self.receive() == b"":
             self.lost()
-        # anything else is a pipelined request we do not serve: ignore it
 
     def lost(self) -> None:
         """The client hung up before its answer: keep the packets queued."""
@@ -426,13 +414,7 @@ class HubStream(HubConnection):
         self.close_after_flush()
 
     def on_readable(self) -> None:
-        try:
-            data = self.sock.recv(RECV_SIZE)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            data = b""
-        if not data:
+        if self.receive() == b"":
             self.lost()
 
     def lost(self) -> None:

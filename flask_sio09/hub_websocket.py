@@ -11,7 +11,7 @@ import logging
 import socket
 
 from . import wsframe
-from .hub import HIGH_WATER, READ, RECV_SIZE, Hub, HubConnection
+from .hub import HIGH_WATER, READ, Hub, HubConnection
 from .session import Session
 
 logger = logging.getLogger("flask_sio09")
@@ -43,12 +43,9 @@ class HubWebSocket(HubConnection):
             self.end(1000)
 
     def on_readable(self) -> None:
-        try:
-            data = self.sock.recv(RECV_SIZE)
-        except (BlockingIOError, InterruptedError):
+        data = self.receive()
+        if data is None:
             return
-        except OSError:
-            data = b""
         if not data:
             self.lost()
             return

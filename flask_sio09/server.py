@@ -40,6 +40,7 @@ MAX_NAMESPACES_PER_SESSION = 100
 CONNECT_ECHO = "1::"
 HEARTBEAT = "2::"
 DISCONNECT = "0::"
+NOOP = "8::"
 NAMESPACE_REFUSED = "7::{endpoint}:2"
 
 
@@ -198,6 +199,17 @@ class Server:
         elif transport.persistent and session.transport is None:
             self.close_session(session, "transport closed")
         return leftover
+
+    def answer_poll(self, session: Session, transport: Transport) -> str:
+        """End a long poll: detach it and return its one answer, the packets
+        queued (framed when several), ``0::`` for a session that ended, or the
+        noop ``8::``."""
+        packets = self.release(session, transport)
+        if packets:
+            return packet_codec.frame(packets)
+        if session.closed and session.transport is None:
+            return DISCONNECT
+        return NOOP
 
     def close_session(self, session: Session, reason: str) -> None:
         """End the session; disconnect handlers run once per namespace."""

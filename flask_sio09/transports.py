@@ -33,7 +33,6 @@ SCRIPT = "text/javascript; charset=UTF-8"
 HANDSHAKE_SCRIPT = "application/javascript"
 HTML = "text/html; charset=UTF-8"
 NOT_HANDSHAKEN = "7:::1+0"
-NOOP = "8::"
 #: how long a thread-mode WebSocket waits for the client's closing answer
 CLOSE_HANDSHAKE_SECONDS = 2.0
 # transports whose GET is a WebSocket upgrade
@@ -242,12 +241,7 @@ def wait_for_packets(server: Server, session: Session) -> str:
         if remaining <= 0 or not waiter.event.wait(remaining):
             break
         waiter.event.clear()
-    packets = server.release(session, waiter)
-    if packets:
-        return packet_codec.frame(packets)
-    if session.closed and session.transport is None:
-        return "0::"
-    return NOOP
+    return server.answer_poll(session, waiter)
 
 
 def read_body(server: Server, environ: dict[str, Any]) -> bytes | None:
