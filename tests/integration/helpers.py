@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 
 import requests
+import websocket
 
 from tests.conftest import LiveServer, wait_until
 
@@ -318,3 +319,40 @@ def wait_for_ms(page, milliseconds: int) -> None:
         polling=50,
         timeout=milliseconds + 30_000,
     )
+
+
+class WsClient:
+    """A raw 0.9 client over a WebSocket (or flashsocket) URL: it answers
+    heartbeats and keeps every frame it received."""
+
+    def __init__(self, server, transport: str = "websocket"):
+        self.sid = handshake(server)[0]
+        self.ws = websocket.create_connection(f"{server.ws_url}/socket.io/1/{transport}/{self.sid}", timeout=30)
+        self.received: list[str] = []
+
+    def send(self, packet: str) -> None:
+        self.ws.send(packet)
+
+    def recv_until(self, predicate, timeout: float = 30.0) -> list[str]:
+        deadline = time.monotonic() + timeout
+        while not predicate(self.received):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"timed out; received {self.received!r}")
+            self.ws.settimeout(remaining)
+            frame = self.ws.recv()
+            if frame == "2::":
+                self.ws.send("2::")
+            self.received.append(frame)
+        return self.received
+
+    def call(self, name, *args, ack_id):
+        self.ws.send(event_packet(name, *args, ack_id=ack_id))
+        prefix = f"6:::{ack_id}"
+        self.recv_until(lambda got: any(p == prefix or p.startswith(prefix + "+") for p in got))
+        packet = next(p for p in self.received if p == prefix or p.startswith(prefix + "+"))
+        payload = packet[len(prefix) + 1:]
+        return json.loads(payload) if payload else []
+
+    def close(self):
+        self.ws.close()

@@ -7,42 +7,20 @@ one on xhr-polling, so that messages cross transports.
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
-import websocket
 
-from tests.integration.helpers import XhrClient, event_packet, handshake
+from tests.integration.helpers import WsClient, XhrClient, event_packet
 
 pytestmark = pytest.mark.timeout(180)
 
 CHAT = "/chat"
 
 
-class WsChat:
-    def __init__(self, server):
-        self.sid = handshake(server)[0]
-        self.ws = websocket.create_connection(f"{server.ws_url}/socket.io/1/websocket/{self.sid}", timeout=30)
-        self.received: list[str] = []
+class WsChat(WsClient):
+    """The chat's websocket client: ``until`` reads frames like XhrChat polls."""
 
-    def send(self, packet: str) -> None:
-        self.ws.send(packet)
-
-    def until(self, predicate, timeout: float = 30.0) -> list[str]:
-        deadline = time.monotonic() + timeout
-        while not predicate(self.received):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(f"timed out; received {self.received!r}")
-            self.ws.settimeout(remaining)
-            frame = self.ws.recv()
-            if frame == "2::":
-                self.ws.send("2::")
-            self.received.append(frame)
-        return self.received
-
-    def close(self) -> None:
-        self.ws.close()
+    until = WsClient.recv_until
 
 
 class XhrChat:

@@ -19,6 +19,7 @@ from tests.integration.helpers import (
     FRAME,
     SID_RE,
     Background,
+    WsClient,
     XhrClient,
     decode_payload,
     encode_payload,
@@ -380,37 +381,6 @@ def test_namespace_connect_both_query_forms(server):
 # ---------------------------------------------------------------------------
 # websocket (PROTOCOL.md §2.2)
 # ---------------------------------------------------------------------------
-
-
-class WsClient:
-    def __init__(self, server, transport: str = "websocket"):
-        self.sid = handshake(server)[0]
-        self.ws = websocket.create_connection(f"{server.ws_url}/socket.io/1/{transport}/{self.sid}", timeout=30)
-        self.received: list[str] = []
-
-    def recv_until(self, predicate, timeout: float = 30.0) -> list[str]:
-        deadline = time.monotonic() + timeout
-        while not predicate(self.received):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(f"timed out; received {self.received!r}")
-            self.ws.settimeout(remaining)
-            frame = self.ws.recv()
-            if frame == "2::":
-                self.ws.send("2::")
-            self.received.append(frame)
-        return self.received
-
-    def call(self, name, *args, ack_id):
-        self.ws.send(event_packet(name, *args, ack_id=ack_id))
-        prefix = f"6:::{ack_id}"
-        self.recv_until(lambda got: any(p == prefix or p.startswith(prefix + "+") for p in got))
-        packet = next(p for p in self.received if p == prefix or p.startswith(prefix + "+"))
-        payload = packet[len(prefix) + 1:]
-        return json.loads(payload) if payload else []
-
-    def close(self):
-        self.ws.close()
 
 
 @pytest.fixture
