@@ -14,9 +14,11 @@ close timeout).
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -141,21 +143,43 @@ class Server:
         # handler_threads=0: no pool; handlers run on the thread that read the
         # packet (the hub's, in hub mode), as Node does: cheapest, but a handler
         # that blocks stalls every connection that thread serves
-        self.workers = Workers(max(1, options.handler_threads),
-                               synchronous=synchronous or options.handler_threads == 0)
+        self._synchronous = synchronous
+        self.workers = self._new_workers()
         #: the I/O hub (transports.get_hub starts it on first use)
         self.hub: Any = None
         self._stop = threading.Event()
+        # The monitor starts with the first session, in the process that serves
+        # it: an app made before a fork (gunicorn --preload) must not leave its
+        # threads behind in the parent.
+        self._want_monitor = monitor
         self._monitor: threading.Thread | None = None
-        if monitor:
-            self._monitor = threading.Thread(target=self._monitor_loop, daemon=True,
-                                             name="sio09-monitor")
-            self._monitor.start()
+        _after_fork_reset.add(self)
+
+    def _new_workers(self) -> Workers:
+        return Workers(max(1, self.options.handler_threads),
+                       synchronous=self._synchronous or self.options.handler_threads == 0)
+
+    def _ensure_monitor(self) -> None:
+        if self._want_monitor and self._monitor is None:
+            with self._lock:
+                if self._monitor is None:
+                    self._monitor = threading.Thread(target=self._monitor_loop, daemon=True,
+                                                     name="sio09-monitor")
+                    self._monitor.start()
+
+    def reset_after_fork(self) -> None:
+        """In a forked child: the parent's threads (monitor, handler pool, hub)
+        do not exist here; forget them so they start afresh on first use."""
+        self._lock = threading.Lock()
+        self._monitor = None
+        self.workers = self._new_workers()
+        self.hub = None
 
     # -- sessions --------------------------------------------------------
 
     def new_session(self, environ: dict[str, Any]) -> Session:
         """Create a session for a successful handshake."""
+        self._ensure_monitor()
         sid = secrets.token_urlsafe(15)  # 120 random bits, 20 URL-safe chars
         session = Session(sid, environ, self.clock(), self.options.max_outbox_bytes)
         with self._lock:
@@ -462,5 +486,15 @@ class Server:
         self._stop.set()
         self.workers.stop()
 
+
+_after_fork_reset: weakref.WeakSet[Server] = weakref.WeakSet()
+
+
+def _reset_servers_in_child() -> None:
+    for server in list(_after_fork_reset):
+        server.reset_after_fork()
+
+
+os.register_at_fork(after_in_child=_reset_servers_in_child)
 
 __all__ = ["Ack", "Application", "IllegalTransition", "Options", "Server"]

@@ -50,7 +50,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 
-SERVER_KINDS = ("sio_run", "flask", "gunicorn")
+# gunicorn_preload: the app is made in gunicorn's master before the fork
+SERVER_KINDS = ("sio_run", "flask", "gunicorn", "gunicorn_preload")
 E2E_APP = "tests.apps.e2e_app"
 
 _SERVERS_USED = pytest.StashKey[list]()
@@ -153,9 +154,10 @@ class LiveServer:
                 "--host", "127.0.0.1", "--port", str(port),
                 "--with-threads", "--no-reload", "--no-debugger",
             ]
+        preload = ["--preload"] if self.kind == "gunicorn_preload" else []
         return [
             sys.executable, "-m", "gunicorn",
-            "-k", "gthread", "--threads", "50", "-w", "1",
+            "-k", "gthread", "--threads", "50", "-w", "1", *preload,
             "-b", f"127.0.0.1:{port}",
             "--graceful-timeout", "5",
             "--access-logfile", "-",

@@ -590,3 +590,22 @@ def test_socket_server_disconnect(socket_server, socket_client):
     events = socket_server.wait_events(
         lambda ev: any(e["event"] == "disconnect" for e in ev), sid=client.sid, what="the disconnect")
     assert len([e for e in events if e["event"] == "disconnect"]) == 1
+
+
+@pytest.mark.gunicorn
+@pytest.mark.parametrize("websocket_mode", ["hub", "thread"])
+def test_heartbeats_and_acks_under_gunicorn_preload(live_server, websocket_mode):
+    """With --preload the app (and its server) is made before gunicorn forks:
+    the monitor, the handler pool and the hub must start in the worker."""
+    server = live_server("gunicorn_preload", websocket_mode=websocket_mode,
+                         heartbeat_interval=1, heartbeat_timeout=5)
+    client = WsClient(server)
+    try:
+        client.recv_until(lambda got: "1::" in got)
+        client.send(event_packet("echo", "after fork", ack_id=1))
+        client.recv_until(lambda got: any(p.startswith("6:::1+") for p in got))
+        assert '6:::1+["after fork"]' in client.received
+        # heartbeats come from the worker's own monitor thread
+        client.recv_until(lambda got: got.count("2::") >= 2, timeout=20)
+    finally:
+        client.close()
