@@ -19,12 +19,20 @@ Limits on what a peer controls:
 
 * :data:`MAX_ID_DIGITS`: a packet id or ack id has at most 15 digits.
 * :data:`MAX_INT_DIGITS`: an integer inside JSON data has at most 100 digits.
-* JSON nested deeper than the interpreter's recursion limit is refused.
+* :data:`MAX_JSON_DEPTH`: JSON data nests at most 100 arrays/objects deep (so
+  that whatever decodes can be encoded again from any thread's stack).
+* A JSON number too large for a float (``1e400``) is refused: it would
+  decode to infinity, which JSON cannot carry back.
 * :data:`MAX_FRAME_LENGTH_DIGITS`: a frame length has at most 10 digits.
 * ``max_packets`` (default :data:`DEFAULT_MAX_PACKETS`) bounds a payload.
 
 An endpoint may not contain ``:``: the encoder refuses one, and the grammar
 cannot decode one.
+
+A lone surrogate (say from a client's JSON ``"\\ud800"``) cannot travel as
+UTF-8: inside JSON the encoder writes its ``\\u`` escape; in the raw text of
+an endpoint, a message or a connect query it writes U+FFFD instead (one
+UTF-16 unit, like the surrogate, so payload framing is unchanged).
 """
 
 from __future__ import annotations
@@ -42,6 +50,7 @@ __all__ = [
     "MAX_FRAME_LENGTH_DIGITS",
     "MAX_ID_DIGITS",
     "MAX_INT_DIGITS",
+    "MAX_JSON_DEPTH",
     "PACKET_TYPES",
     "PacketError",
     "decode",
@@ -65,6 +74,8 @@ ERROR_ADVICE = ("reconnect",)
 MAX_ID_DIGITS = 15
 #: Most digits in an integer inside JSON data (as engineio's ``_safe_int``).
 MAX_INT_DIGITS = 100
+#: Most arrays/objects nested inside one another in JSON data.
+MAX_JSON_DEPTH = 100
 #: Most digits in a payload frame length.
 MAX_FRAME_LENGTH_DIGITS = 10
 #: Default bound on the number of packets in one payload.
@@ -94,17 +105,55 @@ def _parse_int(digits: str) -> int:
     return int(digits)
 
 
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if value in _INFINITIES:
+        raise PacketError("JSON number out of range")
+    return value
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-_decoder = json.JSONDecoder(parse_int=_parse_int, parse_constant=_reject_constant)
+_INFINITIES = (float("inf"), float("-inf"))
+_CONTAINERS = (list, dict)
+_decoder = json.JSONDecoder(parse_int=_parse_int, parse_float=_parse_float,
+                            parse_constant=_reject_constant)
 _encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-_loads = _decoder.decode
+
+
+def _too_deep(value: Any) -> bool:
+    """Whether containers nest more than MAX_JSON_DEPTH deep (no recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            return True
+        children = item.values() if type(item) is dict else item
+        stack.extend((child, depth + 1) for child in children if type(child) in _CONTAINERS)
+    return False
+
+
+def _loads(text: str) -> Any:
+    value = _decoder.decode(text)
+    # fewer brackets than the limit cannot nest past it: the common case costs
+    # two counts; only a bracket-heavy value is walked
+    if text.count("[") + text.count("{") > MAX_JSON_DEPTH and \
+            type(value) in _CONTAINERS and _too_deep(value):
+        raise PacketError(f"JSON nested deeper than {MAX_JSON_DEPTH}")
+    return value
 
 
 def _escape_surrogate(match: re.Match[str]) -> str:
     return f"\\u{ord(match.group()):04x}"
+
+
+def _raw_text(text: str) -> str:
+    """Raw (non-JSON) wire text, with any lone surrogate made U+FFFD."""
+    if not text.isascii() and _SURROGATE.search(text):
+        return _SURROGATE.sub("\ufffd", text)
+    return text
 
 
 def _dumps(value: Any) -> str:
@@ -269,6 +318,8 @@ def _head(code: str, packet: Packet, with_id: bool) -> str:
         endpoint = ""
     elif type(endpoint) is not str or ":" in endpoint:
         raise PacketError(f"bad endpoint: {endpoint!r}")
+    else:
+        endpoint = _raw_text(endpoint)
     pid = packet.get("id") if with_id else None
     if pid is None:
         return f"{code}::{endpoint}"
@@ -286,7 +337,7 @@ def _text(packet: Packet, key: str) -> str:
         return ""
     if type(value) is not str:
         raise PacketError(f"{key} must be a str")
-    return value
+    return _raw_text(value)
 
 
 def _args(packet: Packet) -> list[Any] | tuple[Any, ...]:

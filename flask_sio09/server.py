@@ -43,7 +43,12 @@ CONNECT_ECHO = "1::"
 HEARTBEAT = "2::"
 DISCONNECT = "0::"
 NOOP = "8::"
-NAMESPACE_REFUSED = "7::{endpoint}:2"
+
+
+def namespace_refused(endpoint: str) -> str:
+    """``7::/ns:2`` (reason unauthorized, no advice), encoded by the codec so
+    that any endpoint a client sent is written safely."""
+    return packet_codec.encode({"type": "error", "reason": "unauthorized", "endpoint": endpoint})
 
 
 @dataclass
@@ -295,8 +300,9 @@ class Server:
 
     def _connect_namespace(self, session: Session, endpoint: str, query: str) -> None:
         if len(session.namespaces) >= MAX_NAMESPACES_PER_SESSION:
-            logger.info("session %s: too many namespaces, %r refused", session.sid, endpoint)
-            session.send(NAMESPACE_REFUSED.format(endpoint=endpoint))
+            logger.info("session %s: too many namespaces, one more refused", session.sid)
+            logger.debug("session %s: namespace %r refused", session.sid, endpoint)
+            session.send(namespace_refused(endpoint))
             return
         if not session.begin_namespace(endpoint):
             return
@@ -323,7 +329,7 @@ class Server:
             logger.debug("session %s refused on %r", session.sid, endpoint)
             self.manager.disconnect(session.sid, endpoint)
             session.refuse_namespace(endpoint)
-            session.send(NAMESPACE_REFUSED.format(endpoint=endpoint))
+            session.send(namespace_refused(endpoint))
             if endpoint == "":
                 self.disconnect(session.sid)
 

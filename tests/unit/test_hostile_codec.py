@@ -1,0 +1,207 @@
+"""Hostile input at the codec and dispatch level (no sockets).
+
+Each case is something a client can send that used to decode but could not be
+written back (so a handler's ack or emit raised, with a traceback in the server
+log and the client's ack lost), or that is a size the peer controls.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from flask_sio09 import packet
+from flask_sio09.packet import MAX_JSON_DEPTH, PacketError
+from flask_sio09.server import Options, Server
+
+
+
+class RecordingApp:
+    """Accepts every namespace but those in ``refuse``."""
+
+    def __init__(self):
+        self.refuse = set()
+
+    def authorize_handshake(self, environ):
+        return True
+
+    def connect(self, session, namespace, query):
+        return namespace not in self.refuse
+
+    def event(self, session, namespace, name, args, ack):
+        if ack is not None:
+            ack(*args)
+
+    def disconnect(self, session, namespace):
+        pass
+
+    def callback(self, session, namespace, callback, args):
+        callback(*args)
+
+    def error(self, session, namespace, reason, advice):
+        pass
+
+
+class Transport:
+    persistent = True
+
+    def wake(self):
+        pass
+
+
+def nested(depth: int, open_: str = "[", close: str = "]") -> str:
+    return open_ * depth + close * depth
+
+
+def nested_objects(depth: int) -> str:
+    return '{"a":' * depth + "1" + "}" * depth
+
+
+# --- numbers that decode to infinity ------------------------------------------
+
+@pytest.mark.parametrize("wire", [
+    "4:::1e400",
+    "4:::[-1e400]",
+    '4:::{"a":[1.5,2e999]}',
+    '5:1+::{"name":"echo","args":[1e400]}',
+    "4:::" + "9" * 400 + ".0",  # no exponent, still past the largest float
+])
+def test_numbers_past_float_range_are_refused(wire):
+    with pytest.raises(PacketError):
+        packet.decode(wire)
+
+
+def test_ack_args_past_float_range_are_refused():
+    with pytest.raises(PacketError):
+        packet.decode('6:::3+["x",1e400]')
+
+
+def test_large_but_finite_floats_still_decode_and_encode():
+    pkt = packet.decode("4:::[1e308,-1.7976931348623157e308,5e-324]")
+    assert pkt["data"] == [1e308, -1.7976931348623157e308, 5e-324]
+    assert packet.decode(packet.encode(pkt)) == pkt
+
+
+# --- nesting ------------------------------------------------------------------
+
+@pytest.mark.parametrize("make", [nested, nested_objects])
+def test_json_nested_to_the_limit_decodes_and_deeper_is_refused(make):
+    ok = packet.decode("4:::" + make(MAX_JSON_DEPTH))
+    assert packet.decode(packet.encode(ok)) == ok
+    with pytest.raises(PacketError):
+        packet.decode("4:::" + make(MAX_JSON_DEPTH + 1))
+
+
+@pytest.mark.parametrize("template", [
+    '5:1+::{{"name":"echo","args":[{}]}}',  # the args list adds one level
+    "6:::1+[{}]",
+])
+def test_nesting_limit_applies_to_event_and_ack_args(template):
+    packet.decode(template.format(nested(MAX_JSON_DEPTH - 2)))
+    with pytest.raises(PacketError):
+        packet.decode(template.format(nested(MAX_JSON_DEPTH)))
+
+
+def test_nesting_far_past_the_recursion_limit_is_one_packet_error():
+    with pytest.raises(PacketError):
+        packet.decode('5:::{"name":"x","args":' + nested(100_000) + "}")
+
+
+def test_wide_but_shallow_json_is_not_refused():
+    wide = "[" + ",".join(["[[1]]"] * 5000) + "]"
+    assert len(packet.decode("4:::" + wide)["data"]) == 5000
+    brackets_in_strings = '["' + "[" * 1000 + '"]'
+    assert packet.decode("4:::" + brackets_in_strings)["data"] == ["[" * 1000]
+
+
+def _at_depth(frames: int, fn):
+    """Call ``fn`` with ``frames`` extra Python frames on the stack."""
+    if frames == 0:
+        return fn()
+    return _at_depth(frames - 1, fn)
+
+
+def test_anything_decoded_can_be_encoded_from_a_deep_stack():
+    # A handler runs some way down its worker's stack; whatever a client
+    # managed to send must still be encodable there.
+    pkt = packet.decode('5:1+::{"name":"echo","args":[' + nested(MAX_JSON_DEPTH - 2) + "]}")
+    frames = sys.getrecursionlimit() - MAX_JSON_DEPTH - 200
+    wire = _at_depth(frames, lambda: packet.encode(
+        {"type": "ack", "ackId": 1, "args": pkt["args"]}))
+    assert wire.startswith("6:::1+[")
+
+
+# --- lone surrogates in raw text ------------------------------------------------
+
+@pytest.mark.parametrize(("pkt", "wire"), [
+    ({"type": "message", "data": "a\ud800b"}, "3:::a\ufffdb"),
+    ({"type": "message", "endpoint": "/x\udfff", "data": "y"}, "3::/x\ufffd:y"),
+    ({"type": "connect", "endpoint": "/c", "qs": "?q=\udc00"}, "1::/c:?q=\ufffd"),
+    ({"type": "connect", "endpoint": "/\ud83d"}, "1::/\ufffd"),
+    ({"type": "disconnect", "endpoint": "/\ud800"}, "0::/\ufffd"),
+    ({"type": "ack", "ackId": 2, "endpoint": "/\ud800", "args": ["\ud800"]},
+     '6::/\ufffd:2+["\\ud800"]'),
+    ({"type": "error", "reason": "unauthorized", "endpoint": "/\ud800"}, "7::/\ufffd:2"),
+])
+def test_lone_surrogates_in_raw_text_become_replacement_characters(pkt, wire):
+    encoded = packet.encode(pkt)
+    assert encoded == wire
+    encoded.encode("utf-8")  # what every transport does with it
+    # one UTF-16 unit each way: payload framing is unchanged
+    assert packet.utf16_len(encoded) == packet.utf16_len(wire)
+
+
+def test_proper_surrogate_pairs_are_left_alone():
+    assert packet.encode({"type": "message", "data": "😀"}) == "3:::😀"
+
+
+# --- dispatch: what a client can make the server write ------------------------
+
+@pytest.fixture
+def server():
+    srv = Server(Options(), RecordingApp(), monitor=False, synchronous=True)
+    yield srv
+    srv.shutdown()
+
+
+def open_session(server):
+    session = server.new_session({"QUERY_STRING": ""})
+    server.attach(session, Transport())
+    session.take_outbox()
+    return session
+
+
+def test_refused_namespace_with_a_lone_surrogate_is_writable(server):
+    server.app.refuse.add("/\ud800")
+    session = open_session(server)
+    server.handle_packet(session, {"type": "connect", "endpoint": "/\ud800", "qs": ""})
+    out = session.take_outbox()
+    assert out == ["7::/\ufffd:2"]
+    out[0].encode("utf-8")
+
+
+def test_namespace_limit_refusal_is_writable(server):
+    from flask_sio09.server import MAX_NAMESPACES_PER_SESSION
+
+    session = open_session(server)
+    for i in range(MAX_NAMESPACES_PER_SESSION + 5):
+        server.handle_packet(session, {"type": "connect", "endpoint": f"/n{i}\udc00", "qs": ""})
+    out = session.take_outbox()
+    refused = [p for p in out if p.startswith("7::")]
+    assert len(refused) == 5 + 1  # the global namespace counts as one
+    assert all(p.endswith("\ufffd:2") for p in refused)
+    assert len(session.namespaces) == MAX_NAMESPACES_PER_SESSION
+    for p in out:
+        p.encode("utf-8")
+
+
+def test_malformed_packets_from_a_client_are_dropped_and_logged_once_each(server, caplog):
+    session = open_session(server)
+    caplog.set_level("INFO", logger="flask_sio09")
+    server.receive(session, "4:::1e400")
+    server.receive(session, "4:::" + nested(MAX_JSON_DEPTH + 1))
+    assert not session.closed
+    assert session.take_outbox() == []
+    assert [r.levelname for r in caplog.records if r.levelno >= 20] == ["INFO", "INFO"]
+    assert not any(r.exc_info for r in caplog.records)
