@@ -23,6 +23,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from .server import Server
 from .session import Session
@@ -298,21 +299,32 @@ class HubPoll(HubConnection):
     ``polling_duration``, or a disconnect; then the connection is closed."""
 
     def __init__(self, hub: Hub, sock: socket.socket, session: Session,
-                 render: Callable[[str], bytes], deadline: float) -> None:
+                 render: Callable[[str], bytes], deadline: float,
+                 replaces: Any = None) -> None:
         super().__init__(hub, sock, session)
         self.render = render
         self.deadline = deadline
         self.answered = False
+        #: the transport this poll takes the session over from (the WSGI
+        #: thread's waiter), or None to attach afresh
+        self.replaces = replaces
 
     def start(self) -> None:
         """Attach to the session and arm the polling timer (hub thread)."""
         self.hub.register(self, READ)
         self.hub.add_timer(self.deadline, self)
-        try:
-            self.server.attach(self.session, self)  # type: ignore[arg-type]
-        except Exception:
-            self.answer("7:::1+0")
-            return
+        session = self.session
+        assert session is not None
+        if self.replaces is not None:
+            if not session.replace(self.replaces, self):  # type: ignore[arg-type]
+                self.answer("8::")  # a newer poll came meanwhile: it waits instead
+                return
+        else:
+            try:
+                self.server.attach(session, self)  # type: ignore[arg-type]
+            except Exception:
+                self.answer("7:::1+0")
+                return
         self.flush()
 
     def flush(self) -> None:

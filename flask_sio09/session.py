@@ -142,6 +142,17 @@ class Session:
             transport.wake()
         return opened, previous
 
+    def replace(self, old: Transport, new: Transport) -> bool:
+        """Hand the session from ``old`` to ``new`` if ``old`` is still its
+        transport (atomically: a newer transport, attached meanwhile, wins).
+        A poll moving from its WSGI thread to the hub uses this, so that the
+        session is never without a transport in between."""
+        with self.lock:
+            if self.transport is not old:
+                return False
+            self.transport = new
+        return True
+
     def release(self, transport: Transport, now: float) -> list[str]:
         """Detach ``transport`` (if it is still the current one) and hand it
         whatever the outbox holds, atomically, so no packet falls between."""

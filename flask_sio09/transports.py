@@ -33,6 +33,9 @@ SCRIPT = "text/javascript; charset=UTF-8"
 HANDSHAKE_SCRIPT = "application/javascript"
 HTML = "text/html; charset=UTF-8"
 NOT_HANDSHAKEN = "7:::1+0"
+#: how long a long-poll GET waits in its WSGI thread, in hub mode, before the
+#: hub takes it over (see handle_request)
+POLL_GRACE_SECONDS = 0.05
 #: how long a thread-mode WebSocket waits for the client's closing answer
 CLOSE_HANDSHAKE_SECONDS = 2.0
 # transports whose GET is a WebSocket upgrade
@@ -85,8 +88,16 @@ def handle_request(server: Server, route: protocol.Route, environ: dict[str, Any
     cors = _origin_ok(server, environ)
     if isinstance(result, LongPoll):
         if use_hub(server, environ):
-            return park_in_hub(server, result, environ, start_response, cors)
-        result = result.render(wait_for_packets(server, result.session))
+            # A busy client's answer usually comes within a moment: answered in
+            # this thread, the HTTP connection stays alive for its next request
+            # (an answer from the hub closes it). An idle poll goes to the hub.
+            waiter = hold_poll(server, result.session, POLL_GRACE_SECONDS)
+            if not waiter.ready():
+                return park_in_hub(server, result, environ, start_response, cors, waiter)
+            payload = server.answer_poll(result.session, waiter)
+        else:
+            payload = wait_for_packets(server, result.session)
+        result = result.render(payload)
     if isinstance(result, Stream):
         _add_cors(environ, result.headers, cors)
         if use_hub(server, environ):
@@ -219,28 +230,42 @@ def forced_disconnect(server: Server, sid: str) -> Response:
 # -- polling ----------------------------------------------------------------
 
 class PollWaiter:
-    """A long-poll GET parked on the session until data comes or time runs out."""
+    """A long-poll GET held in its WSGI thread until data comes or time runs out."""
 
     persistent = False
 
-    def __init__(self) -> None:
+    def __init__(self, session: Session) -> None:
+        self.session = session
         self.event = threading.Event()
 
     def wake(self) -> None:
         self.event.set()
 
+    def ready(self) -> bool:
+        """True when the poll must be answered now: packets are queued, the
+        session ended, or a newer poll replaced this one."""
+        session = self.session
+        return session.has_outbox() or session.closed or session.transport is not self
 
-def wait_for_packets(server: Server, session: Session) -> str:
-    """Hold a poll until packets arrive, a newer poll replaces it, the session
-    closes or ``polling_duration`` passes; return the payload to send."""
-    waiter = PollWaiter()
+
+def hold_poll(server: Server, session: Session, seconds: float) -> PollWaiter:
+    """Attach a poll to the session and wait, at most ``seconds``, until it is
+    ready to be answered; the poll is still attached when this returns."""
+    waiter = PollWaiter(session)
     server.attach(session, waiter)
-    deadline = server.clock() + server.options.polling_duration
-    while not (session.has_outbox() or session.closed or session.transport is not waiter):
+    deadline = server.clock() + seconds
+    while not waiter.ready():
         remaining = deadline - server.clock()
         if remaining <= 0 or not waiter.event.wait(remaining):
             break
         waiter.event.clear()
+    return waiter
+
+
+def wait_for_packets(server: Server, session: Session) -> str:
+    """Hold a poll in this thread until there is something to send or
+    ``polling_duration`` passes; return its payload (``8::`` for nothing)."""
+    waiter = hold_poll(server, session, server.options.polling_duration)
     return server.answer_poll(session, waiter)
 
 
@@ -526,8 +551,11 @@ def _end_taken_over(environ: dict[str, Any], start_response: StartResponse) -> I
 
 
 def park_in_hub(server: Server, poll: LongPoll, environ: dict[str, Any],
-                start_response: StartResponse, cors: bool) -> Iterable[bytes]:
-    """Hand a long-poll GET to the hub: this thread returns at once."""
+                start_response: StartResponse, cors: bool,
+                waiter: PollWaiter) -> Iterable[bytes]:
+    """Hand a long-poll GET to the hub, which takes the session over from
+    ``waiter`` (still attached, so nothing is missed in between); this thread
+    returns at once."""
     from .hub import HubPoll
     from .takeover import take_over_socket
 
@@ -539,7 +567,7 @@ def park_in_hub(server: Server, poll: LongPoll, environ: dict[str, Any],
         return http_bytes(_complete(kept, poll.render(payload), cors))
 
     deadline = server.clock() + server.options.polling_duration
-    conn = HubPoll(hub, sock, poll.session, render, deadline)
+    conn = HubPoll(hub, sock, poll.session, render, deadline, replaces=waiter)
     hub.call(conn.start)
     return _end_taken_over(environ, start_response)
 

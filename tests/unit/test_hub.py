@@ -68,6 +68,18 @@ def client_frame(text=None, opcode=0x1, payload=None, mask=b"\x01\x02\x03\x04", 
     return head + mask + masked
 
 
+class Transport:
+    """A stand-in transport that only counts wake-ups."""
+
+    persistent = False
+
+    def __init__(self):
+        self.wakes = 0
+
+    def wake(self):
+        self.wakes += 1
+
+
 class FrameClient:
     """Reads the hub's unmasked server frames from the client end."""
 
@@ -342,3 +354,38 @@ def test_answered_poll_half_closes_and_waits_for_the_peer(server, hub):
     sock.sendall(b"late bytes are drained, not a reason to reset")
     sock.close()
     assert wait_until(lambda: conn.closed)
+
+
+def test_poll_handed_over_from_its_thread_misses_nothing(server, hub):
+    # the WSGI thread's waiter stays attached until the hub takes over, so a
+    # disconnect in between still reaches the client as "0::"
+    session = server.new_session({"QUERY_STRING": ""})
+    _, sock = park(server, hub, session)
+    read_all(sock)
+    waiter = Transport()
+    server.attach(session, waiter)
+    server.disconnect(session.sid)
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    theirs.settimeout(10)
+    conn = HubPoll(hub, ours, session, lambda p: p.encode("utf-8"), server.clock() + 30,
+                   replaces=waiter)
+    hub.call(conn.start)
+    assert read_all(theirs) == "0::"
+
+
+def test_poll_handed_over_after_a_newer_poll_answers_noop(server, hub):
+    session = server.new_session({"QUERY_STRING": ""})
+    _, sock = park(server, hub, session)
+    read_all(sock)
+    waiter, newer = Transport(), Transport()
+    server.attach(session, waiter)
+    server.attach(session, newer)
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    theirs.settimeout(10)
+    conn = HubPoll(hub, ours, session, lambda p: p.encode("utf-8"), server.clock() + 30,
+                   replaces=waiter)
+    hub.call(conn.start)
+    assert read_all(theirs) == "8::"
+    assert session.transport is newer

@@ -138,3 +138,14 @@ def test_take_outbox_for_a_replaced_transport_gets_nothing():
     session.attach(new, 2.0)
     assert session.take_outbox(old) == []
     assert session.take_outbox(new) == ["3:::a"]
+
+
+def test_replace_hands_over_only_from_the_current_transport():
+    session = make()
+    waiter, hub_poll, newer = FakeTransport(), FakeTransport(), FakeTransport()
+    session.attach(waiter, 1.0)
+    assert session.replace(waiter, hub_poll)
+    assert session.transport is hub_poll
+    session.attach(newer, 2.0)
+    assert not session.replace(hub_poll, FakeTransport())
+    assert session.transport is newer
