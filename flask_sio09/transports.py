@@ -269,18 +269,39 @@ def wait_for_packets(server: Server, session: Session) -> str:
     return server.answer_poll(session, waiter)
 
 
+class BadBody(ValueError):
+    """A request body that cannot be used: its Content-Length is not a
+    number, or it ended before that length (the client hung up)."""
+
+
 def read_body(server: Server, environ: dict[str, Any]) -> bytes | None:
-    """The request body, or None when it is larger than ``max_http_buffer_size``."""
+    """The request body, or None when it is larger than ``max_http_buffer_size``
+    (a declared length over the limit is refused before any of it is read).
+
+    :raises BadBody: an invalid Content-Length, or a body cut short.
+    """
     limit = server.options.max_http_buffer_size
-    try:
-        length = int(environ.get("CONTENT_LENGTH") or -1)
-    except ValueError:
-        length = -1
-    if length > limit:
-        return None
     stream = environ["wsgi.input"]
-    data: bytes = stream.read(length) if length >= 0 else stream.read(limit + 1)
-    return None if len(data) > limit else data
+    declared = environ.get("CONTENT_LENGTH") or ""
+    if not declared:
+        if not environ.get("wsgi.input_terminated"):
+            # neither a length nor chunked: HTTP/1.1 says there is no body
+            # (reading would wait for a client that sends nothing more)
+            return b""
+        data: bytes = stream.read(limit + 1)  # chunked; the server ends the stream
+        return None if len(data) > limit else data
+    if not (declared.isascii() and declared.isdigit()):
+        raise BadBody("invalid Content-Length")
+    if len(declared) > 15 or int(declared) > limit:
+        return None
+    length = int(declared)
+    try:
+        data = stream.read(length)
+    except OSError as exc:  # the connection failed mid-body
+        raise BadBody(f"body not received: {exc.__class__.__name__}") from None
+    if len(data) < length:
+        raise BadBody(f"body of {len(data)} bytes, {length} announced")
+    return data
 
 
 class XHRPolling:
@@ -299,7 +320,11 @@ class XHRPolling:
 
     @classmethod
     def post(cls, server: Server, session: Session | None, environ: dict[str, Any]) -> Response:
-        body = read_body(server, environ)
+        try:
+            body = read_body(server, environ)
+        except BadBody as exc:  # nothing of it is dispatched; the session lives on
+            logger.info("session %s: POST refused: %s", session.sid if session else "-", exc)
+            return _response("400 Bad Request", "")
         if body is None:
             if session is not None:
                 server.close_session(session, "upload too large")
@@ -448,6 +473,15 @@ def serve_websocket(server: Server, sid: str, environ: dict[str, Any],
     """Upgrade, then pump packets both ways until either side closes."""
     import simple_websocket
 
+    from . import wsframe
+
+    try:
+        # simple-websocket would upgrade with a malformed key: answer as the hub does
+        wsframe.handshake_response(environ)
+    except wsframe.HandshakeError as exc:
+        logger.info("websocket upgrade refused: %s", exc)
+        return _finish(environ, start_response,
+                       (exc.status, list(exc.headers), str(exc).encode("utf-8")))
     try:
         ws = simple_websocket.Server(environ,
                                      max_message_size=server.options.max_http_buffer_size)

@@ -1,4 +1,4 @@
-"""Hostile input at the codec and dispatch level (no sockets).
+"""Hostile input at the codec, dispatch and request-body level (no sockets).
 
 Each case is something a client can send that used to decode but could not be
 written back (so a handler's ack or emit raised, with a traceback in the server
@@ -205,3 +205,83 @@ def test_malformed_packets_from_a_client_are_dropped_and_logged_once_each(server
     assert session.take_outbox() == []
     assert [r.levelname for r in caplog.records if r.levelno >= 20] == ["INFO", "INFO"]
     assert not any(r.exc_info for r in caplog.records)
+
+
+# --- request bodies -------------------------------------------------------------
+
+class _Options:
+    max_http_buffer_size = 100
+
+
+class _Server:
+    options = _Options()
+
+
+class _Input:
+    """A wsgi.input that records how much was asked of it."""
+
+    def __init__(self, data: bytes):
+        self.data = data
+        self.asked: list[int] = []
+
+    def read(self, size: int = -1) -> bytes:
+        self.asked.append(size)
+        out, self.data = self.data[:size], self.data[size:]
+        return out
+
+
+def _environ(body: bytes, length: str | None = None, chunked: bool = False) -> dict:
+    env = {"wsgi.input": _Input(body)}
+    if length is not None:
+        env["CONTENT_LENGTH"] = length
+    if chunked:
+        env["wsgi.input_terminated"] = True
+    return env
+
+
+def test_body_of_the_announced_length_is_read():
+    from flask_sio09.transports import read_body
+
+    assert read_body(_Server(), _environ(b"3:::x", "5")) == b"3:::x"
+    assert read_body(_Server(), _environ(b"x" * 100, "100")) == b"x" * 100
+
+
+@pytest.mark.parametrize("length", ["101", "1" + "0" * 30, "9" * 10_000])
+def test_announced_length_over_the_limit_is_refused_unread(length):
+    from flask_sio09.transports import read_body
+
+    env = _environ(b"x" * 200, length)
+    assert read_body(_Server(), env) is None
+    assert env["wsgi.input"].asked == []
+
+
+@pytest.mark.parametrize("length", ["-5", "+5", "5.0", "0x5", "1e3", "\u0665", "5 5"])
+def test_invalid_content_length_is_a_bad_body(length):
+    from flask_sio09.transports import BadBody, read_body
+
+    with pytest.raises(BadBody):
+        read_body(_Server(), _environ(b"3:::x", length))
+
+
+def test_body_shorter_than_announced_is_a_bad_body():
+    from flask_sio09.transports import BadBody, read_body
+
+    with pytest.raises(BadBody):
+        read_body(_Server(), _environ(b"3:::x", "50"))
+
+
+def test_no_length_and_not_chunked_is_an_empty_body_and_nothing_is_read():
+    from flask_sio09.transports import read_body
+
+    env = _environ(b"3:::never")
+    assert read_body(_Server(), env) == b""
+    assert env["wsgi.input"].asked == []
+
+
+def test_chunked_body_is_read_up_to_the_limit():
+    from flask_sio09.transports import read_body
+
+    assert read_body(_Server(), _environ(b"x" * 100, chunked=True)) == b"x" * 100
+    env = _environ(b"x" * 5000, chunked=True)
+    assert read_body(_Server(), env) is None
+    assert env["wsgi.input"].asked == [101]
