@@ -535,9 +535,15 @@ def _send_quietly(ws: Any, packets: list[str]) -> bool:
 def _end_upgraded_call(ws: Any, start_response: StartResponse) -> Iterable[bytes]:
     """End the WSGI call of an upgraded connection without the server writing
     an HTTP response onto the socket."""
-    if getattr(ws, "mode", "") == "gunicorn":
+    mode = getattr(ws, "mode", "")
+    if mode == "gunicorn":
         # gunicorn treats StopIteration as "close the connection quietly"
         raise StopIteration()
+    if mode == "werkzeug":
+        # Werkzeug would write its status line after our close frame; a
+        # ConnectionError makes it drop the connection silently (flask-sock
+        # does the same)
+        raise ConnectionError("websocket closed")
     start_response("200 OK", [("Content-Length", "0")])
     return []
 

@@ -10,8 +10,11 @@ variables so that one module serves every server kind the fixtures start
 - ``SIO09_TEST_CLOSE_TIMEOUT``: ``close_timeout`` (seconds)
 - ``SIO09_TEST_POLLING_DURATION``: ``polling_duration`` (seconds)
 - ``SIO09_TEST_MAX_HTTP_BUFFER_SIZE``: ``max_http_buffer_size`` (bytes)
+- ``SIO09_TEST_MAX_OUTBOX_BYTES``: ``max_outbox_bytes`` (bytes)
 - ``SIO09_TEST_WEBSOCKET_MODE``: ``websocket_mode``
 - ``SIO09_TEST_LOGGER``: ``logger`` (``1`` means ``True``)
+- ``SIO09_TEST_LOG_LEVELS``: ``1`` writes every log line as ``LEVEL:logger:message``
+  (so that tests can count ERROR lines); Werkzeug's access lines are then left out
 - ``SIO09_TEST_CORS_ALLOWED_ORIGINS``: ``cors_allowed_origins`` (``*`` or a comma
   separated list)
 
@@ -27,6 +30,7 @@ transport that keeps using it (``websocket_mode="thread"``).
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
@@ -56,6 +60,7 @@ _NUMERIC_OPTIONS = {
     "CLOSE_TIMEOUT": "close_timeout",
     "POLLING_DURATION": "polling_duration",
     "MAX_HTTP_BUFFER_SIZE": "max_http_buffer_size",
+    "MAX_OUTBOX_BYTES": "max_outbox_bytes",
 }
 
 
@@ -86,6 +91,9 @@ def options_from_env(environ=os.environ) -> dict:
         )
     return options
 
+
+if os.environ.get("SIO09_TEST_LOG_LEVELS") == "1":
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s:%(name)s:%(message)s")
 
 app = Flask(__name__)
 app.config["SECRET_KEY"] = "e2e-tests-only"
@@ -325,6 +333,24 @@ def emit_many_background(count, delay=0.01, event="seq"):
             sio.sleep(delay)
 
     sio.start_background_task(run)
+    return "started"
+
+
+@sio.on("emit_concurrently")
+def emit_concurrently(threads, count, event="par"):
+    """Start ``threads`` background threads that each emit ``event(t, i)``
+    for i in 0..count-1 to the sender, all at once."""
+    sid = request.sid
+    namespace = request.namespace
+    start = threading.Barrier(int(threads))
+
+    def run(t):
+        start.wait(30)
+        for i in range(int(count)):
+            sio.emit(event, t, i, to=sid, namespace=namespace)
+
+    for t in range(int(threads)):
+        sio.start_background_task(run, t)
     return "started"
 
 

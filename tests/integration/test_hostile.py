@@ -1,0 +1,795 @@
+"""Hostile input and load against live servers.
+
+Every test does something a hostile or broken client does, asserts the answer
+the server owes it (a 4xx, a close code, a dropped packet, a closed session),
+then checks that a well-behaved client on the same server still connects,
+emits and gets its ack, and that the server's log holds no traceback and no
+ERROR line for it (``check_log``: every server here writes ``LEVEL:logger:``
+lines, see ``tests/apps/e2e_app.py``).
+
+Transports that differ are parametrised over ``websocket_mode`` ``hub`` and
+``thread``, and HTTP-level attacks over the WSGI servers that differ
+(Werkzeug via ``sio.run`` and gunicorn ``gthread``). No timing is asserted;
+every wait has a generous deadline and every loop a bound.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import selectors
+import socket
+import struct
+import threading
+import time
+from urllib.parse import quote
+
+import pytest
+import requests
+
+from tests.conftest import wait_until
+from tests.integration.helpers import (
+    FRAME,
+    WsClient,
+    XhrClient,
+    decode_payload,
+    event_packet,
+    handshake,
+)
+
+pytestmark = pytest.mark.timeout(300)
+
+LIMIT = 1_000_000  # max_http_buffer_size: the default, so the 1 MB edge is the real one
+
+BASE = dict(
+    transports=["websocket", "htmlfile", "xhr-polling", "jsonp-polling"],
+    heartbeat_interval=5,
+    heartbeat_timeout=30,
+    close_timeout=20,
+    polling_duration=3,
+    max_http_buffer_size=LIMIT,
+    log_levels=True,
+)
+
+MODES = ["hub", "thread"]
+KINDS = ["sio_run", "gunicorn"]
+
+
+# ---------------------------------------------------------------------------
+# servers, logs and the well-behaved client
+# ---------------------------------------------------------------------------
+
+
+class Watched:
+    """A live server and where its log stood when the test started."""
+
+    def __init__(self, server):
+        self.server = server
+        self.mark = server.log_path.stat().st_size if server.log_path.exists() else 0
+
+    def new_log(self) -> str:
+        with open(self.server.log_path, "rb") as log:
+            log.seek(self.mark)
+            return log.read().decode("utf-8", "replace")
+
+
+def bad_lines(text: str) -> list[str]:
+    """Tracebacks and ERROR/CRITICAL lines (ours: ``ERROR:name:``; gunicorn's:
+    ``[ERROR]``)."""
+    return [line for line in text.splitlines()
+            if line.startswith(("Traceback", "ERROR:", "CRITICAL:"))
+            or "[ERROR]" in line or "[CRITICAL]" in line]
+
+
+@pytest.fixture
+def start(live_server):
+    """``start(kind, mode, fresh=False, **options)``: a server on BASE options
+    whose log is checked for tracebacks and ERROR lines when the test ends."""
+    watched: list[Watched] = []
+
+    def factory(kind: str = "sio_run", mode: str = "hub", fresh: bool = False, **options):
+        server = live_server(kind, fresh=fresh, websocket_mode=mode, **{**BASE, **options})
+        watched.append(Watched(server))
+        return server
+
+    yield factory
+    for entry in watched:
+        assert entry.server.alive(), f"{entry.server!r} died; log:\n{entry.server.log_tail()}"
+        found = bad_lines(entry.new_log())
+        assert not found, f"{entry.server!r} logged errors:\n" + "\n".join(found[:20])
+
+
+def assert_serves(server, websocket: bool = True) -> None:
+    """A well-behaved client connects, emits and gets its ack (xhr-polling, and
+    WebSocket unless told not to)."""
+    client = XhrClient.open(server)
+    assert client.call("echo", "still here", ack_id=1) == ["still here"]
+    if websocket:
+        ws = WsClient(server)
+        try:
+            ws.recv_until(lambda got: "1::" in got)
+            assert ws.call("echo", "still here", {"n": 1}, ack_id=1) == ["still here", {"n": 1}]
+        finally:
+            ws.close()
+
+
+def events_of(server, sid: str, kind: str | None = None) -> list[dict]:
+    return [e for e in server.events(sid) if kind is None or e["event"] == kind]
+
+
+# ---------------------------------------------------------------------------
+# raw HTTP
+# ---------------------------------------------------------------------------
+
+
+def connect(server, timeout: float = 30.0, rcvbuf: int | None = None) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if rcvbuf is not None:  # before connect, so that the window stays small
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.settimeout(timeout)
+    sock.connect(("127.0.0.1", server.port))
+    return sock
+
+
+def read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP response: status, headers (lower-case names), body (by
+    Content-Length, chunked, or up to the close)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"closed before a full response head: {data!r}")
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    if "content-length" in headers:
+        length = int(headers["content-length"])
+        while len(rest) < length:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            rest += chunk
+        return status, headers, rest[:length]
+    if status == 101:
+        return status, headers, rest
+    while True:  # read to the close
+        try:
+            chunk = sock.recv(65536)
+        except (ConnectionResetError, socket.timeout):
+            break
+        if not chunk:
+            break
+        rest += chunk
+    return status, headers, rest
+
+
+def raw_request(server, head: str, body: bytes = b"", *, hang_up: bool = False):
+    """Send ``head`` (request line and headers, without the blank line) and
+    ``body``; with ``hang_up`` shut the writing side afterwards."""
+    sock = connect(server)
+    try:
+        sock.sendall(head.encode("latin-1") + f"\r\nHost: {server.host}\r\n\r\n".encode() + body)
+        if hang_up:
+            sock.shutdown(socket.SHUT_WR)
+        return read_response(sock)
+    finally:
+        sock.close()
+
+
+def poll_path(sid: str, transport: str = "xhr-polling") -> str:
+    return f"/socket.io/1/{transport}/{sid}"
+
+
+# ---------------------------------------------------------------------------
+# a WebSocket client that can break every rule
+# ---------------------------------------------------------------------------
+
+
+class RawWs:
+    """RFC 6455 by hand: any frame, masked or not, sent whole or byte by byte."""
+
+    def __init__(self, server, sid: str, rcvbuf: int | None = None, timeout: float = 30.0):
+        self.sock = connect(server, timeout, rcvbuf)
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall(
+            f"GET /socket.io/1/websocket/{sid} HTTP/1.1\r\nHost: {server.host}\r\n"
+            f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            f"Sec-WebSocket-Version: 13\r\n\r\n".encode())
+        status, _, self.buffer = read_response(self.sock)
+        assert status == 101, status
+
+    @staticmethod
+    def frame(payload: bytes, opcode: int = 1, fin: bool = True, mask: bool = True) -> bytes:
+        head = bytes([(0x80 if fin else 0) | opcode])
+        n = len(payload)
+        bit = 0x80 if mask else 0
+        if n < 126:
+            head += bytes([bit | n])
+        elif n < 65536:
+            head += bytes([bit | 126]) + struct.pack("!H", n)
+        else:
+            head += bytes([bit | 127]) + struct.pack("!Q", n)
+        if not mask:
+            return head + payload
+        key = os.urandom(4)
+        masked = bytes(b ^ key[i % 4] for i, b in enumerate(payload)) if n < 4096 else \
+            (int.from_bytes(payload, "big") ^ int.from_bytes((key * (n // 4 + 1))[:n], "big")
+             ).to_bytes(n, "big")
+        return head + key + masked
+
+    def send_text(self, text: str) -> None:
+        self.sock.sendall(self.frame(text.encode("utf-8")))
+
+    def _read(self, n: int) -> bytes:
+        while len(self.buffer) < n:
+            chunk = self.sock.recv(1 << 20)
+            if not chunk:
+                raise ConnectionError("closed")
+            self.buffer += chunk
+        data, self.buffer = self.buffer[:n], self.buffer[n:]
+        return data
+
+    def recv_frame(self) -> tuple[int, bytes]:
+        b0, b1 = self._read(2)
+        n = b1 & 0x7F
+        if n == 126:
+            n = struct.unpack("!H", self._read(2))[0]
+        elif n == 127:
+            n = struct.unpack("!Q", self._read(8))[0]
+        return b0 & 0x0F, self._read(n)
+
+    def texts_until(self, predicate, limit: int = 100_000) -> list[str]:
+        got: list[str] = []
+        for _ in range(limit):
+            opcode, payload = self.recv_frame()
+            if opcode == 8:
+                raise AssertionError(f"closed with {payload[:2].hex()} after {got[-5:]}")
+            if opcode == 1:
+                text = payload.decode("utf-8")
+                if text == "2::":
+                    self.send_text("2::")
+                got.append(text)
+                if predicate(got):
+                    return got
+        raise AssertionError(f"no match in {limit} frames")
+
+    def close_code(self) -> int | None:
+        """Read until the server's close frame; its code (None if the TCP
+        connection ended without one)."""
+        for _ in range(100_000):
+            try:
+                opcode, payload = self.recv_frame()
+            except (ConnectionError, OSError):
+                return None
+            if opcode == 8:
+                return struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else None
+        raise AssertionError("no close frame")
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def open_ws(server) -> tuple[str, RawWs]:
+    sid = handshake(server)[0]
+    ws = RawWs(server, sid)
+    ws.texts_until(lambda got: "1::" in got)
+    return sid, ws
+
+
+def ack_of(received: list[str], ack_id: int, endpoint: str = "") -> str | None:
+    prefix = f"6::{endpoint}:{ack_id}"
+    return next((p for p in received if p == prefix or p.startswith(prefix + "+")), None)
+
+
+# ---------------------------------------------------------------------------
+# 1. HTTP level
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_post_over_the_limit_is_refused_before_the_body_is_sent(start, kind):
+    server = start(kind)
+    client = XhrClient.open(server)
+    # Only the head is sent: a 413 proves the server did not wait for 10^12 bytes.
+    for length in (LIMIT + 1, 10 ** 12):
+        status, _, _ = raw_request(server, f"POST {poll_path(client.sid)} HTTP/1.1\r\n"
+                                           f"Content-Type: text/plain\r\nContent-Length: {length}")
+        assert status == 413
+    # N destroys the session that sent it (PROTOCOL.md §2.1)
+    assert client.get().text == "7:::1+0"
+    status, _, _ = raw_request(server, f"POST {poll_path('nosuchsession123456')} HTTP/1.1\r\n"
+                                       f"Content-Length: {10 ** 12}")
+    assert status == 413
+    assert_serves(server)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_post_at_the_limit_is_taken_and_one_byte_more_is_refused(start, kind):
+    server = start(kind)
+    client = XhrClient.open(server)
+    prefix = '5:7+::{"name":"echo","args":["'
+    filler = "x" * (LIMIT - len(prefix) - len('"]}'))
+    assert client.post(prefix + filler + '"]}').status_code == 200
+    client.collect(lambda _: ack_of(client.received, 7) is not None)
+    assert ack_of(client.received, 7) == f'6:::7+["{filler}"]'
+    assert client.post(prefix + filler + 'x"]}').status_code == 413
+    assert_serves(server)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_content_length_that_lies_then_hang_up(start, kind):
+    server = start(kind)
+    client = XhrClient.open(server)
+    body = b"3:::the-lie"
+    status, _, _ = raw_request(
+        server, f"POST {poll_path(client.sid)} HTTP/1.1\r\nContent-Length: {len(body) + 500}",
+        body, hang_up=True)
+    assert status == 400
+    # the cut body was not dispatched: this session's next event is handled
+    # after it would have been, and no message was recorded
+    assert client.call("echo", "next", ack_id=2) == ["next"]
+    assert events_of(server, client.sid, "message") == []
+    assert_serves(server)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_chunked_post_bodies(start, kind):
+    server = start(kind)
+    client = XhrClient.open(server)
+    packets = [event_packet("echo", "chunked", i, ack_id=i) for i in (1, 2, 3)]
+    body = "".join(f"{FRAME}{len(p)}{FRAME}{p}" for p in packets).encode("utf-8")
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + 7]), body[i:i + 7])
+                      for i in range(0, len(body), 7)) + b"0\r\n\r\n"
+    status, _, answer = raw_request(
+        server, f"POST {poll_path(client.sid)} HTTP/1.1\r\nTransfer-Encoding: chunked", chunks)
+    assert (status, answer) == (200, b"1")
+    client.collect(lambda got: all(ack_of(got, i) for i in (1, 2, 3)))
+    assert [ack_of(client.received, i) for i in (1, 2, 3)] == \
+        [f'6:::{i}+["chunked",{i}]' for i in (1, 2, 3)]
+    assert_serves(server)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_chunked_post_over_the_limit_is_refused(start, kind):
+    server = start(kind)
+    client = XhrClient.open(server)
+    sock = connect(server)
+    try:
+        sock.sendall(f"POST {poll_path(client.sid)} HTTP/1.1\r\nHost: {server.host}\r\n"
+                     f"Transfer-Encoding: chunked\r\n\r\n".encode())
+        # one chunk that declares more than the limit; only the limit and one
+        # byte of it are sent, and never its end
+        sock.sendall(b"%x\r\n" % (4 * LIMIT) + b"3" * (LIMIT + 1))
+        status, _, _ = read_response(sock)
+    finally:
+        sock.close()
+    assert status == 413
+    assert client.get().text == "7:::1+0"
+    assert_serves(server)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_post_without_a_length_is_an_empty_body(start, kind):
+    """Neither Content-Length nor chunked: HTTP/1.1 says there is no body. The
+    server must answer, not wait for the client to close."""
+    server = start(kind)
+    client = XhrClient.open(server)
+    status, _, answer = raw_request(server, f"POST {poll_path(client.sid)} HTTP/1.1")
+    assert (status, answer) == (200, b"1")
+    assert client.call("echo", "after", ack_id=1) == ["after"]
+    assert_serves(server)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("length", ["-5", "+5", "abc", "1e3"])
+def test_post_with_an_invalid_length_is_refused(start, kind, length):
+    server = start(kind)
+    client = XhrClient.open(server)
+    status, _, _ = raw_request(
+        server, f"POST {poll_path(client.sid)} HTTP/1.1\r\nContent-Length: {length}", b"3:::x")
+    assert status == 400
+    assert_serves(server)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_post_that_is_not_utf8(start, kind):
+    server = start(kind)
+    client = XhrClient.open(server)
+    for body in (b"\xff\xfe3:::x", b"3:::\xed\xa0\x80", b"5:::{\"name\":\"e\xc3\"}"):
+        response = requests.post(server.url + poll_path(client.sid), data=body, timeout=30)
+        assert response.status_code == 400
+    jsonp = XhrClient.open(server)
+    response = requests.post(server.url + poll_path(jsonp.sid, "jsonp-polling"),
+                             data=b"d=%22%FF%22", timeout=30,
+                             headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert response.status_code == 400
+    # the sessions live on
+    assert client.call("echo", "after", ack_id=1) == ["after"]
+    assert_serves(server)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_jsonp_index_is_never_reflected(start, kind):
+    server = start(kind)
+    client = XhrClient.open(server)
+    url = server.url + poll_path(client.sid, "jsonp-polling")
+    for index in ("9" * 10_000, "9" * 11, "-1", "1e3", "0x10", "\u0661", "1;alert(1)", ""):
+        response = requests.get(url, params={"i": index}, timeout=30)
+        assert 400 <= response.status_code < 500, (index[:20], response.status_code)
+        assert index[:11] not in response.text or not index
+    assert_serves(server)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_forced_disconnect_of_unknown_sids(start, kind):
+    server = start(kind)
+    client = XhrClient.open(server)
+    for i in range(50):
+        sid = base64.urlsafe_b64encode(os.urandom(15)).decode()
+        for path in (poll_path(sid), f"/socket.io/1//{sid}/", poll_path(sid, "websocket"),
+                     poll_path(client.sid[:-1] + "_")):
+            response = requests.get(server.url + path, params={"disconnect": "1"}, timeout=30)
+            assert (response.status_code, response.text) == (200, "")
+    assert client.call("echo", "untouched", ack_id=1) == ["untouched"]
+    assert_serves(server)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_unknown_transports(start, kind):
+    server = start(kind)
+    client = XhrClient.open(server)
+    for transport in ("xhr-multipart", "WEBSOCKET", "%2e%2e", "%00", "x" * 1000, "xhr-polling "):
+        for method in ("GET", "POST"):
+            response = requests.request(method, f"{server.url}/socket.io/1/{transport}/{client.sid}",
+                                        data=b"3:::x", timeout=30)
+            assert response.status_code == 400, (transport[:10], method, response.status_code)
+    assert client.call("echo", "after", ack_id=1) == ["after"]
+    assert_serves(server)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_huge_query_strings(start, kind):
+    server = start(kind)
+    client = XhrClient.open(server)
+    for query in ("x=" + "9" * 60_000, "&".join(["a=1"] * 10_000)):
+        for path in ("/socket.io/1/", poll_path(client.sid)):
+            response = requests.post(f"{server.url}{path}?{query}", data=b"2::", timeout=30)
+            # gunicorn refuses a long request line itself (414); Werkzeug lets
+            # it through and the server answers normally
+            assert response.status_code in (200, 414), response.status_code
+    assert client.call("echo", "after", ack_id=1) == ["after"]
+    assert_serves(server)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_options_everywhere(start, kind):
+    server = start(kind)
+    client = XhrClient.open(server)
+    paths = ["/socket.io/1/", "/socket.io/1/?jsonp=3", poll_path(client.sid),
+             poll_path(client.sid, "jsonp-polling"), poll_path(client.sid, "htmlfile"),
+             poll_path(client.sid, "websocket"), poll_path("unknownsid12345678"),
+             f"/socket.io/1//{client.sid}/", "/socket.io/1/nosuchtransport/x",
+             poll_path(client.sid) + "?disconnect=1"]
+    for path in paths:
+        response = requests.options(server.url + path, headers={"Origin": server.url}, timeout=30)
+        assert response.status_code == 200, (path, response.status_code)
+        assert response.text == ""
+        assert "OPTIONS" in response.headers["Access-Control-Allow-Methods"]
+    # a preflight never ends the session, however its URL looks
+    assert client.call("echo", "after", ack_id=1) == ["after"]
+    response = requests.options(server.url + "/socket.io/", timeout=30)
+    assert response.status_code == 200
+    assert_serves(server)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("kind", KINDS)
+def test_bad_websocket_upgrades(start, kind, mode):
+    server = start(kind, mode)
+    sid = handshake(server)[0]
+    key = "dGhlIHNhbXBsZSBub25jZQ=="
+    path = poll_path(sid, "websocket")
+    upgrade = f"GET {path} HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade"
+    cases = [
+        (f"GET {path} HTTP/1.1", 400),  # no Upgrade at all
+        (f"{upgrade}\r\nSec-WebSocket-Version: 13", 400),  # no key
+        (f"{upgrade}\r\nSec-WebSocket-Key: nope\r\nSec-WebSocket-Version: 13", 400),
+        (f"{upgrade}\r\nSec-WebSocket-Key: {base64.b64encode(b'x' * 15).decode()}\r\n"
+         f"Sec-WebSocket-Version: 13", 400),
+        (f"{upgrade}\r\nSec-WebSocket-Key: {key}", 400),  # no version
+        (f"{upgrade}\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 8", 426),
+        (f"{upgrade}\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 99999999999", 426),
+    ]
+    for head, expected in cases:
+        status, headers, _ = raw_request(server, head)
+        assert status == expected, (head, status)
+        if expected == 426:
+            assert headers.get("sec-websocket-version") == "13"
+    # none of them opened the session: a real WebSocket still can
+    ws = RawWs(server, sid)
+    assert ws.texts_until(lambda got: "1::" in got) == ["1::"]
+    ws.close()
+    assert_serves(server)
+
+
+# ---------------------------------------------------------------------------
+# 2. packet level, over POST and over WebSocket
+# ---------------------------------------------------------------------------
+
+
+class Channel:
+    """One session over xhr-polling (POSTs) or a WebSocket, the same methods."""
+
+    def __init__(self, server, transport: str):
+        self.server = server
+        self.transport = transport
+        if transport == "xhr-polling":
+            self.xhr = XhrClient.open(server)
+            self.sid = self.xhr.sid
+            self.received = self.xhr.received
+        else:
+            self.sid, self.ws = open_ws(server)
+            self.received = ["1::"]
+
+    def send(self, data: str) -> None:
+        if self.transport == "xhr-polling":
+            response = self.xhr.post(data)
+            assert response.status_code == 200, response.status_code
+        else:
+            self.ws.send_text(data)
+
+    def send_all(self, packets: list[str]) -> None:
+        """Every packet on its own (one POST or frame each)."""
+        for p in packets:
+            self.send(p)
+
+    def wait(self, predicate, timeout: float = 30.0) -> list[str]:
+        if self.transport == "xhr-polling":
+            return self.xhr.collect(predicate, timeout)
+        self.received.extend(self.ws.texts_until(lambda got: predicate(self.received + got)))
+        return self.received
+
+    def call(self, name: str, *args, ack_id: int) -> list:
+        self.send(event_packet(name, *args, ack_id=ack_id))
+        self.wait(lambda got: ack_of(got, ack_id) is not None)
+        data = ack_of(self.received, ack_id).split(":", 3)[3]
+        return json.loads(data.partition("+")[2] or "[]")
+
+    def close(self) -> None:
+        if self.transport == "websocket":
+            self.ws.close()
+
+
+CHANNELS = [("xhr-polling", "hub"), ("websocket", "hub"), ("websocket", "thread")]
+
+
+@pytest.fixture(params=CHANNELS, ids=["xhr", "ws-hub", "ws-thread"])
+def channel(request, start):
+    transport, mode = request.param
+    server = start("sio_run", mode)
+    opened: list[Channel] = []
+
+    def factory() -> Channel:
+        chan = Channel(server, transport)
+        opened.append(chan)
+        return chan
+
+    factory.server = server
+    yield factory
+    for chan in opened:
+        chan.close()
+
+
+def test_payload_of_100000_tiny_packets_is_dropped_whole(channel):
+    chan = channel()
+    packets = FRAME + "5" + FRAME + "3:::x"
+    payload = packets * 80_000  # 960,000 bytes, under the limit
+    assert len(payload.encode("utf-8")) <= LIMIT
+    chan.send(payload)
+    assert chan.call("echo", "after", ack_id=1) == ["after"]
+    # more than the codec's max_packets (10,000): none of them was dispatched
+    assert events_of(channel.server, chan.sid, "message") == []
+    log = Watched(channel.server)
+    log.mark = 0
+    assert f"INFO:flask_sio09:session {chan.sid}: bad payload dropped" in log.new_log()
+    assert_serves(channel.server)
+
+
+MALFORMED = [
+    FRAME + "1000000000000" + FRAME + "5:1+::{\"name\":\"echo\"}",  # length 10^12
+    FRAME + "9999999999" + FRAME + "5:1+::{\"name\":\"echo\"}",  # past the end
+    FRAME + "12" + FRAME + "5:1+::{\"name\":\"echo\"}" + FRAME,
+    '5:2+::{"name":"echo","args":' + "[" * 10_000 + "]" * 10_000 + "}",
+    '5:3+::{"name":"echo","args":[' + "[" * 101 + "]" * 101 + "]}",
+    '5:4+::{"name":"echo","args":[' + "9" * 10_000 + "]}",
+    '5:5+::{"name":"echo","args":[1e400,-1e400]}',
+    "6:::" + "9" * 30,
+    "5:" + "4" * 30 + '+::{"name":"echo"}',
+    '5:6+::{"name":1}',
+    '5:7+::{"name":null,"args":[]}',
+    '5:8+::{"name":["echo"],"args":[1]}',
+    '5:9+::{"name":{"echo":1}}',
+    '5:10+::{"name":"echo","args":"x"}',
+    '5:11+::{"name":"echo","args":{"0":1}}',
+    '5:12+::["echo",1]',
+    '5:13+::"echo"',
+    '5:14+::{"name":"echo","args":[NaN]}',
+    '5:15+::{"name":"disconnect","args":[]}',
+    "7:::9+9",
+    "7::/nope:99",
+    "7:::+",
+    "7:::abc+def",
+    "7:::" + "9" * 10_000,
+    "6:::424242",
+    '6:::77+["never sent"]',
+    "6::/nope:1+[]",
+    "99::",
+    "9::",
+    ":::",
+    "5",
+    "5:",
+    "5::",
+    "\x00",
+]
+
+
+def test_malformed_packets_are_dropped_and_the_session_lives(channel):
+    chan = channel()
+    chan.send_all(MALFORMED)
+    assert chan.call("echo", "fine", ack_id=100) == ["fine"]
+    # handlers run in order: any ack for the ones above would have come first
+    assert [p for p in chan.received if p.startswith("6:")] == ['6:::100+["fine"]']
+    assert chan.call("whoami", ack_id=101) == [chan.sid, ""]
+    assert_serves(channel.server)
+
+
+def test_connect_to_500_namespaces(channel):
+    chan = channel()
+    chan.send_all([f"1::/h{i}" for i in range(500)])
+    names = [f"/h{i}" for i in range(500)]
+
+    def answered(got):
+        return sum(1 for p in got if p.startswith(("1::/h", "7::/h"))) >= 500
+
+    got = chan.wait(answered)
+    accepted = [p[3:] for p in got if p.startswith("1::/h")]
+    refused = [p[3:-2] for p in got if p.startswith("7::/h")]
+    # the global namespace counts: 99 more may be joined (MAX_NAMESPACES_PER_SESSION)
+    assert accepted == names[:99]
+    assert refused == names[99:]
+    assert all(p.endswith(":2") for p in got if p.startswith("7::/h"))
+    assert chan.call("echo", "ok", ack_id=1) == ["ok"]
+    assert_serves(channel.server)
+
+
+ODD_ENDPOINTS = ["/a b", "/ü😀", "/a\u2028b", "/<script>alert(1)</script>", "/../..", "/%00",
+                 "/a/b/c", "/+", "/" + "x" * 10_000, "/\\", '/"', "/\t\r\n"]
+
+
+def test_endpoints_with_odd_characters(channel):
+    chan = channel()
+    chan.send_all([f"1::{e}" for e in ODD_ENDPOINTS] + ["1::/q?a=b&c=d"])
+    got = chan.wait(lambda got: "1::/q" in got)
+    assert [p for p in got if p.startswith("1::/")] == \
+        [f"1::{e}" for e in ODD_ENDPOINTS] + ["1::/q"]
+    for i, endpoint in enumerate(ODD_ENDPOINTS[:4], start=1):
+        chan.send(f"3:{i}:{endpoint}:hi")  # a plain ack comes back on the same endpoint
+    chan.wait(lambda got: all(ack_of(got, i, e) for i, e in enumerate(ODD_ENDPOINTS[:4], 1)))
+    assert chan.call("echo", "ok", ack_id=50) == ["ok"]
+    assert_serves(channel.server)
+
+
+def test_lone_surrogates_from_a_client_are_written_as_replacement_characters(channel):
+    chan = channel()
+    chan.send('5:::{"name":"send_text","args":["a\\ud800b"]}')  # the handler send()s it raw
+    got = chan.wait(lambda got: any(p.startswith("3:::") for p in got))
+    assert "3:::a\ufffdb" in got
+    chan.send('5:1+::{"name":"echo","args":["a\\ud800b"]}')
+    got = chan.wait(lambda got: ack_of(got, 1) is not None)
+    assert ack_of(got, 1) == '6:::1+["a\\ud800b"]'  # inside JSON the escape is kept
+    assert_serves(channel.server)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_jsonp_post_with_lone_surrogates(start, kind):
+    server = start(kind)
+    sid = handshake(server)[0]
+    url = server.url + poll_path(sid, "jsonp-polling")
+    assert requests.get(url, params={"i": "1"}, timeout=30).text == 'io.j[1]("1::");'
+
+    def post(payload: str) -> None:
+        body = "d=" + quote(json.dumps(payload))
+        response = requests.post(url, data=body, timeout=30,
+                                 headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert (response.status_code, response.text) == (200, "1")
+
+    post("1::/\ud800")
+    post("3:1:/\ud800:x\udfff")
+    post('5:2+::{"name":"echo","args":["\\ud800"]}')
+    seen = ""
+    for _ in range(10):
+        seen += requests.get(url, params={"i": "1"}, timeout=30).text
+        if "6:::2+" in seen:
+            break
+    assert "1::/\ufffd" in seen and "6::/\ufffd:1" in seen
+    assert '6:::2+[\\"\\\\ud800\\"]' in seen
+    assert_serves(server)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_websocket_message_at_the_limit_and_one_byte_over(start, mode):
+    server = start("sio_run", mode)
+    sid, ws = open_ws(server)
+    prefix = '5:1+::{"name":"echo","args":["'
+    filler = "y" * (LIMIT - len(prefix) - len('"]}'))
+    ws.send_text(prefix + filler + '"]}')
+    assert ws.texts_until(lambda got: got[-1].startswith("6:::1+"))[-1] == f'6:::1+["{filler}"]'
+    ws.send_text(prefix + filler + 'y"]}')
+    assert ws.close_code() == 1009
+    ws.close()
+    server.wait_events(lambda evs: any(e["event"] == "disconnect" for e in evs), sid=sid,
+                       what="the disconnect handler of the session that sent too much")
+    assert_serves(server)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(("frame", "code"), [
+    (RawWs.frame(b"3:::\xff\xfe"), 1007),
+    (RawWs.frame("5:::{\"name\":\"é\"}".encode()[:-3]), 1007),  # cut inside a character
+    (RawWs.frame(b"3:::unmasked", mask=False), 1002),
+    (RawWs.frame(b"3:::x", opcode=3), 1002),  # reserved opcode
+    (bytes([0xC1]) + RawWs.frame(b"3:::x")[1:], 1002),  # RSV1 without an extension
+    (RawWs.frame(b"x" * 126, opcode=9), 1002),  # control frame over 125 bytes
+    (RawWs.frame(b"3:::x", opcode=0), 1002),  # continuation of nothing
+], ids=["bad-utf8", "cut-utf8", "unmasked", "opcode-3", "rsv1", "big-ping", "stray-cont"])
+def test_websocket_protocol_violations_get_their_close_code(start, mode, frame, code):
+    server = start("sio_run", mode)
+    sid, ws = open_ws(server)
+    ws.sock.sendall(frame)
+    assert ws.close_code() == code
+    ws.close()
+    server.wait_events(lambda evs: any(e["event"] == "disconnect" for e in evs), sid=sid,
+                       what="the disconnect handler")
+    assert_serves(server)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("kind", KINDS)
+def test_nothing_follows_the_close_frame(start, kind, mode):
+    """After its close frame the server writes nothing more on the connection
+    (Werkzeug used to append an HTTP status line in thread mode)."""
+    server = start(kind, mode)
+
+    def rest_after_close(ws: RawWs) -> bytes:
+        code = ws.close_code()
+        assert code == 1000
+        ws.sock.settimeout(10)
+        rest = ws.buffer
+        while True:
+            try:
+                chunk = ws.sock.recv(65536)
+            except (ConnectionResetError, socket.timeout):
+                break
+            if not chunk:
+                break
+            rest += chunk
+        ws.close()
+        return rest
+
+    # the session is unknown: the server sends 7:::1+0 and closes
+    ws = RawWs(server, "nosuchsession1234567")
+    assert ws.texts_until(lambda got: bool(got)) == ["7:::1+0"]
+    assert rest_after_close(ws) == b""
+    # the client says 0::: the server echoes it and closes
+    sid, ws = open_ws(server)
+    ws.send_text("0::")
+    assert ws.texts_until(lambda got: "0::" in got)[-1] == "0::"
+    assert rest_after_close(ws) == b""
+    assert_serves(server)
