@@ -150,7 +150,7 @@ class Hub:
         now = self.clock()
         while self._timers and self._timers[0][0] <= now:
             _, _, conn = heapq.heappop(self._timers)
-            if conn.lingering:
+            if conn.lingering or conn.flush_overdue(now):
                 conn.close()
             elif not conn.closed:
                 conn.on_timer(now)
@@ -164,10 +164,24 @@ class Hub:
                     self._woken = False
                     return
             for fn in calls:
-                fn()
+                self._guarded(fn)
             for conn in dirty:
                 if not conn.closed:
-                    conn.flush()
+                    self._guarded(conn.flush, conn)
+
+    @staticmethod
+    def _guarded(fn: Callable[[], None], conn: HubConnection | None = None) -> None:
+        """Run one connection's work; if it fails, that connection is dropped
+        and the others still get their turn in this pass."""
+        try:
+            fn()
+        except Exception:
+            logger.exception("hub: a connection failed")
+            if conn is not None:
+                try:
+                    conn.lost()
+                except Exception:
+                    conn.close()
 
 
 class HubConnection:
@@ -185,6 +199,8 @@ class HubConnection:
         self.closed = False
         self._close_when_flushed = False
         self.lingering = False
+        #: when a connection still flushing its last bytes is dropped anyway
+        self._flush_deadline: float | None = None
         self._events = READ
         # guards ``out``, sending and closing: a handler thread may write
         # directly (see HubWebSocket.wake); never held across server calls
@@ -201,10 +217,20 @@ class HubConnection:
         self._send()
 
     def close_after_flush(self) -> None:
-        """Close once everything queued is sent."""
+        """Close once everything queued is sent, or after ``close_timeout``
+        if the peer stops reading: it must not keep the socket and the unsent
+        bytes for ever (a session closed for outbox overflow ends here)."""
         self._close_when_flushed = True
         if not self.out:
             self._finish()
+        elif self._flush_deadline is None:
+            self._flush_deadline = self.hub.clock() + self.server.options.close_timeout
+            self.hub.add_timer(self._flush_deadline, self)
+
+    def flush_overdue(self, now: float) -> bool:
+        """True when the last bytes were not all taken by the flush deadline."""
+        return self._flush_deadline is not None and now >= self._flush_deadline \
+            and not self.closed and not self.lingering
 
     def _finish(self) -> None:
         """Half-close, then close once the peer closes its side (or after
