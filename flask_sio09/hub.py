@@ -239,12 +239,12 @@ class HubConnection:
         bytes (a ``0::``, a close frame) before the peer has read them."""
         if self.closed or self.lingering:
             return
+        self.lingering = True  # before the peer can see our end of stream
         try:
             self.sock.shutdown(socket.SHUT_WR)
         except OSError:
             self.close()
             return
-        self.lingering = True
         if self._events != READ:
             self._events = READ
             self.hub.modify(self, READ)
