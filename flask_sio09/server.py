@@ -142,6 +142,9 @@ class Server:
         self._lock = threading.Lock()
         #: closed sessions whose last packets wait for a poll: sid -> (session, since)
         self._draining: dict[str, tuple[Session, float]] = {}
+        #: transports of closed sessions to cut off (``abort()``) at a deadline,
+        #: in case their thread is stuck writing to a client that stopped reading
+        self._closing: list[tuple[Any, float]] = []
         #: (sid, endpoint) disconnected from inside their own connect handler
         self._leave_after_connect: set[tuple[str, str]] = set()
         self.manager = MemoryManager(self._deliver)
@@ -242,10 +245,13 @@ class Server:
 
     def close_session(self, session: Session, reason: str) -> None:
         """End the session; disconnect handlers run once per namespace."""
+        transport = session.transport  # before close() wakes it and it lets go
         if not session.close(reason):
             return
         with self._lock:
             self.sessions.pop(session.sid, None)
+            if transport is not None and hasattr(transport, "abort"):
+                self._closing.append((transport, self.clock() + self.options.close_timeout))
             if session.transport is None and session.has_outbox():
                 # no transport to carry the last packets: keep them for the
                 # next poll (a client told "0::" does not reconnect; one told
@@ -462,6 +468,11 @@ class Server:
             for sid, (_, since) in list(self._draining.items()):
                 if now - since > opts.close_timeout:
                     del self._draining[sid]
+            due = [t for t, when in self._closing if now >= when]
+            if due:
+                self._closing = [(t, when) for t, when in self._closing if now < when]
+        for transport in due:
+            transport.abort()
         for session in list(self.sessions.values()):
             transport = session.transport
             if session.detached_since is not None:

@@ -11,6 +11,7 @@ the CORS headers. The htmlfile GET is the one response written in pieces
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -463,9 +464,22 @@ class ThreadWebSocket:
 
     def __init__(self, ws: Any) -> None:
         self.ws = ws
+        #: set once the request is over and the socket is the WSGI server's again
+        self.done = False
 
     def wake(self) -> None:
         self.ws.event.set()
+
+    def abort(self) -> None:
+        """The session closed ``close_timeout`` ago and this connection is
+        still open: its thread is stuck sending to a client that stopped
+        reading. Shutting the socket down unblocks it."""
+        if not self.done:
+            logger.info("websocket still open long after its session closed; cut off")
+            try:
+                self.ws.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
 
 def serve_websocket(server: Server, sid: str, environ: dict[str, Any],
@@ -489,19 +503,23 @@ def serve_websocket(server: Server, sid: str, environ: dict[str, Any],
         logger.info("websocket upgrade failed: %s", exc)
         return _finish(environ, start_response, _response("400 Bad Request", ""))
     session = server.get_session(sid)
-    if session is None:
-        _send_quietly(ws, [NOT_HANDSHAKEN])
-    else:
-        _pump(server, session, ThreadWebSocket(ws))
+    transport = ThreadWebSocket(ws)
     try:
-        ws.close()
-    except Exception:  # already closed by the peer
-        pass
-    # Let the client answer the close frame before the WSGI server closes the
-    # connection (RFC 6455 §7.1.1): simple-websocket's reader closes the socket
-    # when the answer comes. Closing with the client's bytes unread would reset
-    # the connection and could destroy our last frames (a "0::") in flight.
-    ws.thread.join(timeout=CLOSE_HANDSHAKE_SECONDS)
+        if session is None:
+            _send_quietly(ws, [NOT_HANDSHAKEN])
+        else:
+            _pump(server, session, transport)
+        try:
+            ws.close()
+        except Exception:  # already closed by the peer
+            pass
+        # Let the client answer the close frame before the WSGI server closes the
+        # connection (RFC 6455 §7.1.1): simple-websocket's reader closes the socket
+        # when the answer comes. Closing with the client's bytes unread would reset
+        # the connection and could destroy our last frames (a "0::") in flight.
+        ws.thread.join(timeout=CLOSE_HANDSHAKE_SECONDS)
+    finally:
+        transport.done = True
     return _end_upgraded_call(ws, start_response)
 
 
@@ -542,7 +560,12 @@ def _end_upgraded_call(ws: Any, start_response: StartResponse) -> Iterable[bytes
     if mode == "werkzeug":
         # Werkzeug would write its status line after our close frame; a
         # ConnectionError makes it drop the connection silently (flask-sock
-        # does the same)
+        # does the same). It would then wait on the socket for a next request
+        # (the upgrade was HTTP/1.1 keep-alive): shut it down, so it sees the end.
+        try:
+            ws.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         raise ConnectionError("websocket closed")
     start_response("200 OK", [("Content-Length", "0")])
     return []

@@ -133,10 +133,12 @@ def connect(server, timeout: float = 30.0, rcvbuf: int | None = None) -> socket.
     return sock
 
 
-def read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
+def read_response(sock: socket.socket, pending: bytearray | None = None
+                  ) -> tuple[int, dict[str, str], bytes]:
     """One HTTP response: status, headers (lower-case names), body (by
-    Content-Length, chunked, or up to the close)."""
-    data = b""
+    Content-Length, or up to the close). ``pending`` carries bytes read past
+    this response over to the next call (pipelining)."""
+    data = bytes(pending or b"")
     while b"\r\n\r\n" not in data:
         chunk = sock.recv(65536)
         if not chunk:
@@ -149,6 +151,8 @@ def read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
     for line in lines[1:]:
         name, _, value = line.partition(":")
         headers[name.strip().lower()] = value.strip()
+    if pending is not None:
+        pending.clear()
     if "content-length" in headers:
         length = int(headers["content-length"])
         while len(rest) < length:
@@ -156,6 +160,8 @@ def read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
             if not chunk:
                 break
             rest += chunk
+        if pending is not None:
+            pending += rest[length:]
         return status, headers, rest[:length]
     if status == 101:
         return status, headers, rest
@@ -792,4 +798,331 @@ def test_nothing_follows_the_close_frame(start, kind, mode):
     ws.send_text("0::")
     assert ws.texts_until(lambda got: "0::" in got)[-1] == "0::"
     assert rest_after_close(ws) == b""
+    assert_serves(server)
+
+
+# ---------------------------------------------------------------------------
+# 3. resource exhaustion
+# ---------------------------------------------------------------------------
+
+
+def worker_pid(server) -> int:
+    """The process that serves requests (gunicorn's one worker, or the server)."""
+    if server.kind != "gunicorn":
+        return server.proc.pid
+    pid = server.proc.pid
+    children = open(f"/proc/{pid}/task/{pid}/children").read().split()
+    assert len(children) == 1, children
+    return int(children[0])
+
+
+def rss_kb(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def holds_connection(pid: int, server_port: int, client: socket.socket) -> bool:
+    """Whether process ``pid`` still has the server end of ``client``'s TCP
+    connection open (Linux: /proc/net/tcp and the process's fds)."""
+    client_port = client.getsockname()[1]
+    inode = None
+    with open("/proc/net/tcp") as table:
+        for line in table.readlines()[1:]:
+            fields = line.split()
+            local_port = int(fields[1].split(":")[1], 16)
+            remote_port = int(fields[2].split(":")[1], 16)
+            if (local_port, remote_port) == (server_port, client_port):
+                inode = fields[9]
+    if inode in (None, "0"):
+        return False
+    target = f"socket:[{inode}]"
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") == target:
+                return True
+        except OSError:
+            pass
+    return False
+
+
+def pipelined_handshakes(server, count: int, connections: int = 4, batch: int = 250) -> list[str]:
+    """``count`` handshakes, pipelined over a few keep-alive connections
+    (gunicorn keeps them alive); returns the sids."""
+    request = f"GET /socket.io/1/ HTTP/1.1\r\nHost: {server.host}\r\n\r\n".encode()
+    sids: list[str] = []
+    socks = [connect(server) for _ in range(connections)]
+    try:
+        while len(sids) < count:
+            for sock in socks:
+                n = min(batch, count - len(sids))
+                if n <= 0:
+                    break
+                sock.sendall(request * n)
+                pending = bytearray()
+                for _ in range(n):
+                    status, _, body = read_response(sock, pending)
+                    assert status == 200, (status, body)
+                    sids.append(body.decode().split(":")[0])
+    finally:
+        for sock in socks:
+            sock.close()
+    return sids
+
+
+FLOOD = 20_000
+FLOOD_CLOSE_TIMEOUT = 12  # longer than a flood takes, so the first figure counts all of them
+
+
+def test_handshake_flood_is_reaped_and_its_memory_reused(start, record_property):
+    server = start("gunicorn", "hub", fresh=True, close_timeout=FLOOD_CLOSE_TIMEOUT,
+                   polling_duration=2, heartbeat_interval=2, heartbeat_timeout=6)
+    pid = worker_pid(server)
+    assert_serves(server)  # warm every code path first
+    before = rss_kb(pid)
+    sids = pipelined_handshakes(server, FLOOD)
+    flooded_at = time.monotonic()
+    assert len(set(sids)) == FLOOD
+    after_first = rss_kb(pid)
+    per_handshake = (after_first - before) * 1024 / FLOOD
+    record_property("rss_bytes_per_unused_handshake", round(per_handshake))
+    print(f"\nRSS {before} kB -> {after_first} kB after {FLOOD} unused handshakes: "
+          f"{per_handshake:.0f} bytes each")
+    assert per_handshake < 16_384
+    # none was ever opened: every one is forgotten after the unused-handshake
+    # timeout, min(close_timeout, 30 s). Probing a live one would open it, so
+    # the probe waits for that server timer (plus the monitor's tick and slack)
+    time.sleep(max(0.0, flooded_at + FLOOD_CLOSE_TIMEOUT + 5 - time.monotonic()))
+    sample = sids[:: FLOOD // 40] + [sids[-1]]
+    answers = [requests.get(server.url + poll_path(sid), timeout=30).text for sid in sample]
+    assert answers == ["7:::1+0"] * len(sample)
+    # the same flood again fits in the memory the first one left behind
+    pipelined_handshakes(server, FLOOD)
+    after_second = rss_kb(pid)
+    print(f"RSS after reaping and a second flood: {after_second} kB")
+    record_property("rss_kb_after_second_flood", after_second)
+    assert after_second - before < 1.5 * (after_first - before) + 8192
+    assert_serves(server)
+
+
+OUTBOX = 200_000
+OUTBOX_CLOSE_TIMEOUT = 3
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("outbox", [OUTBOX, 8_000_000], ids=["small-outbox", "8MB-outbox"])
+def test_client_that_never_reads(start, mode, outbox):
+    """The server emits to a WebSocket whose client reads nothing: its session
+    is closed at max_outbox_bytes, the server lets go of the connection (the
+    8 MB outbox is more than the kernel buffers take, so the server's writer
+    is stuck when the session closes), its memory stays bounded, and others
+    are served meanwhile."""
+    server = start("sio_run", mode, max_outbox_bytes=outbox, close_timeout=OUTBOX_CLOSE_TIMEOUT,
+                   polling_duration=1, heartbeat_interval=2, heartbeat_timeout=10)
+    pid = worker_pid(server)
+    assert_serves(server)
+    before = rss_kb(pid)
+    sid = handshake(server)[0]
+    sloth = RawWs(server, sid, rcvbuf=4096)
+    offered = 0
+    for _ in range(40):  # at most 40 MB offered
+        server.server_emit("big", "z" * 10_000, to=sid, count=100)
+        offered += 100 * 10_000
+        if events_of(server, sid, "disconnect"):
+            break
+        assert_serves(server, websocket=False)  # others are served while it fills up
+    server.wait_events(lambda evs: any(e["event"] == "disconnect" for e in evs), sid=sid,
+                       what="the disconnect of the session that never reads")
+    grown = rss_kb(pid) - before
+    print(f"\n{mode}: closed after {offered} bytes offered; RSS grew {grown} kB")
+    assert grown < 64 * 1024
+    # the server lets go of the connection (the hub after close_timeout)
+    wait_until(lambda: not holds_connection(pid, server.port, sloth.sock),
+               timeout=OUTBOX_CLOSE_TIMEOUT + 30,
+               message="the server to drop the connection of a client that never reads")
+    assert len(events_of(server, sid, "disconnect")) == 1
+    sloth.close()
+    assert_serves(server)
+
+
+def test_polling_client_that_never_polls(start):
+    server = start("sio_run", "hub", max_outbox_bytes=OUTBOX, close_timeout=OUTBOX_CLOSE_TIMEOUT,
+                   polling_duration=1, heartbeat_interval=2, heartbeat_timeout=10)
+    client = XhrClient.open(server)
+    for _ in range(10):
+        server.server_emit("big", "z" * 10_000, to=client.sid, count=10)
+        if events_of(server, client.sid, "disconnect"):
+            break
+    server.wait_events(lambda evs: any(e["event"] == "disconnect" for e in evs), sid=client.sid,
+                       what="the disconnect of the session whose outbox overflowed")
+    assert_serves(server)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_slowloris_websocket_does_not_stall_others(start, mode):
+    server = start("sio_run", mode)
+    sid, slow = open_ws(server)
+    frame = RawWs.frame(event_packet("echo", "s" * 100, ack_id=9).encode())
+    others_done = threading.Event()
+    sent = [0]
+
+    def drip():
+        for i in range(len(frame)):
+            slow.sock.sendall(frame[i:i + 1])
+            sent[0] = i + 1
+            if not others_done.is_set():
+                others_done.wait(0.1)  # one byte per 100 ms until the others are done
+
+    dripper = threading.Thread(target=drip, daemon=True)
+    dripper.start()
+    for _ in range(3):
+        assert_serves(server)
+    done_at = sent[0]
+    others_done.set()
+    dripper.join(30)
+    # the others were served while the slow frame was still arriving...
+    assert done_at < len(frame), (done_at, len(frame))
+    # ...and the slow frame, once whole, is handled like any other
+    got = slow.texts_until(lambda got: any(p.startswith("6:::9+") for p in got))
+    assert got[-1] == '6:::9+["' + "s" * 100 + '"]'
+    slow.close()
+
+
+PARKED = 500
+
+
+def test_500_parked_long_polls_on_50_threads(start):
+    """gunicorn --threads 50 in hub mode: 500 long-polls wait at once, all are
+    answered with 8:: after polling_duration, and new clients are served
+    while they wait."""
+    server = start("gunicorn", "hub")
+    http = requests.Session()
+    sids = []
+    for _ in range(PARKED):
+        sid = http.get(server.url + "/socket.io/1/", timeout=30).text.split(":")[0]
+        assert http.get(server.url + poll_path(sid), timeout=30).text == "1::"
+        sids.append(sid)
+    selector = selectors.DefaultSelector()
+    socks = []
+    try:
+        for sid in sids:
+            sock = connect(server)
+            sock.sendall(f"GET {poll_path(sid)}?t=1 HTTP/1.1\r\nHost: {server.host}\r\n\r\n".encode())
+            socks.append(sock)
+        # every one of the 50 threads could be holding a poll; none is
+        for _ in range(2):
+            assert_serves(server)
+        answers: dict[socket.socket, bytes] = {}
+        for sock in socks:
+            sock.setblocking(False)
+            selector.register(sock, selectors.EVENT_READ, bytearray())
+        deadline = time.monotonic() + 60
+        while len(answers) < PARKED and time.monotonic() < deadline:
+            for key, _ in selector.select(timeout=1.0):
+                try:
+                    chunk = key.fileobj.recv(65536)
+                except BlockingIOError:
+                    continue
+                key.data.extend(chunk)
+                if not chunk or (b"\r\n\r\n" in key.data and key.data.endswith(b"8::")):
+                    answers[key.fileobj] = bytes(key.data)
+                    selector.unregister(key.fileobj)
+        assert len(answers) == PARKED, f"{len(answers)} of {PARKED} polls answered"
+        bodies = {a.partition(b"\r\n\r\n")[2] for a in answers.values()}
+        statuses = {a.split(b" ", 2)[1] for a in answers.values()}
+        assert (statuses, bodies) == ({b"200"}, {b"8::"})
+    finally:
+        selector.close()
+        for sock in socks:
+            sock.close()
+    assert_serves(server)
+
+
+DROPPED = 200
+
+
+@pytest.mark.parametrize(("kind", "mode"), [("gunicorn", "hub"), ("sio_run", "hub"),
+                                            ("sio_run", "thread")])
+def test_200_websockets_dropped_at_once(start, kind, mode):
+    """Every disconnect handler runs exactly once (gunicorn's 50 threads
+    cannot hold 200 thread-mode WebSockets, so thread mode runs on sio.run)."""
+    server = start(kind, mode)
+    opened = []
+    for _ in range(DROPPED):
+        opened.append(open_ws(server))
+    sids = {sid for sid, _ in opened}
+    for i, (_, ws) in enumerate(opened):
+        if i % 2:  # half reset the connection, half close it
+            ws.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        ws.close()
+
+    def all_gone(evs):
+        return {e["sid"] for e in evs if e["event"] == "disconnect"} >= sids
+
+    server.wait_events(all_gone, timeout=60, what=f"{DROPPED} disconnects")
+    assert_serves(server)  # one more round trip for any late duplicate
+    counts: dict[str, int] = {}
+    for e in server.events():
+        if e["sid"] in sids and e["event"] in ("connect", "disconnect"):
+            counts[(e["sid"], e["event"])] = counts.get((e["sid"], e["event"]), 0) + 1
+    assert sorted(set(counts.values())) == [1]
+    assert len(counts) == 2 * DROPPED
+
+
+def test_concurrent_emits_to_one_session(channel):
+    """20 background threads emit to one client at once: each emitter's order
+    holds and nothing is lost."""
+    chan = channel()
+    threads, count = 20, 50
+    assert chan.call("emit_concurrently", threads, count, ack_id=1) == ["started"]
+    marker = '5:::{"name":"par"'
+
+    got = chan.wait(lambda got: sum(1 for p in got if p.startswith(marker)) >= threads * count,
+                    timeout=60)
+    seen: dict[int, list[int]] = {}
+    for p in got:
+        if p.startswith(marker):
+            t, i = json.loads(p.split(":", 3)[3])["args"]
+            seen.setdefault(t, []).append(i)
+    assert sorted(seen) == list(range(threads))
+    assert all(seq == list(range(count)) for seq in seen.values()), \
+        {t: seq[:10] for t, seq in seen.items() if seq != list(range(count))}
+    assert_serves(channel.server)
+
+
+# ---------------------------------------------------------------------------
+# 4. logging under floods
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_flood_of_bad_requests_logs_no_errors(start, kind):
+    server = start(kind)
+    watched = Watched(server)
+    client = XhrClient.open(server)
+    http = requests.Session()
+    url = server.url
+    requests_made = 0
+    for i in range(200):
+        for method, path, body in (
+            ("POST", poll_path(client.sid), b"\xff\xfe"),
+            ("POST", poll_path(client.sid), MALFORMED[i % len(MALFORMED)].encode()),
+            ("GET", f"/socket.io/1/nosuchtransport/{client.sid}", b""),
+            ("GET", poll_path(client.sid, "jsonp-polling") + "?i=x", b""),
+            ("GET", poll_path(client.sid, "websocket"), b""),
+            ("POST", poll_path("nosuchsession" + str(i)), b"3:::x"),
+            ("GET", "/socket.io/7/", b""),
+        ):
+            response = http.request(method, url + path, data=body, timeout=30)
+            assert response.status_code < 500 or path == "/socket.io/7/"
+            requests_made += 1
+    assert client.call("echo", "after", ack_id=999) == ["after"]
+    library = [line for line in watched.new_log().splitlines()
+               if line.split(":", 2)[1:2] == ["flask_sio09"]]
+    assert not [line for line in library if not line.startswith(("INFO:", "DEBUG:"))]
+    # at most one line per request, and none carries the peer's bytes
+    assert len(library) <= requests_made
+    assert not [line for line in library if "9" * 50 in line or "[[[[[[[[" in line]
     assert_serves(server)

@@ -285,3 +285,37 @@ def test_chunked_body_is_read_up_to_the_limit():
     env = _environ(b"x" * 5000, chunked=True)
     assert read_body(_Server(), env) is None
     assert env["wsgi.input"].asked == [101]
+
+
+# --- a transport stuck writing to a client that stopped reading ------------------
+
+class _StuckTransport:
+    persistent = True
+
+    def __init__(self):
+        self.aborted = 0
+
+    def wake(self):
+        pass
+
+    def abort(self):
+        self.aborted += 1
+
+
+def test_transport_of_a_closed_session_is_aborted_once_after_close_timeout():
+    now = [1000.0]
+    srv = Server(Options(close_timeout=5), RecordingApp(), clock=lambda: now[0],
+                 monitor=False, synchronous=True)
+    try:
+        session = srv.new_session({"QUERY_STRING": ""})
+        stuck = _StuckTransport()
+        srv.attach(session, stuck)
+        srv.close_session(session, "outbox overflow")
+        srv.monitor_step(now[0] + 4.9)
+        assert stuck.aborted == 0  # it may still finish on its own
+        srv.monitor_step(now[0] + 5.0)
+        assert stuck.aborted == 1
+        srv.monitor_step(now[0] + 60)
+        assert stuck.aborted == 1
+    finally:
+        srv.shutdown()
