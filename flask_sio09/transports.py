@@ -104,7 +104,8 @@ def handle_request(server: Server, route: protocol.Route, environ: dict[str, Any
         if use_hub(server, environ):
             return stream_in_hub(server, result, environ, start_response)
         start_response("200 OK", result.headers)  # no length: sent chunked
-        return stream_chunks(server, result)
+        sock = environ.get("werkzeug.socket") or environ.get("gunicorn.socket")
+        return stream_chunks(server, result, sock if isinstance(sock, socket.socket) else None)
     return _finish(environ, start_response, result, cors=cors)
 
 
@@ -377,11 +378,25 @@ class HTMLFileStream:
 
     persistent = True
 
-    def __init__(self) -> None:
+    def __init__(self, sock: socket.socket | None = None) -> None:
         self.event = threading.Event()
+        self.sock = sock
+        #: set once the body generator has ended
+        self.done = False
 
     def wake(self) -> None:
         self.event.set()
+
+    def abort(self) -> None:
+        """The session closed ``close_timeout`` ago and the WSGI server is
+        still writing this stream to a client that stopped reading: shutting
+        the socket down unblocks it."""
+        if not self.done and self.sock is not None:
+            logger.info("htmlfile stream still open long after its session closed; cut off")
+            try:
+                self.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
 
 @dataclass
@@ -400,16 +415,19 @@ def htmlfile_encode(packets: list[str]) -> bytes:
     return protocol.htmlfile_chunk(packet_codec.frame(packets)).encode("utf-8")
 
 
-def stream_chunks(server: Server, stream: Stream) -> Iterator[bytes]:
+def stream_chunks(server: Server, stream: Stream,
+                  sock: socket.socket | None = None) -> Iterator[bytes]:
     """The body of a stream, pulled by the WSGI server on the request thread:
     the preamble, then one chunk per flush, until the session closes or a newer
     transport replaces this one.
 
     A write that fails (the client went away) makes the WSGI server close this
-    generator, which releases the transport and so ends the session.
+    generator, which releases the transport and so ends the session. ``sock``
+    (the request's socket, when the WSGI server exposes it) lets the server cut
+    off a client that stops reading (``HTMLFileStream.abort``).
     """
     session = stream.session
-    transport = HTMLFileStream()
+    transport = HTMLFileStream(sock)
     try:
         server.attach(session, transport)
     except IllegalTransition:  # the session closed since the request looked it up
@@ -433,6 +451,7 @@ def stream_chunks(server: Server, stream: Stream) -> Iterator[bytes]:
         if leftover:  # e.g. the "0::" of a server-side disconnect
             yield stream.encode(leftover)
     finally:
+        transport.done = True
         if not released:
             server.release(session, transport)
 

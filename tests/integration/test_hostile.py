@@ -947,6 +947,31 @@ def test_client_that_never_reads(start, mode, outbox):
     assert_serves(server)
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_htmlfile_client_that_never_reads(start, mode):
+    server = start("sio_run", mode, max_outbox_bytes=8_000_000,
+                   close_timeout=OUTBOX_CLOSE_TIMEOUT, polling_duration=1, heartbeat_interval=2,
+                   heartbeat_timeout=10)
+    pid = worker_pid(server)
+    sid = handshake(server)[0]
+    sloth = connect(server, rcvbuf=4096)
+    sloth.sendall(f"GET {poll_path(sid, 'htmlfile')} HTTP/1.1\r\nHost: {server.host}\r\n\r\n"
+                  .encode())
+    server.wait_events(lambda evs: any(e["event"] == "connect" for e in evs), sid=sid,
+                       what="the htmlfile stream to open")
+    for _ in range(40):
+        server.server_emit("big", "z" * 10_000, to=sid, count=100)
+        if events_of(server, sid, "disconnect"):
+            break
+    server.wait_events(lambda evs: any(e["event"] == "disconnect" for e in evs), sid=sid,
+                       what="the disconnect of the stream that never reads")
+    wait_until(lambda: not holds_connection(pid, server.port, sloth),
+               timeout=OUTBOX_CLOSE_TIMEOUT + 30,
+               message="the server to drop the htmlfile stream of a client that never reads")
+    sloth.close()
+    assert_serves(server)
+
+
 def test_polling_client_that_never_polls(start):
     server = start("sio_run", "hub", max_outbox_bytes=OUTBOX, close_timeout=OUTBOX_CLOSE_TIMEOUT,
                    polling_duration=1, heartbeat_interval=2, heartbeat_timeout=10)
