@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -606,9 +607,16 @@ def use_hub(server: Server, environ: dict[str, Any]) -> bool:
     if can_take_over(environ):
         return True
     if mode == "hub":
-        logger.warning("websocket_mode='hub' but this server does not expose its socket; "
-                       "using a thread for this connection")
+        # said once per server: every long-poll and upgrade comes here
+        level = logging.DEBUG if server in _told_no_hub else logging.WARNING
+        _told_no_hub.add(server)
+        logger.log(level, "websocket_mode='hub' but this server does not expose its socket; "
+                   "using a thread for this connection")
     return False
+
+
+#: servers already warned that the hub cannot take their connections
+_told_no_hub: weakref.WeakSet[Server] = weakref.WeakSet()
 
 
 def get_hub(server: Server) -> Any:

@@ -319,3 +319,21 @@ def test_transport_of_a_closed_session_is_aborted_once_after_close_timeout():
         assert stuck.aborted == 1
     finally:
         srv.shutdown()
+
+
+def test_hub_mode_without_a_socket_warns_once_per_server(caplog):
+    from flask_sio09.transports import use_hub
+
+    caplog.set_level("DEBUG", logger="flask_sio09")
+    servers = [Server(Options(websocket_mode="hub"), RecordingApp(), monitor=False)
+               for _ in range(2)]
+    try:
+        for server in servers:
+            for _ in range(50):  # say, every long-poll of a TLS server
+                assert use_hub(server, {"wsgi.url_scheme": "https"}) is False
+        warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+        assert len(warnings) == 2
+        assert "does not expose its socket" in warnings[0].getMessage()
+    finally:
+        for server in servers:
+            server.shutdown()
