@@ -277,6 +277,18 @@ class BadBody(ValueError):
     number, or it ended before that length (the client hung up)."""
 
 
+def _discard(stream: Any, length: int) -> None:
+    """Read and drop ``length`` bytes of a body, in bounded pieces."""
+    try:
+        while length > 0:
+            chunk = stream.read(min(length, 65536))
+            if not chunk:
+                return
+            length -= len(chunk)
+    except OSError:
+        pass  # the client went away: nothing to answer anyway
+
+
 def read_body(server: Server, environ: dict[str, Any]) -> bytes | None:
     """The request body, or None when it is larger than ``max_http_buffer_size``
     (a declared length over the limit is refused before any of it is read).
@@ -296,6 +308,11 @@ def read_body(server: Server, environ: dict[str, Any]) -> bytes | None:
     if not (declared.isascii() and declared.isdigit()):
         raise BadBody("invalid Content-Length")
     if len(declared) > 15 or int(declared) > limit:
+        if len(declared) <= 15 and int(declared) <= 2 * limit:
+            # read and drop a body that is only somewhat too large: closing the
+            # connection with it unread would reset it before the client could
+            # read our 413 (a far larger one is refused unread)
+            _discard(stream, int(declared))
         return None
     length = int(declared)
     try:
