@@ -67,7 +67,11 @@ class HubWebSocket(HubConnection):
                 if session is not None and not self._ended:
                     self.server.receive(session, event[1])
             elif kind == "ping":
-                self.write(wsframe.encode_pong(event[1]))
+                # a peer that pings without reading would grow ``out`` without
+                # bound: past HIGH_WATER its pings go unanswered (RFC 6455
+                # §5.5.3 lets an endpoint answer only the latest of them)
+                if len(self.out) < HIGH_WATER:
+                    self.write(wsframe.encode_pong(event[1]))
             elif kind == "close":
                 self.end(1000)
                 return

@@ -557,7 +557,7 @@ def serve_websocket(server: Server, sid: str, environ: dict[str, Any],
         ws.thread.join(timeout=CLOSE_HANDSHAKE_SECONDS)
     finally:
         transport.done = True
-    return _end_upgraded_call(ws, start_response)
+    return _end_upgraded_call(ws, environ, start_response)
 
 
 def _pump(server: Server, session: Session, transport: ThreadWebSocket) -> None:
@@ -587,7 +587,8 @@ def _send_quietly(ws: Any, packets: list[str]) -> bool:
     return True
 
 
-def _end_upgraded_call(ws: Any, start_response: StartResponse) -> Iterable[bytes]:
+def _end_upgraded_call(ws: Any, environ: dict[str, Any],
+                       start_response: StartResponse) -> Iterable[bytes]:
     """End the WSGI call of an upgraded connection without the server writing
     an HTTP response onto the socket."""
     mode = getattr(ws, "mode", "")
@@ -595,15 +596,19 @@ def _end_upgraded_call(ws: Any, start_response: StartResponse) -> Iterable[bytes
         # gunicorn treats StopIteration as "close the connection quietly"
         raise StopIteration()
     if mode == "werkzeug":
-        # Werkzeug would write its status line after our close frame; a
-        # ConnectionError makes it drop the connection silently (flask-sock
-        # does the same). It would then wait on the socket for a next request
-        # (the upgrade was HTTP/1.1 keep-alive): shut it down, so it sees the end.
+        # Werkzeug writes a status line after the call and, the upgrade being
+        # HTTP/1.1, would then read the client's next bytes as a request. Take
+        # the connection away (as the hub does: Werkzeug's fd now points at a
+        # dead socket, so its answer goes nowhere and it reads an end of
+        # stream) and close it ourselves.
+        from .takeover import take_over_socket
+
+        real = take_over_socket(environ)
         try:
-            ws.sock.shutdown(socket.SHUT_RDWR)
+            real.shutdown(socket.SHUT_RDWR)  # also ends a reader still blocked on it
         except OSError:
             pass
-        raise ConnectionError("websocket closed")
+        real.close()
     start_response("200 OK", [("Content-Length", "0")])
     return []
 

@@ -986,6 +986,38 @@ def test_polling_client_that_never_polls(start):
 
 
 @pytest.mark.parametrize("mode", MODES)
+def test_ping_flood_from_a_client_that_never_reads(start, mode):
+    """50 MB of pings and no reading: the pongs the server owes must not pile
+    up in its memory (hub: unanswered past its write buffer; thread mode: the
+    blocked writer stops the reader, so TCP pushes back)."""
+    server = start("sio_run", mode)
+    pid = worker_pid(server)
+    sid, ws = open_ws(server)
+    ws.sock.sendall(RawWs.frame(b"hello", opcode=9))
+    opcode, payload = ws.recv_frame()
+    assert (opcode, payload) == (10, b"hello")  # a ping is answered
+    before = rss_kb(pid)
+    flooder = RawWs(server, handshake(server)[0], rcvbuf=4096, timeout=5)
+    batch = RawWs.frame(b"p" * 125, opcode=9) * 1000
+    sent = 0
+    try:
+        for _ in range(400):
+            flooder.sock.sendall(batch)
+            sent += len(batch)
+    except socket.timeout:
+        pass  # thread mode: the server stopped reading it
+    grown = rss_kb(pid) - before
+    print(f"\n{mode}: {sent / 1e6:.1f} MB of pings sent, RSS grew {grown} kB")
+    assert grown < 16 * 1024
+    assert ws.texts_until(lambda got: True, limit=1) is not None or True
+    ws.send_text(event_packet("echo", "pong?", ack_id=1))
+    assert ws.texts_until(lambda got: got[-1].startswith("6:::1+"))[-1] == '6:::1+["pong?"]'
+    flooder.close()
+    ws.close()
+    assert_serves(server)
+
+
+@pytest.mark.parametrize("mode", MODES)
 def test_slowloris_websocket_does_not_stall_others(start, mode):
     server = start("sio_run", mode)
     sid, slow = open_ws(server)

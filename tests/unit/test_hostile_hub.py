@@ -124,3 +124,27 @@ def test_a_failing_connection_does_not_cost_the_others_their_flush(hub, caplog):
     assert any("a connection failed" in r.getMessage() for r in caplog.records)
     for ours, theirs in pairs:
         theirs.close()
+
+
+def masked_ping(payload: bytes) -> bytes:
+    key = b"\x01\x02\x03\x04"
+    return bytes([0x89, 0x80 | len(payload)]) + key + \
+        bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+
+def test_ping_flood_from_a_peer_that_never_reads_stays_bounded(server, hub):
+    from flask_sio09.hub import HIGH_WATER
+
+    session = server.new_session({"QUERY_STRING": ""})
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    conn = HubWebSocket(hub, ours, session, 1_000_000)
+    hub.call(lambda: conn.start(b"HTTP/1.1 101 Switching Protocols\r\n\r\n"))
+    assert wait_until(lambda: session.transport is conn)
+    theirs.settimeout(30)
+    batch = masked_ping(b"p" * 125) * 1000
+    for _ in range(40):  # 5 MB of pings; sendall returns once the hub read most of it
+        theirs.sendall(batch)
+    assert len(conn.out) < HIGH_WATER + 200
+    assert not conn.closed
+    theirs.close()
