@@ -4,8 +4,9 @@ Every test does something a hostile or broken client does, asserts the answer
 the server owes it (a 4xx, a close code, a dropped packet, a closed session),
 then checks that a well-behaved client on the same server still connects,
 emits and gets its ack, and that the server's log holds no traceback and no
-ERROR line for it (``check_log``: every server here writes ``LEVEL:logger:``
-lines, see ``tests/apps/e2e_app.py``).
+ERROR line for it (the ``start`` fixture checks each server's log when the
+test ends: every server here writes ``LEVEL:logger:`` lines, see
+``SIO09_TEST_LOG_LEVELS`` in ``tests/apps/e2e_app.py``).
 
 Transports that differ are parametrised over ``websocket_mode`` ``hub`` and
 ``thread``, and HTTP-level attacks over the WSGI servers that differ
@@ -18,7 +19,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import re
 import selectors
 import socket
 import struct
@@ -34,7 +34,6 @@ from tests.integration.helpers import (
     FRAME,
     WsClient,
     XhrClient,
-    decode_payload,
     event_packet,
     handshake,
 )
