@@ -5,49 +5,19 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 
 import pytest
 
 from flask_sio09.hub import Hub, HubConnection
 from flask_sio09.hub_websocket import HubWebSocket
 from flask_sio09.server import Options, Server
-
-
-class App:
-    def authorize_handshake(self, environ):
-        return True
-
-    def connect(self, session, namespace, query):
-        return True
-
-    def event(self, session, namespace, name, args, ack):
-        if ack is not None:
-            ack(*args)
-
-    def disconnect(self, session, namespace):
-        pass
-
-    def callback(self, session, namespace, callback, args):
-        callback(*args)
-
-    def error(self, session, namespace, reason, advice):
-        pass
-
-
-def wait_until(predicate, deadline=20.0):
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
+from tests.unit.doubles import EchoApp, wait_until
 
 
 @pytest.fixture
 def server():
     srv = Server(Options(max_outbox_bytes=100_000, polling_duration=0.5, close_timeout=1),
-                 App(), monitor=False)
+                 EchoApp(), monitor=False)
     yield srv
     srv.shutdown()
 

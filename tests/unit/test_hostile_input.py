@@ -14,33 +14,8 @@ import pytest
 from flask_sio09 import packet
 from flask_sio09.packet import MAX_JSON_DEPTH, PacketError
 from flask_sio09.server import Options, Server
+from tests.unit.doubles import EchoApp
 
-
-
-class RecordingApp:
-    """Accepts every namespace but those in ``refuse``."""
-
-    def __init__(self):
-        self.refuse = set()
-
-    def authorize_handshake(self, environ):
-        return True
-
-    def connect(self, session, namespace, query):
-        return namespace not in self.refuse
-
-    def event(self, session, namespace, name, args, ack):
-        if ack is not None:
-            ack(*args)
-
-    def disconnect(self, session, namespace):
-        pass
-
-    def callback(self, session, namespace, callback, args):
-        callback(*args)
-
-    def error(self, session, namespace, reason, advice):
-        pass
 
 
 class Transport:
@@ -160,7 +135,7 @@ def test_proper_surrogate_pairs_are_left_alone():
 
 @pytest.fixture
 def server():
-    srv = Server(Options(), RecordingApp(), monitor=False, synchronous=True)
+    srv = Server(Options(), EchoApp(), monitor=False, synchronous=True)
     yield srv
     srv.shutdown()
 
@@ -313,7 +288,7 @@ class _StuckTransport:
 
 def test_transport_of_a_closed_session_is_aborted_once_after_close_timeout():
     now = [1000.0]
-    srv = Server(Options(close_timeout=5), RecordingApp(), clock=lambda: now[0],
+    srv = Server(Options(close_timeout=5), EchoApp(), clock=lambda: now[0],
                  monitor=False, synchronous=True)
     try:
         session = srv.new_session({"QUERY_STRING": ""})
@@ -334,7 +309,7 @@ def test_hub_mode_without_a_socket_warns_once_per_server(caplog):
     from flask_sio09.transports import use_hub
 
     caplog.set_level("DEBUG", logger="flask_sio09")
-    servers = [Server(Options(websocket_mode="hub"), RecordingApp(), monitor=False)
+    servers = [Server(Options(websocket_mode="hub"), EchoApp(), monitor=False)
                for _ in range(2)]
     try:
         for server in servers:

@@ -4,54 +4,13 @@ pings, protocol errors, slow readers, and parked long-polls."""
 import socket
 import struct
 import threading
-import time
 
 import pytest
 
-from flask_sio09 import wsframe
 from flask_sio09.hub import Hub, HubPoll
 from flask_sio09.hub_websocket import HubWebSocket
 from flask_sio09.server import Options, Server
-
-
-class EchoApp:
-    """Answers data acks with the event's args; records everything."""
-
-    def __init__(self):
-        self.events = []
-        self.lock = threading.Lock()
-        self.disconnects = 0
-
-    def authorize_handshake(self, environ):
-        return True
-
-    def connect(self, session, namespace, query):
-        return True
-
-    def event(self, session, namespace, name, args, ack):
-        with self.lock:
-            self.events.append((name, args))
-        if ack is not None:
-            ack(*args)
-
-    def disconnect(self, session, namespace):
-        with self.lock:
-            self.disconnects += 1
-
-    def callback(self, session, namespace, callback, args):
-        callback(*args)
-
-    def error(self, session, namespace, reason, advice):
-        pass
-
-
-def wait_until(predicate, deadline=10.0):
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return False
+from tests.unit.doubles import EchoApp, wait_until
 
 
 def client_frame(text=None, opcode=0x1, payload=None, mask=b"\x01\x02\x03\x04", fin=True):
