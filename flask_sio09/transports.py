@@ -89,6 +89,11 @@ def handle_request(server: Server, route: protocol.Route, environ: dict[str, Any
     # N sends no CORS headers to a refused origin
     cors = _origin_ok(server, environ)
     if isinstance(result, LongPoll):
+        if use_hub(server, environ) and _keeps_alive(server, environ):
+            # the hub answers this poll and serves the connection's next requests
+            poll = result
+            return _keep_in_hub(server, environ, start_response,
+                                lambda conn: conn.begin_poll(poll, environ, cors))
         if use_hub(server, environ):
             # A busy client's answer usually comes within a moment: answered in
             # this thread, the HTTP connection stays alive for its next request
@@ -107,6 +112,10 @@ def handle_request(server: Server, route: protocol.Route, environ: dict[str, Any
         start_response("200 OK", result.headers)  # no length: sent chunked
         sock = environ.get("werkzeug.socket") or environ.get("gunicorn.socket")
         return stream_chunks(server, result, sock if isinstance(sock, socket.socket) else None)
+    if method == "POST" and transport in KEPT_TRANSPORTS and result[0] == "200 OK" and \
+            use_hub(server, environ) and _keeps_alive(server, environ):
+        answer = _complete(environ, result, cors)
+        return _keep_in_hub(server, environ, start_response, lambda conn: conn.respond(answer))
     return _finish(environ, start_response, result, cors=cors)
 
 
@@ -137,6 +146,18 @@ def route_request(server: Server, route: protocol.Route, method: str,
     if method == "GET":
         return handler.get(server, session, environ, query)
     return _response("405 Method Not Allowed", "")
+
+
+def origin_ok(server: Server, environ: dict[str, Any]) -> bool:
+    """Whether the request's Origin (or Referer) may use the server: it then
+    gets the CORS headers."""
+    return _origin_ok(server, environ)
+
+
+def complete_response(environ: dict[str, Any], response: Response, cors: bool) -> Response:
+    """``response`` with its CORS pair (when ``cors`` and an Origin came) and
+    its Content-Length, ready to write."""
+    return _complete(environ, response, cors)
 
 
 def _add_cors(environ: dict[str, Any], headers: list[tuple[str, str]], cors: bool) -> None:
@@ -622,8 +643,8 @@ def use_hub(server: Server, environ: dict[str, Any]) -> bool:
     """Whether this request's connection goes to the hub: the mode allows it
     and the WSGI server exposes a socket that can be taken over."""
     mode = server.options.websocket_mode
-    if mode == "thread":
-        return False
+    if mode == "thread" or environ.get("sio09.kept"):
+        return False  # (a kept connection's request: the hub has its socket already)
     from .takeover import can_take_over
 
     if can_take_over(environ):
@@ -660,6 +681,26 @@ def _end_taken_over(environ: dict[str, Any], start_response: StartResponse) -> I
         raise StopIteration()  # gunicorn: close this connection without a response
     start_response("200 OK", [("Content-Length", "0")])
     return []
+
+
+#: polling transports whose connections the hub keeps alive (hub_http.py)
+KEPT_TRANSPORTS = frozenset({"xhr-polling", "jsonp-polling"})
+
+
+def _keeps_alive(server: Server, environ: dict[str, Any]) -> bool:
+    from .hub_http import can_keep
+
+    return can_keep(server, environ)
+
+
+def _keep_in_hub(server: Server, environ: dict[str, Any], start_response: StartResponse,
+                 first: Callable[[Any], None]) -> Iterable[bytes]:
+    """Give the connection to the hub, which finishes this request with
+    ``first`` and serves the next ones (hub_http.py); this thread returns at once."""
+    from .hub_http import keep_in_hub
+
+    keep_in_hub(server, environ, first)
+    return _end_taken_over(environ, start_response)
 
 
 def park_in_hub(server: Server, poll: LongPoll, environ: dict[str, Any],

@@ -1,0 +1,154 @@
+"""A lean, strict parser of HTTP/1.1 request heads, for connections the hub owns.
+
+Once the hub keeps a polling connection alive (``hub_http.py``), it reads the
+client's next requests itself. This module turns the bytes of one request head
+into a ``RequestHead``, or says that more bytes are needed, or refuses the
+input with the status to answer. It accepts only what a conforming client
+sends (RFC 9112): CRLF line ends, no folded or whitespace-prefixed header
+lines, one Host, one Content-Length, no Content-Length beside a
+Transfer-Encoding. Anything else is refused rather than guessed at, so a
+request is never read with framing other than the client's.
+
+No I/O and no socket here: the caller owns the buffer.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+#: bytes of a request head (request line and headers) we hold at most
+MAX_HEAD_BYTES = 16384
+#: header lines in one request at most
+MAX_HEADERS = 100
+#: decimal digits of a Content-Length at most (larger is refused, not parsed)
+MAX_LENGTH_DIGITS = 15
+
+_TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+_REQUEST_LINE = re.compile(rb"(" + _TOKEN + rb") ([\x21-\x7e]+) (HTTP/[0-9]\.[0-9])")
+_HEADER_LINE = re.compile(rb"(" + _TOKEN + rb"):[ \t]*(.*?)[ \t]*")
+# control characters a header value may not hold (HTAB is allowed)
+_BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+class HTTPError(Exception):
+    """Input we refuse: answer ``status`` and close the connection."""
+
+    def __init__(self, status: str, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+
+
+@dataclass(slots=True)
+class RequestHead:
+    """One parsed request head. Header names are lower-cased; values are
+    latin-1 text, as WSGI wants them."""
+
+    method: str
+    target: str
+    version: str
+    headers: list[tuple[str, str]]
+    #: bytes the head took in the buffer, its blank line included
+    size: int
+    #: the declared body length (0 when none was declared and not chunked)
+    content_length: int = 0
+    chunked: bool = False
+    #: whether the client lets the connection live after this request
+    keep_alive: bool = True
+    expect_continue: bool = False
+    _index: dict[str, str] = field(default_factory=dict)
+
+    def get(self, name: str) -> str | None:
+        """The value of header ``name`` (lower case); repeated headers joined by ``,``."""
+        return self._index.get(name)
+
+    @property
+    def path(self) -> str:
+        """The target's path, still percent-encoded."""
+        return self.target.partition("?")[0]
+
+    @property
+    def query(self) -> str:
+        """The target's query string (after ``?``), or ``""``."""
+        return self.target.partition("?")[2]
+
+
+def parse_head(buf: bytes | bytearray, max_head: int = MAX_HEAD_BYTES,
+               max_headers: int = MAX_HEADERS) -> RequestHead | None:
+    """Parse the request head at the start of ``buf``.
+
+    :return: the head, or None when ``buf`` does not hold a whole head yet.
+    :raises HTTPError: the bytes are not a request we accept (the status to
+                       answer is in the exception), or the head is too large.
+    """
+    end = buf.find(b"\r\n\r\n", 0, max_head)
+    if end < 0:
+        if len(buf) >= max_head:
+            if buf.find(b"\r\n", 0, max_head) < 0:
+                raise HTTPError("414 URI Too Long", "request line too long")
+            raise HTTPError("431 Request Header Fields Too Large", "request head too long")
+        if buf.count(b"\n") != buf.count(b"\r\n"):
+            # a bare LF would never end the head: refuse now, not at the timeout
+            raise HTTPError("400 Bad Request", "bare LF in the request head")
+        return None
+    lines = bytes(buf[:end]).split(b"\r\n")
+    if len(lines) - 1 > max_headers:
+        raise HTTPError("431 Request Header Fields Too Large", "too many headers")
+    match = _REQUEST_LINE.fullmatch(lines[0])
+    if match is None:
+        raise HTTPError("400 Bad Request", "bad request line")
+    method, target, version = (part.decode("latin-1") for part in match.groups())
+    if version not in ("HTTP/1.1", "HTTP/1.0"):
+        raise HTTPError("505 HTTP Version Not Supported", "unsupported version")
+    if not (target.startswith("/") or (target == "*" and method == "OPTIONS")):
+        raise HTTPError("400 Bad Request", "request target not in origin form")
+    headers: list[tuple[str, str]] = []
+    index: dict[str, str] = {}
+    for line in lines[1:]:
+        found = _HEADER_LINE.fullmatch(line)
+        if found is None or _BAD_VALUE.search(found.group(2)):
+            raise HTTPError("400 Bad Request", "bad header line")
+        name = found.group(1).decode("latin-1").lower()
+        value = found.group(2).decode("latin-1")
+        headers.append((name, value))
+        index[name] = f"{index[name]},{value}" if name in index else value
+    head = RequestHead(method, target, version, headers, end + 4, _index=index)
+    _frame(head)
+    return head
+
+
+def _tokens(value: str | None) -> set[str]:
+    return {t.strip().lower() for t in value.split(",")} if value else set()
+
+
+def _frame(head: RequestHead) -> None:
+    """Work out the body's framing and the connection's fate, refusing what
+    could be read two ways (request smuggling lives in such gaps)."""
+    names = [name for name, _ in head.headers]
+    if head.version == "HTTP/1.1" and names.count("host") != 1:
+        raise HTTPError("400 Bad Request", "HTTP/1.1 needs exactly one Host")
+    if names.count("content-length") > 1:
+        raise HTTPError("400 Bad Request", "several Content-Length headers")
+    declared = head.get("content-length")
+    coding = head.get("transfer-encoding")
+    if coding is not None:
+        if declared is not None or head.version == "HTTP/1.0":
+            raise HTTPError("400 Bad Request", "Transfer-Encoding beside Content-Length")
+        codings = [c.strip().lower() for c in coding.split(",")]
+        if codings[-1] != "chunked":
+            raise HTTPError("400 Bad Request", "Transfer-Encoding does not end in chunked")
+        if codings != ["chunked"]:
+            raise HTTPError("501 Not Implemented", "transfer coding not supported")
+        head.chunked = True
+    elif declared is not None:
+        if not (declared.isascii() and declared.isdigit()) or \
+                len(declared) > MAX_LENGTH_DIGITS:
+            raise HTTPError("400 Bad Request", "invalid Content-Length")
+        head.content_length = int(declared)
+    connection = _tokens(head.get("connection"))
+    head.keep_alive = head.version == "HTTP/1.1" and "close" not in connection
+    expect = head.get("expect")
+    if expect is not None:
+        if expect.strip().lower() != "100-continue":
+            raise HTTPError("417 Expectation Failed", "unknown expectation")
+        head.expect_continue = head.version == "HTTP/1.1"

@@ -1,0 +1,431 @@
+"""Polling connections the hub keeps alive and serves itself (hub mode).
+
+A polling client sends a long-poll GET and a POST per message it emits: two
+HTTP requests per exchange, on connections it keeps alive (a browser, a Node
+agent with ``keepAlive``). Served by the WSGI server, each of them costs the
+server's request machinery, a thread hand-off and a parse into a full WSGI
+environ. So once a keep-alive polling request has come through the WSGI
+server (and our middleware), the hub adopts its connection (``keep_in_hub``)
+and reads the client's next requests itself with the strict parser of
+``http11.py``:
+
+* GET and POST of ``xhr-polling`` and ``jsonp-polling`` under
+  ``/<resource>/1/`` are answered on the hub thread by the same code the WSGI
+  path uses (``transports.route_request``): origin and CORS rules, JSONP
+  rules and the body limit are unchanged. A long-poll GET waits in the hub
+  and its answer leaves the connection open for the next request.
+* Any other request (a page, a static file, a handshake, an htmlfile stream)
+  runs the whole Flask app on a thread of ``hub_wsgi.py``, as a WSGI server
+  would run it, and the connection comes back to the hub afterwards.
+* Input the parser refuses gets its 4xx/5xx and the connection is closed;
+  chunked request bodies are answered ``411`` and closed (no browser sends
+  them). Pipelined requests are served in order, one at a time.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import socket
+from collections.abc import Callable
+from typing import Any
+
+from . import hub_wsgi, protocol, transports
+from .http11 import HTTPError, RequestHead, parse_head
+from .hub import READ, Hub, HubConnection
+from .server import Server
+from .session import IllegalTransition, Session
+
+logger = logging.getLogger("flask_sio09")
+
+#: how long a kept connection may sit without a whole request (idle, or a
+#: request that stopped arriving) before the hub closes it
+KEEP_ALIVE_SECONDS = 10.0
+#: bytes a client may send ahead while its long poll waits (pipelining);
+#: more than this closes the connection
+PIPELINE_LIMIT = 65536
+#: the transports whose requests the hub serves itself
+SERVED_TRANSPORTS = frozenset({"xhr-polling", "jsonp-polling"})
+
+# what a kept connection is doing
+IDLE = "idle"            # waiting for (the rest of) a request head
+BODY = "body"            # waiting for the rest of a body
+DISCARD = "discard"      # dropping a body somewhat over the limit, before the 413
+POLL = "poll"            # a long-poll GET waits for packets
+ELSEWHERE = "elsewhere"  # a worker thread serves a request on the socket
+CLOSING = "closing"      # the last answer is on its way
+
+
+class KeptPoll:
+    """The session transport of one long-poll GET on a kept connection: a
+    wake-up marks the connection, whose ``flush`` answers the poll."""
+
+    persistent = False
+    __slots__ = ("conn", "session", "render")
+
+    def __init__(self, conn: HubHTTP, session: Session,
+                 render: Callable[[str], transports.Response]) -> None:
+        self.conn = conn
+        self.session = session
+        self.render = render
+
+    def wake(self) -> None:
+        self.conn.hub.mark(self.conn)
+
+
+class HubHTTP(HubConnection):
+    """A keep-alive HTTP connection owned by the hub.
+
+    :param hub: the hub that owns it.
+    :param sock: the adopted socket (non-blocking).
+    :param template: the server-level WSGI keys of the request that came
+                     through the WSGI server (``SERVER_NAME``, ``SCRIPT_NAME``,
+                     ``REMOTE_ADDR``...), reused for the requests read here.
+    :param buffered: bytes the WSGI server had already read past that request.
+    :param app: the whole WSGI app, for requests the hub does not serve itself.
+    """
+
+    def __init__(self, hub: Hub, sock: socket.socket, template: dict[str, Any],
+                 buffered: bytes, app: Callable[..., Any]) -> None:
+        super().__init__(hub, sock, None)
+        self.template = template
+        self.app = app
+        self.buf = bytearray(buffered)
+        self.state = IDLE
+        self.head: RequestHead | None = None
+        self.route: protocol.Route | None = None
+        self.poll: KeptPoll | None = None
+        self.keep_alive = True
+        self.discard_left = 0
+        self.deadline = math.inf
+        self._timer_at: float | None = None
+        options = self.server.options
+        self.limit = options.max_http_buffer_size
+        self.resource = options.resource
+        self.script_name = template.get("SCRIPT_NAME", "")
+
+    # -- entry (hub thread) -------------------------------------------------
+
+    def start(self, first: Callable[[HubHTTP], None]) -> None:
+        """Register the socket, then finish the request the WSGI server
+        read (``first`` answers it or waits for its packets)."""
+        self.hub.register(self, READ)
+        first(self)
+        self._advance()
+
+    def begin_poll(self, poll: transports.LongPoll, environ: dict[str, Any], cors: bool,
+                   keep_alive: bool = True) -> None:
+        """Hold a long-poll GET until its session has packets, ends, or
+        ``polling_duration`` passes; then answer it and keep the connection."""
+        self.keep_alive = self.keep_alive and keep_alive
+        kept = {"HTTP_ORIGIN": environ["HTTP_ORIGIN"]} if environ.get("HTTP_ORIGIN") else {}
+
+        def render(payload: str) -> transports.Response:
+            return transports.complete_response(kept, poll.render(payload), cors)
+
+        current = KeptPoll(self, poll.session, render)
+        self.poll = current
+        self.state = POLL
+        self._arm(self.hub.clock() + self.server.options.polling_duration)
+        try:
+            self.server.attach(poll.session, current)  # type: ignore[arg-type]
+        except IllegalTransition:  # the session closed since it was looked up
+            self._answer_poll(transports.NOT_HANDSHAKEN)
+            return
+        self._poll_answered()  # the caller goes on reading requests
+
+    def respond(self, response: transports.Response) -> None:
+        """Write a completed response; keep the connection unless it must close."""
+        status, headers, body = response
+        close = not self.keep_alive or status.startswith("413")
+        head = "".join(f"{name}: {value}\r\n" for name, value in headers)
+        ending = "Connection: close\r\n\r\n" if close else "\r\n"
+        self.write(f"HTTP/1.1 {status}\r\n{head}{ending}".encode("latin-1") + body)
+        if close:
+            self.state = CLOSING
+            self.close_after_flush()
+        else:
+            self.state = IDLE
+
+    # -- the hub's calls ------------------------------------------------------
+
+    def on_readable(self) -> None:
+        data = self.receive()
+        if data is None:
+            return
+        if not data:
+            self.lost()
+            return
+        if self.state is CLOSING:
+            return  # the rest of a refused request: dropped
+        self.buf += data
+        if self.state is POLL and len(self.buf) > PIPELINE_LIMIT:
+            logger.info("kept connection: too much sent ahead of a long poll; closed")
+            self.lost()
+            return
+        self._advance()
+
+    def on_writable(self) -> None:
+        super().on_writable()
+        if not self.out and not self.closed:
+            self._advance()
+
+    def flush(self) -> None:
+        if self._poll_answered():
+            self._advance()
+
+    def _poll_answered(self) -> bool:
+        """Answer the waiting poll if its time has come; True if it was answered."""
+        poll = self.poll
+        if self.state is POLL and poll is not None:
+            session = poll.session
+            if session.has_outbox() or session.closed or session.transport is not poll:
+                self._answer_poll(None)
+                return True
+        return False
+
+    def on_timer(self, now: float) -> None:
+        if self._timer_at is not None and now >= self._timer_at:
+            self._timer_at = None
+        if self.deadline == math.inf:
+            return  # nothing is timed now (a worker thread has the socket)
+        if now < self.deadline:
+            self._arm(self.deadline)
+            return
+        self.deadline = math.inf
+        if self.state is POLL:
+            self._answer_poll(None)
+            self._advance()
+        elif self.state in (IDLE, BODY, DISCARD):
+            # idle past keep-alive, or a request that stopped arriving
+            self.state = CLOSING
+            self.close_after_flush()
+
+    def lost(self) -> None:
+        """The client hung up: a waiting poll's packets stay queued for its next."""
+        poll, self.poll = self.poll, None
+        if poll is not None:
+            poll.session.detach(poll, self.hub.clock())  # type: ignore[arg-type]
+        self.close()
+
+    # -- reading requests -----------------------------------------------------
+
+    def _arm(self, deadline: float) -> None:
+        self.deadline = deadline
+        if self._timer_at is None or self._timer_at > deadline:
+            self._timer_at = deadline
+            self.hub.add_timer(deadline, self)
+
+    def _advance(self) -> None:
+        """Serve what the buffer holds, one request at a time, each once the
+        previous answer is sent (a client that stops reading stops here)."""
+        while not self.closed and not self.out:
+            state = self.state
+            if state is IDLE:
+                if not self._read_head():
+                    return
+            elif state is BODY:
+                head = self.head
+                assert head is not None
+                if len(self.buf) < head.content_length:
+                    self._arm(self.hub.clock() + KEEP_ALIVE_SECONDS)
+                    return
+                body = bytes(self.buf[:head.content_length])
+                del self.buf[:head.content_length]
+                self._serve(head, body)
+            elif state is DISCARD:
+                taken = min(len(self.buf), self.discard_left)
+                del self.buf[:taken]
+                self.discard_left -= taken
+                if self.discard_left:
+                    self._arm(self.hub.clock() + KEEP_ALIVE_SECONDS)
+                    return
+                assert self.head is not None
+                self._serve(self.head, b"")
+            else:
+                return
+
+    def _read_head(self) -> bool:
+        """Parse and start the next request; False when more bytes are needed."""
+        if not self.buf:
+            self._arm(self.hub.clock() + KEEP_ALIVE_SECONDS)
+            return False
+        try:
+            head = parse_head(self.buf)
+        except HTTPError as exc:
+            logger.info("kept connection: request refused (%s): %s", exc.status, exc)
+            self.keep_alive = False
+            self.respond(transports.complete_response({}, (exc.status, [
+                ("Content-Type", transports.TEXT)], b""), False))
+            return False
+        if head is None:
+            self._arm(self.hub.clock() + KEEP_ALIVE_SECONDS)
+            return False
+        del self.buf[:head.size]
+        self.head = head
+        self.keep_alive = head.keep_alive
+        if head.chunked:
+            self.keep_alive = False
+            self.respond(("411 Length Required", [("Content-Type", transports.TEXT),
+                                                  ("Content-Length", "0")], b""))
+            return False
+        route = self._served_route(head)
+        if route is None:
+            self._elsewhere(head)
+            return False
+        self.route = route
+        length = head.content_length
+        if length > self.limit:
+            if length <= 2 * self.limit and not head.expect_continue:
+                # read and drop it, so the client reads our 413, not a reset
+                self.state, self.discard_left = DISCARD, length
+            else:
+                self._serve(head, b"")
+        elif length:
+            if head.expect_continue:
+                self.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            self.state = BODY
+        else:
+            self._serve(head, b"")
+        return True
+
+    def _served_route(self, head: RequestHead) -> protocol.Route | None:
+        """The route of a request the hub serves itself, or None for one
+        that goes to the whole app."""
+        if head.method not in ("GET", "POST", "OPTIONS") or "upgrade" in head._index:
+            return None
+        path = head.path
+        if "%" in path:
+            return None  # an escaped path: the WSGI way of decoding it applies
+        if self.script_name:
+            if not path.startswith(self.script_name):
+                return None
+            path = path[len(self.script_name):]
+        route = protocol.parse_path(path, self.resource)
+        if route is None or route.protocol != "1" or route.transport not in SERVED_TRANSPORTS:
+            return None
+        return route
+
+    def _serve(self, head: RequestHead, body: bytes) -> None:
+        """Answer a polling request with the WSGI path's own rules."""
+        route = self.route
+        assert route is not None
+        environ: dict[str, Any] = {
+            "REQUEST_METHOD": head.method,
+            "QUERY_STRING": head.query,
+            "CONTENT_LENGTH": head.get("content-length") or "",
+            "wsgi.input": io.BytesIO(body),
+        }
+        for name in ("origin", "referer", "host"):
+            value = head._index.get(name)
+            if value is not None:
+                environ["HTTP_" + name.upper()] = value
+        result = transports.route_request(self.server, route, head.method, environ)
+        cors = transports.origin_ok(self.server, environ)
+        if isinstance(result, transports.LongPoll):
+            self.begin_poll(result, environ, cors, head.keep_alive)
+        elif isinstance(result, transports.Stream):  # not reached: htmlfile is not served here
+            self.keep_alive = False
+            self.respond(transports.complete_response(environ, (
+                "500 Internal Server Error", [], b""), False))
+        else:
+            self.respond(transports.complete_response(environ, result, cors))
+
+    def _answer_poll(self, payload: str | None) -> None:
+        poll, self.poll = self.poll, None
+        assert poll is not None
+        self.deadline = math.inf
+        if payload is None:
+            payload = self.server.answer_poll(poll.session, poll)  # type: ignore[arg-type]
+        self.respond(poll.render(payload))
+
+    # -- requests the whole app serves ------------------------------------------
+
+    def _elsewhere(self, head: RequestHead) -> None:
+        """Let a worker thread run the app for this request, on the socket in
+        blocking mode; the hub watches the socket again once it is done."""
+        self.state = ELSEWHERE
+        self.deadline = math.inf
+        self.hub.unregister(self)
+        buffered, self.buf = bytes(self.buf), bytearray()
+        hub = self.hub
+
+        def done(keep_alive: bool, leftover: bytes) -> None:
+            hub.call(lambda: self._back(keep_alive, leftover))
+
+        hub_wsgi.serve(self.app, self.sock, self.template, head, buffered, done)
+
+    def _back(self, keep_alive: bool, leftover: bytes) -> None:
+        """The worker thread is done with the socket (hub thread)."""
+        if self.closed:
+            return
+        self.hub.register(self, READ)
+        if not keep_alive:
+            self.state = CLOSING
+            self.close_after_flush()
+            return
+        self.state = IDLE
+        self.buf[:0] = leftover
+        self._advance()
+
+
+# -- adopting a connection from the WSGI server ---------------------------------
+
+#: server-level WSGI keys a kept connection reuses for the requests it reads
+TEMPLATE_KEYS = ("SERVER_NAME", "SERVER_PORT", "SCRIPT_NAME", "REMOTE_ADDR", "REMOTE_PORT",
+                 "SERVER_SOFTWARE", "wsgi.version", "wsgi.url_scheme", "wsgi.errors",
+                 "wsgi.multithread", "wsgi.multiprocess", "wsgi.run_once")
+
+
+def _buffered_input(environ: dict[str, Any]) -> Callable[[], bytes] | None:
+    """How to take the bytes the WSGI server read past this request (a
+    pipelined request), or None when they cannot be found: such a
+    connection is not kept. The returned callable is for after the takeover."""
+    stream = environ.get("wsgi.input")
+    unreader = getattr(getattr(stream, "reader", None), "unreader", None)
+    buf = getattr(unreader, "buf", None)
+    if isinstance(buf, io.BytesIO):  # gunicorn
+        def from_gunicorn() -> bytes:
+            data = unreader.buf.getvalue()
+            unreader.buf = io.BytesIO()
+            return data
+        return from_gunicorn
+    if isinstance(stream, io.BufferedReader):  # Werkzeug's rfile
+        def from_werkzeug() -> bytes:
+            # after the takeover a raw read hits the dead socket (end of
+            # stream), so this returns the buffer without waiting
+            data = stream.peek()
+            stream.read(len(data))
+            return data
+        return from_werkzeug
+    return None
+
+
+def can_keep(server: Server, environ: dict[str, Any]) -> bool:
+    """Whether the hub may adopt this request's connection and keep it alive:
+    the client allows it (HTTP/1.1, no ``Connection: close``), the WSGI server
+    lets us see what it read ahead, and there is a whole app to run the
+    requests the hub does not serve itself."""
+    if environ.get("SERVER_PROTOCOL") != "HTTP/1.1" or environ.get("sio09.kept"):
+        return False
+    if "close" in environ.get("HTTP_CONNECTION", "").lower():
+        return False
+    return _buffered_input(environ) is not None and callable(getattr(server.app, "app", None))
+
+
+def keep_in_hub(server: Server, environ: dict[str, Any], first: Callable[[HubHTTP], None]
+                ) -> None:
+    """Adopt the request's connection for the hub; ``first`` finishes the
+    request on the hub thread (answers it, or waits for its packets). The
+    caller then ends its WSGI call without a response."""
+    from .takeover import take_over_socket
+
+    hub = transports.get_hub(server)
+    read_ahead = _buffered_input(environ)
+    assert read_ahead is not None
+    template = {key: environ[key] for key in TEMPLATE_KEYS if key in environ}
+    sock = take_over_socket(environ)
+    # server.app is the extension's bridge; its .app is the Flask app (checked in can_keep)
+    conn = HubHTTP(hub, sock, template, read_ahead(), server.app.app)  # type: ignore[attr-defined]
+    hub.call(lambda: conn.start(first))

@@ -1,0 +1,267 @@
+"""Running the whole WSGI app for a request on a connection the hub keeps.
+
+A browser sends any request on a keep-alive connection it has: a page, a
+static file, a handshake. When such a request arrives on a connection the hub
+owns (``hub_wsgi`` is called by ``hub_http.HubHTTP``), a thread of a small
+pool takes the socket in blocking mode and does what a WSGI server does:
+build the environ, stream the body to the app, write its response (with its
+Content-Length, or chunked, or delimited by the close), then hand the socket
+back to the hub if the connection may live on.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import sys
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+from .http11 import RequestHead
+
+logger = logging.getLogger("flask_sio09")
+
+#: threads that serve such requests at most (more wait their turn)
+THREADS = 16
+#: seconds a blocking read or write may wait for the client
+IO_TIMEOUT_SECONDS = 30.0
+#: unread body bytes we read and drop after the answer to keep the
+#: connection; past this, the connection is closed instead
+DRAIN_LIMIT = 65536
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+Done = Callable[[bool, bytes], None]
+
+
+def serve(app: Callable[..., Any], sock: socket.socket, template: dict[str, Any],
+          head: RequestHead, buffered: bytes, done: Done) -> None:
+    """Serve one request on a pool thread; ``done(keep_alive, leftover)`` is
+    called when the socket is the caller's again (``leftover``: bytes read
+    past this request)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(THREADS, thread_name_prefix="sio09-http")
+    _pool.submit(_serve, app, sock, template, head, buffered, done)
+
+
+class Body:
+    """``wsgi.input``: the request body, from what was already read, then
+    the socket; it ends at the declared length."""
+
+    def __init__(self, sock: socket.socket, buffered: bytes, length: int,
+                 send_continue: bool) -> None:
+        self.sock = sock
+        self.pending = buffered[:length]
+        #: bytes read past the body (the next request's), for the hub
+        self.leftover = buffered[length:]
+        self.left_on_socket = length - len(self.pending)
+        self.send_continue = send_continue and self.left_on_socket > 0
+        #: set once the response head is out: a 100 Continue may no longer follow
+        self.answered = False
+
+    @property
+    def remaining(self) -> int:
+        return len(self.pending) + self.left_on_socket
+
+    def _fill(self, wanted: int) -> None:
+        while len(self.pending) < wanted and self.left_on_socket > 0:
+            if self.send_continue:
+                self.send_continue = False
+                if not self.answered:
+                    self.sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+            chunk = self.sock.recv(min(self.left_on_socket, 65536))
+            if not chunk:
+                raise ConnectionError("the client ended the body early")
+            self.left_on_socket -= len(chunk)
+            self.pending += chunk
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            size = self.remaining
+        self._fill(min(size, self.remaining))
+        data, self.pending = self.pending[:size], self.pending[size:]
+        return data
+
+    def readline(self, size: int | None = -1) -> bytes:
+        limit = self.remaining if size is None or size < 0 else min(size, self.remaining)
+        while b"\n" not in self.pending and len(self.pending) < limit:
+            self._fill(min(len(self.pending) + 8192, limit))
+        end = self.pending.find(b"\n")
+        cut = limit if end < 0 else min(end + 1, limit)
+        data, self.pending = self.pending[:cut], self.pending[cut:]
+        return data
+
+    def readlines(self, hint: int = -1) -> list[bytes]:
+        return list(iter(self.readline, b""))
+
+    def __iter__(self) -> Any:
+        return iter(self.readline, b"")
+
+
+def build_environ(template: dict[str, Any], head: RequestHead, body: Body) -> dict[str, Any]:
+    """A WSGI environ for ``head``, as gunicorn builds one (PEP 3333)."""
+    environ = dict(template)
+    path = unquote_to_bytes(head.path).decode("latin-1")
+    script = template.get("SCRIPT_NAME", "")
+    if script and path.startswith(script):
+        path = path[len(script):]
+    environ.update({
+        "REQUEST_METHOD": head.method,
+        "PATH_INFO": path,
+        "QUERY_STRING": head.query,
+        "RAW_URI": head.target,
+        "REQUEST_URI": head.target,
+        "SERVER_PROTOCOL": head.version,
+        "wsgi.input": body,
+        "wsgi.input_terminated": True,
+        "wsgi.errors": template.get("wsgi.errors", sys.stderr),
+        # tells transports.use_hub that this socket is the hub's already
+        "sio09.kept": True,
+    })
+    for name in dict.fromkeys(name for name, _ in head.headers):
+        if "_" in name:
+            continue  # X_Forwarded_For must not pass for X-Forwarded-For
+        key = name.upper().replace("-", "_")
+        value = head.get(name) or ""
+        if key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            environ[key] = value
+        else:
+            environ["HTTP_" + key] = value
+    return environ
+
+
+#: response headers the connection, not the app, decides
+HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "te", "trailer",
+                        "upgrade", "proxy-connection"})
+
+
+class _Writer:
+    """The response side of one WSGI call: the head goes out with the first
+    body bytes, framed by Content-Length, chunks, or the connection's end."""
+
+    def __init__(self, sock: socket.socket, head: RequestHead, body: Body) -> None:
+        self.sock = sock
+        self.request = head
+        self.body = body
+        self.status: str | None = None
+        self.headers: list[tuple[str, str]] = []
+        self.sent = False
+        self.chunked = False
+        self.no_body = False
+        self.length: int | None = None
+        self.written = 0
+        self.keep_alive = head.keep_alive
+
+    def start_response(self, status: str, headers: list[tuple[str, str]],
+                       exc_info: Any = None) -> Callable[[bytes], None]:
+        if exc_info is not None and self.sent:
+            raise exc_info[1].with_traceback(exc_info[2])
+        self.status, self.headers = status, list(headers)
+        return self.write
+
+    def send_head(self, known_length: int | None = None) -> None:
+        assert self.status is not None, "the app did not call start_response"
+        code = self.status[:3]
+        self.no_body = self.request.method == "HEAD" or code in ("204", "304") \
+            or code.startswith("1")
+        lines = [f"HTTP/1.1 {self.status}\r\n"]
+        for name, value in self.headers:
+            lowered = name.lower()
+            if lowered in HOP_BY_HOP:
+                if lowered == "connection" and "close" in value.lower():
+                    self.keep_alive = False
+                continue
+            if lowered == "content-length":
+                self.length = int(value) if value.strip().isdigit() else None
+            lines.append(f"{name}: {value}\r\n")
+        if self.length is None and not self.no_body:
+            if known_length is not None:
+                self.length = known_length
+                lines.append(f"Content-Length: {known_length}\r\n")
+            elif self.request.version == "HTTP/1.1":
+                self.chunked = True
+                lines.append("Transfer-Encoding: chunked\r\n")
+            else:
+                self.keep_alive = False
+        if self.body.send_continue and self.body.left_on_socket:
+            # answered before the client sent the body it offered: it may
+            # never send it, so the connection cannot carry another request
+            self.keep_alive = False
+        lines.append("\r\n" if self.keep_alive else "Connection: close\r\n\r\n")
+        self.body.answered = True
+        self.sock.sendall("".join(lines).encode("latin-1"))
+        self.sent = True
+
+    def write(self, data: bytes) -> None:
+        if not self.sent:
+            self.send_head()
+        if not data or self.no_body:
+            return
+        self.written += len(data)
+        if self.chunked:
+            self.sock.sendall(b"%x\r\n%s\r\n" % (len(data), data))
+        else:
+            self.sock.sendall(data)
+
+    def end(self) -> None:
+        if not self.sent:
+            self.send_head(0)
+        if self.chunked:
+            self.sock.sendall(b"0\r\n\r\n")
+        elif self.length is not None and self.written != self.length and not self.no_body:
+            self.keep_alive = False  # the app's length was wrong: the framing is lost
+
+
+def _run_app(app: Callable[..., Any], environ: dict[str, Any], writer: _Writer) -> None:
+    result: Iterable[bytes] = app(environ, writer.start_response)
+    try:
+        if isinstance(result, (list, tuple)) and not writer.sent and writer.status:
+            writer.send_head(sum(len(part) for part in result))
+        for part in result:
+            writer.write(part)
+        writer.end()
+    finally:
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()
+
+
+def _serve(app: Callable[..., Any], sock: socket.socket, template: dict[str, Any],
+           head: RequestHead, buffered: bytes, done: Done) -> None:
+    keep_alive = False
+    body = Body(sock, buffered, head.content_length, head.expect_continue)
+    try:
+        sock.settimeout(IO_TIMEOUT_SECONDS)
+        writer = _Writer(sock, head, body)
+        try:
+            _run_app(app, build_environ(template, head, body), writer)
+        except OSError:
+            raise
+        except Exception:
+            logger.exception("error serving %s %s on a kept connection", head.method,
+                             head.path)
+            if not writer.sent:
+                sock.sendall(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n"
+                             b"Connection: close\r\n\r\n")
+            writer.keep_alive = False
+        keep_alive = writer.keep_alive
+        if keep_alive and body.remaining:
+            if body.remaining > DRAIN_LIMIT:
+                keep_alive = False
+            else:
+                body.read()
+    except OSError as exc:  # the client went away or stalled past the timeout
+        logger.debug("kept connection lost while serving %s: %s", head.path, exc)
+        keep_alive = False
+    finally:
+        try:
+            sock.setblocking(False)  # the hub's again: it never blocks on it
+        except OSError:
+            keep_alive = False
+        done(keep_alive, body.leftover if keep_alive else b"")
