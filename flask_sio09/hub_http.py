@@ -32,7 +32,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import hub_wsgi, protocol, transports
-from .http11 import HTTPError, RequestHead, parse_head
+from .http11 import MAX_HEAD_BYTES, HTTPError, RequestHead, parse_head
 from .hub import READ, Hub, HubConnection
 from .server import Server
 from .session import IllegalTransition, Session
@@ -102,6 +102,8 @@ class HubHTTP(HubConnection):
         self._timer_at: float | None = None
         options = self.server.options
         self.limit = options.max_http_buffer_size
+        #: bytes held unread at most: a whole head and body, and some ahead
+        self.buffer_limit = MAX_HEAD_BYTES + self.limit + PIPELINE_LIMIT
         self.resource = options.resource
         self.script_name = template.get("SCRIPT_NAME", "")
 
@@ -160,8 +162,9 @@ class HubHTTP(HubConnection):
         if self.state is CLOSING:
             return  # the rest of a refused request: dropped
         self.buf += data
-        if self.state is POLL and len(self.buf) > PIPELINE_LIMIT:
-            logger.info("kept connection: too much sent ahead of a long poll; closed")
+        if len(self.buf) > (PIPELINE_LIMIT if self.state is POLL else self.buffer_limit):
+            # sent ahead of a long poll, or of answers the client does not read
+            logger.info("kept connection: too much sent ahead; closed")
             self.lost()
             return
         self._advance()
@@ -293,7 +296,7 @@ class HubHTTP(HubConnection):
     def _served_route(self, head: RequestHead) -> protocol.Route | None:
         """The route of a request the hub serves itself, or None for one
         that goes to the whole app."""
-        if head.method not in ("GET", "POST", "OPTIONS") or "upgrade" in head._index:
+        if head.method not in ("GET", "POST", "OPTIONS") or head.get("upgrade") is not None:
             return None
         path = head.path
         if "%" in path:
@@ -318,7 +321,7 @@ class HubHTTP(HubConnection):
             "wsgi.input": io.BytesIO(body),
         }
         for name in ("origin", "referer", "host"):
-            value = head._index.get(name)
+            value = head.get(name)
             if value is not None:
                 environ["HTTP_" + name.upper()] = value
         result = transports.route_request(self.server, route, head.method, environ)

@@ -1,0 +1,340 @@
+"""Polling connections the hub keeps alive (hub mode, flask_sio09/hub_http.py).
+
+Every test drives one raw TCP connection by hand: the first polling request
+goes through the WSGI server (Werkzeug via ``sio.run``, or gunicorn), which
+hands the connection to the hub; the following requests on the same
+connection are the hub's. Neither WSGI server answers them then: Werkzeug
+would have closed the connection after its first answer, and both put a
+``Server`` header on their own answers, which the hub's lack.
+
+No timing is asserted; every read has a generous deadline.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+
+from tests.integration.helpers import decode_payload, event_packet, handshake
+from tests.integration.test_hostile import BASE, LIMIT, assert_serves, start  # noqa: F401
+
+pytestmark = pytest.mark.timeout(300)
+
+KINDS = ["sio_run", "gunicorn"]
+DEADLINE = 20.0
+
+
+class RawConnection:
+    """One keep-alive HTTP/1.1 connection, requests written by hand."""
+
+    def __init__(self, server) -> None:
+        self.server = server
+        self.sock = socket.create_connection(("127.0.0.1", server.port), timeout=DEADLINE)
+        self.buf = b""
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def request(self, method: str, target: str, body: bytes = b"",
+                headers: dict | None = None) -> bytes:
+        lines = [f"{method} {target} HTTP/1.1", f"Host: {self.server.host}"]
+        for name, value in (headers or {}).items():
+            lines.append(f"{name}: {value}")
+        if body or method == "POST":
+            lines.append(f"Content-Length: {len(body)}")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+    def _fill(self) -> None:
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise EOFError("the server closed the connection")
+        self.buf += chunk
+
+    def response(self, head_only: bool = False) -> tuple[int, dict[str, str], bytes]:
+        """Read one response: (status, lower-cased headers, body);
+        ``head_only`` for the answer to a HEAD, which has no body."""
+        while b"\r\n\r\n" not in self.buf:
+            self._fill()
+        head, _, self.buf = self.buf.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ")[1])
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        if status == 100:
+            return self.response(head_only)
+        if head_only:
+            return status, headers, b""
+        if headers.get("transfer-encoding") == "chunked":
+            body = b""
+            while True:
+                while b"\r\n" not in self.buf:
+                    self._fill()
+                size_line, _, self.buf = self.buf.partition(b"\r\n")
+                size = int(size_line, 16)
+                while len(self.buf) < size + 2:
+                    self._fill()
+                body += self.buf[:size]
+                self.buf = self.buf[size + 2:]
+                if size == 0:
+                    return status, headers, body
+        length = int(headers.get("content-length", "0"))
+        while len(self.buf) < length:
+            self._fill()
+        body, self.buf = self.buf[:length], self.buf[length:]
+        return status, headers, body
+
+    def ask(self, method: str, target: str, body: bytes = b"",
+            headers: dict | None = None) -> tuple[int, dict[str, str], bytes]:
+        self.send(self.request(method, target, body, headers))
+        return self.response(head_only=method == "HEAD")
+
+    def ended(self) -> bool:
+        """True once the server has closed the connection (read with a deadline)."""
+        deadline = time.monotonic() + DEADLINE
+        try:
+            while time.monotonic() < deadline:
+                if not self.sock.recv(65536):
+                    return True
+        except ConnectionResetError:
+            return True
+        except socket.timeout:
+            return False
+        return False
+
+
+def poll_path(sid: str, transport: str = "xhr-polling") -> str:
+    return f"/socket.io/1/{transport}/{sid}?t={time.monotonic_ns()}"
+
+
+def open_kept(server) -> tuple[RawConnection, str]:
+    """A session whose first poll (``1::``) went through the WSGI server on a
+    connection the hub then keeps."""
+    sid = handshake(server)[0]
+    conn = RawConnection(server)
+    status, headers, body = conn.ask("GET", poll_path(sid))
+    assert (status, body) == (200, b"1::")
+    return conn, sid
+
+
+def echo_on(conn: RawConnection, sid: str, ack_id: int, text: str) -> list[str]:
+    """POST an echo with a data ack and poll for the ack, on ``conn``; the
+    answers must be the hub's (no Server header)."""
+    status, headers, body = conn.ask("POST", poll_path(sid),
+                                     event_packet("echo", text, ack_id=ack_id).encode())
+    assert (status, body) == (200, b"1") and "server" not in headers, headers
+    status, headers, body = conn.ask("GET", poll_path(sid))
+    assert status == 200 and "server" not in headers, headers
+    return decode_payload(body.decode("utf-8"))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_polls_and_posts_on_one_kept_connection(start, kind):
+    server = start(kind)
+    conn, sid = open_kept(server)
+    try:
+        for ack_id in range(1, 6):
+            packets = echo_on(conn, sid, ack_id, f"n{ack_id}")
+            assert packets == [f'6:::{ack_id}+["n{ack_id}"]']
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_jsonp_polling_on_a_kept_connection(start, kind):
+    server = start(kind)
+    sid = handshake(server)[0]
+    conn = RawConnection(server)
+    try:
+        status, _, body = conn.ask("GET", poll_path(sid, "jsonp-polling") + "&i=3")
+        assert status == 200 and body == b'io.j[3]("1::");'
+        form = "d=" + event_packet("echo", "j", ack_id=1).replace("%", "%25").replace(
+            "&", "%26").replace("+", "%2B")
+        status, headers, body = conn.ask(
+            "POST", poll_path(sid, "jsonp-polling") + "&i=3", form.encode(),
+            {"Content-Type": "application/x-www-form-urlencoded"})
+        assert (status, body) == (200, b"1") and "server" not in headers
+        status, headers, body = conn.ask("GET", poll_path(sid, "jsonp-polling") + "&i=4")
+        assert status == 200 and body.startswith(b"io.j[4](") and b"6:::1+" in body
+        status, headers, body = conn.ask("GET", poll_path(sid, "jsonp-polling") + "&i=x")
+        assert status == 400
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_other_routes_and_a_handshake_on_a_kept_connection(start, kind):
+    server = start(kind)
+    conn, sid = open_kept(server)
+    try:
+        assert echo_on(conn, sid, 1, "a") == ['6:::1+["a"]']
+        status, headers, body = conn.ask("GET", "/healthz")
+        assert (status, body) == (200, b"ok")
+        status, _, body = conn.ask("GET", "/no-such-page")
+        assert status == 404
+        status, _, body = conn.ask("HEAD", "/healthz")
+        assert status == 200 and body == b""
+        status, _, body = conn.ask("POST", "/server_emit",
+                                   b'{"event": "pushed", "args": [7], "to": "%s"}'
+                                   % sid.encode(), {"Content-Type": "application/json"})
+        assert status == 200, body
+        status, _, body = conn.ask("GET", "/socket.io/1/?t=1")
+        assert status == 200 and body.count(b":") == 3
+        other = body.split(b":")[0].decode()
+        # the connection came back to the hub: both sessions poll on it
+        packets = decode_payload(conn.ask("GET", poll_path(sid))[2].decode())
+        assert packets == ['5:::{"name":"pushed","args":[7]}']
+        assert conn.ask("GET", poll_path(other))[2] == b"1::"
+        assert echo_on(conn, other, 2, "b") == ['6:::2+["b"]']
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_pipelined_requests_are_answered_in_order(start, kind):
+    server = start(kind)
+    conn, sid = open_kept(server)
+    try:
+        body = event_packet("echo", "p", ack_id=1).encode()
+        conn.send(conn.request("POST", poll_path(sid), body)
+                  + conn.request("GET", poll_path(sid))
+                  + conn.request("GET", "/healthz")
+                  + conn.request("POST", poll_path(sid), event_packet("echo", "q", ack_id=2)
+                                 .encode()))
+        assert conn.response()[2] == b"1"
+        assert decode_payload(conn.response()[2].decode()) == ['6:::1+["p"]']
+        assert conn.response()[2] == b"ok"
+        assert conn.response()[2] == b"1"
+        assert decode_payload(conn.ask("GET", poll_path(sid))[2].decode()) == ['6:::2+["q"]']
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_expect_continue_and_http_1_0(start, kind):
+    server = start(kind)
+    conn, sid = open_kept(server)
+    try:
+        body = event_packet("echo", "e", ack_id=1).encode()
+        conn.send(conn.request("POST", poll_path(sid), headers={
+            "Content-Length": str(len(body)), "Expect": "100-continue"}).replace(
+            b"Content-Length: 0\r\n", b""))
+        while b"\r\n\r\n" not in conn.buf:
+            conn._fill()
+        assert conn.buf.startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+        conn.send(body)
+        assert conn.response()[2] == b"1"
+        assert decode_payload(conn.ask("GET", poll_path(sid))[2].decode()) == ['6:::1+["e"]']
+        # an HTTP/1.0 request is answered, then the connection ends
+        conn.send(f"GET {poll_path(sid)} HTTP/1.0\r\n\r\n".encode())
+        server.server_emit("late", 1, to=sid)
+        status, headers, body = conn.response()
+        assert status == 200 and headers.get("connection") == "close"
+        assert conn.ended()
+    finally:
+        conn.close()
+    assert_serves(server, websocket=False)
+
+
+HOSTILE = [
+    (b"GARBAGE\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\nHost: x\n\n", 400),
+    (b"GET /socket.io/1/ HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: x\r\nX: " + b"a" * 20000 + b"\r\n\r\n", 431),
+    (b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\n\r\n", 414),
+    (b"POST /socket.io/1/xhr-polling/x HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
+     b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 400),
+    (b"POST /socket.io/1/xhr-polling/x HTTP/1.1\r\nHost: x\r\n"
+     b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 411),
+    (b"POST /socket.io/1/xhr-polling/x HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n"
+     b"Content-Length: 2\r\n\r\nab", 400),
+    (b"GET / HTTP/3.0\r\nHost: x\r\n\r\n", 505),
+    (b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03" + bytes(range(200)), 400),
+]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("data, status", HOSTILE, ids=[str(i) for i in range(len(HOSTILE))])
+def test_hostile_bytes_on_a_kept_connection(start, kind, data, status):
+    server = start(kind)
+    conn, sid = open_kept(server)
+    try:
+        assert echo_on(conn, sid, 1, "before") == ['6:::1+["before"]']
+        conn.send(data)
+        answered, headers, _ = conn.response()
+        assert answered == status and headers.get("connection") == "close"
+        assert conn.ended()
+    finally:
+        conn.close()
+    assert_serves(server, websocket=False)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_post_over_the_limit_on_a_kept_connection(start, kind):
+    server = start(kind)
+    conn, sid = open_kept(server)
+    try:
+        assert echo_on(conn, sid, 1, "x") == ['6:::1+["x"]']
+        body = b"3:::" + b"a" * LIMIT
+        status, headers, _ = conn.ask("POST", poll_path(sid), body)
+        assert status == 413 and headers.get("connection") == "close"
+        assert conn.ended()
+    finally:
+        conn.close()
+    other = RawConnection(server)
+    try:
+        # the session was closed for it, as on the WSGI path
+        assert other.ask("GET", poll_path(sid))[2] in (b"0::", b"7:::1+0")
+    finally:
+        other.close()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_client_that_hangs_up_during_a_kept_poll_loses_nothing(start, kind):
+    server = start(kind)
+    conn, sid = open_kept(server)
+    conn.send(conn.request("GET", poll_path(sid)))
+    conn.close()
+    server.server_emit("kept", 1, to=sid)
+    other = RawConnection(server)
+    try:
+        deadline = time.monotonic() + DEADLINE
+        received: list[str] = []
+        while not any("kept" in p for p in received) and time.monotonic() < deadline:
+            received += decode_payload(other.ask("GET", poll_path(sid))[2].decode())
+        assert any('"kept"' in p for p in received), received
+    finally:
+        other.close()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_websocket_upgrade_on_a_kept_connection_is_answered(start, kind):
+    server = start(kind)
+    conn, sid = open_kept(server)
+    try:
+        status, _, _ = conn.ask("GET", f"/socket.io/1/websocket/{sid}", headers={
+            "Upgrade": "websocket", "Connection": "Upgrade",
+            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version": "13"})
+        assert status in (101, 400), status
+    finally:
+        conn.close()
+    assert_serves(server, websocket=False)
+
+
+def test_thread_mode_leaves_connections_to_the_wsgi_server(start):
+    server = start("gunicorn", mode="thread")
+    sid = handshake(server)[0]
+    conn = RawConnection(server)
+    try:
+        assert conn.ask("GET", poll_path(sid))[2] == b"1::"
+        status, headers, body = conn.ask(
+            "POST", poll_path(sid), event_packet("echo", "t", ack_id=1).encode())
+        assert (status, body) == (200, b"1") and headers.get("server", "").startswith("gunicorn")
+    finally:
+        conn.close()

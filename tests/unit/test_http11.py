@@ -1,0 +1,167 @@
+"""The strict request-head parser of kept connections (flask_sio09/http11.py):
+what it accepts, and the status it answers to everything else."""
+
+from __future__ import annotations
+
+import pytest
+
+from flask_sio09.http11 import MAX_HEAD_BYTES, MAX_HEADERS, HTTPError, parse_head
+
+POLL = b"GET /socket.io/1/xhr-polling/abc?t=1 HTTP/1.1\r\nHost: h\r\n\r\n"
+
+
+def test_a_poll_get():
+    head = parse_head(POLL)
+    assert head is not None
+    assert (head.method, head.target, head.version) == \
+        ("GET", "/socket.io/1/xhr-polling/abc?t=1", "HTTP/1.1")
+    assert (head.path, head.query) == ("/socket.io/1/xhr-polling/abc", "t=1")
+    assert head.size == len(POLL)
+    assert head.keep_alive and head.content_length == 0 and not head.chunked
+
+
+def test_the_head_ends_at_its_blank_line_and_the_rest_is_left():
+    data = POLL + b"POST / HTTP/1.1\r\n"
+    head = parse_head(data)
+    assert head is not None and head.size == len(POLL)
+
+
+def test_headers_are_lower_cased_and_repeats_joined():
+    head = parse_head(b"GET / HTTP/1.1\r\nHost: h\r\nX-A:  1 \r\nx-a:2\r\n"
+                      b"Origin: http://o\r\n\r\n")
+    assert head is not None
+    assert head.get("x-a") == "1,2"
+    assert head.get("origin") == "http://o"
+    assert head.get("missing") is None
+    assert ("x-a", "1") in head.headers
+
+
+@pytest.mark.parametrize("extra, keep_alive", [
+    (b"", True),
+    (b"Connection: close\r\n", False),
+    (b"Connection: keep-alive, Close\r\n", False),
+    (b"Connection: keep-alive\r\n", True),
+])
+def test_keep_alive_follows_the_connection_header(extra, keep_alive):
+    head = parse_head(b"GET / HTTP/1.1\r\nHost: h\r\n" + extra + b"\r\n")
+    assert head is not None and head.keep_alive is keep_alive
+
+
+def test_http_1_0_does_not_keep_the_connection_and_needs_no_host():
+    head = parse_head(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+    assert head is not None and not head.keep_alive
+
+
+def test_content_length_and_chunked_framing():
+    head = parse_head(b"POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 12\r\n\r\n")
+    assert head is not None and head.content_length == 12
+    head = parse_head(b"POST /x HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n")
+    assert head is not None and head.chunked
+
+
+def test_expect_100_continue():
+    head = parse_head(b"POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\n"
+                      b"Expect: 100-Continue\r\n\r\n")
+    assert head is not None and head.expect_continue
+
+
+def test_options_star():
+    head = parse_head(b"OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert head is not None and head.target == "*"
+
+
+@pytest.mark.parametrize("partial", [
+    b"", b"G", b"GET / HTTP/1.1", b"GET / HTTP/1.1\r\n", b"GET / HTTP/1.1\r\nHost: h\r\n",
+    b"GET / HTTP/1.1\r\nHost: h\r\n\r",
+])
+def test_an_incomplete_head_asks_for_more(partial):
+    assert parse_head(partial) is None
+
+
+@pytest.mark.parametrize("data, status", [
+    # request lines
+    (b"GET /\r\n\r\n", "400"),
+    (b"GET  / HTTP/1.1\r\nHost: h\r\n\r\n", "400"),
+    (b"GET / HTTP/1.1 \r\nHost: h\r\n\r\n", "400"),
+    (b"G\x00T / HTTP/1.1\r\nHost: h\r\n\r\n", "400"),
+    (b"GET /\xff HTTP/1.1\r\nHost: h\r\n\r\n", "400"),
+    (b"GET / HTTP/2.0\r\nHost: h\r\n\r\n", "505"),
+    (b"GET / HTTP/0.9\r\nHost: h\r\n\r\n", "505"),
+    (b"GET / http/1.1\r\nHost: h\r\n\r\n", "400"),
+    (b"GET http://h/ HTTP/1.1\r\nHost: h\r\n\r\n", "400"),
+    (b"GET * HTTP/1.1\r\nHost: h\r\n\r\n", "400"),
+    (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", "400"),  # a TLS hello
+    # header lines
+    (b"GET / HTTP/1.1\r\nHost : h\r\n\r\n", "400"),
+    (b"GET / HTTP/1.1\r\nHost: h\r\n folded\r\n\r\n", "400"),
+    (b"GET / HTTP/1.1\r\nHost: h\r\nNo colon\r\n\r\n", "400"),
+    (b"GET / HTTP/1.1\r\nHost: h\r\n: empty name\r\n\r\n", "400"),
+    (b"GET / HTTP/1.1\r\nHost: h\r\nX: a\x00b\r\n\r\n", "400"),
+    (b"GET / HTTP/1.1\r\nHost: h\r\nX: a\rb\r\n\r\n", "400"),
+    (b"GET / HTTP/1.1\r\nHost: h\r\nX: a\nb\r\n\r\n", "400"),
+    (b"GET / HTTP/1.1\nHost: h\n\n", "400"),
+    # Host
+    (b"GET / HTTP/1.1\r\n\r\n", "400"),
+    (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", "400"),
+    # body framing
+    (b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n", "400"),
+    (b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: -1\r\n\r\n", "400"),
+    (b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: +1\r\n\r\n", "400"),
+    (b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1,1\r\n\r\n", "400"),
+    (b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 0x10\r\n\r\n", "400"),
+    (b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: \xd9\xa1\r\n\r\n", "400"),
+    (b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 9999999999999999\r\n\r\n", "400"),
+    (b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n"
+     b"Transfer-Encoding: chunked\r\n\r\n", "400"),
+    (b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", "400"),
+    (b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", "501"),
+    (b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", "400"),
+    (b"POST / HTTP/1.1\r\nHost: h\r\nExpect: 200-ok\r\n\r\n", "417"),
+])
+def test_hostile_or_broken_heads_are_refused(data, status):
+    with pytest.raises(HTTPError) as refused:
+        parse_head(data)
+    assert refused.value.status.startswith(status)
+
+
+def test_a_bare_lf_is_refused_before_the_head_is_complete():
+    with pytest.raises(HTTPError) as refused:
+        parse_head(b"GET / HTTP/1.1\nHost: h\n")
+    assert refused.value.status.startswith("400")
+
+
+def test_an_endless_request_line_is_414_and_endless_headers_431():
+    with pytest.raises(HTTPError) as refused:
+        parse_head(b"GET /" + b"a" * MAX_HEAD_BYTES)
+    assert refused.value.status.startswith("414")
+    with pytest.raises(HTTPError) as refused:
+        parse_head(b"GET / HTTP/1.1\r\nHost: h\r\nX: " + b"a" * MAX_HEAD_BYTES)
+    assert refused.value.status.startswith("431")
+
+
+def test_too_many_headers_is_431():
+    lines = b"".join(b"X-%d: 1\r\n" % i for i in range(MAX_HEADERS + 1))
+    with pytest.raises(HTTPError) as refused:
+        parse_head(b"GET / HTTP/1.1\r\nHost: h\r\n" + lines + b"\r\n")
+    assert refused.value.status.startswith("431")
+
+
+def test_a_head_of_exactly_the_limit_is_accepted():
+    prefix, suffix = b"GET / HTTP/1.1\r\nHost: h\r\nX: ", b"\r\n\r\n"
+    data = prefix + b"a" * (MAX_HEAD_BYTES - len(prefix) - len(suffix)) + suffix
+    assert len(data) == MAX_HEAD_BYTES
+    head = parse_head(data)
+    assert head is not None and head.size == MAX_HEAD_BYTES
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_random_bytes_never_crash_the_parser(seed):
+    import random
+
+    rng = random.Random(seed)
+    data = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 400)))
+    for cut in (data, POLL[:rng.randrange(len(POLL))] + data, data + b"\r\n\r\n"):
+        try:
+            parse_head(cut)
+        except HTTPError as refused:
+            assert refused.status[:3] in {"400", "414", "417", "431", "501", "505"}
