@@ -156,7 +156,10 @@ class _Writer:
         self.no_body = False
         self.length: int | None = None
         self.written = 0
-        self.keep_alive = head.keep_alive
+        # an Upgrade the app could not perform (it has no socket to take) is
+        # answered, and the connection then ends: the client is in no state
+        # to reuse it
+        self.keep_alive = head.keep_alive and head.get("upgrade") is None
 
     def start_response(self, status: str, headers: list[tuple[str, str]],
                        exc_info: Any = None) -> Callable[[bytes], None]:
