@@ -167,12 +167,21 @@ class HubHTTP(HubConnection):
             logger.info("kept connection: too much sent ahead; closed")
             self.lost()
             return
-        self._advance()
+        self._advance_guarded()
 
     def on_writable(self) -> None:
         super().on_writable()
         if not self.out and not self.closed:
+            self._advance_guarded()
+
+    def _advance_guarded(self) -> None:
+        # the hub calls on_readable and on_writable outside its own guard: a
+        # failure here must cost this connection only, not the hub's pass
+        try:
             self._advance()
+        except Exception:
+            logger.exception("kept connection: serving a request failed; closed")
+            self.lost()
 
     def flush(self) -> None:
         if self._poll_answered():

@@ -1,0 +1,173 @@
+"""The WSGI runner of kept connections (flask_sio09/hub_wsgi.py): the environ
+it builds, the body it streams, and how it frames the app's answer, over a
+socketpair."""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+import pytest
+
+from flask_sio09 import hub_wsgi
+from flask_sio09.http11 import parse_head
+
+TEMPLATE = {"SERVER_NAME": "127.0.0.1", "SERVER_PORT": "5000", "SCRIPT_NAME": "",
+            "REMOTE_ADDR": "127.0.0.1", "wsgi.url_scheme": "http", "wsgi.version": (1, 0)}
+
+
+def head_of(data: bytes):
+    head = parse_head(data)
+    assert head is not None
+    return head
+
+
+def test_the_environ_is_a_wsgi_servers():
+    head = head_of(b"POST /app/a%20b?x=1 HTTP/1.1\r\nHost: h:1\r\nContent-Type: text/plain\r\n"
+                   b"Content-Length: 3\r\nX-Thing: 1\r\nX-Thing: 2\r\nX_Spoof: 1\r\n\r\n")
+    body = hub_wsgi.Body(None, b"abc", 3, False)  # type: ignore[arg-type]
+    environ = hub_wsgi.build_environ({**TEMPLATE, "SCRIPT_NAME": "/app"}, head, body)
+    assert environ["REQUEST_METHOD"] == "POST"
+    assert environ["SCRIPT_NAME"] == "/app" and environ["PATH_INFO"] == "/a b"
+    assert environ["QUERY_STRING"] == "x=1" and environ["RAW_URI"] == "/app/a%20b?x=1"
+    assert environ["CONTENT_TYPE"] == "text/plain" and environ["CONTENT_LENGTH"] == "3"
+    assert environ["HTTP_HOST"] == "h:1" and environ["HTTP_X_THING"] == "1,2"
+    assert "HTTP_X_SPOOF" not in environ
+    assert environ["SERVER_PROTOCOL"] == "HTTP/1.1" and environ["sio09.kept"] is True
+    assert environ["wsgi.input"].read() == b"abc"
+
+
+class Served:
+    """Run hub_wsgi.serve's worker for one request over a socketpair."""
+
+    def __init__(self, app, request: bytes, rest: bytes = b"") -> None:
+        self.server_side, self.client = socket.socketpair()
+        self.client.settimeout(10)
+        self.finished = threading.Event()
+        self.result: tuple[bool, bytes] | None = None
+        head = head_of(request)
+        buffered = request[head.size:]
+
+        def done(keep_alive: bool, leftover: bytes) -> None:
+            self.result = (keep_alive, leftover)
+            self.finished.set()
+
+        self.client.sendall(rest)
+        self.thread = threading.Thread(target=hub_wsgi._serve, args=(
+            app, self.server_side, TEMPLATE, head, buffered, done))
+        self.thread.start()
+
+    def wait(self) -> tuple[bool, bytes]:
+        assert self.finished.wait(10)
+        self.thread.join(10)
+        assert self.result is not None
+        return self.result
+
+    def received(self) -> bytes:
+        self.server_side.close()
+        data = b""
+        while chunk := self.client.recv(65536):
+            data += chunk
+        self.client.close()
+        return data
+
+
+def app_with(status="200 OK", headers=(("Content-Type", "text/plain"),), body=(b"hi",)):
+    def app(environ, start_response):
+        start_response(status, list(headers))
+        return body
+    return app
+
+
+def test_a_list_body_gets_a_content_length_and_the_connection_stays():
+    served = Served(app_with(), b"GET / HTTP/1.1\r\nHost: h\r\n\r\nGET /next")
+    keep_alive, leftover = served.wait()
+    assert keep_alive and leftover == b"GET /next"
+    assert served.received() == (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                                 b"Content-Length: 2\r\n\r\nhi")
+
+
+def test_a_generator_body_is_sent_chunked():
+    def body():
+        yield b"ab"
+        yield b""
+        yield b"cde"
+    served = Served(app_with(body=body()), b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert served.wait()[0]
+    assert served.received().endswith(b"Transfer-Encoding: chunked\r\n\r\n"
+                                      b"2\r\nab\r\n3\r\ncde\r\n0\r\n\r\n")
+
+
+def test_http_1_0_without_a_length_is_delimited_by_the_close():
+    served = Served(app_with(body=iter([b"x"])), b"GET / HTTP/1.0\r\n\r\n")
+    assert served.wait()[0] is False
+    assert served.received().endswith(b"Connection: close\r\n\r\nx")
+
+
+def test_head_has_no_body():
+    served = Served(app_with(headers=[("Content-Length", "2")]),
+                    b"HEAD / HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert served.wait()[0]
+    assert served.received() == b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n"
+
+
+def test_the_app_may_ask_to_close():
+    served = Served(app_with(headers=[("Connection", "close"), ("Content-Length", "2")]),
+                    b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert served.wait()[0] is False
+    assert b"Connection: close\r\n" in served.received()
+
+
+def test_a_failing_app_answers_500_and_closes():
+    def app(environ, start_response):
+        raise RuntimeError("boom")
+    served = Served(app, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert served.wait()[0] is False
+    assert served.received().startswith(b"HTTP/1.1 500 ")
+
+
+def test_the_body_streams_from_buffer_then_socket():
+    seen = []
+
+    def app(environ, start_response):
+        stream = environ["wsgi.input"]
+        seen.append(stream.readline())
+        seen.append(stream.read())
+        start_response("200 OK", [("Content-Length", "0")])
+        return []
+    served = Served(app, b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\nab\ncd",
+                    rest=b"efghiNEXT")
+    keep_alive, leftover = served.wait()
+    assert seen == [b"ab\n", b"cdefghi"] and keep_alive and leftover == b""
+    assert served.client.recv(100).startswith(b"HTTP/1.1 200 OK")
+    assert served.server_side.recv(100) == b"NEXT"  # left on the socket for the hub
+
+
+def test_expect_continue_is_answered_when_the_app_reads():
+    def app(environ, start_response):
+        data = environ["wsgi.input"].read()
+        start_response("200 OK", [("Content-Length", str(len(data)))])
+        return [data]
+    served = Served(app, b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n"
+                    b"Expect: 100-continue\r\n\r\n", rest=b"abc")
+    assert served.wait()[0]
+    assert served.received() == (b"HTTP/1.1 100 Continue\r\n\r\n"
+                                 b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc")
+
+
+def test_an_unread_offered_body_ends_the_connection():
+    served = Served(app_with(), b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n"
+                    b"Expect: 100-continue\r\n\r\n")
+    assert served.wait()[0] is False
+    data = served.received()
+    assert b"100 Continue" not in data and b"Connection: close" in data
+
+
+@pytest.mark.parametrize("unread, keep_alive", [(10, True), (hub_wsgi.DRAIN_LIMIT + 1, False)])
+def test_an_unread_body_is_drained_or_the_connection_closed(unread, keep_alive):
+    served = Served(app_with(), b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: %d\r\n\r\n"
+                    % unread, rest=b"x" * min(unread, 10))
+    if not keep_alive:
+        assert served.wait()[0] is False
+    else:
+        assert served.wait() == (True, b"")
