@@ -282,6 +282,10 @@ class HubHTTP(HubConnection):
             self.respond(("411 Length Required", [("Content-Type", transports.TEXT),
                                                   ("Content-Length", "0")], b""))
             return False
+        upgrade = self._websocket_route(head)
+        if upgrade is not None:
+            self._upgrade(head, upgrade)
+            return False
         route = self._served_route(head)
         if route is None:
             self._elsewhere(head)
@@ -302,11 +306,8 @@ class HubHTTP(HubConnection):
             self._serve(head, b"")
         return True
 
-    def _served_route(self, head: RequestHead) -> protocol.Route | None:
-        """The route of a request the hub serves itself, or None for one
-        that goes to the whole app."""
-        if head.method not in ("GET", "POST", "OPTIONS") or head.get("upgrade") is not None:
-            return None
+    def _route(self, head: RequestHead) -> protocol.Route | None:
+        """The route of a plain (unescaped) path under ``/<resource>/1/``."""
         path = head.path
         if "%" in path:
             return None  # an escaped path: the WSGI way of decoding it applies
@@ -315,9 +316,57 @@ class HubHTTP(HubConnection):
                 return None
             path = path[len(self.script_name):]
         route = protocol.parse_path(path, self.resource)
-        if route is None or route.protocol != "1" or route.transport not in SERVED_TRANSPORTS:
+        return route if route is not None and route.protocol == "1" else None
+
+    def _served_route(self, head: RequestHead) -> protocol.Route | None:
+        """The route of a polling request the hub serves itself, or None for
+        one that goes to the whole app."""
+        if head.method not in ("GET", "POST", "OPTIONS") or head.get("upgrade") is not None:
+            return None
+        route = self._route(head)
+        return route if route is not None and route.transport in SERVED_TRANSPORTS else None
+
+    def _websocket_route(self, head: RequestHead) -> protocol.Route | None:
+        """The route of a WebSocket upgrade of ours, or None."""
+        upgrade = head.get("upgrade")
+        if head.method != "GET" or upgrade is None or "websocket" not in upgrade.lower():
+            return None
+        route = self._route(head)
+        if route is None or route.transport not in transports.WEBSOCKET_TRANSPORTS \
+                or route.transport not in self.server.options.transports:
             return None
         return route
+
+    def _upgrade(self, head: RequestHead, route: protocol.Route) -> None:
+        """A WebSocket upgrade on a kept connection (a client that reuses its
+        polling connection to upgrade): checked as on the WSGI path, then the
+        socket becomes a ``HubWebSocket``."""
+        from . import wsframe
+        from .hub_websocket import HubWebSocket
+
+        self.keep_alive = False  # whatever the answer, this connection ends as HTTP
+        environ = hub_wsgi.build_environ(self.template, head, None)
+        if self.buf or head.content_length:
+            self.respond(transports.complete_response({}, ("400 Bad Request", [
+                ("Content-Type", transports.TEXT)], b"bytes after an upgrade request"), False))
+            return
+        if not transports.origin_ok(self.server, environ, use_referer=False):
+            self.respond(transports.complete_response({}, ("403 Forbidden", [
+                ("Content-Type", transports.TEXT)], b"bad origin"), False))
+            return
+        try:
+            answer = wsframe.handshake_response(environ)
+        except wsframe.HandshakeError as exc:
+            logger.info("websocket upgrade refused: %s", exc)
+            self.respond(transports.complete_response({}, (
+                exc.status, list(exc.headers), str(exc).encode("utf-8")), False))
+            return
+        self.hub.unregister(self)
+        with self.lock:
+            self.closed = True  # the socket is the WebSocket's from here on
+        websocket = HubWebSocket(self.hub, self.sock, self.server.get_session(route.sid or ""),
+                                 self.limit)
+        websocket.start(answer)
 
     def _serve(self, head: RequestHead, body: bytes) -> None:
         """Answer a polling request with the WSGI path's own rules."""

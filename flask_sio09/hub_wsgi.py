@@ -11,6 +11,7 @@ back to the hub if the connection may live on.
 
 from __future__ import annotations
 
+import io
 import logging
 import socket
 import sys
@@ -104,8 +105,10 @@ class Body:
         return iter(self.readline, b"")
 
 
-def build_environ(template: dict[str, Any], head: RequestHead, body: Body) -> dict[str, Any]:
-    """A WSGI environ for ``head``, as gunicorn builds one (PEP 3333)."""
+def build_environ(template: dict[str, Any], head: RequestHead,
+                  body: Body | None) -> dict[str, Any]:
+    """A WSGI environ for ``head``, as gunicorn builds one (PEP 3333);
+    ``body`` is its ``wsgi.input`` (None: an empty one)."""
     environ = dict(template)
     path = unquote_to_bytes(head.path).decode("latin-1")
     script = template.get("SCRIPT_NAME", "")
@@ -118,7 +121,7 @@ def build_environ(template: dict[str, Any], head: RequestHead, body: Body) -> di
         "RAW_URI": head.target,
         "REQUEST_URI": head.target,
         "SERVER_PROTOCOL": head.version,
-        "wsgi.input": body,
+        "wsgi.input": body if body is not None else io.BytesIO(b""),
         "wsgi.input_terminated": True,
         "wsgi.errors": template.get("wsgi.errors", sys.stderr),
         # tells transports.use_hub that this socket is the hub's already

@@ -148,10 +148,11 @@ def route_request(server: Server, route: protocol.Route, method: str,
     return _response("405 Method Not Allowed", "")
 
 
-def origin_ok(server: Server, environ: dict[str, Any]) -> bool:
-    """Whether the request's Origin (or Referer) may use the server: it then
-    gets the CORS headers."""
-    return _origin_ok(server, environ)
+def origin_ok(server: Server, environ: dict[str, Any], use_referer: bool = True) -> bool:
+    """Whether the request's Origin (or Referer, unless ``use_referer`` is
+    False, as for a WebSocket upgrade) may use the server: it then gets the
+    CORS headers."""
+    return _origin_ok(server, environ, use_referer)
 
 
 def complete_response(environ: dict[str, Any], response: Response, cors: bool) -> Response:

@@ -313,19 +313,54 @@ def test_a_client_that_hangs_up_during_a_kept_poll_loses_nothing(start, kind):
         other.close()
 
 
+UPGRADE = {"Upgrade": "websocket", "Connection": "Upgrade",
+           "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version": "13"}
+
+
 @pytest.mark.parametrize("kind", KINDS)
-def test_a_websocket_upgrade_on_a_kept_connection_is_answered_and_closed(start, kind):
+def test_a_websocket_upgrade_on_a_kept_connection(start, kind):
     server = start(kind)
     conn, sid = open_kept(server)
     try:
-        status, _, _ = conn.ask("GET", f"/socket.io/1/websocket/{sid}", headers={
-            "Upgrade": "websocket", "Connection": "Upgrade",
-            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version": "13"})
-        # the whole app answers it, with no socket to upgrade: refused, then closed
+        assert echo_on(conn, sid, 1, "polled") == ['6:::1+["polled"]']
+        conn.send(conn.request("GET", f"/socket.io/1/websocket/{sid}", headers=UPGRADE))
+        while b"\r\n\r\n" not in conn.buf:
+            conn._fill()
+        assert conn.buf.startswith(b"HTTP/1.1 101 ")
+        # the session goes on over the WebSocket: a server emit arrives as a text frame
+        server.server_emit("over_ws", 1, to=sid)
+        while b"over_ws" not in conn.buf:
+            conn._fill()
+        assert b"\x81" in conn.buf
+    finally:
+        conn.close()
+    assert_serves(server, websocket=False)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_bad_websocket_upgrade_on_a_kept_connection_is_refused_and_closed(start, kind):
+    server = start(kind)
+    conn, sid = open_kept(server)
+    try:
+        status, _, _ = conn.ask("GET", f"/socket.io/1/websocket/{sid}",
+                                headers={**UPGRADE, "Sec-WebSocket-Key": "short"})
         assert status == 400 and conn.ended()
     finally:
         conn.close()
     assert_serves(server, websocket=False)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_another_upgrade_on_a_kept_connection_is_answered_and_closed(start, kind):
+    server = start(kind)
+    conn, sid = open_kept(server)
+    try:
+        status, _, body = conn.ask("GET", "/healthz", headers={
+            "Upgrade": "h2c", "Connection": "Upgrade, HTTP2-Settings", "HTTP2-Settings": ""})
+        # the whole app serves it as a plain GET, then the connection ends
+        assert (status, body) == (200, b"ok") and conn.ended()
+    finally:
+        conn.close()
 
 
 def test_thread_mode_leaves_connections_to_the_wsgi_server(start):
