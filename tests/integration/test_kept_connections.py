@@ -374,3 +374,26 @@ def test_thread_mode_leaves_connections_to_the_wsgi_server(start):
         assert (status, body) == (200, b"1") and headers.get("server", "").startswith("gunicorn")
     finally:
         conn.close()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_unanswered_kept_poll_gets_a_noop_and_the_connection_lives_on(start, kind):
+    server = start(kind)
+    conn, sid = open_kept(server)
+    try:
+        # nothing to send: polling_duration (3 s here) later the hub answers 8::
+        assert conn.ask("GET", poll_path(sid))[2] == b"8::"
+        assert echo_on(conn, sid, 1, "after") == ['6:::1+["after"]']
+    finally:
+        conn.close()
+
+
+def test_an_idle_kept_connection_is_closed_by_the_server(start):
+    server = start("gunicorn")
+    conn, sid = open_kept(server)
+    try:
+        assert echo_on(conn, sid, 1, "x") == ['6:::1+["x"]']
+        # no request for KEEP_ALIVE_SECONDS (10 s): the hub ends the connection
+        assert conn.ended()
+    finally:
+        conn.close()
