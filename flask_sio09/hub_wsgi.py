@@ -155,6 +155,7 @@ class _Writer:
         self.status: str | None = None
         self.headers: list[tuple[str, str]] = []
         self.sent = False
+        self.unsent_head = b""
         self.chunked = False
         self.no_body = False
         self.length: int | None = None
@@ -201,8 +202,16 @@ class _Writer:
             self.keep_alive = False
         lines.append("\r\n" if self.keep_alive else "Connection: close\r\n\r\n")
         self.body.answered = True
-        self.sock.sendall("".join(lines).encode("latin-1"))
+        # sent with the first body bytes: one segment, not a small one that
+        # waits for the client's delayed ACK before the next may leave
+        self.unsent_head = "".join(lines).encode("latin-1")
         self.sent = True
+
+    def _send(self, data: bytes) -> None:
+        if self.unsent_head:
+            data, self.unsent_head = self.unsent_head + data, b""
+        if data:
+            self.sock.sendall(data)
 
     def write(self, data: bytes) -> None:
         if not self.sent:
@@ -211,17 +220,19 @@ class _Writer:
             return
         self.written += len(data)
         if self.chunked:
-            self.sock.sendall(b"%x\r\n%s\r\n" % (len(data), data))
+            self._send(b"%x\r\n%s\r\n" % (len(data), data))
         else:
-            self.sock.sendall(data)
+            self._send(data)
 
     def end(self) -> None:
         if not self.sent:
             self.send_head(0)
         if self.chunked:
-            self.sock.sendall(b"0\r\n\r\n")
-        elif self.length is not None and self.written != self.length and not self.no_body:
-            self.keep_alive = False  # the app's length was wrong: the framing is lost
+            self._send(b"0\r\n\r\n")
+        else:
+            self._send(b"")
+            if self.length is not None and self.written != self.length and not self.no_body:
+                self.keep_alive = False  # the app's length was wrong: the framing is lost
 
 
 def _run_app(app: Callable[..., Any], environ: dict[str, Any], writer: _Writer) -> None:
@@ -252,7 +263,7 @@ def _serve(app: Callable[..., Any], sock: socket.socket, template: dict[str, Any
         except Exception:
             logger.exception("error serving %s %s on a kept connection", head.method,
                              head.path)
-            if not writer.sent:
+            if not writer.sent or writer.unsent_head:  # nothing of the answer left yet
                 sock.sendall(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n"
                              b"Connection: close\r\n\r\n")
             writer.keep_alive = False
