@@ -113,8 +113,13 @@ class HubHTTP(HubConnection):
         """Register the socket, then finish the request the WSGI server
         read (``first`` answers it or waits for its packets)."""
         self.hub.register(self, READ)
-        first(self)
-        self._advance()
+        try:
+            first(self)
+        except Exception:
+            logger.exception("kept connection: finishing its first request failed; closed")
+            self.lost()
+            return
+        self._advance_guarded()
 
     def begin_poll(self, poll: transports.LongPoll, environ: dict[str, Any], cors: bool,
                    keep_alive: bool = True) -> None:
