@@ -24,11 +24,12 @@ MAX_HEADERS = 100
 #: decimal digits of a Content-Length at most (larger is refused, not parsed)
 MAX_LENGTH_DIGITS = 15
 
-_TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
-_REQUEST_LINE = re.compile(rb"(" + _TOKEN + rb") ([\x21-\x7e]+) (HTTP/[0-9]\.[0-9])")
-_HEADER_LINE = re.compile(rb"(" + _TOKEN + rb"):[ \t]*(.*?)[ \t]*")
-# control characters a header value may not hold (HTAB is allowed)
-_BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+_TOKEN_CHARS = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+_TOKEN = re.compile(_TOKEN_CHARS)
+_REQUEST_LINE = re.compile("(" + _TOKEN_CHARS + r") ([\x21-\x7e]+) (HTTP/[0-9]\.[0-9])")
+# control characters a head may not hold (HTAB is allowed; CR and LF are
+# checked apart, as they end lines)
+_CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 class HTTPError(Exception):
@@ -91,13 +92,19 @@ def parse_head(buf: bytes | bytearray, max_head: int = MAX_HEAD_BYTES,
             # a bare LF would never end the head: refuse now, not at the timeout
             raise HTTPError("400 Bad Request", "bare LF in the request head")
         return None
-    lines = bytes(buf[:end]).split(b"\r\n")
+    raw = bytes(buf[:end])
+    # CR and LF only as line ends, no other control character but HTAB: then
+    # no line or value below can hold one
+    if _CONTROL.search(raw) or raw.count(b"\r") != raw.count(b"\r\n") \
+            or raw.count(b"\n") != raw.count(b"\r\n"):
+        raise HTTPError("400 Bad Request", "control character in the request head")
+    lines = raw.decode("latin-1").split("\r\n")
     if len(lines) - 1 > max_headers:
         raise HTTPError("431 Request Header Fields Too Large", "too many headers")
     match = _REQUEST_LINE.fullmatch(lines[0])
     if match is None:
         raise HTTPError("400 Bad Request", "bad request line")
-    method, target, version = (part.decode("latin-1") for part in match.groups())
+    method, target, version = match.groups()
     if version not in ("HTTP/1.1", "HTTP/1.0"):
         raise HTTPError("505 HTTP Version Not Supported", "unsupported version")
     if not (target.startswith("/") or (target == "*" and method == "OPTIONS")):
@@ -105,11 +112,11 @@ def parse_head(buf: bytes | bytearray, max_head: int = MAX_HEAD_BYTES,
     headers: list[tuple[str, str]] = []
     index: dict[str, str] = {}
     for line in lines[1:]:
-        found = _HEADER_LINE.fullmatch(line)
-        if found is None or _BAD_VALUE.search(found.group(2)):
+        name, colon, value = line.partition(":")
+        if not colon or _TOKEN.fullmatch(name) is None:
             raise HTTPError("400 Bad Request", "bad header line")
-        name = found.group(1).decode("latin-1").lower()
-        value = found.group(2).decode("latin-1")
+        name = name.lower()
+        value = value.strip(" \t")
         headers.append((name, value))
         index[name] = f"{index[name]},{value}" if name in index else value
     head = RequestHead(method, target, version, headers, end + 4, _index=index)
