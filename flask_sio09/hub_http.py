@@ -17,6 +17,8 @@ and reads the client's next requests itself with the strict parser of
 * Any other request (a page, a static file, a handshake, an htmlfile stream)
   runs the whole Flask app on a thread of ``hub_wsgi.py``, as a WSGI server
   would run it, and the connection comes back to the hub afterwards.
+* A WebSocket upgrade of ours is checked as on the WSGI path and the socket
+  becomes a ``HubWebSocket``.
 * Input the parser refuses gets its 4xx/5xx and the connection is closed;
   chunked request bodies are answered ``411`` and closed (no browser sends
   them). Pipelined requests are served in order, one at a time.
