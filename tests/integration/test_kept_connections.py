@@ -397,3 +397,19 @@ def test_an_idle_kept_connection_is_closed_by_the_server(start):
         assert conn.ended()
     finally:
         conn.close()
+
+
+def test_too_much_sent_ahead_of_a_kept_poll_ends_the_connection(start):
+    server = start("gunicorn")
+    conn, sid = open_kept(server)
+    try:
+        conn.send(conn.request("GET", poll_path(sid)))
+        # pipelined bytes past PIPELINE_LIMIT (64 KiB) while the poll waits
+        try:
+            conn.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX: " + b"a" * 100_000)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        assert conn.ended()
+    finally:
+        conn.close()
+    assert_serves(server, websocket=False)
