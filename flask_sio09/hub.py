@@ -41,6 +41,13 @@ LINGER_SECONDS = 2.0
 #: from the session outbox (the outbox then fills, and past its limit the
 #: session is closed: a client that stops reading cannot grow memory forever)
 HIGH_WATER = 1 << 20
+#: a hub thread running one session's handlers for longer than this gives the
+#: hub to a new thread (a handler that blocks must not stall the others)
+STUCK_SECONDS = 0.02
+#: how often the watchdog looks, while handlers run on the hub
+WATCH_INTERVAL = 0.01
+#: checks without any handler run on the hub before the watchdog parks
+WATCH_IDLE_CHECKS = 100
 
 
 class Hub:
@@ -65,12 +72,22 @@ class Hub:
         self._timers: list[tuple[float, int, HubConnection]] = []
         self._seq = itertools.count()
         self.connections = 0
-        self._thread = threading.Thread(target=self._run, daemon=True, name="sio09-hub")
-        self._thread.start()
+        #: hub threads that gave up the hub while stuck in a handler, and
+        #: have not finished it yet
+        self._demoted = 0
+        #: rounds that ran handlers; the watchdog parks when it stops growing
+        self._handler_rounds = 0
+        self._watch_parked = False
+        self._watch_wake = threading.Event()
+        #: ident of the thread that runs the hub loop now (see _promote)
+        self._leader = 0
+        threading.Thread(target=self._run, daemon=True, name="sio09-hub").start()
+        if not server.workers.synchronous:
+            threading.Thread(target=self._watch, daemon=True, name="sio09-hub-watchdog").start()
 
     def on_hub_thread(self) -> bool:
-        """True when called from the hub's own thread."""
-        return threading.current_thread() is self._thread
+        """True when called from the thread that currently runs the hub loop."""
+        return threading.get_ident() == self._leader
 
     # -- called from any thread --------------------------------------------
 
@@ -89,9 +106,10 @@ class Hub:
             if conn in self._dirty:
                 return
             self._dirty[conn] = None
-            wake = not self._woken
+            # the hub thread flushes before it next waits; others wake it
+            wake = not self._woken and threading.get_ident() != self._leader
             self._woken = True
-        if wake and threading.current_thread() is not self._thread:
+        if wake:
             self._poke()
 
     def _poke(self) -> None:
@@ -120,13 +138,24 @@ class Hub:
         heapq.heappush(self._timers, (deadline, next(self._seq), conn))
 
     def _run(self) -> None:
+        me = threading.get_ident()
+        with self._lock:
+            if self._leader == 0:  # the first hub thread; later ones are set by _promote
+                self._leader = me
+        self.server.workers.defer_to(me)
         while True:
             try:
-                self._step()
+                if not self._step():
+                    break
             except Exception:  # the hub must outlive any one bad connection
                 logger.exception("hub loop error")
+        with self._lock:  # this thread was stuck in a handler and is done with it
+            self._demoted -= 1
 
-    def _step(self) -> None:
+    def _step(self) -> bool:
+        """One round: flush, wait for I/O or a timer, read, then run the
+        handlers of what was read. False when this thread lost the hub."""
+        self._run_pending()
         timeout = None
         if self._timers:
             timeout = max(0.0, self._timers[0][0] - self.clock())
@@ -154,6 +183,56 @@ class Hub:
                 conn.close()
             elif not conn.closed:
                 conn.on_timer(now)
+        return self._run_handlers()
+
+    def _run_handlers(self) -> bool:
+        """Run, on this thread, the handlers of the packets this round read
+        (see workers.py). False when the watchdog gave the hub to another
+        thread meanwhile."""
+        workers = self.server.workers
+        if not workers.has_deferred():
+            return True
+        if self._demoted >= workers.size:
+            # that many hub threads are stuck in handlers already: queue on
+            # the pool rather than risk one more
+            workers.hand_off_deferred()
+            return True
+        self._handler_rounds += 1
+        if self._watch_parked:
+            self._watch_parked = False
+            self._watch_wake.set()
+        return workers.run_deferred()
+
+    def _watch(self) -> None:
+        """The watchdog: gives the hub to a new thread when the current one
+        is stuck in a handler. It parks while no handler runs on the hub."""
+        seen, idle = -1, 0
+        while True:
+            if idle >= WATCH_IDLE_CHECKS:
+                self._watch_wake.clear()
+                self._watch_parked = True
+                if self._handler_rounds == seen:  # else a round began meanwhile
+                    self._watch_wake.wait()
+                self._watch_parked = False
+                idle = 0
+            time.sleep(WATCH_INTERVAL)
+            try:
+                if self.server.workers.release_stuck(STUCK_SECONDS):
+                    self._promote()
+            except Exception:
+                logger.exception("hub watchdog error")
+            rounds = self._handler_rounds
+            idle = idle + 1 if rounds == seen else 0
+            seen = rounds
+
+    def _promote(self) -> None:
+        """Start a new thread for the hub loop; the current one, stuck in a
+        handler, finishes that session and ends."""
+        with self._lock:
+            self._demoted += 1
+            self._leader = 0  # no thread is the hub's until the new one runs
+        logger.debug("hub: a handler is slow; the hub goes on in a new thread")
+        threading.Thread(target=self._run, daemon=True, name="sio09-hub").start()
 
     def _run_pending(self) -> None:
         while True:

@@ -115,6 +115,8 @@ class HubWebSocket(HubConnection):
         session = self.session
         if session is None or self._ended:
             return
+        if self._write_direct():  # the common case: all sent at once
+            return
         if len(self.out) < HIGH_WATER:
             packets = session.take_outbox(self)
             if packets:

@@ -56,6 +56,7 @@ __all__ = [
     "decode",
     "decode_payload",
     "encode",
+    "encode_ack",
     "encode_payload",
     "frame",
     "split_payload",
@@ -135,8 +136,38 @@ def _too_deep(value: Any) -> bool:
     return False
 
 
+# JSONDecoder.decode and JSONEncoder.encode spend as long in Python around the C
+# scanner and encoder as the C code takes for a small packet; these call the C
+# parts directly, with the same results (the tests hold them to the stdlib's).
+_scan_once = _decoder.scan_once
+_JSON_SPACE = " \t\n\r"
+_c_iterencode = None if json.encoder.c_make_encoder is None else json.encoder.c_make_encoder(
+    None, _encoder.default, json.encoder.encode_basestring, None, ":", ",",
+    False, False, False)
+
+
+def _scan_json(text: str) -> Any:
+    if not text or text[0] in _JSON_SPACE or text[-1] in _JSON_SPACE:
+        return _decoder.decode(text)  # the stdlib's whitespace and error rules
+    try:
+        value, end = _scan_once(text, 0)
+    except StopIteration as exc:
+        raise json.JSONDecodeError("Expecting value", text, exc.value) from None
+    if end != len(text):
+        raise json.JSONDecodeError("Extra data", text, end)
+    return value
+
+
+def _print_json(value: Any) -> str:
+    if _c_iterencode is None or type(value) is str:
+        return _encoder.encode(value)
+    # no circular-reference check: a cycle ends in RecursionError instead,
+    # which encode() reports as a PacketError all the same
+    return "".join(_c_iterencode(value, 0))
+
+
 def _loads(text: str) -> Any:
-    value = _decoder.decode(text)
+    value = _scan_json(text)
     # fewer brackets than the limit cannot nest past it: the common case costs
     # two counts; only a bracket-heavy value is walked
     if text.count("[") + text.count("{") > MAX_JSON_DEPTH and \
@@ -157,7 +188,7 @@ def _raw_text(text: str) -> str:
 
 
 def _dumps(value: Any) -> str:
-    text = _encoder.encode(value)
+    text = _print_json(value)
     if not text.isascii():
         # A lone surrogate (say from a client's "\ud800") cannot be written as
         # UTF-8; inside a JSON string its escape decodes to the same value.
@@ -382,6 +413,30 @@ def _encode_ack(packet: Packet) -> str:
     if args:
         data = f"{data}+{_dumps(args)}"
     return f"{_head('6', packet, False)}:{data}"
+
+
+def encode_ack(ack_id: int, args: list[Any] | tuple[Any, ...] | None,
+               endpoint: str = "") -> str:
+    """``encode({"type": "ack", "ackId": ack_id, "args": args, "endpoint": endpoint})``
+    without the dict: the server answers every data ack through here.
+
+    :raises PacketError: as ``encode`` would for the same packet.
+    """
+    if type(ack_id) is not int or not 0 <= ack_id < _ID_LIMIT:
+        raise PacketError(f"ackId must be an int of at most {MAX_ID_DIGITS} digits")
+    if endpoint:
+        if type(endpoint) is not str or ":" in endpoint:
+            raise PacketError(f"bad endpoint: {endpoint!r}")
+        endpoint = _raw_text(endpoint)
+    if args is not None and not isinstance(args, (list, tuple)):
+        raise PacketError("args must be a list")
+    if not args:
+        return f"6::{endpoint}:{ack_id}"
+    try:
+        data = _dumps(args)
+    except Exception as exc:  # TypeError, ValueError, RecursionError from json
+        raise PacketError(f"cannot encode packet: {exc.__class__.__name__}: {exc}") from exc
+    return f"6::{endpoint}:{ack_id}+{data}"
 
 
 def _encode_error(packet: Packet) -> str:

@@ -116,8 +116,7 @@ class Ack:
             return
         self.used = True
         logger.debug("session %s: data ack %s on %r", self._session.sid, self._id, self._endpoint)
-        encoded = packet_codec.encode({"type": "ack", "ackId": self._id,
-                                       "endpoint": self._endpoint, "args": list(args)})
+        encoded = packet_codec.encode_ack(self._id, args, self._endpoint)
         self._server.send_to_session(self._session, encoded, self._endpoint)
 
 
@@ -348,7 +347,9 @@ class Server:
         Malformed packets are logged and dropped; the session lives on."""
         session.touch(self.clock())
         try:
-            parts = packet_codec.split_payload(data)
+            # a WebSocket message is most often one packet, not a payload
+            parts = packet_codec.split_payload(data) \
+                if data[:1] == packet_codec.FRAME_MARK else (data,) if data else ()
         except packet_codec.PacketError as exc:
             # the codec's message may quote the client's bytes: details at debug only
             logger.info("session %s: bad payload dropped", session.sid)

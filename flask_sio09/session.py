@@ -73,6 +73,9 @@ class Session:
         self.sid = sid
         self.environ = environ
         self.state = State.HANDSHAKEN
+        #: True once the session is over (``state`` is CLOSED); read on every
+        #: packet, so kept as a plain attribute
+        self.closed = False
         self.created_at = now
         #: when the client last showed life (any packet or poll)
         self.last_seen = now
@@ -108,11 +111,7 @@ class Session:
             raise IllegalTransition(
                 f"event {event!r} is not allowed in state {self.state.value}"
             ) from None
-
-    @property
-    def closed(self) -> bool:
-        """True once the session is over."""
-        return self.state is State.CLOSED
+        self.closed = self.state is State.CLOSED
 
     def attach(self, transport: Transport, now: float) -> tuple[bool, Transport | None]:
         """Make ``transport`` the session's downstream channel.

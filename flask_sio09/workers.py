@@ -8,6 +8,17 @@ different sessions run in parallel on the pool.
 ``inline=True`` lets the calling thread drain the queue itself when the session
 is idle (the thread-per-connection WebSocket reader does this, saving a thread
 hand-off per message). Otherwise the session is handed to the pool.
+
+The I/O hub's thread gets a third way (``defer_to``): what it submits waits in
+a list that the hub runs itself (``run_deferred``) once it has done the I/O of
+its ``select`` round, so a fast handler costs no thread hand-off at all, which
+is most of what a hand-off per message cost (waking a thread, then the two
+threads trading the GIL). A handler that is slow (it sleeps, it waits on a
+database) must not stall every connection the hub serves: the hub's watchdog
+calls ``release_stuck``, which hands the rest of the list to the pool and takes
+the hub role away from that thread, and the hub starts a new thread for its
+loop (the leader/followers pattern). The stuck thread finishes its session's
+jobs, then ends.
 """
 
 from __future__ import annotations
@@ -15,6 +26,8 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
+from collections import deque
 from collections.abc import Callable
 
 from .session import Session
@@ -46,6 +59,11 @@ class Workers:
         self._idle = 0
         self._lock = threading.Lock()
         self._stopped = False
+        #: the ident of the thread whose submissions are deferred (the hub's), or None
+        self._deferring: int | None = None
+        self._deferred: deque[Session] = deque()
+        #: when the deferring thread began draining its current session
+        self._draining_since: float | None = None
 
     def submit(self, session: Session, job: Callable[[], None],
                inline: bool = False) -> None:
@@ -57,8 +75,65 @@ class Workers:
             session.jobs_running = True
         if inline or self.synchronous:
             self.drain(session)
+        elif threading.get_ident() == self._deferring:
+            self._deferred.append(session)
         else:
             self._hand_off(session)
+
+    def defer_to(self, thread_ident: int) -> None:
+        """From now on, what that thread (``threading.get_ident()``) submits
+        waits for its ``run_deferred``."""
+        with self._lock:
+            self._deferring = thread_ident
+
+    def run_deferred(self) -> bool:
+        """Run the sessions that the deferring thread (the caller) submitted.
+
+        :return: False when ``release_stuck`` took the role away from this
+                 thread while it ran a session; the rest went to the pool.
+        """
+        me = threading.get_ident()
+        deferred = self._deferred
+        while deferred:
+            try:
+                session = deferred.popleft()
+            except IndexError:  # release_stuck took the last one
+                break
+            self._draining_since = time.monotonic()
+            self.drain(session)
+            with self._lock:
+                if self._deferring != me:
+                    return False
+                self._draining_since = None
+        return True
+
+    def has_deferred(self) -> bool:
+        """True when the deferring thread has sessions to run."""
+        return bool(self._deferred)
+
+    def hand_off_deferred(self) -> None:
+        """Give what the deferring thread has not run yet to the pool."""
+        while self._deferred:
+            try:
+                session = self._deferred.popleft()
+            except IndexError:
+                break
+            self._hand_off(session)
+
+    def release_stuck(self, max_seconds: float) -> bool:
+        """If the deferring thread has been running one session's handlers
+        for more than ``max_seconds``, hand what it has not started to the
+        pool and stop deferring its submissions. True when that happened (the
+        caller then gives its role to another thread and calls ``defer_to``)."""
+        with self._lock:
+            since = self._draining_since
+            if self._deferring is None or since is None or \
+                    time.monotonic() - since <= max_seconds:
+                return False
+            self._deferring = None
+            self._draining_since = None
+        self.hand_off_deferred()
+        return True
 
     def drain(self, session: Session) -> None:
         """Run the session's queued jobs until none is left."""

@@ -562,3 +562,65 @@ def test_line_separators_are_escaped_in_every_json_field():
         assert packet.decode(wire) == {**pkt, **packet.decode(wire)}
     assert packet.decode(packet.encode({"type": "ack", "ackId": 1, "endpoint": "",
                                         "args": [text]}))["args"] == [text]
+
+
+# -- encode_ack: the server's fast path for data acks must equal encode() --------
+
+def _outcome(fn, *args):
+    try:
+        return fn(*args)
+    except PacketError:
+        return PacketError
+
+
+@given(ack_id=st.one_of(ids, st.integers(-3, 10 ** 16), junk), args=st.one_of(json_lists, junk),
+       endpoint=st.one_of(endpoints, st.just("/a:b"), any_chars.map(lambda c: "/" + c)))
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+def test_encode_ack_equals_encode(ack_id, args, endpoint):
+    expected = _outcome(packet.encode, {"type": "ack", "ackId": ack_id, "args": args,
+                                        "endpoint": endpoint})
+    assert _outcome(packet.encode_ack, ack_id, args, endpoint) == expected
+
+
+@pytest.mark.parametrize("ack_id,args,endpoint,wire", [
+    (5, [], "", "6:::5"),
+    (5, ["x"], "", '6:::5+["x"]'),
+    (5, (), "/c", "6::/c:5"),
+    (12, [1, {"a": None}], "/chat", '6::/chat:12+[1,{"a":null}]'),
+    (1, ["\u2028"], "", '6:::1+["\\u2028"]'),
+])
+def test_encode_ack_table(ack_id, args, endpoint, wire):
+    assert packet.encode_ack(ack_id, args, endpoint) == wire
+
+
+# -- the codec calls json's C scanner and encoder directly: same results as json --
+
+_stdlib_decoder = json.JSONDecoder()
+
+
+def _json_outcome(fn, value):
+    try:
+        return ("ok", fn(value))
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError and PacketError are ValueErrors
+        return ("error", type(exc).__name__ if not isinstance(exc, json.JSONDecodeError)
+                else "JSONDecodeError")
+
+
+@given(st.one_of(json_values.map(json.dumps), st.text(st.sampled_from(' \t\n\r[]{}",:0123456789.eE-+truefalsnul\\xé'), max_size=24),
+                 json_values.map(lambda v: " " + json.dumps(v) + "\n")))
+@settings(max_examples=600, suppress_health_check=[HealthCheck.too_slow])
+def test_json_text_decodes_as_the_stdlib_does(text):
+    ours = _json_outcome(packet._loads, text)
+    theirs = _json_outcome(_stdlib_decoder.decode, text)
+    if theirs[0] == "ok":
+        # the codec refuses what the stdlib takes only past its own limits
+        assert ours == theirs or ours == ("error", "PacketError")
+    else:
+        assert ours[0] == "error"
+
+
+@given(st.one_of(json_values, json_lists, st.dictionaries(st.text(max_size=4), json_values, max_size=3)))
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+def test_json_values_encode_as_the_stdlib_does(value):
+    expected = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    assert packet._print_json(value) == expected
