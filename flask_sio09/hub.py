@@ -82,8 +82,11 @@ class Hub:
         #: ident of the thread that runs the hub loop now (see _promote)
         self._leader = 0
         threading.Thread(target=self._run, daemon=True, name="sio09-hub").start()
-        if not server.workers.synchronous:
-            threading.Thread(target=self._watch, daemon=True, name="sio09-hub-watchdog").start()
+        self._watchdog: threading.Thread | None = None
+        if not server.workers.synchronous:  # else handlers never wait for the hub
+            self._watchdog = threading.Thread(target=self._watch, daemon=True,
+                                              name="sio09-hub-watchdog")
+            self._watchdog.start()
 
     def on_hub_thread(self) -> bool:
         """True when called from the thread that currently runs the hub loop."""
@@ -157,7 +160,9 @@ class Hub:
         handlers of what was read. False when this thread lost the hub."""
         self._run_pending()
         timeout = None
-        if self._timers:
+        if self.server.workers.has_deferred():  # what was just flushed submitted work
+            timeout = 0.0
+        elif self._timers:
             timeout = max(0.0, self._timers[0][0] - self.clock())
         for key, mask in self._selector.select(timeout):
             conn = key.data
@@ -192,9 +197,10 @@ class Hub:
         workers = self.server.workers
         if not workers.has_deferred():
             return True
-        if self._demoted >= workers.size:
-            # that many hub threads are stuck in handlers already: queue on
-            # the pool rather than risk one more
+        if not workers.can_defer():
+            # handler_threads handlers already run away from the hub (some
+            # may block): the rest wait for one of them on the pool rather
+            # than risk one more thread stuck in a handler
             workers.hand_off_deferred()
             return True
         self._handler_rounds += 1

@@ -64,6 +64,11 @@ class Workers:
         self._deferred: deque[Session] = deque()
         #: when the deferring thread began draining its current session
         self._draining_since: float | None = None
+        #: handlers that may run at once away from the deferring thread: the
+        #: pool's threads take one each while they run a session, and so does
+        #: a deferring thread that ``release_stuck`` let go, until it is done
+        self._slots = size
+        self._slot_freed = threading.Condition(self._lock)
 
     def submit(self, session: Session, job: Callable[[], None],
                inline: bool = False) -> None:
@@ -102,10 +107,17 @@ class Workers:
             self._draining_since = time.monotonic()
             self.drain(session)
             with self._lock:
-                if self._deferring != me:
+                if self._deferring != me:  # released: give back the slot it took
+                    self._slots += 1
+                    self._slot_freed.notify()
                     return False
                 self._draining_since = None
         return True
+
+    def can_defer(self) -> bool:
+        """Whether a handler run by the deferring thread could be let go when
+        it blocks (a slot is free); else its work should go to the pool."""
+        return self._slots > 0
 
     def has_deferred(self) -> bool:
         """True when the deferring thread has sessions to run."""
@@ -132,6 +144,10 @@ class Workers:
                 return False
             self._deferring = None
             self._draining_since = None
+            # the stuck thread now runs a handler away from the hub: it takes
+            # a slot (the hub checked can_defer; a pool thread may have taken
+            # the last one since, so this can briefly go one below zero)
+            self._slots -= 1
         self.hand_off_deferred()
         return True
 
@@ -168,7 +184,16 @@ class Workers:
                 self._idle -= 1
             if session is _STOP:
                 return
-            self.drain(session)
+            with self._slot_freed:
+                while self._slots <= 0:
+                    self._slot_freed.wait()
+                self._slots -= 1
+            try:
+                self.drain(session)
+            finally:
+                with self._slot_freed:
+                    self._slots += 1
+                    self._slot_freed.notify()
 
     def stop(self) -> None:
         """Let every thread finish its current session and exit."""

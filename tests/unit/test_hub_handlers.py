@@ -1,0 +1,197 @@
+"""Where handlers run in hub mode: on the hub thread after the I/O of their
+select round, and, when one blocks, the hub goes on in a new thread (see
+workers.py). Real socketpairs, a real hub, handlers that block on events."""
+
+import threading
+
+import pytest
+
+from flask_sio09.hub import Hub
+from flask_sio09.server import Options, Server
+from flask_sio09.workers import Workers
+from tests.unit.doubles import EchoApp, wait_until
+from tests.unit.test_hub import client_frame, open_websocket
+
+
+class BlockingApp(EchoApp):
+    """Acks like EchoApp; the event ``block`` waits until ``release`` is set,
+    and every event records the thread that ran it."""
+
+    def __init__(self):
+        super().__init__()
+        self.release = threading.Event()
+        self.blocked = 0
+        self.threads = []
+
+    def event(self, session, namespace, name, args, ack):
+        with self.lock:
+            self.threads.append((name, threading.current_thread().name))
+        if name == "block":
+            with self.lock:
+                self.blocked += 1
+            assert self.release.wait(30)
+        super().event(session, namespace, name, args, ack)
+
+
+@pytest.fixture
+def app():
+    return BlockingApp()
+
+
+def make_server(app, handler_threads=16):
+    return Server(Options(handler_threads=handler_threads, close_timeout=5), app, monitor=False)
+
+
+@pytest.fixture
+def server(app):
+    srv = make_server(app)
+    yield srv
+    app.release.set()
+    srv.shutdown()
+
+
+@pytest.fixture
+def hub(server):
+    hub = Hub(server)
+    server.hub = hub
+    return hub
+
+
+def emit(client, name, ack_id, *args):
+    import json
+    client.sock.sendall(client_frame(f'5:{ack_id}+::{json.dumps({"name": name, "args": list(args)})}'))
+
+
+def test_fast_handlers_run_on_the_hub_thread_and_start_no_pool_thread(server, hub, app):
+    _, _, client = open_websocket(server, hub)
+    for i in range(1, 21):
+        emit(client, "echo", i, i)
+    assert [client.text() for _ in range(20)] == [f"6:::{i}+[{i}]" for i in range(1, 21)]
+    assert {thread for _, thread in app.threads} == {"sio09-hub"}
+    assert server.workers._threads == []
+
+
+def test_a_blocked_handler_does_not_stall_the_other_connections(server, hub, app):
+    _, _, stuck = open_websocket(server, hub)
+    _, _, other = open_websocket(server, hub)
+    emit(stuck, "block", 1)
+    assert wait_until(lambda: app.blocked == 1)
+    # the hub goes on in a new thread: the other client is served while the
+    # first handler still blocks, pings included
+    for i in range(1, 11):
+        emit(other, "echo", i, "x")
+        assert other.text() == f'6:::{i}+["x"]'
+    other.sock.sendall(client_frame(payload=b"hi", opcode=0x9))
+    assert other.frame() == (0xA, b"hi")
+    assert not app.release.is_set()
+    # what the blocked client sent meanwhile waits its turn, in order
+    for i in range(2, 6):
+        emit(stuck, "echo", i, i)
+    app.release.set()
+    assert [stuck.text() for _ in range(5)] == ["6:::1"] + [f"6:::{i}+[{i}]" for i in range(2, 6)]
+    # the stuck thread, done with its handler, ended; one hub thread is left
+    assert wait_until(lambda: hub._demoted == 0)
+    assert wait_until(lambda: sum(t.name == "sio09-hub" for t in threading.enumerate()
+                                  if t.is_alive()) >= 1)
+
+
+def test_once_handler_threads_are_stuck_the_rest_queue_and_io_goes_on(app):
+    server = make_server(app, handler_threads=2)
+    hub = Hub(server)
+    server.hub = hub
+    try:
+        clients = [open_websocket(server, hub)[2] for _ in range(4)]
+        for client in clients[:3]:
+            emit(client, "block", 1)
+        # two handlers block (on hub threads that gave the hub away, or on
+        # the pool); the third waits for one of them to finish
+        assert wait_until(lambda: app.blocked == 2)
+        # the hub still reads and writes: pings are answered
+        clients[3].sock.sendall(client_frame(payload=b"p", opcode=0x9))
+        assert clients[3].frame() == (0xA, b"p")
+        assert app.blocked == 2
+        assert 1 <= hub._demoted <= 2
+        app.release.set()
+        for client in clients[:3]:
+            assert client.text() == "6:::1"
+        assert app.blocked == 3
+    finally:
+        app.release.set()
+        server.shutdown()
+
+
+def test_handler_threads_zero_keeps_running_handlers_on_the_hub(app):
+    server = make_server(app, handler_threads=0)
+    hub = Hub(server)
+    server.hub = hub
+    try:
+        _, _, client = open_websocket(server, hub)
+        emit(client, "echo", 1, "a")
+        assert client.text() == '6:::1+["a"]'
+        assert app.threads == [("echo", "sio09-hub")]
+        assert hub._watchdog is None
+    finally:
+        server.shutdown()
+
+
+# -- Workers' deferral, without a hub ------------------------------------------
+
+class FakeSession:
+    def __init__(self, sid):
+        from collections import deque
+
+        self.sid = sid
+        self.lock = threading.Lock()
+        self.jobs = deque()
+        self.jobs_running = False
+
+
+def test_deferred_jobs_wait_for_run_deferred_in_submission_order():
+    workers = Workers(2)
+    workers.defer_to(threading.get_ident())
+    ran = []
+    a, b = FakeSession("a"), FakeSession("b")
+    workers.submit(a, lambda: ran.append("a1"))
+    workers.submit(b, lambda: ran.append("b1"))
+    workers.submit(a, lambda: ran.append("a2"))
+    assert ran == [] and workers.has_deferred()
+    assert workers.run_deferred() is True
+    assert ran == ["a1", "a2", "b1"]
+    assert not workers.has_deferred()
+    assert workers._threads == []
+
+
+def test_other_threads_still_hand_off_to_the_pool():
+    workers = Workers(2)
+    workers.defer_to(threading.get_ident() + 1)  # some other thread defers
+    done = threading.Event()
+    workers.submit(FakeSession("a"), done.set)
+    assert done.wait(10)
+    workers.stop()
+
+
+def test_release_stuck_hands_the_rest_to_the_pool_and_ends_deferral():
+    workers = Workers(2)
+    gate, started, pooled = threading.Event(), threading.Event(), threading.Event()
+    result = {}
+
+    def deferring_thread():
+        workers.defer_to(threading.get_ident())
+        workers.submit(FakeSession("slow"), lambda: (started.set(), gate.wait(30)))
+        workers.submit(FakeSession("next"), pooled.set)
+        result["kept"] = workers.run_deferred()
+        # after losing the role, its submissions go to the pool
+        after = threading.Event()
+        workers.submit(FakeSession("after"), after.set)
+        result["after"] = after.wait(10)
+
+    thread = threading.Thread(target=deferring_thread)
+    thread.start()
+    assert started.wait(10)
+    assert workers.release_stuck(60) is False  # not stuck for that long
+    assert wait_until(lambda: workers.release_stuck(0.01))
+    assert pooled.wait(10)  # "next" ran on the pool while "slow" still blocks
+    gate.set()
+    thread.join(10)
+    assert result == {"kept": False, "after": True}
+    workers.stop()
