@@ -236,13 +236,13 @@ class _AppBridge:
         if ctx is None:
             ctx = _EventContext(self.app, session.environ)
             session.app_data["flask_context"] = ctx
+            ctx.request.sid = session.sid  # type: ignore[attr-defined]
+            # for Namespace classes and the compat layer (current_session)
+            ctx.request._sio09_session = session  # type: ignore[attr-defined]
         with ctx:
             request = ctx.request
-            request.sid = session.sid  # type: ignore[attr-defined]
             request.namespace = namespace  # type: ignore[attr-defined]
             request.event = event  # type: ignore[attr-defined]
-            # for Namespace classes and the compat layer (current_session/_pending_ack)
-            request._sio09_session = session  # type: ignore[attr-defined]
             request._sio09_ack = pending  # type: ignore[attr-defined]
             try:
                 return fn(*args)

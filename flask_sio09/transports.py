@@ -525,9 +525,14 @@ class ThreadWebSocket:
         self.ws = ws
         #: set once the request is over and the socket is the WSGI server's again
         self.done = False
+        #: the thread that pumps this connection (see _pump)
+        self.pump_ident = 0
 
     def wake(self) -> None:
-        self.ws.event.set()
+        # the pump sends the outbox after the handlers it runs: a handler's
+        # emit on the pump thread needs no wake-up
+        if threading.get_ident() != self.pump_ident:
+            self.ws.event.set()
 
     def abort(self) -> None:
         """The session closed ``close_timeout`` ago and this connection is
@@ -584,6 +589,7 @@ def serve_websocket(server: Server, sid: str, environ: dict[str, Any],
 
 def _pump(server: Server, session: Session, transport: ThreadWebSocket) -> None:
     ws = transport.ws
+    transport.pump_ident = threading.get_ident()
     server.attach(session, transport)
     try:
         while ws.connected and session.transport is transport and not session.closed:
@@ -601,9 +607,19 @@ def _pump(server: Server, session: Session, transport: ThreadWebSocket) -> None:
 
 
 def _send_quietly(ws: Any, packets: list[str]) -> bool:
+    """Write packets as text frames, one per packet, in one send; False when
+    the connection is gone."""
+    if not packets:
+        return True
+    from . import wsframe
+
+    # Framed here rather than by ws.send (wsproto), which costs more per frame;
+    # uncompressed frames are valid under a negotiated permessage-deflate too
+    # (RFC 7692 §6: compression is per message, marked by RSV1).
     try:
-        for encoded in packets:
-            ws.send(encoded)
+        if not ws.connected:
+            return False
+        ws.sock.sendall(b"".join([wsframe.encode_text(p) for p in packets]))
     except Exception:  # the peer went away; the caller ends the session
         return False
     return True

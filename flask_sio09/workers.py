@@ -79,7 +79,7 @@ class Workers:
                 return
             session.jobs_running = True
         if inline or self.synchronous:
-            self.drain(session)
+            self.drain(session)  # this thread runs the session's jobs now
         elif threading.get_ident() == self._deferring:
             self._deferred.append(session)
         else:

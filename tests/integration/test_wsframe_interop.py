@@ -83,6 +83,16 @@ def read_request(conn: socket.socket) -> tuple[dict, bytes]:
     return environ, rest
 
 
+def _linger(conn: socket.socket) -> None:
+    """Half-close, then discard what the client still sends until it closes."""
+    try:
+        conn.shutdown(socket.SHUT_WR)
+        while conn.recv(65536):
+            pass
+    except OSError:
+        pass
+
+
 class EchoServer:
     def __init__(self) -> None:
         self.listener = socket.create_server(("127.0.0.1", 0))
@@ -144,7 +154,11 @@ class EchoServer:
                 peer.events += exc.events
                 peer.sent_close = (exc.code, "protocol")
                 conn.sendall(encode_close(exc.code, "protocol"))
-                return  # fail the connection (§7.1.7): close TCP without waiting
+                # fail the connection (§7.1.7), but as the hub does, let the
+                # client read the close frame first: closing with its bytes
+                # unread would reset the connection and could destroy the frame
+                _linger(conn)
+                return
             for event in events:
                 peer.events.append(event)
                 kind = event[0]
