@@ -191,8 +191,8 @@ class _EventContext(RequestContext):
         self._cv_tokens.append((_cv_request.set(self), app_ctx))  # type: ignore[arg-type]
         if self._session is None:  # the connection's copy, opened once
             interface = app.session_interface
-            self._session = interface.open_session(app, self.request) \
-                or interface.make_null_session(app)
+            opened = interface.open_session(app, self.request)  # an empty one is falsy
+            self._session = interface.make_null_session(app) if opened is None else opened
 
     def pop(self, exc: BaseException | None = _NO_EXCEPTION) -> None:  # type: ignore[assignment]
         app = self.app

@@ -1,0 +1,145 @@
+"""The Flask context handlers run in (``_EventContext``): one per connection,
+pushed for each event, with the effects of Flask's own push and pop."""
+
+import flask
+import pytest
+from flask import Flask, g, request
+from flask import signals
+
+from flask_sio09 import SocketIO
+
+
+@pytest.fixture
+def made():
+    apps = []
+
+    def factory():
+        app = Flask(__name__)
+        app.config["SECRET_KEY"] = "test-only"
+        sio = SocketIO(app)
+        apps.append(app)
+        return app, sio
+
+    yield factory
+    for app in apps:
+        app.extensions["sio09"].server.shutdown()
+
+
+def test_flask_g_is_fresh_for_each_event(made):
+    app, sio = made()
+
+    @sio.on("remember")
+    def remember(value):
+        before = g.get("value")
+        g.value = value
+        return repr(before)
+
+    client = sio.test_client(app)
+    assert client.emit("remember", 1, callback=True) == ["None"]
+    assert client.emit("remember", 2, callback=True) == ["None"]
+
+
+def test_teardown_functions_run_once_per_event(made):
+    app, sio = made()
+    calls = []
+    app.teardown_request(lambda exc: calls.append(("request", exc)))
+    app.teardown_appcontext(lambda exc: calls.append(("appcontext", exc)))
+
+    @sio.on("ping")
+    def ping():
+        calls.append(("handler", flask.has_request_context()))
+        return "pong"
+
+    client = sio.test_client(app)
+    calls.clear()  # the connect event had its own
+    assert client.emit("ping", callback=True) == ["pong"]
+    assert client.emit("ping", callback=True) == ["pong"]
+    assert calls == [("handler", True), ("request", None), ("appcontext", None)] * 2
+
+
+def test_context_signals_are_sent_for_each_event(made):
+    app, sio = made()
+    seen = []
+    receivers = {
+        "pushed": lambda sender, **kw: seen.append("pushed"),
+        "popped": lambda sender, **kw: seen.append("popped"),
+        "request_tearing_down": lambda sender, **kw: seen.append("request_tearing_down"),
+        "appcontext_tearing_down": lambda sender, **kw: seen.append("appcontext_tearing_down"),
+    }
+    signals.appcontext_pushed.connect(receivers["pushed"], app)
+    signals.appcontext_popped.connect(receivers["popped"], app)
+    signals.request_tearing_down.connect(receivers["request_tearing_down"], app)
+    signals.appcontext_tearing_down.connect(receivers["appcontext_tearing_down"], app)
+    try:
+        @sio.on("ping")
+        def ping():
+            seen.append("handler")
+
+        client = sio.test_client(app)
+        seen.clear()
+        client.emit("ping")
+        assert seen == ["pushed", "handler", "request_tearing_down",
+                        "appcontext_tearing_down", "popped"]
+    finally:
+        signals.appcontext_pushed.disconnect(receivers["pushed"], app)
+        signals.appcontext_popped.disconnect(receivers["popped"], app)
+        signals.request_tearing_down.disconnect(receivers["request_tearing_down"], app)
+        signals.appcontext_tearing_down.disconnect(receivers["appcontext_tearing_down"], app)
+
+
+def test_each_event_sees_its_own_connection_and_nothing_leaks_out(made):
+    app, sio = made()
+
+    @sio.on("who")
+    def who():
+        assert flask.current_app._get_current_object() is app
+        return request.sid, request.namespace, request.event["name"], \
+            flask.url_for("page", _external=False)
+
+    @app.get("/page")
+    def page():
+        return "page"
+
+    first, second = sio.test_client(app), sio.test_client(app)
+    for client in (first, second, first):
+        assert client.emit("who", callback=True) == [client.sid, "", "who", "/page"]
+    # after a handler, no context is left behind on this thread
+    assert not flask.has_request_context() and not flask.has_app_context()
+
+
+def test_a_nested_app_context_and_a_raising_handler_leave_the_contexts_balanced(made):
+    app, sio = made()
+    other = Flask("other")
+    errors = []
+    sio.on_error_default(lambda exc: errors.append(str(exc)))
+
+    @sio.on("nested")
+    def nested():
+        with other.app_context():
+            assert flask.current_app._get_current_object() is other
+        assert flask.current_app._get_current_object() is app
+        return request.sid
+
+    @sio.on("fail")
+    def fail():
+        g.partial = True
+        raise RuntimeError("boom")
+
+    client = sio.test_client(app)
+    client.emit("fail")
+    assert errors == ["boom"]
+    assert client.emit("nested", callback=True) == [client.sid]
+    assert not flask.has_request_context() and not flask.has_app_context()
+
+
+def test_the_connection_flask_session_lives_across_events(made):
+    app, sio = made()
+
+    @sio.on("count")
+    def count():
+        flask.session["n"] = flask.session.get("n", 0) + 1
+        return flask.session["n"]
+
+    client = sio.test_client(app)
+    assert [client.emit("count", callback=True) for _ in range(3)] == [[1], [2], [3]]
+    assert sio.test_client(app).emit("count", callback=True) == [1]
