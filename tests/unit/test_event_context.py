@@ -2,31 +2,14 @@
 pushed for each event, with the effects of Flask's own push and pop."""
 
 import flask
-import pytest
 from flask import Flask, g, request
 from flask import signals
 
-from flask_sio09 import SocketIO
+from tests.unit.test_testing import make_app  # noqa: F401 (a fixture)
 
 
-@pytest.fixture
-def made():
-    apps = []
-
-    def factory():
-        app = Flask(__name__)
-        app.config["SECRET_KEY"] = "test-only"
-        sio = SocketIO(app)
-        apps.append(app)
-        return app, sio
-
-    yield factory
-    for app in apps:
-        app.extensions["sio09"].server.shutdown()
-
-
-def test_flask_g_is_fresh_for_each_event(made):
-    app, sio = made()
+def test_flask_g_is_fresh_for_each_event(make_app):
+    app, sio = make_app()
 
     @sio.on("remember")
     def remember(value):
@@ -39,8 +22,8 @@ def test_flask_g_is_fresh_for_each_event(made):
     assert client.emit("remember", 2, callback=True) == ["None"]
 
 
-def test_teardown_functions_run_once_per_event(made):
-    app, sio = made()
+def test_teardown_functions_run_once_per_event(make_app):
+    app, sio = make_app()
     calls = []
     app.teardown_request(lambda exc: calls.append(("request", exc)))
     app.teardown_appcontext(lambda exc: calls.append(("appcontext", exc)))
@@ -57,8 +40,8 @@ def test_teardown_functions_run_once_per_event(made):
     assert calls == [("handler", True), ("request", None), ("appcontext", None)] * 2
 
 
-def test_context_signals_are_sent_for_each_event(made):
-    app, sio = made()
+def test_context_signals_are_sent_for_each_event(make_app):
+    app, sio = make_app()
     seen = []
     receivers = {
         "pushed": lambda sender, **kw: seen.append("pushed"),
@@ -87,8 +70,8 @@ def test_context_signals_are_sent_for_each_event(made):
         signals.appcontext_tearing_down.disconnect(receivers["appcontext_tearing_down"], app)
 
 
-def test_each_event_sees_its_own_connection_and_nothing_leaks_out(made):
-    app, sio = made()
+def test_each_event_sees_its_own_connection_and_nothing_leaks_out(make_app):
+    app, sio = make_app()
 
     @sio.on("who")
     def who():
@@ -107,8 +90,8 @@ def test_each_event_sees_its_own_connection_and_nothing_leaks_out(made):
     assert not flask.has_request_context() and not flask.has_app_context()
 
 
-def test_a_nested_app_context_and_a_raising_handler_leave_the_contexts_balanced(made):
-    app, sio = made()
+def test_a_nested_app_context_and_a_raising_handler_leave_the_contexts_balanced(make_app):
+    app, sio = make_app()
     other = Flask("other")
     errors = []
     sio.on_error_default(lambda exc: errors.append(str(exc)))
@@ -132,8 +115,8 @@ def test_a_nested_app_context_and_a_raising_handler_leave_the_contexts_balanced(
     assert not flask.has_request_context() and not flask.has_app_context()
 
 
-def test_the_connection_flask_session_lives_across_events(made):
-    app, sio = made()
+def test_the_connection_flask_session_lives_across_events(make_app):
+    app, sio = make_app()
 
     @sio.on("count")
     def count():

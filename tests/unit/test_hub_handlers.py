@@ -10,7 +10,7 @@ from flask_sio09.hub import Hub
 from flask_sio09.server import Options, Server
 from flask_sio09.workers import Workers
 from tests.unit.doubles import EchoApp, wait_until
-from tests.unit.test_hub import client_frame, open_websocket
+from tests.unit.test_hub import client_frame, hub, open_websocket  # noqa: F401 (hub: a fixture)
 
 
 class BlockingApp(EchoApp):
@@ -48,13 +48,6 @@ def server(app):
     yield srv
     app.release.set()
     srv.shutdown()
-
-
-@pytest.fixture
-def hub(server):
-    hub = Hub(server)
-    server.hub = hub
-    return hub
 
 
 def emit(client, name, ack_id, *args):
