@@ -156,11 +156,13 @@ class Hub:
             self._demoted -= 1
 
     def _step(self) -> bool:
-        """One round: flush, wait for I/O or a timer, read, then run the
-        handlers of what was read. False when this thread lost the hub."""
-        self._run_pending()
+        """One round: wait for I/O or a timer, read, flush, run the handlers
+        of what was read, flush their output. False when this thread lost the
+        hub."""
         timeout = None
-        if self.server.workers.has_deferred():  # what was just flushed submitted work
+        if self._dirty or self._calls or self.server.workers.has_deferred():
+            # work is waiting (a new hub thread inherits its predecessor's):
+            # only look at what the sockets have, then do it
             timeout = 0.0
         elif self._timers:
             timeout = max(0.0, self._timers[0][0] - self.clock())
@@ -188,7 +190,13 @@ class Hub:
                 conn.close()
             elif not conn.closed:
                 conn.on_timer(now)
-        return self._run_handlers()
+        if not self._run_handlers():
+            return False
+        # what the handlers wrote goes out now; a flush never comes before the
+        # reads of its round, so a client that hung up is seen before a packet
+        # is written to its dead poll
+        self._run_pending()
+        return True
 
     def _run_handlers(self) -> bool:
         """Run, on this thread, the handlers of the packets this round read
@@ -345,6 +353,18 @@ class HubConnection:
         except OSError:
             return b""
 
+    def peer_closed(self) -> bool:
+        """True when the peer has already closed its side (its end of stream
+        waits unread). A poll checks this before its answer takes packets
+        out of the session: written to a client that hung up, they would be
+        lost, while kept they go out with its next poll."""
+        try:
+            return self.sock.recv(1, socket.MSG_PEEK) == b""
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            return True
+
     def drain_lingering(self) -> None:
         """Discard what the peer still sends; close at its end of stream."""
         if self.receive() == b"":
@@ -444,6 +464,9 @@ class HubPoll(HubConnection):
         if self.answered:
             return
         if session.has_outbox() or session.closed or session.transport is not self:
+            if self.peer_closed():
+                self.lost()
+                return
             self.answer(None)
 
     def on_timer(self, now: float) -> None:

@@ -200,6 +200,9 @@ class HubHTTP(HubConnection):
         if self.state is POLL and poll is not None:
             session = poll.session
             if session.has_outbox() or session.closed or session.transport is not poll:
+                if self.peer_closed():  # hung up: its packets wait for the next poll
+                    self.lost()
+                    return False
                 self._answer_poll(None)
                 return True
         return False
