@@ -12,6 +12,7 @@ variables so that one module serves every server kind the fixtures start
 - ``SIO09_TEST_MAX_HTTP_BUFFER_SIZE``: ``max_http_buffer_size`` (bytes)
 - ``SIO09_TEST_MAX_OUTBOX_BYTES``: ``max_outbox_bytes`` (bytes)
 - ``SIO09_TEST_WEBSOCKET_MODE``: ``websocket_mode``
+- ``SIO09_TEST_HANDLER_THREADS``: ``handler_threads``
 - ``SIO09_TEST_LOGGER``: ``logger`` (``1`` means ``True``)
 - ``SIO09_TEST_LOG_LEVELS``: ``1`` writes every log line as ``LEVEL:logger:message``
   (so that tests can count ERROR lines); Werkzeug's access lines are then left out
@@ -21,6 +22,11 @@ variables so that one module serves every server kind the fixtures start
 Server-side effects (connects, disconnects, answers to server ``callback=`` emits)
 are recorded in memory and exposed as JSON at ``GET /events`` so that tests can
 assert them; ``GET /events?sid=<sid>`` filters by session id.
+
+``wait_gate(name)`` is a handler that blocks until a test opens gate ``name``
+(``POST /gates/<name>/open``); ``GET /gates/<name>`` tells how many handlers wait
+on it now, at most at once, and in all. Tests of slow handlers use it so that
+nothing depends on timing.
 
 ``POST /kill_connections`` (test only) shuts down, at the TCP level, every
 connection a session's transport requests came in on, to test how clients
@@ -61,6 +67,7 @@ _NUMERIC_OPTIONS = {
     "POLLING_DURATION": "polling_duration",
     "MAX_HTTP_BUFFER_SIZE": "max_http_buffer_size",
     "MAX_OUTBOX_BYTES": "max_outbox_bytes",
+    "HANDLER_THREADS": "handler_threads",
 }
 
 
@@ -363,6 +370,64 @@ def server_disconnect():
 @sio.on("send_text")
 def send_text(text):
     send(text)
+
+
+# ---------------------------------------------------------------------------
+# gates: handlers that block until a test lets them go
+# ---------------------------------------------------------------------------
+
+#: a handler never waits on a gate longer than this (a test that failed before
+#: opening its gate must not leave threads blocked for the rest of the session)
+GATE_LIMIT_SECONDS = 120
+
+
+class _Gate:
+    def __init__(self) -> None:
+        self.opened = threading.Event()
+        self.waiting = 0  # handlers blocked on the gate now
+        self.peak = 0  # the most that were blocked on it at once
+        self.entered = 0  # handlers that reached it in all
+
+
+_gates: dict[str, _Gate] = {}
+_gates_lock = threading.Lock()
+
+
+def _gate(name: str) -> _Gate:
+    with _gates_lock:
+        return _gates.setdefault(name, _Gate())
+
+
+@app.post("/gates/<name>/open")
+def open_gate(name):
+    """Let every handler waiting on gate ``name`` go (and any that comes later)."""
+    _gate(name).opened.set()
+    return jsonify({"ok": True})
+
+
+@app.get("/gates/<name>")
+def gate_state(name):
+    gate = _gate(name)
+    with _gates_lock:
+        return jsonify({"waiting": gate.waiting, "peak": gate.peak,
+                        "entered": gate.entered, "open": gate.opened.is_set()})
+
+
+@sio.on("wait_gate")
+def wait_gate(name, tag=None):
+    """Block until gate ``name`` is opened; the ack is ``["released", tag]``
+    (``["gave up", tag]`` after ``GATE_LIMIT_SECONDS``)."""
+    gate = _gate(name)
+    with _gates_lock:
+        gate.waiting += 1
+        gate.entered += 1
+        gate.peak = max(gate.peak, gate.waiting)
+    try:
+        opened = gate.opened.wait(GATE_LIMIT_SECONDS)
+    finally:
+        with _gates_lock:
+            gate.waiting -= 1
+    return ("released" if opened else "gave up"), tag
 
 
 # ---------------------------------------------------------------------------
