@@ -503,7 +503,11 @@ class Server:
                 if now - session.detached_since > limit:
                     self.close_session(session, "close timeout")
             elif transport is not None and transport.persistent:
-                if now - session.last_seen > opts.heartbeat_timeout:
+                # A session whose handler still runs (or waits for a thread) is
+                # not timed out: in thread mode that handler holds the thread
+                # that would read the client's heartbeat answers.
+                if now - session.last_seen > opts.heartbeat_timeout and \
+                        not session.jobs_running:
                     self.close_session(session, "heartbeat timeout")
                 elif now - session.last_heartbeat >= opts.heartbeat_interval:
                     session.last_heartbeat = now

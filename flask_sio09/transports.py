@@ -600,6 +600,11 @@ def _pump(server: Server, session: Session, transport: ThreadWebSocket) -> None:
                 if isinstance(message, bytes):
                     message = message.decode("utf-8", "replace")
                 server.receive(session, message, inline=True)
+                if ws.input_buffer:
+                    # what came while a handler ran is a sign of life from
+                    # then: the monitor spares a session only while its
+                    # handler runs, so count it before reading it
+                    session.touch(server.clock())
             if not _send_quietly(ws, session.take_outbox(transport)):
                 break
     finally:

@@ -168,7 +168,10 @@ class Workers:
         with self._lock:
             if self._stopped:
                 return
-            if self._idle == 0 and len(self._threads) < self.size:
+            # a thread counts as idle until it wakes from get(): compare the
+            # sessions already waiting, not zero, or two hand-offs in a row to
+            # one idle thread would leave the second waiting behind the first
+            if self._ready.qsize() >= self._idle and len(self._threads) < self.size:
                 thread = threading.Thread(target=self._run, daemon=True,
                                           name=f"{self.name}-{len(self._threads)}")
                 self._threads.append(thread)

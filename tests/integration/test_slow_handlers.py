@@ -21,8 +21,8 @@ real clients (raw WebSockets and socketIO-client 0.5.7.2):
    release all 10 acks arrive;
 3. the same with socketIO-client 0.5.7.2: A's slow callback does not delay B's;
 4. idle clients keep getting heartbeats while handlers block, and no session
-   (the blocked ones included) is closed for heartbeat timeout; thread mode
-   fails the latter for the blocked sessions (xfail, reason below).
+   (the blocked ones included) is closed for heartbeat timeout; in thread mode
+   the blocked sessions get no heartbeats meanwhile (xfail, reason below).
 
 Nothing here depends on timing: the blocking handler is e2e_app's ``wait_gate``,
 which waits until the test opens its gate over HTTP (``POST /gates/<name>/open``),
@@ -411,17 +411,16 @@ def test_socketio_client_slow_callback_does_not_delay_another(start, make_gate, 
 # ---------------------------------------------------------------------------
 
 
-THREAD_MODE_BLOCKED_SESSION_TIMES_OUT = pytest.mark.xfail(
+THREAD_MODE_BLOCKED_SESSION_GETS_NO_HEARTBEATS = pytest.mark.xfail(
     strict=True,
     raises=AssertionError,
     reason=(
-        "thread mode runs a session's handlers inline on its WebSocket pump thread "
-        "(transports._pump, server.receive(inline=True)); while a handler blocks, "
-        "the client's heartbeat answers sit unread in simple-websocket's input_buffer "
-        "(server.receive, hence session.touch, is not called until the handler "
-        "returns), so the monitor closes the session for 'heartbeat timeout' once the "
-        "handler has run heartbeat_timeout seconds, although the client answered "
-        "every heartbeat"
+        "thread mode writes a session's packets from its WebSocket pump thread "
+        "(transports._pump), which runs that session's handlers inline; while one "
+        "blocks, the heartbeats the monitor queues are not written, so the client "
+        "sees none (a 0.9 client would disconnect after heartbeat_timeout). The "
+        "server no longer closes the session meanwhile: the monitor spares a "
+        "session whose handler runs"
     ),
 )
 
@@ -446,11 +445,8 @@ def block_every_slot(server, gate: Gate, clients) -> list[PumpedWs]:
     mode, every slot); their clients answer heartbeats all along.
 
     One at a time: each blocks the hub thread that read it, which then gives
-    the hub away, so no pool thread is involved. (Sessions handed to the pool
-    back to back can wait for another session's blocked handler although
-    slots are free: ``Workers._hand_off`` counts a pool thread as idle until it
-    wakes, so it starts no new thread for the second one. That is a race, not
-    tested here end to end.)"""
+    the hub away, so no pool thread is involved (sessions handed to the pool
+    back to back are the unit tests' concern: test_hub_handlers.py)."""
     slots = SLOW["handler_threads"]
     blocked = [clients(server) for _ in range(slots)]
     for n, client in enumerate(blocked):
@@ -489,7 +485,7 @@ def test_idle_clients_keep_their_heartbeats_while_handlers_block(
 
 
 @pytest.mark.parametrize(
-    "mode", ["hub", pytest.param("thread", marks=THREAD_MODE_BLOCKED_SESSION_TIMES_OUT)])
+    "mode", ["hub", pytest.param("thread", marks=THREAD_MODE_BLOCKED_SESSION_GETS_NO_HEARTBEATS)])
 @pytest.mark.parametrize("kind", KINDS)
 def test_blocked_sessions_outlive_the_heartbeat_timeout(start, make_gate, clients, kind, mode):
     """A session whose handler blocks longer than ``heartbeat_timeout`` is not

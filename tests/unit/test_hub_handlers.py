@@ -188,3 +188,21 @@ def test_release_stuck_hands_the_rest_to_the_pool_and_ends_deferral():
     thread.join(10)
     assert result == {"kept": False, "after": True}
     workers.stop()
+
+
+def test_two_hand_offs_in_a_row_to_one_idle_thread_start_a_second_thread():
+    # a pool thread counts as idle until it wakes: the second session must not
+    # wait behind the first when a thread could be started for it
+    workers = Workers(3)
+    warm = threading.Event()
+    workers.submit(FakeSession("warm"), warm.set)
+    assert warm.wait(10)
+    assert wait_until(lambda: workers._idle == 1)
+    gate, quick = threading.Event(), threading.Event()
+    workers.submit(FakeSession("s1"), lambda: gate.wait(30))
+    workers.submit(FakeSession("s2"), quick.set)
+    try:
+        assert quick.wait(10), "s2 waited behind s1's blocked handler"
+    finally:
+        gate.set()
+        workers.stop()

@@ -326,3 +326,19 @@ def test_handler_threads_zero_runs_handlers_on_the_reading_thread(app, clock):
     srv.receive(session, '5:::{"name":"x"}')
     assert seen == [threading.current_thread()]
     srv.shutdown()
+
+
+def test_a_session_whose_handler_runs_is_not_timed_out_for_heartbeats(app, clock):
+    # in thread mode the running handler holds the thread that would read the
+    # client's heartbeat answers: its session is spared until the handler ends
+    srv = Server(Options(heartbeat_timeout=10, heartbeat_interval=5, handler_threads=0), app,
+                 clock=clock, monitor=False)
+    session, _ = open_session(srv)
+    session.jobs_running = True  # a handler of this session is running
+    clock.now += 30
+    srv.monitor_step(clock.now)
+    assert not session.closed
+    session.jobs_running = False
+    srv.monitor_step(clock.now)
+    assert session.closed and session.close_reason == "heartbeat timeout"
+    srv.shutdown()
