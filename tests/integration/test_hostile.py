@@ -82,14 +82,15 @@ def bad_lines(text: str) -> list[str]:
             or "[ERROR]" in line or "[CRITICAL]" in line]
 
 
-@pytest.fixture
-def start(live_server):
-    """``start(kind, mode, fresh=False, **options)``: a server on BASE options
-    whose log is checked for tracebacks and ERROR lines when the test ends."""
+def checked_servers(live_server, base: dict):
+    """The body of a ``start`` fixture (``yield from`` it): yields
+    ``start(kind, mode, fresh=False, **options)``, which starts a server on
+    ``base`` options updated with ``options``; when the test ends, each server
+    must be alive and its log must hold no traceback or ERROR line."""
     watched: list[Watched] = []
 
     def factory(kind: str = "sio_run", mode: str = "hub", fresh: bool = False, **options):
-        server = live_server(kind, fresh=fresh, websocket_mode=mode, **{**BASE, **options})
+        server = live_server(kind, fresh=fresh, websocket_mode=mode, **{**base, **options})
         watched.append(Watched(server))
         return server
 
@@ -98,6 +99,13 @@ def start(live_server):
         assert entry.server.alive(), f"{entry.server!r} died; log:\n{entry.server.log_tail()}"
         found = bad_lines(entry.new_log())
         assert not found, f"{entry.server!r} logged errors:\n" + "\n".join(found[:20])
+
+
+@pytest.fixture
+def start(live_server):
+    """``start(kind, mode, fresh=False, **options)``: a server on BASE options
+    whose log is checked for tracebacks and ERROR lines when the test ends."""
+    yield from checked_servers(live_server, BASE)
 
 
 def assert_serves(server, websocket: bool = True) -> None:

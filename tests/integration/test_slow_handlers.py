@@ -50,7 +50,7 @@ import websocket
 
 from tests.conftest import wait_until
 from tests.integration.helpers import WsClient, event_packet
-from tests.integration.test_hostile import Watched, ack_of, bad_lines, worker_pid
+from tests.integration.test_hostile import ack_of, checked_servers, worker_pid
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -81,18 +81,7 @@ DEADLINE = 60.0
 def start(live_server):
     """``start(kind, mode, fresh=False, **options)``: a server on SLOW options
     whose log must hold no traceback or ERROR line when the test ends."""
-    watched: list[Watched] = []
-
-    def factory(kind: str, mode: str = "hub", fresh: bool = False, **options):
-        server = live_server(kind, fresh=fresh, websocket_mode=mode, **{**SLOW, **options})
-        watched.append(Watched(server))
-        return server
-
-    yield factory
-    for entry in watched:
-        assert entry.server.alive(), f"{entry.server!r} died; log:\n{entry.server.log_tail()}"
-        found = bad_lines(entry.new_log())
-        assert not found, f"{entry.server!r} logged errors:\n" + "\n".join(found[:20])
+    yield from checked_servers(live_server, SLOW)
 
 
 class Gate:
