@@ -365,6 +365,15 @@ class HubConnection:
         except OSError:
             return True
 
+    def read(self) -> bytes | None:
+        """What the socket has, or None: when nothing is ready, and when the
+        peer has gone, which ends this connection (``lost``) first."""
+        data = self.receive()
+        if data == b"":
+            self.lost()
+            return None
+        return data
+
     def drain_lingering(self) -> None:
         """Discard what the peer still sends; close at its end of stream."""
         if self.receive() == b"":
@@ -483,9 +492,7 @@ class HubPoll(HubConnection):
         self.close_after_flush()
 
     def on_readable(self) -> None:
-        # anything but the end of stream is a pipelined request we do not serve
-        if self.receive() == b"":
-            self.lost()
+        self.read()  # anything but the end of stream is a pipelined request we do not serve
 
     def lost(self) -> None:
         """The client hung up before its answer: keep the packets queued."""
@@ -560,8 +567,7 @@ class HubStream(HubConnection):
         self.close_after_flush()
 
     def on_readable(self) -> None:
-        if self.receive() == b"":
-            self.lost()
+        self.read()  # only the end of stream matters: it ends the stream
 
     def lost(self) -> None:
         if not self._ended and self.session is not None:

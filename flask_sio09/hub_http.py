@@ -160,11 +160,8 @@ class HubHTTP(HubConnection):
     # -- the hub's calls ------------------------------------------------------
 
     def on_readable(self) -> None:
-        data = self.receive()
+        data = self.read()
         if data is None:
-            return
-        if not data:
-            self.lost()
             return
         if self.state is CLOSING:
             return  # the rest of a refused request: dropped

@@ -43,11 +43,8 @@ class HubWebSocket(HubConnection):
             self.end(1000)
 
     def on_readable(self) -> None:
-        data = self.receive()
+        data = self.read()
         if data is None:
-            return
-        if not data:
-            self.lost()
             return
         try:
             events = self.reader.feed(data)
