@@ -196,6 +196,14 @@ class _EventContext(RequestContext):
 
     def pop(self, exc: BaseException | None = _NO_EXCEPTION) -> None:  # type: ignore[assignment]
         app = self.app
+        if not (app.teardown_request_funcs.get(None) or request_tearing_down.receivers
+                or app.teardown_appcontext_funcs or appcontext_tearing_down.receivers
+                or appcontext_popped.receivers or "files" in self.request.__dict__):
+            # the common case: nothing to run or close, only the context to leave
+            token, app_ctx = self._cv_tokens.pop()
+            _cv_request.reset(token)
+            _cv_app.reset(app_ctx._cv_tokens.pop())
+            return
         outermost = len(self._cv_tokens) == 1
         if exc is _NO_EXCEPTION:
             exc = sys.exc_info()[1]
@@ -227,7 +235,7 @@ class _AppBridge:
         self.app = app
 
     def _call(self, session: Session, namespace: str, event: dict[str, Any], fn: Handler,
-              args: tuple[Any, ...] = (), pending: PendingAck | None = None) -> Any:
+              args: tuple[Any, ...] | list[Any] = (), pending: PendingAck | None = None) -> Any:
         # One request context per connection, pushed for each event: its
         # Request, URL adapter and Flask session are built once (the session
         # is the connection's own copy, kept between events), while flask.g
@@ -239,7 +247,8 @@ class _AppBridge:
             ctx.request.sid = session.sid  # type: ignore[attr-defined]
             # for Namespace classes and the compat layer (current_session)
             ctx.request._sio09_session = session  # type: ignore[attr-defined]
-        with ctx:
+        ctx.push()  # (push and pop, not ``with``: two calls fewer per event)
+        try:
             request = ctx.request
             request.namespace = namespace  # type: ignore[attr-defined]
             request.event = event  # type: ignore[attr-defined]
@@ -250,6 +259,8 @@ class _AppBridge:
                 result = self._handle_error(namespace, exc)
                 # a connect handler that failed must not let the client in
                 return False if event["name"] == "connect" else result
+        finally:
+            ctx.pop()
 
     def _handle_error(self, namespace: str, exc: Exception) -> Any:
         handler = self.sio.error_handlers.get(namespace, self.sio.default_error_handler)
@@ -297,11 +308,20 @@ class _AppBridge:
             if registered is None:
                 logger.debug("session %s: no handler for %r on %r", session.sid, name, namespace)
                 return
-            fn, call_args = invoke, (registered, args, pending)
+            if ack is not None and registered.wants_ack:
+                fn, call_args = invoke, (registered, args, pending)
+            else:  # what invoke would do, without its call
+                fn, call_args = registered.fn, args
         result = self._call(session, namespace, {"name": name, "args": args}, fn, call_args,
                             pending)
         if ack is not None and not pending.taken:
-            ack(*ack_args(result))
+            # ack(*ack_args(result)), without the call: this runs for every ack
+            if result is None:
+                ack()
+            elif isinstance(result, tuple):
+                ack(*result)
+            else:
+                ack(result)
 
     def disconnect(self, session: Session, namespace: str) -> None:
         event: dict[str, Any] = {"name": "disconnect", "args": []}

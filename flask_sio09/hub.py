@@ -79,8 +79,9 @@ class Hub:
         self._handler_rounds = 0
         self._watch_parked = False
         self._watch_wake = threading.Event()
-        #: ident of the thread that runs the hub loop now (see _promote)
-        self._leader = 0
+        #: ident of the thread that runs the hub loop now (see _promote); read
+        #: it through ``on_hub_thread`` but where every message pays the call
+        self.leader = 0
         threading.Thread(target=self._run, daemon=True, name="sio09-hub").start()
         self._watchdog: threading.Thread | None = None
         if not server.workers.synchronous:  # else handlers never wait for the hub
@@ -90,7 +91,7 @@ class Hub:
 
     def on_hub_thread(self) -> bool:
         """True when called from the thread that currently runs the hub loop."""
-        return threading.get_ident() == self._leader
+        return threading.get_ident() == self.leader
 
     # -- called from any thread --------------------------------------------
 
@@ -110,7 +111,7 @@ class Hub:
                 return
             self._dirty[conn] = None
             # the hub thread flushes before it next waits; others wake it
-            wake = not self._woken and threading.get_ident() != self._leader
+            wake = not self._woken and threading.get_ident() != self.leader
             self._woken = True
         if wake:
             self._poke()
@@ -143,8 +144,8 @@ class Hub:
     def _run(self) -> None:
         me = threading.get_ident()
         with self._lock:
-            if self._leader == 0:  # the first hub thread; later ones are set by _promote
-                self._leader = me
+            if self.leader == 0:  # the first hub thread; later ones are set by _promote
+                self.leader = me
         self.server.workers.defer_to(me)
         while True:
             try:
@@ -244,7 +245,7 @@ class Hub:
         handler, finishes that session and ends."""
         with self._lock:
             self._demoted += 1
-            self._leader = 0  # no thread is the hub's until the new one runs
+            self.leader = 0  # no thread is the hub's until the new one runs
         logger.debug("hub: a handler is slow; the hub goes on in a new thread")
         threading.Thread(target=self._run, daemon=True, name="sio09-hub").start()
 
@@ -260,7 +261,10 @@ class Hub:
                 self._guarded(fn)
             for conn in dirty:
                 if not conn.closed:
-                    self._guarded(conn.flush, conn)
+                    try:  # (what _guarded does, inline: this runs for every flush)
+                        conn.flush()
+                    except Exception:
+                        self._failed(conn)
 
     @staticmethod
     def _guarded(fn: Callable[[], None], conn: HubConnection | None = None) -> None:
@@ -269,12 +273,20 @@ class Hub:
         try:
             fn()
         except Exception:
-            logger.exception("hub: a connection failed")
-            if conn is not None:
-                try:
-                    conn.lost()
-                except Exception:
-                    conn.close()
+            if conn is None:
+                logger.exception("hub: a connection failed")
+            else:
+                Hub._failed(conn)
+
+    @staticmethod
+    def _failed(conn: HubConnection) -> None:
+        """``conn``'s work raised (the exception is being handled): log it
+        and drop that connection."""
+        logger.exception("hub: a connection failed")
+        try:
+            conn.lost()
+        except Exception:
+            conn.close()
 
 
 class HubConnection:
@@ -368,8 +380,13 @@ class HubConnection:
     def read(self) -> bytes | None:
         """What the socket has, or None: when nothing is ready, and when the
         peer has gone, which ends this connection (``lost``) first."""
-        data = self.receive()
-        if data == b"":
+        try:  # (receive(), inline: this runs for every message)
+            data = self.sock.recv(RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return None
+        except OSError:
+            data = b""
+        if not data:
             self.lost()
             return None
         return data

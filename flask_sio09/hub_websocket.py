@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import socket
+from threading import get_ident
 
 from . import wsframe
 from .hub import HIGH_WATER, READ, Hub, HubConnection
@@ -79,8 +80,9 @@ class HubWebSocket(HubConnection):
         """The outbox gained data or the session closed. A handler thread
         writes the packets itself when the socket takes them all at once (the
         common case), sparing the hub a wake-up; otherwise the hub flushes."""
-        if self.hub.on_hub_thread() or not self._write_direct():
-            self.hub.mark(self)
+        hub = self.hub
+        if get_ident() == hub.leader or not self._write_direct():
+            hub.mark(self)
 
     def _write_direct(self) -> bool:
         """Try to send the outbox now; False leaves the rest to the hub."""

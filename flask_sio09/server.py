@@ -29,6 +29,7 @@ from .session import IllegalTransition, Session, Transport
 from .workers import Workers
 
 logger = logging.getLogger("flask_sio09")
+_debug_enabled = logger.isEnabledFor
 
 DEFAULT_TRANSPORTS = ("websocket", "htmlfile", "xhr-polling", "jsonp-polling")
 KNOWN_TRANSPORTS = frozenset(DEFAULT_TRANSPORTS + ("flashsocket",))
@@ -115,9 +116,12 @@ class Ack:
             logger.warning("ack %s of %s answered twice; ignored", self._id, self._session.sid)
             return
         self.used = True
-        logger.debug("session %s: data ack %s on %r", self._session.sid, self._id, self._endpoint)
+        session = self._session
+        if _debug_enabled(logging.DEBUG):  # (checked here: this runs for every ack)
+            logger.debug("session %s: data ack %s on %r", session.sid, self._id, self._endpoint)
         encoded = packet_codec.encode_ack(self._id, args, self._endpoint)
-        self._server.send_to_session(self._session, encoded, self._endpoint)
+        if not session.send(encoded, self._endpoint):
+            self._server.outbox_overflow(session)
 
 
 class _EventJob:
@@ -379,6 +383,7 @@ class Server:
             logger.info("session %s: bad payload dropped", session.sid)
             logger.debug("session %s: bad payload: %s", session.sid, exc)
             return
+        debug = _debug_enabled(logging.DEBUG)
         for part in parts:
             try:
                 pkt = packet_codec.decode(part)
@@ -386,8 +391,12 @@ class Server:
                 logger.info("session %s: bad packet dropped", session.sid)
                 logger.debug("session %s: bad packet: %s", session.sid, exc)
                 continue
-            logger.debug("session %s: received %s", session.sid, part)
-            self.handle_packet(session, pkt, inline)
+            if debug:
+                logger.debug("session %s: received %s", session.sid, part)
+            if pkt["type"] == "event":  # the common case, without a hop
+                self._handle_event(session, pkt, pkt["endpoint"], inline)
+            else:
+                self.handle_packet(session, pkt, inline)
 
     def handle_packet(self, session: Session, pkt: dict[str, Any], inline: bool = False) -> None:
         """Act on one decoded packet."""
@@ -444,9 +453,14 @@ class Server:
     def send_to_session(self, session: Session, encoded: str, endpoint: str = "") -> None:
         """Queue an encoded packet; close the session if its outbox overflows."""
         if not session.send(encoded, endpoint):
-            logger.warning("session %s: outbox over %d bytes, closing", session.sid,
-                           self.options.max_outbox_bytes)
-            self.close_session(session, "outbox overflow")
+            self.outbox_overflow(session)
+
+    def outbox_overflow(self, session: Session) -> None:
+        """The session's outbox went past its limit: close it (its client
+        stopped reading, or cannot keep up)."""
+        logger.warning("session %s: outbox over %d bytes, closing", session.sid,
+                       self.options.max_outbox_bytes)
+        self.close_session(session, "outbox overflow")
 
     def _deliver(self, sid: str, endpoint: str, encoded: str) -> None:
         session = self.sessions.get(sid)

@@ -87,7 +87,7 @@ class Session:
         self.close_reason: str | None = None
         self.lock = threading.Lock()
         self.max_outbox_bytes = max_outbox_bytes
-        self._outbox: deque[str] = deque()
+        self._outbox: list[str] = []
         self._outbox_bytes = 0
         #: endpoint -> list of packets held while its connect handler runs;
         #: an endpoint that is in ``namespaces`` but not here is connected.
@@ -216,8 +216,7 @@ class Session:
         return True
 
     def _take(self) -> list[str]:
-        packets = list(self._outbox)
-        self._outbox.clear()
+        packets, self._outbox = self._outbox, []
         self._outbox_bytes = 0
         return packets
 
@@ -231,7 +230,9 @@ class Session:
         with self.lock:
             if transport is not None and self.transport is not transport:
                 return []
-            return self._take()
+            packets, self._outbox = self._outbox, []  # (_take, inline: runs per flush)
+            self._outbox_bytes = 0
+            return packets
 
     def has_outbox(self) -> bool:
         """True when packets are waiting."""

@@ -361,6 +361,16 @@ class FrameReader:
             return []
         if type(data) is not bytes:
             data = bytes(data)  # bytearray, memoryview: slices must be bytes
+        n = len(data) - 6
+        if 0 <= n < 126 and data[0] == _FIN | _TEXT and data[1] == _MASK | n and \
+                not (self._pending or self._frame_left or self._msg_op) and \
+                n <= self.max_message_size:
+            # The most common read of all: exactly one small, whole text frame.
+            # (Invalid UTF-8 falls through to the full parser, which fails it.)
+            try:
+                return [("text", _unmask(data[6:], data[2:6]).decode("utf-8"))]
+            except UnicodeDecodeError:
+                pass
         if self._pending:
             data = self._pending + data
             self._pending = b""

@@ -1,5 +1,6 @@
 """The test client (``sio.test_client``): each feature of API.md's "Testing applications"."""
 
+import collections
 import threading
 
 import pytest
@@ -81,7 +82,19 @@ def test_emit_with_callback_returns_the_ack_args(make_app):
     def silent():
         pass
 
+    Point = collections.namedtuple("Point", "x y")
+
+    @sio.on("point")
+    def point():
+        return Point(1, 2)  # a tuple subclass: spread, as a tuple is
+
+    @sio.on("listed")
+    def listed():
+        return [1, 2]  # a list is one argument
+
     client = sio.test_client(app)
+    assert client.emit("point", callback=True) == [1, 2]
+    assert client.emit("listed", callback=True) == [[1, 2]]
     assert client.emit("add", 2, 3, callback=True) == [5]
     assert client.emit("pair", callback=True) == ["woot", "wa"]
     assert client.emit("explicit", {"k": [1]}, callback=True) == [{"k": [1]}, "done"]

@@ -272,6 +272,36 @@ def test_message_size_limit_exact_boundary():
         ("binary", b"x" * 80), ("binary", b"y" * 80 + b"z" * 20)]
 
 
+def test_one_whole_small_text_frame_per_read():
+    """A read that is exactly one small whole text frame (the reader's fast
+    path) gives what the full parser gives, and fails as it does."""
+    for payload in (b"", b"5:1+::{}", "h\u00e9\u2603\U0001f600".encode(), b"x" * 125):
+        frame = client_frame(TEXT, payload)
+        assert feed_all(frame) == [("text", payload.decode())]
+        reader = FrameReader()
+        assert reader.feed(frame) + reader.feed(frame) == [("text", payload.decode())] * 2
+    assert feed_all(client_frame(TEXT, b"x" * 10), max_message_size=10) == [("text", "x" * 10)]
+    assert rejection(client_frame(TEXT, b"x" * 11), max_message_size=10).code == 1009
+    assert rejection(client_frame(TEXT, b"\xff\xfe")).code == 1007
+    assert rejection(client_frame(TEXT, b"ok", mask=None)).code == 1002
+    assert rejection(client_frame(TEXT, b"ok", rsv=4)).code == 1002
+    # a whole text frame while a fragmented message is open is a violation
+    reader = FrameReader()
+    assert reader.feed(client_frame(TEXT, b"part", fin=False)) == []
+    with pytest.raises(WebSocketError) as info:
+        reader.feed(client_frame(TEXT, b"whole"))
+    assert info.value.code == 1002
+    # a frame whose header came in the previous read is not taken as a new one
+    reader = FrameReader()
+    frame = client_frame(TEXT, b"abcdef")
+    assert reader.feed(frame[:3]) == []
+    assert reader.feed(frame[3:]) == [("text", "abcdef")]
+    # a failed or closed reader stays so
+    reader = FrameReader()
+    assert reader.feed(client_frame(CLOSE)) == [("close", None, "")]
+    assert reader.feed(client_frame(TEXT, b"late")) == []
+
+
 def test_size_is_checked_on_the_declared_length_before_the_payload():
     # A 2**63 - 1 byte frame: 10 header bytes are enough to refuse it, no mask yet.
     header = client_frame(BINARY, length=(1 << 63) - 1, length_form="64")[:10]
