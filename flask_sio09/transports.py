@@ -517,7 +517,15 @@ POLLING: dict[str, Any] = {"xhr-polling": XHRPolling, "jsonp-polling": JSONPPoll
 # -- WebSocket, one thread per connection --------------------------------------
 
 class ThreadWebSocket:
-    """simple-websocket carries the session; its reader thread wakes ours."""
+    """simple-websocket carries the session; its reader thread wakes ours.
+
+    The pump thread (``_pump``) runs the session's handlers and writes its
+    packets. While one of those handlers runs, packets that other threads
+    queue (the monitor's heartbeats, emits from elsewhere) are written by the
+    thread that queued them, without blocking: a handler that waits on a
+    database must not starve its client of heartbeats (a 0.9 client gives
+    up after ``heartbeat_timeout`` without one).
+    """
 
     persistent = True
 
@@ -527,12 +535,72 @@ class ThreadWebSocket:
         self.done = False
         #: the thread that pumps this connection (see _pump)
         self.pump_ident = 0
+        self.session: Session | None = None
+        #: True while the pump thread runs a handler
+        self.in_handler = False
+        # Guards taking the outbox and writing it, so that packets leave in
+        # the order they were queued whichever thread writes them. ``unsent``
+        # is the tail of a non-blocking write the socket did not take; it goes
+        # out before anything else.
+        self._send_lock = threading.Lock()
+        self._unsent = b""
+        # a TLS socket cannot be written without blocking from another thread
+        self._can_write_aside = type(ws.sock) is socket.socket
 
     def wake(self) -> None:
-        # the pump sends the outbox after the handlers it runs: a handler's
-        # emit on the pump thread needs no wake-up
-        if threading.get_ident() != self.pump_ident:
-            self.ws.event.set()
+        if threading.get_ident() == self.pump_ident:
+            return  # the pump sends the outbox after the handlers it runs
+        if self.in_handler and self._can_write_aside and self._send_lock.acquire(False):
+            try:
+                self._write_aside()
+            finally:
+                self._send_lock.release()
+            if self.in_handler:
+                return
+        self.ws.event.set()
+
+    def _write_aside(self) -> None:
+        """Send what the socket takes now, never blocking (the caller holds
+        the send lock). What it does not take waits in ``_unsent`` for the
+        next writer; while some does, the outbox is left alone, so that its
+        byte limit still bounds what a client that stops reading costs."""
+        session = self.session
+        if session is None or self.ws.sock.gettimeout() is not None:
+            return  # (with a timeout, Python would wait for room despite MSG_DONTWAIT)
+        data = self._unsent
+        if not data:
+            packets = session.take_outbox(self)
+            if not packets:
+                return
+            data = _frames(packets)
+        try:
+            sent = self.ws.sock.send(data, socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            sent = 0  # the connection is gone; the pump ends the session
+        self._unsent = data[sent:]
+
+    def flush(self, packets: list[str] | None = None) -> bool:
+        """Write (blocking: this is the pump thread) what a non-blocking
+        write left, then ``packets`` or else the session's outbox. False when
+        the connection is gone."""
+        with self._send_lock:
+            data = self._unsent
+            self._unsent = b""
+            if packets is None:
+                packets = self.session.take_outbox(self) if self.session is not None else []
+            if packets:
+                data += _frames(packets)
+            if not data:
+                return True
+            try:
+                if not self.ws.connected:
+                    return False
+                self.ws.sock.sendall(data)
+            except Exception:  # the peer went away; the caller ends the session
+                return False
+            return True
 
     def abort(self) -> None:
         """The session closed ``close_timeout`` ago and this connection is
@@ -544,6 +612,17 @@ class ThreadWebSocket:
                 self.ws.sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+
+
+def _frames(packets: list[str]) -> bytes:
+    """Packets as text frames, one per packet (as the 0.9 protocol wants).
+
+    Framed here rather than by ws.send (wsproto), which costs more per frame;
+    uncompressed frames are valid under a negotiated permessage-deflate too
+    (RFC 7692 §6: compression is per message, marked by RSV1)."""
+    from . import wsframe
+
+    return b"".join([wsframe.encode_text(p) for p in packets])
 
 
 def serve_websocket(server: Server, sid: str, environ: dict[str, Any],
@@ -590,6 +669,7 @@ def serve_websocket(server: Server, sid: str, environ: dict[str, Any],
 def _pump(server: Server, session: Session, transport: ThreadWebSocket) -> None:
     ws = transport.ws
     transport.pump_ident = threading.get_ident()
+    transport.session = session
     server.attach(session, transport)
     try:
         while ws.connected and session.transport is transport and not session.closed:
@@ -599,16 +679,20 @@ def _pump(server: Server, session: Session, transport: ThreadWebSocket) -> None:
                 message = ws.input_buffer.pop(0)
                 if isinstance(message, bytes):
                     message = message.decode("utf-8", "replace")
-                server.receive(session, message, inline=True)
+                transport.in_handler = True
+                try:
+                    server.receive(session, message, inline=True)
+                finally:
+                    transport.in_handler = False
                 if ws.input_buffer:
                     # what came while a handler ran is a sign of life from
                     # then: the monitor spares a session only while its
                     # handler runs, so count it before reading it
                     session.touch(server.clock())
-            if not _send_quietly(ws, session.take_outbox(transport)):
+            if not transport.flush():
                 break
     finally:
-        _send_quietly(ws, server.release(session, transport))
+        transport.flush(server.release(session, transport))
 
 
 def _send_quietly(ws: Any, packets: list[str]) -> bool:
@@ -616,15 +700,10 @@ def _send_quietly(ws: Any, packets: list[str]) -> bool:
     the connection is gone."""
     if not packets:
         return True
-    from . import wsframe
-
-    # Framed here rather than by ws.send (wsproto), which costs more per frame;
-    # uncompressed frames are valid under a negotiated permessage-deflate too
-    # (RFC 7692 §6: compression is per message, marked by RSV1).
     try:
         if not ws.connected:
             return False
-        ws.sock.sendall(b"".join([wsframe.encode_text(p) for p in packets]))
+        ws.sock.sendall(_frames(packets))
     except Exception:  # the peer went away; the caller ends the session
         return False
     return True

@@ -6,7 +6,7 @@ handler runs long, and at most ``handler_threads`` handlers run away from the hu
 at once (the rest wait in a queue while the hub goes on with I/O). One session's
 handlers still run one at a time, in arrival order. In thread mode each WebSocket
 has its own thread, which runs that session's handlers, so a blocked handler
-holds up only that connection (but see the xfail of test 4).
+holds up only that connection.
 These tests prove it with real servers (``sio.run`` and gunicorn gthread) and
 real clients (raw WebSockets and socketIO-client 0.5.7.2):
 
@@ -21,8 +21,8 @@ real clients (raw WebSockets and socketIO-client 0.5.7.2):
    release all 10 acks arrive;
 3. the same with socketIO-client 0.5.7.2: A's slow callback does not delay B's;
 4. idle clients keep getting heartbeats while handlers block, and no session
-   (the blocked ones included) is closed for heartbeat timeout; in thread mode
-   the blocked sessions get no heartbeats meanwhile (xfail, reason below).
+   (the blocked ones included) is closed for heartbeat timeout: the blocked
+   ones get their heartbeats too, in both modes.
 
 Nothing here depends on timing: the blocking handler is e2e_app's ``wait_gate``,
 which waits until the test opens its gate over HTTP (``POST /gates/<name>/open``),
@@ -400,20 +400,6 @@ def test_socketio_client_slow_callback_does_not_delay_another(start, make_gate, 
 # ---------------------------------------------------------------------------
 
 
-THREAD_MODE_BLOCKED_SESSION_GETS_NO_HEARTBEATS = pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "thread mode writes a session's packets from its WebSocket pump thread "
-        "(transports._pump), which runs that session's handlers inline; while one "
-        "blocks, the heartbeats the monitor queues are not written, so the client "
-        "sees none (a 0.9 client would disconnect after heartbeat_timeout). The "
-        "server no longer closes the session meanwhile: the monitor spares a "
-        "session whose handler runs"
-    ),
-)
-
-
 def heartbeats_for_longer_than_the_timeout(watched: list[PumpedWs]) -> None:
     """Wait until every client has seen more heartbeats than fit in
     ``heartbeat_timeout``; fail as soon as one of them is closed."""
@@ -466,20 +452,21 @@ def test_idle_clients_keep_their_heartbeats_while_handlers_block(
     assert gate.state()["waiting"] == len(blocked)
     gate.open()
     # only the idle clients here: whether the blocked sessions outlive the
-    # timeout is the next test's question (thread mode fails it)
+    # timeout is the next test's question
     for client in idle:
         assert client.call("echo", "alive", ack_id=1) == data_ack(1, '["alive"]')
     assert not any(c.closed for c in idle)
     assert disconnects(server, {c.sid for c in idle}) == []
 
 
-@pytest.mark.parametrize(
-    "mode", ["hub", pytest.param("thread", marks=THREAD_MODE_BLOCKED_SESSION_GETS_NO_HEARTBEATS)])
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("kind", KINDS)
 def test_blocked_sessions_outlive_the_heartbeat_timeout(start, make_gate, clients, kind, mode):
     """A session whose handler blocks longer than ``heartbeat_timeout`` is not
-    closed for it: its client still answers heartbeats, and in hub mode the hub
-    reads those answers (and writes the heartbeats) while the handler waits."""
+    closed for it: its client still gets heartbeats and answers them. In hub
+    mode the hub writes the heartbeats and reads the answers while the handler
+    waits; in thread mode the monitor writes the heartbeats itself, without
+    blocking, since the pump thread that would is the one in the handler."""
     server = start(kind, mode)
     gate = make_gate(server)
     blocked = block_every_slot(server, gate, clients)
