@@ -567,19 +567,22 @@ class ThreadWebSocket:
         session = self.session
         if session is None or self.ws.sock.gettimeout() is not None:
             return  # (with a timeout, Python would wait for room despite MSG_DONTWAIT)
-        data = self._unsent
-        if not data:
-            packets = session.take_outbox(self)
-            if not packets:
+        for _ in range(2):  # the tail left last time, then the outbox
+            data = self._unsent
+            if not data:
+                packets = session.take_outbox(self)
+                if not packets:
+                    return
+                data = _frames(packets)
+            try:
+                sent = self.ws.sock.send(data, socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:
+                sent = 0  # the connection is gone; the pump ends the session
+            self._unsent = data[sent:]
+            if self._unsent:
                 return
-            data = _frames(packets)
-        try:
-            sent = self.ws.sock.send(data, socket.MSG_DONTWAIT)
-        except (BlockingIOError, InterruptedError):
-            sent = 0
-        except OSError:
-            sent = 0  # the connection is gone; the pump ends the session
-        self._unsent = data[sent:]
 
     def flush(self, packets: list[str] | None = None) -> bool:
         """Write (blocking: this is the pump thread) what a non-blocking

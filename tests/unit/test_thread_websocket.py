@@ -157,3 +157,15 @@ def test_a_socket_with_a_timeout_is_left_to_the_pump(pump):
     transport.in_handler = False  # the handler returned: the pump flushes
     assert transport.flush()
     assert server_frames(read_all(client)) == ["2::"]
+
+
+def test_the_tail_of_an_earlier_write_goes_out_first_then_the_outbox(pump):
+    server, session, transport, client = pump
+    from flask_sio09 import wsframe
+
+    transport._unsent = wsframe.encode_text("3:::earlier")[3:]  # a frame's tail
+    client_prefix = wsframe.encode_text("3:::earlier")[:3]
+    transport.in_handler = True
+    session.send("2::")
+    assert server_frames(client_prefix + read_all(client)) == ["3:::earlier", "2::"]
+    assert not session.has_outbox() and transport._unsent == b""
