@@ -493,14 +493,7 @@ def keep_in_hub(server: Server, environ: dict[str, Any], first: Callable[[HubHTT
     read_ahead = _buffered_input(environ)
     assert read_ahead is not None
     template = {key: environ[key] for key in TEMPLATE_KEYS if key in environ}
-    sock = take_over_socket(environ)
-    try:
-        # each answer leaves in one write: Nagle's delay would only hold the
-        # last small segment back for the client's delayed ACK (Werkzeug does
-        # not set this; gunicorn does)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    except OSError:
-        pass
+    sock = take_over_socket(environ)  # (with TCP_NODELAY: each answer is one write)
     # server.app is the extension's bridge; its .app is the Flask app (checked in can_keep)
     conn = HubHTTP(hub, sock, template, read_ahead(), server.app.app)  # type: ignore[attr-defined]
     hub.call(lambda: conn.start(first))

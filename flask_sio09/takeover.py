@@ -34,6 +34,15 @@ def take_over_socket(environ: dict[str, Any]) -> socket.socket:
     adopted = socket.socket(fileno=os.dup(original.fileno()))
     os.dup2(_dead_socket().fileno(), original.fileno())
     adopted.setblocking(False)
+    if adopted.family in (socket.AF_INET, socket.AF_INET6):
+        # the hub writes each flush in one send: Nagle's algorithm would only
+        # hold a small write back until the client ACKs the previous one, up
+        # to its delayed-ACK time (Node's 0.9 WebSocket transport disables it
+        # too; gunicorn's sockets inherit it from the listener, Werkzeug's not)
+        try:
+            adopted.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
     return adopted
 
 
