@@ -315,13 +315,7 @@ class _AppBridge:
         result = self._call(session, namespace, {"name": name, "args": args}, fn, call_args,
                             pending)
         if ack is not None and not pending.taken:
-            # ack(*ack_args(result)), without the call: this runs for every ack
-            if result is None:
-                ack()
-            elif isinstance(result, tuple):
-                ack(*result)
-            else:
-                ack(result)
+            ack(*ack_args(result))
 
     def disconnect(self, session: Session, namespace: str) -> None:
         event: dict[str, Any] = {"name": "disconnect", "args": []}

@@ -380,13 +380,8 @@ class HubConnection:
     def read(self) -> bytes | None:
         """What the socket has, or None: when nothing is ready, and when the
         peer has gone, which ends this connection (``lost``) first."""
-        try:  # (receive(), inline: this runs for every message)
-            data = self.sock.recv(RECV_SIZE)
-        except (BlockingIOError, InterruptedError):
-            return None
-        except OSError:
-            data = b""
-        if not data:
+        data = self.receive()
+        if data == b"":
             self.lost()
             return None
         return data

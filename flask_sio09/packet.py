@@ -254,19 +254,8 @@ def _decode_json(endpoint: str, pid: int | None, ack: bool | str, data: str) -> 
 
 
 def _decode_event(endpoint: str, pid: int | None, ack: bool | str, data: str) -> Packet:
-    # _with_id and _loads_lenient, inline: every event comes through here
-    packet: Packet = {"type": "event", "endpoint": endpoint}
-    if pid is not None:
-        packet["id"] = pid
-        packet["ack"] = ack
-    obj = None
-    if data:
-        try:
-            obj = _loads(data)
-        except PacketError:
-            raise
-        except ValueError:
-            pass
+    packet = _with_id({"type": "event", "endpoint": endpoint}, pid, ack)
+    obj = _loads_lenient(data)
     if type(obj) is dict:
         name = obj.get("name")
         args = obj.get("args", [])
@@ -322,10 +311,7 @@ def _decode(data: str) -> Packet:
             field = field[:-1]
             ack = "data"
         if field:  # a lone '+' is ignored, as N does
-            if len(field) <= MAX_ID_DIGITS and field.isascii() and field.isdigit():
-                pid = int(field)  # (the common case of _digits, inline)
-            else:
-                pid = _digits(field, "packet id")
+            pid = _digits(field, "packet id")
     third = data.find(":", second + 1)
     if third < 0:
         return decoder(data[second + 1:], pid, ack, "")

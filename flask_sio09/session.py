@@ -230,9 +230,7 @@ class Session:
         with self.lock:
             if transport is not None and self.transport is not transport:
                 return []
-            packets, self._outbox = self._outbox, []  # (_take, inline: runs per flush)
-            self._outbox_bytes = 0
-            return packets
+            return self._take()
 
     def has_outbox(self) -> bool:
         """True when packets are waiting."""
