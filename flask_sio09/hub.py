@@ -79,8 +79,8 @@ class Hub:
         self._handler_rounds = 0
         self._watch_parked = False
         self._watch_wake = threading.Event()
-        #: ident of the thread that runs the hub loop now (see _promote); read
-        #: it through ``on_hub_thread`` but where every message pays the call
+        #: ident of the thread that runs the hub loop now (see _promote);
+        #: ``threading.get_ident() == hub.leader`` means "on the hub thread"
         self.leader = 0
         threading.Thread(target=self._run, daemon=True, name="sio09-hub").start()
         self._watchdog: threading.Thread | None = None
@@ -88,10 +88,6 @@ class Hub:
             self._watchdog = threading.Thread(target=self._watch, daemon=True,
                                               name="sio09-hub-watchdog")
             self._watchdog.start()
-
-    def on_hub_thread(self) -> bool:
-        """True when called from the thread that currently runs the hub loop."""
-        return threading.get_ident() == self.leader
 
     # -- called from any thread --------------------------------------------
 
