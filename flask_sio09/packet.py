@@ -296,26 +296,23 @@ _DECODERS: dict[str, Callable[[str, int | None, bool | str, str], Packet]] = {
 
 
 def _decode(data: str) -> Packet:
-    # type ":" [id ["+"]] ":" [endpoint] [":" data]
-    decoder = _DECODERS.get(data[:1]) if data[1:2] == ":" else None
+    # type ":" [id ["+"]] ":" [endpoint] [":" data]; the data may hold ':'
+    fields = data.split(":", 3)
+    decoder = _DECODERS.get(fields[0]) if len(fields) > 1 else None
     if decoder is None:
         raise PacketError(f"unknown packet type: {data[:10]!r}")
-    second = data.find(":", 2)
-    if second < 0:
+    if len(fields) < 3:
         raise PacketError("missing ':' after the packet id")
     pid: int | None = None
     ack: bool | str = True
-    if second > 2:
-        field = data[2:second]
+    field = fields[1]
+    if field:
         if field[-1] == "+":
             field = field[:-1]
             ack = "data"
         if field:  # a lone '+' is ignored, as N does
             pid = _digits(field, "packet id")
-    third = data.find(":", second + 1)
-    if third < 0:
-        return decoder(data[second + 1:], pid, ack, "")
-    return decoder(data[second + 1:third], pid, ack, data[third + 1:])
+    return decoder(fields[2], pid, ack, fields[3] if len(fields) == 4 else "")
 
 
 def decode(data: str) -> dict[str, Any]:
