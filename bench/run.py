@@ -19,7 +19,8 @@ What it does, in order:
    beside them as Markdown.
 
 Servers: Node socket.io 0.9.19 (a plain node process), Flask-SocketIO 5 in
-threading mode, a bare simple-websocket echo, and flask_sio09 in each
+threading mode, a bare simple-websocket echo (thread mode's floor), a bare
+selector echo (the hub's floor), and flask_sio09 in each
 ``websocket_mode`` given by ``--modes``; the Python ones under
 ``gunicorn -k gthread -w 1``. Server CPU is the worker process's utime + stime
 (every thread), between the load generator's "ready" and "done".
@@ -90,6 +91,10 @@ NODE = ServerSpec("node", "Node socket.io 0.9.19", "09", False)
 FSIO = ServerSpec("fsio", "Flask-SocketIO 5 (threading)", "eio4", True, module="fsio_app")
 BARE = ServerSpec("bare", "bare simple-websocket echo", "09", True, module="bare_echo",
                   polling=False)
+SELECT = ServerSpec("select", "bare selector echo", "09", False, module="select_echo",
+                    polling=False)
+#: the bare echoes answer emit + ack only
+ECHO_ONLY = frozenset({"bare", "select"})
 
 
 def sio09_spec(mode: str) -> ServerSpec:
@@ -545,6 +550,8 @@ def render(results: dict[tuple[str, str], Result], specs: list[ServerSpec],
             ratio_cols.append((f"{s.mode} / FSIO", s, "fsio"))
         if "bare" in keys and s.thread_per_connection:
             ratio_cols.append((f"{s.mode} / bare", s, "bare"))
+        if "select" in keys and not s.thread_per_connection:
+            ratio_cols.append((f"{s.mode} / select", s, "select"))
     header = ["workload", "metric"] + [s.label for s in peers + sio09] + \
              [c[0] for c in ratio_cols] + ["target (issue 5)"]
     titles = {w.key: w.title for w in loads}
@@ -709,8 +716,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--modes", default="thread,hub",
                         help="flask_sio09 websocket_mode values to run, comma-separated "
                              "(thread, hub, auto; default thread,hub)")
-    parser.add_argument("--servers", default="node,fsio,bare,sio09",
-                        help="which servers to run (default node,fsio,bare,sio09)")
+    parser.add_argument("--servers", default="node,fsio,bare,select,sio09",
+                        help="which servers to run (default node,fsio,bare,select,sio09)")
     parser.add_argument("--workloads", default="",
                         help=f"comma-separated subset of {','.join(ALL_WORKLOADS)}")
     parser.add_argument("--thread-cap", type=int, default=1000,
@@ -754,6 +761,8 @@ def main(argv: list[str] | None = None) -> int:
                 print("bench: Flask-SocketIO is not installed; left out", file=sys.stderr)
         elif key == "bare":
             specs.append(BARE)
+        elif key == "select":
+            specs.append(SELECT)
         elif key == "sio09":
             specs += [sio09_spec(m) for m in modes]
         else:
@@ -884,7 +893,7 @@ def run_spread(results: dict[tuple[str, str], Result], specs: list[ServerSpec],
 def plan(spec: ServerSpec, workload: Workload, thread_cap: int, fd_limit: int,
          dead: dict[str, str]) -> Result | None:
     """A Result when the pair is not run, None when it should be."""
-    if spec.key == "bare" and workload.kind != "echo":
+    if spec.key in ECHO_ONLY and workload.kind != "echo":
         return Result(spec.key, workload.key, "n/a")
     if workload.transport != "websocket" and not spec.polling:
         return Result(spec.key, workload.key, "n/a")

@@ -24,7 +24,7 @@ _sids = itertools.count(1)
 ARGS_KEY = '"args":'
 
 
-def _ack_for(message: str) -> str | None:
+def ack_for(message: str) -> str | None:
     """The ack string for a data-ack event, or None for anything else."""
     if not message.startswith("5:"):
         return None
@@ -47,7 +47,7 @@ def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable
                     break
                 if isinstance(message, bytes):
                     message = message.decode("utf-8")
-                ack = _ack_for(message)
+                ack = ack_for(message)
                 if ack is not None:
                     ws.send(ack)
         except simple_websocket.ConnectionClosed:

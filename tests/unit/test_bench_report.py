@@ -68,3 +68,27 @@ def test_the_spread_lists_each_repeated_server_run_by_run(bench):
     echo10 = [w for w in bench.workloads(True) if w.key == "echo10"]
     assert bench.run_spread(results, [bench.sio09_spec("hub")], echo10) == [
         "- emit+ack, 10 clients: flask_sio09 hub 0.40, 0.30, 0.35"]
+
+
+def test_the_selector_echo_is_the_hub_modes_floor(bench):
+    """The bare selector echo answers emit + ack only, and the table divides the
+    hub mode's figures (not thread mode's) by its figures."""
+    loads = bench.workloads(True)
+    echo10 = [w for w in loads if w.key == "echo10"]
+    for w in loads:
+        planned = bench.plan(bench.SELECT, w, 1000, 65536, {})
+        assert (planned is None) == (w.kind == "echo" and w.transport == "websocket"), w.key
+    specs = [bench.SELECT, bench.sio09_spec("thread"), bench.sio09_spec("hub")]
+    results = {
+        ("select", "echo10"): bench.Result("select", "echo10",
+                                           metrics={"cpu_per_10k": 0.10, "rate": 50_000}),
+        ("sio09-hub", "echo10"): bench.Result("sio09-hub", "echo10",
+                                              metrics={"cpu_per_10k": 0.25, "rate": 30_000}),
+        ("sio09-thread", "echo10"): bench.Result("sio09-thread", "echo10",
+                                                 metrics={"cpu_per_10k": 1.5, "rate": 5_000}),
+    }
+    table, _ = bench.render(results, specs, echo10)
+    header = table.splitlines()[0]
+    assert "hub / select" in header and "thread / select" not in header
+    cpu_row = next(line for line in table.splitlines() if "server CPU" in line)
+    assert "| 2.50 |" in cpu_row
