@@ -59,8 +59,14 @@ def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable
                 pass
         # gunicorn reads StopIteration as "the socket was taken over, close quietly"
         raise StopIteration()
+    return answer_other(path, "bare", start_response)
+
+
+def answer_other(path: str, sid_prefix: str, start_response: Callable[..., Any]) -> list[bytes]:
+    """Any request but the WebSocket: the 0.9 handshake with a made-up sid
+    (WebSocket only, 60 s heartbeat and close timeouts), or a 404."""
     if path.rstrip("/") == "/socket.io/1":
-        body = f"bare{next(_sids)}:60:60:websocket".encode()
+        body = f"{sid_prefix}{next(_sids)}:60:60:websocket".encode()
         start_response("200 OK", [("Content-Type", "text/plain"),
                                   ("Content-Length", str(len(body)))])
         return [body]

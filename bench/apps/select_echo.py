@@ -17,19 +17,17 @@ Python process with this design is from Node at all.
 
 from __future__ import annotations
 
-import itertools
 import selectors
 import socket
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from bare_echo import ack_for
+from bare_echo import ack_for, answer_other
 
 from flask_sio09 import wsframe
 from flask_sio09.takeover import take_over_socket
 
-_sids = itertools.count(1)
 #: bytes read per recv call (the hub's figure)
 RECV_SIZE = 65536
 #: largest message accepted (the hub's default)
@@ -150,10 +148,4 @@ def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable
         _the_loop().adopt(sock)
         # gunicorn reads StopIteration as "the socket was taken over, close quietly"
         raise StopIteration()
-    if path.rstrip("/") == "/socket.io/1":
-        body = f"select{next(_sids)}:60:60:websocket".encode()
-        start_response("200 OK", [("Content-Type", "text/plain"),
-                                  ("Content-Length", str(len(body)))])
-        return [body]
-    start_response("404 Not Found", [("Content-Length", "0")])
-    return []
+    return answer_other(path, "select", start_response)
