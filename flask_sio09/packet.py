@@ -168,9 +168,11 @@ def _print_json(value: Any) -> str:
 
 def _loads(text: str) -> Any:
     value = _scan_json(text)
-    # fewer brackets than the limit cannot nest past it: the common case costs
-    # two counts; only a bracket-heavy value is walked
-    if text.count("[") + text.count("{") > MAX_JSON_DEPTH and \
+    # Nesting past the limit takes more than MAX_JSON_DEPTH opening brackets,
+    # and as many closing ones in valid JSON: a shorter text is never looked
+    # at, a longer one costs two counts, and only a bracket-heavy value is walked.
+    if len(text) > 2 * MAX_JSON_DEPTH and \
+            text.count("[") + text.count("{") > MAX_JSON_DEPTH and \
             type(value) in _CONTAINERS and _too_deep(value):
         raise PacketError(f"JSON nested deeper than {MAX_JSON_DEPTH}")
     return value
