@@ -95,9 +95,7 @@ class HubWebSocket(HubConnection):
             packets = session.take_outbox(self)
             if not packets:
                 return session.transport is self
-            encode = wsframe.encode_text
-            data = b"".join([encode(p) for p in packets]) if len(packets) > 1 \
-                else encode(packets[0])
+            data = wsframe.encode_texts(packets)
             try:
                 sent = self.sock.send(data)
             except (BlockingIOError, InterruptedError):
@@ -119,8 +117,7 @@ class HubWebSocket(HubConnection):
         if len(self.out) < HIGH_WATER:
             packets = session.take_outbox(self)
             if packets:
-                encode = wsframe.encode_text
-                data = b"".join([encode(p) for p in packets])
+                data = wsframe.encode_texts(packets)
                 with self.lock:
                     self.out += data
         if session.closed or session.transport is not self:
@@ -138,8 +135,7 @@ class HubWebSocket(HubConnection):
         if session is not None:
             leftover = self.server.release(session, self)
             if leftover:
-                encode = wsframe.encode_text
-                tail = b"".join([encode(p) for p in leftover])
+                tail = wsframe.encode_texts(leftover)
         with self.lock:
             self.out += tail + wsframe.encode_close(code)
         self._send()

@@ -595,15 +595,7 @@ class ThreadWebSocket:
                 packets = self.session.take_outbox(self) if self.session is not None else []
             if packets:
                 data += _frames(packets)
-            if not data:
-                return True
-            try:
-                if not self.ws.connected:
-                    return False
-                self.ws.sock.sendall(data)
-            except Exception:  # the peer went away; the caller ends the session
-                return False
-            return True
+            return _write_quietly(self.ws, data)
 
     def abort(self) -> None:
         """The session closed ``close_timeout`` ago and this connection is
@@ -620,12 +612,12 @@ class ThreadWebSocket:
 def _frames(packets: list[str]) -> bytes:
     """Packets as text frames, one per packet (as the 0.9 protocol wants).
 
-    Framed here rather than by ws.send (wsproto), which costs more per frame;
-    uncompressed frames are valid under a negotiated permessage-deflate too
-    (RFC 7692 §6: compression is per message, marked by RSV1)."""
+    Framed by wsframe rather than by ws.send (wsproto), which costs more per
+    frame; uncompressed frames are valid under a negotiated permessage-deflate
+    too (RFC 7692 §6: compression is per message, marked by RSV1)."""
     from . import wsframe
 
-    return b"".join([wsframe.encode_text(p) for p in packets])
+    return wsframe.encode_texts(packets)
 
 
 def serve_websocket(server: Server, sid: str, environ: dict[str, Any],
@@ -652,7 +644,7 @@ def serve_websocket(server: Server, sid: str, environ: dict[str, Any],
     transport = ThreadWebSocket(ws)
     try:
         if session is None:
-            _send_quietly(ws, [NOT_HANDSHAKEN])
+            _write_quietly(ws, _frames([NOT_HANDSHAKEN]))
         else:
             _pump(server, session, transport)
         try:
@@ -698,15 +690,15 @@ def _pump(server: Server, session: Session, transport: ThreadWebSocket) -> None:
         transport.flush(server.release(session, transport))
 
 
-def _send_quietly(ws: Any, packets: list[str]) -> bool:
-    """Write packets as text frames, one per packet, in one send; False when
+def _write_quietly(ws: Any, data: bytes) -> bool:
+    """Write framed bytes (blocking) on simple-websocket's socket; False when
     the connection is gone."""
-    if not packets:
+    if not data:
         return True
     try:
         if not ws.connected:
             return False
-        ws.sock.sendall(_frames(packets))
+        ws.sock.sendall(data)
     except Exception:  # the peer went away; the caller ends the session
         return False
     return True

@@ -574,6 +574,17 @@ def encode_text(text: str) -> bytes:
     return _pack64(0x81, 127, n) + payload
 
 
+def encode_texts(texts: list[str]) -> bytes:
+    """One text frame per string, concatenated: how the 0.9 protocol sends
+    several packets over a WebSocket (each packet is its own message).
+
+    Raises :class:`UnicodeEncodeError` as :func:`encode_text` does.
+    """
+    if len(texts) == 1:  # the common case: one packet per write
+        return encode_text(texts[0])
+    return b"".join([encode_text(text) for text in texts])
+
+
 def encode_binary(data: bytes) -> bytes:
     """One binary frame holding ``data``."""
     n = len(data)

@@ -491,6 +491,21 @@ def test_encoder_errors():
         encode_text("\ud800")
 
 
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.text(st.characters(codec="utf-8"), max_size=200), min_size=1, max_size=5))
+def test_encode_texts_is_one_text_message_per_string(texts):
+    data = wsframe.encode_texts(texts)
+    assert _wsproto_client_events(data) == [("text", text) for text in texts]
+    assert data == b"".join(encode_text(text) for text in texts)
+
+
+def test_encode_texts_refuses_a_lone_surrogate_as_encode_text_does():
+    with pytest.raises(UnicodeEncodeError):
+        wsframe.encode_texts(["ok", "\ud800"])
+    with pytest.raises(UnicodeEncodeError):
+        wsframe.encode_texts(["\ud800"])
+
+
 def _wsproto_client_events(data: bytes) -> list[tuple]:
     """Parse server frames with wsproto's client side."""
     proto = FrameProtocol(client=True, extensions=[])
