@@ -18,7 +18,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
-import selectors
+import select
 import socket
 import threading
 import time
@@ -30,8 +30,10 @@ from .session import Session
 
 logger = logging.getLogger("flask_sio09")
 
-READ = selectors.EVENT_READ
-WRITE = selectors.EVENT_WRITE
+#: what a connection waits for (the values of ``selectors.EVENT_READ`` and
+#: ``EVENT_WRITE``), in ``HubConnection._events`` and in the poller's answers
+READ = 1
+WRITE = 2
 #: bytes read per recv call
 RECV_SIZE = 65536
 #: after our last byte, how long we wait for the peer to close its side
@@ -50,6 +52,72 @@ WATCH_INTERVAL = 0.01
 WATCH_IDLE_CHECKS = 100
 
 
+class Poller:
+    """Which sockets are ready: ``select.epoll`` on Linux, ``select.poll``
+    elsewhere, answering with the connection objects themselves.
+
+    ``selectors`` would do the same, but under load it builds a key and a
+    tuple in Python for every ready socket, which is once per message: 0.4 µs
+    of the hub's CPU for each. Here the kernel's answer is a list of
+    (file descriptor, events) and one dict maps a descriptor to its connection.
+    """
+
+    def __init__(self, epoll: bool = True) -> None:
+        """:param epoll: use epoll where there is one (tests pass False to
+                      try the ``poll`` code on Linux)."""
+        if epoll and hasattr(select, "epoll"):
+            self._impl: Any = select.epoll()
+            self._timeout_unit = 1.0  # epoll takes seconds
+            self._in, self._out = select.EPOLLIN, select.EPOLLOUT
+        else:
+            self._impl = select.poll()
+            self._timeout_unit = 1000.0  # poll takes milliseconds
+            self._in, self._out = select.POLLIN, select.POLLOUT
+        self._objects: dict[int, Any] = {}
+
+    def _kernel_events(self, events: int) -> int:
+        return (self._in if events & READ else 0) | (self._out if events & WRITE else 0)
+
+    def register(self, fd: int, events: int, obj: Any) -> None:
+        """Watch ``fd`` for ``events`` (READ, WRITE); ``poll`` answers with ``obj``."""
+        self._impl.register(fd, self._kernel_events(events))
+        self._objects[fd] = obj
+
+    def modify(self, fd: int, events: int) -> None:
+        """Change what ``fd`` is watched for."""
+        self._impl.modify(fd, self._kernel_events(events))
+
+    def unregister(self, fd: int, obj: Any) -> bool:
+        """Stop watching ``fd`` for ``obj``; False when it was not watched
+        for it (a descriptor number is reused once its socket is closed)."""
+        if self._objects.get(fd) is not obj:
+            return False
+        del self._objects[fd]
+        try:
+            self._impl.unregister(fd)
+        except OSError:  # closed meanwhile: the kernel dropped it already
+            pass
+        return True
+
+    def poll(self, timeout: float | None) -> list[tuple[Any, int]]:
+        """Wait up to ``timeout`` seconds (None: no limit) and return
+        ``(obj, events)`` for each ready descriptor. An error or a hang-up
+        counts as both readable and writable, as in ``selectors``."""
+        if timeout is None:
+            timeout = -1
+        elif self._timeout_unit != 1.0:
+            timeout = int(timeout * self._timeout_unit + 0.999)  # round up, never spin
+        ready = []
+        objects, in_, out = self._objects, self._in, self._out
+        for fd, kernel_events in self._impl.poll(timeout):
+            obj = objects.get(fd)
+            if obj is None:  # unregistered earlier in this round
+                continue
+            ready.append((obj, (READ if kernel_events & ~out else 0)
+                          | (WRITE if kernel_events & ~in_ else 0)))
+        return ready
+
+
 class Hub:
     """The selector loop. Start it once per server; it runs as a daemon thread.
 
@@ -60,11 +128,11 @@ class Hub:
     def __init__(self, server: Server, clock: Callable[[], float] = time.monotonic) -> None:
         self.server = server
         self.clock = clock
-        self._selector = selectors.DefaultSelector()
+        self._poller = Poller()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
-        self._selector.register(self._wake_r, READ, None)
+        self._poller.register(self._wake_r.fileno(), READ, self._wake_r)
         self._lock = threading.Lock()
         self._calls: list[Callable[[], None]] = []
         self._dirty: dict[HubConnection, None] = {}
@@ -121,18 +189,16 @@ class Hub:
     # -- hub thread only ---------------------------------------------------
 
     def register(self, conn: HubConnection, events: int) -> None:
-        self._selector.register(conn.sock, events, conn)
+        conn.fd = conn.sock.fileno()
+        self._poller.register(conn.fd, events, conn)
         self.connections += 1
 
     def modify(self, conn: HubConnection, events: int) -> None:
-        self._selector.modify(conn.sock, events, conn)
+        self._poller.modify(conn.fd, events)
 
     def unregister(self, conn: HubConnection) -> None:
-        try:
-            self._selector.unregister(conn.sock)
+        if self._poller.unregister(conn.fd, conn):
             self.connections -= 1
-        except (KeyError, ValueError):
-            pass
 
     def add_timer(self, deadline: float, conn: HubConnection) -> None:
         heapq.heappush(self._timers, (deadline, next(self._seq), conn))
@@ -163,9 +229,9 @@ class Hub:
             timeout = 0.0
         elif self._timers:
             timeout = max(0.0, self._timers[0][0] - self.clock())
-        for key, mask in self._selector.select(timeout):
-            conn = key.data
-            if conn is None:
+        wake_r = self._wake_r
+        for conn, mask in self._poller.poll(timeout):
+            if conn is wake_r:
                 try:
                     while self._wake_r.recv(4096):
                         pass
@@ -297,6 +363,8 @@ class HubConnection:
         self.sock = sock
         self.session = session
         self.out = bytearray()
+        #: the socket's descriptor while the hub watches it (see Hub.register)
+        self.fd = -1
         self.closed = False
         self._close_when_flushed = False
         self.lingering = False

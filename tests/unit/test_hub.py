@@ -348,3 +348,65 @@ def test_poll_handed_over_after_a_newer_poll_answers_noop(server, hub):
     hub.call(conn.start)
     assert read_all(theirs) == "8::"
     assert session.transport is newer
+
+
+# -- the poller ---------------------------------------------------------------
+
+@pytest.fixture(params=[True, False], ids=["epoll", "poll"])
+def poller(request):
+    from flask_sio09.hub import Poller
+    return Poller(epoll=request.param)
+
+
+def test_poller_answers_with_the_registered_object_and_events(poller):
+    from flask_sio09.hub import READ, WRITE
+    a, b = socket.socketpair()
+    with a, b:
+        conn = object()
+        poller.register(a.fileno(), READ, conn)
+        assert poller.poll(0) == []  # nothing to read yet
+        b.send(b"x")
+        assert poller.poll(None) == [(conn, READ)]
+        poller.modify(a.fileno(), READ | WRITE)
+        assert poller.poll(0) == [(conn, READ | WRITE)]
+        a.recv(1)
+        poller.modify(a.fileno(), WRITE)
+        assert poller.poll(0.5) == [(conn, WRITE)]
+
+
+def test_poller_reports_a_hang_up_as_readable_and_writable(poller):
+    from flask_sio09.hub import READ, WRITE
+    a, b = socket.socketpair()
+    c, d = socket.socketpair()
+    with a, c, d:
+        hung_up, half_closed = object(), object()
+        poller.register(a.fileno(), READ, hung_up)
+        poller.register(c.fileno(), READ, half_closed)
+        b.close()  # a hang-up: the hub must look, whatever it waited for
+        d.shutdown(socket.SHUT_WR)  # only an end of stream to read
+        assert sorted(poller.poll(1.0), key=lambda item: item[1]) == [
+            (half_closed, READ), (hung_up, READ | WRITE)]
+
+
+def test_poller_unregisters_only_the_object_that_holds_the_descriptor(poller):
+    from flask_sio09.hub import READ
+    a, b = socket.socketpair()
+    with a, b:
+        old, new = object(), object()
+        poller.register(a.fileno(), READ, old)
+        assert poller.unregister(a.fileno(), old)
+        assert not poller.unregister(a.fileno(), old)  # twice: a no-op
+        poller.register(a.fileno(), READ, new)
+        assert not poller.unregister(a.fileno(), old)  # the number is another's now
+        b.send(b"x")
+        assert poller.poll(1.0) == [(new, READ)]
+        assert poller.unregister(a.fileno(), new)
+        assert poller.poll(0) == []
+
+
+def test_poller_timeout_waits_and_rounds_up(poller):
+    import time
+    start = time.monotonic()
+    assert poller.poll(0.0004) == []  # poll(2) counts milliseconds: never a busy 0
+    assert poller.poll(0.05) == []
+    assert time.monotonic() - start >= 0.045
