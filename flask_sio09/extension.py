@@ -298,23 +298,28 @@ class _AppBridge:
         if name in RESERVED_EVENTS:
             logger.debug("session %s: reserved event name %r dropped", session.sid, name)
             return
-        pending = PendingAck(ack)
+        event = {"name": name, "args": args}
         handler = self.sio.namespace_handlers.get(namespace)
         if handler is not None:
-            fn: Handler = handler.process_packet
-            call_args: tuple[Any, ...] = (incoming_packet(namespace, name, args, ack),)
-        else:
-            registered = self.sio.handlers.get(namespace, {}).get(name)
-            if registered is None:
-                logger.debug("session %s: no handler for %r on %r", session.sid, name, namespace)
-                return
-            if ack is not None and registered.wants_ack:
-                fn, call_args = invoke, (registered, args, pending)
-            else:  # what invoke would do, without its call
-                fn, call_args = registered.fn, args
-        result = self._call(session, namespace, {"name": name, "args": args}, fn, call_args,
-                            pending)
-        if ack is not None and not pending.taken:
+            # a Namespace class may take the ack (take_ack, ack=) deep inside
+            pending = PendingAck(ack)
+            result = self._call(session, namespace, event, handler.process_packet,
+                                (incoming_packet(namespace, name, args, ack),), pending)
+            if ack is not None and not pending.taken:
+                ack(*ack_args(result))
+            return
+        registered = self.sio.handlers.get(namespace, {}).get(name)
+        if registered is None:
+            logger.debug("session %s: no handler for %r on %r", session.sid, name, namespace)
+            return
+        if ack is not None and registered.wants_ack:
+            pending = PendingAck(ack)
+            self._call(session, namespace, event, invoke, (registered, args, pending), pending)
+            return  # the handler took the ack: it answers, now or later
+        # the common case: a function that cannot take the ack, whose return
+        # value answers it (no PendingAck needed: nothing can take it)
+        result = self._call(session, namespace, event, registered.fn, args)
+        if ack is not None:
             ack(*ack_args(result))
 
     def disconnect(self, session: Session, namespace: str) -> None:

@@ -146,18 +146,6 @@ _c_iterencode = None if json.encoder.c_make_encoder is None else json.encoder.c_
     False, False, False)
 
 
-def _scan_json(text: str) -> Any:
-    if not text or text[0] in _JSON_SPACE or text[-1] in _JSON_SPACE:
-        return _decoder.decode(text)  # the stdlib's whitespace and error rules
-    try:
-        value, end = _scan_once(text, 0)
-    except StopIteration as exc:
-        raise json.JSONDecodeError("Expecting value", text, exc.value) from None
-    if end != len(text):
-        raise json.JSONDecodeError("Extra data", text, end)
-    return value
-
-
 def _print_json(value: Any) -> str:
     if _c_iterencode is None or type(value) is str:
         return _encoder.encode(value)
@@ -167,7 +155,15 @@ def _print_json(value: Any) -> str:
 
 
 def _loads(text: str) -> Any:
-    value = _scan_json(text)
+    if not text or text[0] in _JSON_SPACE or text[-1] in _JSON_SPACE:
+        value = _decoder.decode(text)  # the stdlib's whitespace and error rules
+    else:
+        try:
+            value, end = _scan_once(text, 0)
+        except StopIteration as exc:
+            raise json.JSONDecodeError("Expecting value", text, exc.value) from None
+        if end != len(text):
+            raise json.JSONDecodeError("Extra data", text, end)
     # Nesting past the limit takes more than MAX_JSON_DEPTH opening brackets,
     # and as many closing ones in valid JSON: a shorter text is never looked
     # at, a longer one costs two counts, and only a bracket-heavy value is walked.
@@ -256,7 +252,9 @@ def _decode_json(endpoint: str, pid: int | None, ack: bool | str, data: str) -> 
 
 
 def _decode_event(endpoint: str, pid: int | None, ack: bool | str, data: str) -> Packet:
-    packet = _with_id({"type": "event", "endpoint": endpoint}, pid, ack)
+    # (what _with_id does, inline: every event a client emits comes here)
+    packet: Packet = {"type": "event", "endpoint": endpoint} if pid is None else \
+        {"type": "event", "endpoint": endpoint, "id": pid, "ack": ack}
     obj = _loads_lenient(data)
     if type(obj) is dict:
         name = obj.get("name")
