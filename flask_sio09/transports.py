@@ -20,9 +20,10 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from . import packet as packet_codec
-from . import protocol
+from . import protocol, wsframe
 from .server import Server
 from .session import IllegalTransition, Session
+from .takeover import can_take_over, take_over_socket
 
 logger = logging.getLogger("flask_sio09")
 
@@ -615,8 +616,6 @@ def _frames(packets: list[str]) -> bytes:
     Framed by wsframe rather than by ws.send (wsproto), which costs more per
     frame; uncompressed frames are valid under a negotiated permessage-deflate
     too (RFC 7692 §6: compression is per message, marked by RSV1)."""
-    from . import wsframe
-
     return wsframe.encode_texts(packets)
 
 
@@ -624,8 +623,6 @@ def serve_websocket(server: Server, sid: str, environ: dict[str, Any],
                     start_response: StartResponse) -> Iterable[bytes]:
     """Upgrade, then pump packets both ways until either side closes."""
     import simple_websocket
-
-    from . import wsframe
 
     try:
         # simple-websocket would upgrade with a malformed key: answer as the hub does
@@ -718,7 +715,6 @@ def _end_upgraded_call(ws: Any, environ: dict[str, Any],
         # the connection away (as the hub does: Werkzeug's fd now points at a
         # dead socket, so its answer goes nowhere and it reads an end of
         # stream) and close it ourselves.
-        from .takeover import take_over_socket
 
         real = take_over_socket(environ)
         try:
@@ -741,7 +737,6 @@ def use_hub(server: Server, environ: dict[str, Any]) -> bool:
     mode = server.options.websocket_mode
     if mode == "thread" or environ.get("sio09.kept"):
         return False  # (a kept connection's request: the hub has its socket already)
-    from .takeover import can_take_over
 
     if can_take_over(environ):
         return True
@@ -806,7 +801,6 @@ def park_in_hub(server: Server, poll: LongPoll, environ: dict[str, Any],
     ``waiter`` (still attached, so nothing is missed in between); this thread
     returns at once."""
     from .hub import HubPoll
-    from .takeover import take_over_socket
 
     hub = get_hub(server)
     sock = take_over_socket(environ)
@@ -825,7 +819,6 @@ def stream_in_hub(server: Server, stream: Stream, environ: dict[str, Any],
                   start_response: StartResponse) -> Iterable[bytes]:
     """Hand an htmlfile stream to the hub, which writes it chunked."""
     from .hub import HubStream
-    from .takeover import take_over_socket
 
     head = "".join(f"{name}: {value}\r\n" for name, value in stream.headers)
     head_bytes = (f"HTTP/1.1 200 OK\r\n{head}Transfer-Encoding: chunked\r\n"
@@ -840,9 +833,7 @@ def stream_in_hub(server: Server, stream: Stream, environ: dict[str, Any],
 def serve_websocket_in_hub(server: Server, sid: str, environ: dict[str, Any],
                            start_response: StartResponse) -> Iterable[bytes]:
     """Answer the upgrade and hand the socket to the hub."""
-    from . import wsframe
     from .hub_websocket import HubWebSocket
-    from .takeover import take_over_socket
 
     try:
         answer = wsframe.handshake_response(environ)
