@@ -19,6 +19,7 @@ import heapq
 import itertools
 import logging
 import select
+import selectors
 import socket
 import threading
 import time
@@ -30,10 +31,9 @@ from .session import Session
 
 logger = logging.getLogger("flask_sio09")
 
-#: what a connection waits for (the values of ``selectors.EVENT_READ`` and
-#: ``EVENT_WRITE``), in ``HubConnection._events`` and in the poller's answers
-READ = 1
-WRITE = 2
+#: what a connection waits for, in ``HubConnection._events`` and in the poller's answers
+READ = selectors.EVENT_READ
+WRITE = selectors.EVENT_WRITE
 #: bytes read per recv call
 RECV_SIZE = 65536
 #: after our last byte, how long we wait for the peer to close its side
@@ -53,39 +53,47 @@ WATCH_IDLE_CHECKS = 100
 
 
 class Poller:
-    """Which sockets are ready: ``select.epoll`` on Linux, ``select.poll``
-    elsewhere, answering with the connection objects themselves.
+    """Which sockets are ready, answered with the objects registered for them:
+    ``select.epoll`` on Linux, ``selectors.DefaultSelector`` elsewhere.
 
-    ``selectors`` would do the same, but under load it builds a key and a
-    tuple in Python for every ready socket, which is once per message: 0.4 µs
-    of the hub's CPU for each. Here the kernel's answer is a list of
-    (file descriptor, events) and one dict maps a descriptor to its connection.
+    ``selectors`` builds a key and a tuple in Python for every ready socket,
+    which under load is once per message: 0.4 µs of the hub's CPU each. With
+    epoll the kernel's answer is a list of (file descriptor, events), and one
+    dict maps a descriptor to its object.
     """
 
     def __init__(self, epoll: bool = True) -> None:
         """:param epoll: use epoll where there is one (tests pass False to
-                      try the ``poll`` code on Linux)."""
-        if epoll and hasattr(select, "epoll"):
-            self._impl: Any = select.epoll()
-            self._timeout_unit = 1.0  # epoll takes seconds
-            self._in, self._out = select.EPOLLIN, select.EPOLLOUT
-        else:
-            self._impl = select.poll()
-            self._timeout_unit = 1000.0  # poll takes milliseconds
-            self._in, self._out = select.POLLIN, select.POLLOUT
+                      try the ``selectors`` code on Linux)."""
+        self._epoll = select.epoll() if epoll and hasattr(select, "epoll") else None
+        self._selector = selectors.DefaultSelector() if self._epoll is None else None
         self._objects: dict[int, Any] = {}
+        #: what each descriptor is watched for (epoll reports a hang-up whatever it was)
+        self._watched: dict[int, int] = {}
 
-    def _kernel_events(self, events: int) -> int:
-        return (self._in if events & READ else 0) | (self._out if events & WRITE else 0)
+    @staticmethod
+    def _epoll_events(events: int) -> int:
+        return (select.EPOLLIN if events & READ else 0) | \
+            (select.EPOLLOUT if events & WRITE else 0)
 
     def register(self, fd: int, events: int, obj: Any) -> None:
         """Watch ``fd`` for ``events`` (READ, WRITE); ``poll`` answers with ``obj``."""
-        self._impl.register(fd, self._kernel_events(events))
+        if self._epoll is not None:
+            self._epoll.register(fd, self._epoll_events(events))
+        else:
+            assert self._selector is not None
+            self._selector.register(fd, events, obj)
         self._objects[fd] = obj
+        self._watched[fd] = events
 
     def modify(self, fd: int, events: int) -> None:
         """Change what ``fd`` is watched for."""
-        self._impl.modify(fd, self._kernel_events(events))
+        if self._epoll is not None:
+            self._epoll.modify(fd, self._epoll_events(events))
+        else:
+            assert self._selector is not None
+            self._selector.modify(fd, events, self._objects[fd])
+        self._watched[fd] = events
 
     def unregister(self, fd: int, obj: Any) -> bool:
         """Stop watching ``fd`` for ``obj``; False when it was not watched
@@ -93,28 +101,33 @@ class Poller:
         if self._objects.get(fd) is not obj:
             return False
         del self._objects[fd]
+        del self._watched[fd]
         try:
-            self._impl.unregister(fd)
-        except OSError:  # closed meanwhile: the kernel dropped it already
+            if self._epoll is not None:
+                self._epoll.unregister(fd)
+            else:
+                assert self._selector is not None
+                self._selector.unregister(fd)
+        except (OSError, KeyError, ValueError):  # closed meanwhile: already dropped
             pass
         return True
 
     def poll(self, timeout: float | None) -> list[tuple[Any, int]]:
         """Wait up to ``timeout`` seconds (None: no limit) and return
         ``(obj, events)`` for each ready descriptor. An error or a hang-up
-        counts as both readable and writable, as in ``selectors``."""
-        if timeout is None:
-            timeout = -1
-        elif self._timeout_unit != 1.0:
-            timeout = int(timeout * self._timeout_unit + 0.999)  # round up, never spin
+        counts as every event the descriptor is watched for, as in ``selectors``."""
+        if self._epoll is None:
+            assert self._selector is not None
+            return [(key.data, events) for key, events in self._selector.select(timeout)]
         ready = []
-        objects, in_, out = self._objects, self._in, self._out
-        for fd, kernel_events in self._impl.poll(timeout):
+        objects, watched = self._objects, self._watched
+        not_in, not_out = ~select.EPOLLIN, ~select.EPOLLOUT
+        for fd, kernel_events in self._epoll.poll(-1 if timeout is None else timeout):
             obj = objects.get(fd)
             if obj is None:  # unregistered earlier in this round
                 continue
-            ready.append((obj, (READ if kernel_events & ~out else 0)
-                          | (WRITE if kernel_events & ~in_ else 0)))
+            ready.append((obj, ((READ if kernel_events & not_out else 0)
+                                | (WRITE if kernel_events & not_in else 0)) & watched[fd]))
         return ready
 
 
