@@ -526,6 +526,11 @@ class ThreadWebSocket:
     thread that queued them, without blocking: a handler that waits on a
     database must not starve its client of heartbeats (a 0.9 client gives
     up after ``heartbeat_timeout`` without one).
+
+    Packets are framed by ``wsframe`` (one text frame each, as the 0.9
+    protocol wants) rather than by ``ws.send`` (wsproto), which costs more per
+    frame; uncompressed frames are valid under a negotiated permessage-deflate
+    too (RFC 7692 §6: compression is per message, marked by RSV1).
     """
 
     persistent = True
@@ -574,7 +579,7 @@ class ThreadWebSocket:
                 packets = session.take_outbox(self)
                 if not packets:
                     return
-                data = _frames(packets)
+                data = wsframe.encode_texts(packets)
             try:
                 sent = self.ws.sock.send(data, socket.MSG_DONTWAIT)
             except (BlockingIOError, InterruptedError):
@@ -595,7 +600,7 @@ class ThreadWebSocket:
             if packets is None:
                 packets = self.session.take_outbox(self) if self.session is not None else []
             if packets:
-                data += _frames(packets)
+                data += wsframe.encode_texts(packets)
             return _write_quietly(self.ws, data)
 
     def abort(self) -> None:
@@ -608,15 +613,6 @@ class ThreadWebSocket:
                 self.ws.sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
-
-
-def _frames(packets: list[str]) -> bytes:
-    """Packets as text frames, one per packet (as the 0.9 protocol wants).
-
-    Framed by wsframe rather than by ws.send (wsproto), which costs more per
-    frame; uncompressed frames are valid under a negotiated permessage-deflate
-    too (RFC 7692 §6: compression is per message, marked by RSV1)."""
-    return wsframe.encode_texts(packets)
 
 
 def serve_websocket(server: Server, sid: str, environ: dict[str, Any],
@@ -641,7 +637,7 @@ def serve_websocket(server: Server, sid: str, environ: dict[str, Any],
     transport = ThreadWebSocket(ws)
     try:
         if session is None:
-            _write_quietly(ws, _frames([NOT_HANDSHAKEN]))
+            _write_quietly(ws, wsframe.encode_text(NOT_HANDSHAKEN))
         else:
             _pump(server, session, transport)
         try:
