@@ -203,7 +203,7 @@ def test_unknown_session_gets_error_packet(server, hub):
     assert client.frame()[0] == 0x8
 
 
-def park(server, hub, session, deadline_in=0.5):
+def park(server, hub, session, deadline_in=10):
     ours, theirs = socket.socketpair()
     ours.setblocking(False)
     theirs.settimeout(10)

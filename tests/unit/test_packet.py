@@ -575,7 +575,7 @@ def _outcome(fn, *args):
 
 @given(ack_id=st.one_of(ids, st.integers(-3, 10 ** 16), junk), args=st.one_of(json_lists, junk),
        endpoint=st.one_of(endpoints, st.just("/a:b"), any_chars.map(lambda c: "/" + c)))
-@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_encode_ack_equals_encode(ack_id, args, endpoint):
     expected = _outcome(packet.encode, {"type": "ack", "ackId": ack_id, "args": args,
                                         "endpoint": endpoint})
@@ -608,7 +608,7 @@ def _json_outcome(fn, value):
 
 @given(st.one_of(json_values.map(json.dumps), st.text(st.sampled_from(' \t\n\r[]{}",:0123456789.eE-+truefalsnul\\xé'), max_size=24),
                  json_values.map(lambda v: " " + json.dumps(v) + "\n")))
-@settings(max_examples=600, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_json_text_decodes_as_the_stdlib_does(text):
     ours = _json_outcome(packet._loads, text)
     theirs = _json_outcome(_stdlib_decoder.decode, text)
@@ -620,7 +620,7 @@ def test_json_text_decodes_as_the_stdlib_does(text):
 
 
 @given(st.one_of(json_values, json_lists, st.dictionaries(st.text(max_size=4), json_values, max_size=3)))
-@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_json_values_encode_as_the_stdlib_does(value):
     expected = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     assert packet._print_json(value) == expected
