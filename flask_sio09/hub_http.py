@@ -9,12 +9,14 @@ server (and our middleware), the hub adopts its connection (``keep_in_hub``)
 and reads the client's next requests itself with the strict parser of
 ``http11.py``:
 
-* GET and POST of ``xhr-polling`` and ``jsonp-polling`` under
-  ``/<resource>/1/`` are answered on the hub thread by the same code the WSGI
-  path uses (``transports.route_request``): origin and CORS rules, JSONP
-  rules and the body limit are unchanged. A long-poll GET waits in the hub
+* GET and POST of ``xhr-polling`` and ``jsonp-polling``, and POSTs of
+  ``htmlfile``, under ``/<resource>/1/`` are answered on the hub thread by
+  the same code the WSGI path uses (``transports.route_request``): origin
+  and CORS rules, JSONP rules and the body limit are unchanged. A long-poll GET waits in the hub
   and its answer leaves the connection open for the next request.
-* Any other request (a page, a static file, a handshake, an htmlfile stream)
+* An htmlfile GET becomes a stream the hub writes (``HubStream``), as on
+  the WSGI path; the stream ends the connection.
+* Any other request (a page, a static file, a handshake)
   runs the whole Flask app on a thread of ``hub_wsgi.py``, as a WSGI server
   would run it, and the connection comes back to the hub afterwards.
 * A WebSocket upgrade of ours is checked as on the WSGI path and the socket
@@ -47,8 +49,9 @@ KEEP_ALIVE_SECONDS = 10.0
 #: bytes a client may send ahead while its long poll waits (pipelining);
 #: more than this closes the connection
 PIPELINE_LIMIT = 65536
-#: the transports whose requests the hub serves itself
-SERVED_TRANSPORTS = frozenset({"xhr-polling", "jsonp-polling"})
+#: the transports whose requests the hub serves itself (an htmlfile GET turns
+#: the connection into a stream the hub writes, which ends it)
+SERVED_TRANSPORTS = frozenset({"xhr-polling", "jsonp-polling", "htmlfile"})
 
 # what a kept connection is doing
 IDLE = "idle"            # waiting for (the rest of) a request head
@@ -368,9 +371,7 @@ class HubHTTP(HubConnection):
             self.respond(transports.complete_response({}, (
                 exc.status, list(exc.headers), str(exc).encode("utf-8")), False))
             return
-        self.hub.unregister(self)
-        with self.lock:
-            self.closed = True  # the socket is the WebSocket's from here on
+        self._let_go()
         websocket = HubWebSocket(self.hub, self.sock, self.server.get_session(route.sid or ""),
                                  self.limit)
         websocket.start(answer)
@@ -393,12 +394,30 @@ class HubHTTP(HubConnection):
         cors = transports.origin_ok(self.server, environ)
         if isinstance(result, transports.LongPoll):
             self.begin_poll(result, environ, cors, head.keep_alive)
-        elif isinstance(result, transports.Stream):  # not reached: htmlfile is not served here
-            self.keep_alive = False
-            self.respond(transports.complete_response(environ, (
-                "500 Internal Server Error", [], b""), False))
+        elif isinstance(result, transports.Stream):
+            transports.add_cors(environ, result.headers, cors)
+            self._become_stream(result)
         else:
             self.respond(transports.complete_response(environ, result, cors))
+
+    def _become_stream(self, stream: transports.Stream) -> None:
+        """An htmlfile GET: the socket becomes a ``HubStream``, as on the WSGI
+        path, rather than holding a thread of ``hub_wsgi`` for the stream's
+        life. The stream ends the connection; bytes sent after the GET are
+        ignored."""
+        from .hub import HubStream
+
+        self.keep_alive = False
+        self._let_go()
+        HubStream(self.hub, self.sock, stream.session, stream.encode).start(
+            transports.stream_head(stream))
+
+    def _let_go(self) -> None:
+        """The socket becomes another connection's (a WebSocket's, a
+        stream's): stop watching it as this one, without closing it."""
+        self.hub.unregister(self)
+        with self.lock:
+            self.closed = True
 
     def _answer_poll(self, payload: str | None) -> None:
         poll, self.poll = self.poll, None

@@ -107,7 +107,7 @@ def handle_request(server: Server, route: protocol.Route, environ: dict[str, Any
             payload = wait_for_packets(server, result.session)
         result = result.render(payload)
     if isinstance(result, Stream):
-        _add_cors(environ, result.headers, cors)
+        add_cors(environ, result.headers, cors)
         if use_hub(server, environ):
             return stream_in_hub(server, result, environ, start_response)
         start_response("200 OK", result.headers)  # no length: sent chunked
@@ -162,7 +162,7 @@ def complete_response(environ: dict[str, Any], response: Response, cors: bool) -
     return _complete(environ, response, cors)
 
 
-def _add_cors(environ: dict[str, Any], headers: list[tuple[str, str]], cors: bool) -> None:
+def add_cors(environ: dict[str, Any], headers: list[tuple[str, str]], cors: bool) -> None:
     """Add the CORS pair when asked and an Origin came (N echoes the Origin)."""
     origin = environ.get("HTTP_ORIGIN")
     if cors and origin and not any(h[0] == "Access-Control-Allow-Origin" for h in headers):
@@ -173,7 +173,7 @@ def _add_cors(environ: dict[str, Any], headers: list[tuple[str, str]], cors: boo
 def _complete(environ: dict[str, Any], response: Response, cors: bool) -> Response:
     """Add the CORS pair (when asked and an Origin came) and Content-Length."""
     status, headers, body = response
-    _add_cors(environ, headers, cors)
+    add_cors(environ, headers, cors)
     headers.append(("Content-Length", str(len(body))))
     return status, headers, body
 
@@ -816,14 +816,21 @@ def stream_in_hub(server: Server, stream: Stream, environ: dict[str, Any],
     """Hand an htmlfile stream to the hub, which writes it chunked."""
     from .hub import HubStream
 
-    head = "".join(f"{name}: {value}\r\n" for name, value in stream.headers)
-    head_bytes = (f"HTTP/1.1 200 OK\r\n{head}Transfer-Encoding: chunked\r\n"
-                  f"Connection: close\r\n\r\n").encode("latin-1")
-    head_bytes += HubStream.chunk(stream.preamble)
+    head_bytes = stream_head(stream)
     hub = get_hub(server)
     conn = HubStream(hub, take_over_socket(environ), stream.session, stream.encode)
     hub.call(lambda: conn.start(head_bytes))
     return _end_taken_over(environ, start_response)
+
+
+def stream_head(stream: Stream) -> bytes:
+    """What the hub writes first for a stream: the response head (chunked;
+    the stream ends the connection) and the preamble as the first chunk."""
+    from .hub import HubStream
+
+    head = "".join(f"{name}: {value}\r\n" for name, value in stream.headers)
+    return (f"HTTP/1.1 200 OK\r\n{head}Transfer-Encoding: chunked\r\n"
+            f"Connection: close\r\n\r\n").encode("latin-1") + HubStream.chunk(stream.preamble)
 
 
 def serve_websocket_in_hub(server: Server, sid: str, environ: dict[str, Any],

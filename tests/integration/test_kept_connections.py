@@ -17,6 +17,7 @@ import time
 
 import pytest
 
+from flask_sio09 import hub_wsgi
 from tests.integration.helpers import decode_payload, event_packet, handshake
 from tests.integration.test_hostile import BASE, LIMIT, assert_serves, start  # noqa: F401
 
@@ -334,6 +335,73 @@ def test_a_websocket_upgrade_on_a_kept_connection(start, kind):
         assert b"\x81" in conn.buf
     finally:
         conn.close()
+    assert_serves(server, websocket=False)
+
+
+def read_stream_head(conn: RawConnection) -> tuple[int, dict[str, str]]:
+    """The head of a response whose chunked body does not end (a stream)."""
+    while b"\r\n\r\n" not in conn.buf:
+        conn._fill()
+    head, _, conn.buf = conn.buf.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return int(lines[0].split(" ")[1]), headers
+
+
+def read_stream_until(conn: RawConnection, needle: bytes) -> None:
+    while needle not in conn.buf:
+        conn._fill()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_htmlfile_streams_on_kept_connections_hold_no_thread(start, kind):
+    """An htmlfile GET on a kept connection becomes a stream the hub writes, as
+    on the WSGI path: more streams than ``hub_wsgi`` has threads stay open at
+    once, each carries its session, and a request the whole app serves on
+    another kept connection is still answered."""
+    server = start(kind)
+    streams = []
+    try:
+        for _ in range(hub_wsgi.THREADS + 4):
+            conn, sid = open_kept(server)
+            streams.append((conn, sid))
+            conn.send(conn.request("GET", poll_path(sid, "htmlfile"),
+                                   headers={"Origin": server.url}))
+            status, headers = read_stream_head(conn)
+            assert status == 200 and headers.get("transfer-encoding") == "chunked", headers
+            assert headers.get("content-type", "").startswith("text/html"), headers
+            assert headers.get("access-control-allow-origin") == server.url, headers
+            read_stream_until(conn, b"<body>")
+        for n, (conn, sid) in enumerate(streams):
+            server.server_emit("streamed", n, to=sid)
+        for n, (conn, sid) in enumerate(streams):
+            # (htmlfile writes each packet as a JavaScript string)
+            read_stream_until(conn, b'<script>_("5:::{\\"name\\":\\"streamed\\",'
+                                    b'\\"args\\":[%d]}");</script>' % n)
+        # the app's own routes still get a thread (a poll first, so the hub keeps it)
+        other, other_sid = open_kept(server)
+        try:
+            assert other.ask("GET", "/healthz")[::2] == (200, b"ok")
+            assert echo_on(other, other_sid, 1, "after") == ['6:::1+["after"]']
+            # htmlfile's POSTs are the hub's too; the ack comes down the stream
+            conn, sid = streams[0]
+            status, headers, body = other.ask("POST", poll_path(sid, "htmlfile"),
+                                              event_packet("echo", "up", ack_id=5).encode())
+            assert (status, body) == (200, b"1") and "server" not in headers, headers
+            read_stream_until(conn, b'<script>_("6:::5+[\\"up\\"]");</script>')
+        finally:
+            other.close()
+        # a stream's session ends with its connection
+        conn, sid = streams.pop()
+        conn.close()
+        server.wait_events(lambda events: any(e["event"] == "disconnect" for e in events),
+                           sid=sid, timeout=DEADLINE, what="the stream's session to end")
+    finally:
+        for conn, _ in streams:
+            conn.close()
     assert_serves(server, websocket=False)
 
 
