@@ -28,9 +28,14 @@ def app():
     return app
 
 
+# Heartbeats are far apart by default, so that none lands among the packets a
+# test expects however slow the machine; the heartbeat tests ask for HEARTBEATS.
+HEARTBEATS = dict(heartbeat_interval=1, heartbeat_timeout=4)
+
+
 def make_sio(app, **options):
-    defaults = dict(polling_duration=1, close_timeout=5, heartbeat_interval=1,
-                    heartbeat_timeout=4)
+    defaults = dict(polling_duration=1, close_timeout=5, heartbeat_interval=30,
+                    heartbeat_timeout=60)
     sio = SocketIO(app, **{**defaults, **options})
     return sio
 
@@ -45,6 +50,14 @@ def sio(app):
 @pytest.fixture
 def client(app, sio):
     return app.test_client()
+
+
+@pytest.fixture
+def beating(app):
+    """``(client, sio)`` of a server with heartbeats every second."""
+    sio = make_sio(app, **HEARTBEATS)
+    yield app.test_client(), sio
+    app.extensions["sio09"].server.shutdown()
 
 
 def server_of(app):
@@ -308,7 +321,8 @@ def test_htmlfile_one_chunk_per_write(client, sio, streams):
                                                    "endpoint": ""}
 
 
-def test_htmlfile_heartbeats_over_the_stream(client, streams):
+def test_htmlfile_heartbeats_over_the_stream(beating, streams):
+    client, _ = beating
     sid = handshake(client)
     stream = streams(client, sid)
     stream.next()
@@ -396,7 +410,8 @@ def test_htmlfile_unknown_sid(client):
     assert resp.headers["Content-Length"] == str(len(resp.data))
 
 
-def test_htmlfile_heartbeat_timeout_ends_the_stream(client, sio, streams):
+def test_htmlfile_heartbeat_timeout_ends_the_stream(beating, streams):
+    client, sio = beating
     gone, done = record_disconnects(sio)
     sid = handshake(client)
     stream = streams(client, sid)
@@ -455,7 +470,7 @@ def test_cors_jsonp_handshake(cors_client):
     # a <script> sends no Origin; its Referer is the embedding page
     ok = cors_client.get("/socket.io/1/?jsonp=2", headers={"Referer": ALLOWED + "/app"})
     assert ok.headers["Content-Type"] == "application/javascript"
-    assert re.fullmatch(r'io\.j\[2\]\("[A-Za-z0-9_-]{20,}:4:5:websocket,htmlfile,'
+    assert re.fullmatch(r'io\.j\[2\]\("[A-Za-z0-9_-]{20,}:60:5:websocket,htmlfile,'
                         r'xhr-polling,jsonp-polling"\);', ok.get_data(as_text=True))
     bad = cors_client.get("/socket.io/1/?jsonp=5", headers={"Referer": REFUSED + "/app"})
     assert bad.status_code == 200  # so that the script runs and the client sees the error
