@@ -183,12 +183,22 @@ class Hub:
 
     def mark(self, conn: HubConnection) -> None:
         """``conn`` has data to flush (called by ``wake()`` from any thread)."""
+        me = threading.get_ident()
+        if me == self.leader:
+            # The hub thread needs no lock: only it swaps ``_dirty`` out (in
+            # ``_run_pending``), a dict insert is atomic, and it flushes
+            # before it next waits. Should the watchdog give the hub to a new
+            # thread meanwhile, the new one may be waiting already: wake it.
+            self._dirty[conn] = None
+            if self.leader != me:
+                self._poke()
+            return
         with self._lock:
             if conn in self._dirty:
                 return
             self._dirty[conn] = None
             # the hub thread flushes before it next waits; others wake it
-            wake = not self._woken and threading.get_ident() != self.leader
+            wake = not self._woken and me != self.leader
             self._woken = True
         if wake:
             self._poke()

@@ -202,10 +202,11 @@ class Session:
         with self.lock:
             if self.closed:
                 return True
-            held = self._held.get(endpoint)
-            if held is not None:
-                held.append(encoded)
-                return True
+            if self._held:  # (most often empty: no namespace is connecting)
+                held = self._held.get(endpoint)
+                if held is not None:
+                    held.append(encoded)
+                    return True
             self._outbox.append(encoded)
             self._outbox_bytes += len(encoded)
             if self._outbox_bytes > self.max_outbox_bytes:

@@ -153,12 +153,19 @@ class Workers:
 
     def drain(self, session: Session) -> None:
         """Run the session's queued jobs until none is left."""
+        jobs = session.jobs
         while True:
-            with session.lock:
-                if not session.jobs:
-                    session.jobs_running = False
-                    return
-                job = session.jobs.popleft()
+            # Only the thread that set ``jobs_running`` takes jobs out, so a
+            # job seen here is still there to pop without the lock; the lock
+            # is for the last look, which must not miss a job that ``submit``
+            # appends just then (it appends, then looks at ``jobs_running``,
+            # under the lock).
+            if not jobs:
+                with session.lock:
+                    if not jobs:
+                        session.jobs_running = False
+                        return
+            job = jobs.popleft()
             try:
                 job()
             except Exception:  # a job must never kill the thread that runs it
