@@ -92,3 +92,15 @@ def test_the_selector_echo_is_the_hub_modes_floor(bench):
     assert "hub / select" in header and "thread / select" not in header
     cpu_row = next(line for line in table.splitlines() if "server CPU" in line)
     assert "| 2.50 |" in cpu_row
+
+
+def test_the_machine_line_says_how_the_interpreter_was_built(bench):
+    shared_maps = ("7f0000000000-7f0000100000 r-xp 00000000 08:01 42 "
+                   "/opt/python/lib/libpython3.11.so.1.0\n")
+    static_maps = "00400000-00800000 r-xp 00000000 08:01 7 /usr/bin/python3.11\n"
+    assert bench.interpreter_build(shared_maps).startswith("libpython shared")
+    assert bench.interpreter_build(static_maps).startswith("libpython in the executable")
+    # this interpreter's own line is one of the two, and is in the machine line
+    own = bench.interpreter_build()
+    assert own.split(",")[0] in ("libpython shared", "libpython in the executable")
+    assert own in bench.machine()
