@@ -201,6 +201,9 @@ class Workers:
             try:
                 self.drain(session)
             finally:
+                # an idle thread must not keep its last session (its environ,
+                # its Flask context) alive until the next hand-off
+                session = None
                 with self._slot_freed:
                     self._slots += 1
                     self._slot_freed.notify()

@@ -2,7 +2,9 @@
 select round, and, when one blocks, the hub goes on in a new thread (see
 workers.py). Real socketpairs, a real hub, handlers that block on events."""
 
+import gc
 import threading
+import weakref
 
 import pytest
 
@@ -205,4 +207,20 @@ def test_two_hand_offs_in_a_row_to_one_idle_thread_start_a_second_thread():
         assert quick.wait(10), "s2 waited behind s1's blocked handler"
     finally:
         gate.set()
+        workers.stop()
+
+
+def test_an_idle_pool_thread_keeps_no_session_alive():
+    workers = Workers(2)
+    session = FakeSession("gone")
+    ran = threading.Event()
+    workers.submit(session, ran.set)
+    assert ran.wait(10)
+    assert wait_until(lambda: workers._idle == 1)  # back in get(), waiting
+    gone = weakref.ref(session)
+    del session
+    try:
+        assert wait_until(lambda: gc.collect() is not None and gone() is None), \
+            "the idle pool thread still holds its last session"
+    finally:
         workers.stop()
