@@ -326,7 +326,12 @@ def read_body(server: Server, environ: dict[str, Any]) -> bytes | None:
             # neither a length nor chunked: HTTP/1.1 says there is no body
             # (reading would wait for a client that sends nothing more)
             return b""
-        data: bytes = stream.read(limit + 1)  # chunked; the server ends the stream
+        try:
+            data: bytes = stream.read(limit + 1)  # chunked; the server ends the stream
+        except (OSError, ValueError) as exc:
+            # the server's de-chunking found a bad chunk size or framing
+            # (Werkzeug raises OSError for them); the client hung up mid-body
+            raise BadBody(f"chunked body not received: {exc.__class__.__name__}") from None
         return None if len(data) > limit else data
     if not (declared.isascii() and declared.isdigit()):
         raise BadBody("invalid Content-Length")

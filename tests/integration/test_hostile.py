@@ -374,6 +374,21 @@ def test_chunked_post_bodies(start, kind):
 
 
 @pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("chunks", [b"zz\r\nabc\r\n0\r\n\r\n", b"-1\r\nx\r\n0\r\n\r\n",
+                                    b"3\r\nabcXX0\r\n\r\n"],
+                         ids=["size-not-hex", "size-negative", "no-crlf-after-data"])
+def test_bad_chunk_framing_is_a_400_without_a_traceback(start, kind, chunks):
+    server = start(kind)
+    client = XhrClient.open(server)
+    status, _, _ = raw_request(
+        server, f"POST {poll_path(client.sid)} HTTP/1.1\r\nTransfer-Encoding: chunked\r\n"
+        "Connection: close", chunks)
+    assert status == 400  # (the fixture fails the test on a traceback in the log)
+    assert client.call("echo", "after", ack_id=1) == ["after"]
+    assert_serves(server)
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_chunked_post_over_the_limit_is_refused(start, kind):
     server = start(kind)
     client = XhrClient.open(server)
