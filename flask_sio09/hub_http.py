@@ -159,6 +159,11 @@ class HubHTTP(HubConnection):
             self.close_after_flush()
         else:
             self.state = IDLE
+            if self.out:
+                # the next request waits until this answer is taken; a client
+                # that takes none of it for close_timeout is dropped (else it
+                # would hold the socket and the answer for ever)
+                self._arm(self.hub.clock() + self.server.options.close_timeout)
 
     # -- the hub's calls ------------------------------------------------------
 
@@ -177,9 +182,15 @@ class HubHTTP(HubConnection):
         self._advance_guarded()
 
     def on_writable(self) -> None:
+        pending = len(self.out)
         super().on_writable()
-        if not self.out and not self.closed:
+        if self.closed:
+            return
+        if not self.out:
             self._advance_guarded()
+        elif len(self.out) < pending and self.state is not CLOSING:
+            # a slow reader that takes its answer bit by bit gets more time
+            self._arm(self.hub.clock() + self.server.options.close_timeout)
 
     def _advance_guarded(self) -> None:
         # the hub calls on_readable and on_writable outside its own guard: a
@@ -216,7 +227,11 @@ class HubHTTP(HubConnection):
             self._arm(self.deadline)
             return
         self.deadline = math.inf
-        if self.state is POLL:
+        if self.out and self.state is not CLOSING:
+            logger.info("kept connection: the client took none of its answer for %s s; closed",
+                        self.server.options.close_timeout)
+            self.lost()
+        elif self.state is POLL:
             self._answer_poll(None)
             self._advance()
         elif self.state in (IDLE, BODY, DISCARD):
@@ -317,21 +332,21 @@ class HubHTTP(HubConnection):
         return True
 
     def _route(self, head: RequestHead) -> protocol.Route | None:
-        """The route of a plain (unescaped) path under ``/<resource>/1/``."""
-        path = head.path
-        if "%" in path:
-            return None  # an escaped path: the WSGI way of decoding it applies
-        if self.script_name:
-            if not path.startswith(self.script_name):
-                return None
-            path = path[len(self.script_name):]
+        """The route under ``/<resource>/1/`` that the app's middleware would
+        find for this request: the same ``PATH_INFO`` (percent-decoded, as
+        the WSGI server gives it), parsed the same way. Were they to differ,
+        a long poll or a stream could reach the app on one of ``hub_wsgi``'s
+        few threads and hold it."""
+        path = hub_wsgi.path_info(head.path, self.script_name)
         route = protocol.parse_path(path, self.resource)
         return route if route is not None and route.protocol == "1" else None
 
     def _served_route(self, head: RequestHead) -> protocol.Route | None:
         """The route of a polling request the hub serves itself, or None for
-        one that goes to the whole app."""
-        if head.method not in ("GET", "POST", "OPTIONS") or head.get("upgrade") is not None:
+        one that goes to the whole app. (A WebSocket upgrade of ours was
+        taken before; any other ``Upgrade`` header is ignored here, as the
+        transports ignore it.)"""
+        if head.method not in ("GET", "POST", "OPTIONS"):
             return None
         route = self._route(head)
         return route if route is not None and route.transport in SERVED_TRANSPORTS else None

@@ -105,15 +105,21 @@ class Body:
         return iter(self.readline, b"")
 
 
+def path_info(path: str, script_name: str) -> str:
+    """The ``PATH_INFO`` of a request path, as gunicorn makes it (PEP 3333):
+    percent-decoded, read as latin-1, without the ``SCRIPT_NAME`` prefix."""
+    decoded = unquote_to_bytes(path).decode("latin-1")
+    if script_name and decoded.startswith(script_name):
+        decoded = decoded[len(script_name):]
+    return decoded
+
+
 def build_environ(template: dict[str, Any], head: RequestHead,
                   body: Body | None) -> dict[str, Any]:
     """A WSGI environ for ``head``, as gunicorn builds one (PEP 3333);
     ``body`` is its ``wsgi.input`` (None: an empty one)."""
     environ = dict(template)
-    path = unquote_to_bytes(head.path).decode("latin-1")
-    script = template.get("SCRIPT_NAME", "")
-    if script and path.startswith(script):
-        path = path[len(script):]
+    path = path_info(head.path, template.get("SCRIPT_NAME", ""))
     environ.update({
         "REQUEST_METHOD": head.method,
         "PATH_INFO": path,

@@ -19,7 +19,9 @@ import pytest
 
 from flask_sio09 import hub_wsgi
 from tests.integration.helpers import decode_payload, event_packet, handshake
-from tests.integration.test_hostile import BASE, LIMIT, assert_serves, start  # noqa: F401
+from tests.conftest import wait_until
+from tests.integration.test_hostile import (BASE, LIMIT, Watched, assert_serves,  # noqa: F401
+                                            start)
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -481,3 +483,86 @@ def test_too_much_sent_ahead_of_a_kept_poll_ends_the_connection(start):
     finally:
         conn.close()
     assert_serves(server, websocket=False)
+
+
+def test_a_client_that_stops_reading_its_answer_loses_the_kept_connection(start):
+    """An answer the client leaves unread must not hold the socket and its
+    bytes for ever: once the client has taken none of it for
+    ``close_timeout`` (4 s here), the hub drops the connection."""
+    server = start("gunicorn", close_timeout=4)
+    watched = Watched(server)
+    conn, sid = open_kept(server)
+    try:
+        # 10 MB for the poll's answer, far more than the kernel's buffers take
+        # from a client that reads nothing: most of it waits in the hub
+        server.server_emit("big", "x" * 100_000, to=sid, count=100)
+        conn.send(conn.request("GET", poll_path(sid)))
+        wait_until(lambda: "took none of its answer" in watched.new_log(), timeout=60,
+                   message="the hub to drop the connection")
+        assert_serves(server, websocket=False)
+        # what the kernel had taken still arrives, then the end: not 10 MB
+        received = len(conn.buf)
+        conn.sock.settimeout(DEADLINE)
+        while chunk := conn.sock.recv(1 << 20):
+            received += len(chunk)
+        assert 0 < received < 10_000_000
+    finally:
+        conn.close()
+
+
+AROUND_THE_HUB = [
+    # (a polling request the app's middleware would route to a transport,
+    # its transport, its extra headers)
+    ("/socket.io/1/xhr%2Dpolling/{sid}", "xhr-polling", {}),
+    ("/socket.io/1/%78hr-polling/{sid}", "xhr-polling", {}),
+    ("/socket.io/1/html%66ile/{sid}", "htmlfile", {}),
+    ("/socket.io/1/xhr-polling/{sid}", "xhr-polling",
+     {"Upgrade": "websocket", "Connection": "Upgrade"}),
+]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("path, transport, headers", AROUND_THE_HUB,
+                         ids=["escaped-dash", "escaped-letter", "escaped-htmlfile",
+                              "upgrade-header"])
+def test_polls_the_app_would_serve_are_the_hubs_on_kept_connections(start, kind, path,
+                                                                     transport, headers):
+    """A polling request is the same route for the hub as for the app's
+    middleware: a percent-escaped path (which the WSGI server decodes), or a
+    GET with an ``Upgrade`` header that is not a WebSocket upgrade of ours.
+    The hub serves it. Were it handed to the app on one of ``hub_wsgi``'s
+    threads, each waiting poll or stream would hold that thread, and a few
+    of them would starve every other request of kept connections."""
+    # polls wait longer than any read of the test (its DEADLINE is 20 s)
+    server = start(kind, polling_duration=45, close_timeout=60)
+    held = []
+    try:
+        for _ in range(hub_wsgi.THREADS + 4):
+            conn, sid = open_kept(server)
+            held.append((conn, sid))
+            conn.send(conn.request("GET", path.format(sid=sid) + "?t=1",
+                                   headers={"Origin": server.url, **headers}))
+            if transport == "htmlfile":
+                status, stream_headers = read_stream_head(conn)
+                assert status == 200 and "server" not in stream_headers, stream_headers
+        # with every one of them waiting, a request of the whole app on another
+        # kept connection is still answered
+        other, other_sid = open_kept(server)
+        try:
+            assert other.ask("GET", "/healthz")[::2] == (200, b"ok")
+            assert echo_on(other, other_sid, 1, "after") == ['6:::1+["after"]']
+        finally:
+            other.close()
+        conn, sid = held[0]
+        server.server_emit("poked", 1, to=sid)
+        if transport == "htmlfile":
+            read_stream_until(conn, b'<script>_("5:::{\\"name\\":\\"poked\\",'
+                                    b'\\"args\\":[1]}");</script>')
+        else:
+            status, answer_headers, body = conn.response()
+            assert status == 200 and "server" not in answer_headers, answer_headers
+            assert decode_payload(body.decode()) == ['5:::{"name":"poked","args":[1]}']
+            assert echo_on(conn, sid, 2, "kept") == ['6:::2+["kept"]']
+    finally:
+        for conn, _ in held:
+            conn.close()
