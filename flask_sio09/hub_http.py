@@ -268,6 +268,9 @@ class HubHTTP(HubConnection):
                 if len(self.buf) < head.content_length:
                     self._arm(self.hub.clock() + KEEP_ALIVE_SECONDS)
                     return
+                if self.route is None:  # the whole app's request, its body read
+                    self._elsewhere(head)  # (the body goes with the bytes read ahead)
+                    return
                 body = bytes(self.buf[:head.content_length])
                 del self.buf[:head.content_length]
                 self._serve(head, body)
@@ -312,10 +315,19 @@ class HubHTTP(HubConnection):
             self._upgrade(head, upgrade)
             return False
         route = self._served_route(head)
+        self.route = route
         if route is None:
+            length = head.content_length
+            if 0 < length <= self.limit and len(self.buf) < length \
+                    and not head.expect_continue:
+                # the hub reads the body before a thread of the pool runs the
+                # app, so that a client sending it slowly holds no thread (the
+                # keep-alive timer limits how slowly); a larger body, or one
+                # awaiting a 100 Continue, is for the app to read
+                self.state = BODY
+                return True
             self._elsewhere(head)
             return False
-        self.route = route
         length = head.content_length
         if length > self.limit:
             if length <= 2 * self.limit and not head.expect_continue:

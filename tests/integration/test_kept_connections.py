@@ -566,3 +566,33 @@ def test_polls_the_app_would_serve_are_the_hubs_on_kept_connections(start, kind,
     finally:
         for conn, _ in held:
             conn.close()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_slow_request_bodies_for_the_app_hold_no_thread(start, kind):
+    """A request for the whole app whose body comes slowly is read by the hub
+    before a thread of ``hub_wsgi``'s pool runs the app: more such requests
+    than the pool has threads leave the other requests of kept connections
+    served, and each is answered once its body is complete."""
+    server = start(kind)
+    slow = []
+    try:
+        for _ in range(hub_wsgi.THREADS + 4):
+            conn, _ = open_kept(server)
+            slow.append(conn)
+            conn.send(f"POST /healthz HTTP/1.1\r\nHost: {server.host}\r\n"
+                      "Content-Length: 1000\r\n\r\nabc".encode())
+        other, other_sid = open_kept(server)
+        try:
+            assert other.ask("GET", "/healthz")[::2] == (200, b"ok")
+            assert echo_on(other, other_sid, 1, "after") == ['6:::1+["after"]']
+        finally:
+            other.close()
+        conn = slow[0]
+        conn.send(b"d" * 997)
+        status, _, _ = conn.response()
+        assert status == 405  # (the route is GET only: the app's own answer)
+        assert conn.ask("GET", "/healthz")[::2] == (200, b"ok")  # and the connection lives on
+    finally:
+        for conn in slow:
+            conn.close()
