@@ -460,6 +460,10 @@ class Server:
         stopped reading, or cannot keep up)."""
         logger.warning("session %s: outbox over %d bytes, closing", session.sid,
                        self.options.max_outbox_bytes)
+        # what waits is dropped: the client has stopped reading (or cannot
+        # keep up), and its transport or the next poll would otherwise hold
+        # those bytes, a second time encoded, until close_timeout
+        session.take_outbox()
         self.close_session(session, "outbox overflow")
 
     def _deliver(self, sid: str, endpoint: str, encoded: str) -> None:

@@ -257,6 +257,21 @@ def test_outbox_overflow_closes_session(app, clock):
     srv.shutdown()
 
 
+def test_an_overflowed_outbox_is_dropped_not_kept_for_a_poll(app, clock):
+    srv = Server(Options(max_outbox_bytes=100), app, clock=clock, monitor=False,
+                 synchronous=True)
+    session = srv.new_session({"QUERY_STRING": ""})
+    poll = Transport(persistent=False)
+    srv.attach(session, poll)
+    srv.release(session, poll)  # a polling client between two polls
+    for _ in range(20):
+        srv.emit_packet({"type": "message", "data": "x" * 20}, "", to=session.sid)
+    assert session.closed and session.close_reason == "outbox overflow"
+    assert not session.has_outbox()
+    assert srv.get_session(session.sid, draining=True) is None
+    srv.shutdown()
+
+
 def test_close_during_connect_handler_runs_disconnect_once(server, app):
     session = server.new_session({"QUERY_STRING": ""})
     original = app.connect
