@@ -492,6 +492,8 @@ def test_a_client_that_stops_reading_its_answer_loses_the_kept_connection(start)
     server = start("gunicorn", close_timeout=4)
     watched = Watched(server)
     conn, sid = open_kept(server)
+    # a small receive buffer (which also stops the kernel growing it)
+    conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     try:
         # 10 MB for the poll's answer, far more than the kernel's buffers take
         # from a client that reads nothing: most of it waits in the hub
