@@ -159,11 +159,15 @@ class HubHTTP(HubConnection):
             self.close_after_flush()
         else:
             self.state = IDLE
-            if self.out:
-                # the next request waits until this answer is taken; a client
-                # that takes none of it for close_timeout is dropped (else it
-                # would hold the socket and the answer for ever)
-                self._arm(self.hub.clock() + self.server.options.close_timeout)
+
+    def write(self, data: bytes) -> None:
+        """Queue ``data`` and send what the socket takes now. What it does not
+        take must be taken within ``close_timeout``, or the connection is
+        dropped: the next request waits until it is, and a client that reads
+        nothing would otherwise hold the socket and those bytes for ever."""
+        super().write(data)
+        if self.out and self.state is not CLOSING and not self.closed:
+            self._arm(self.hub.clock() + self.server.options.close_timeout)
 
     # -- the hub's calls ------------------------------------------------------
 
@@ -318,12 +322,14 @@ class HubHTTP(HubConnection):
         self.route = route
         if route is None:
             length = head.content_length
-            if 0 < length <= self.limit and len(self.buf) < length \
-                    and not head.expect_continue:
+            if 0 < length <= self.limit and len(self.buf) < length:
                 # the hub reads the body before a thread of the pool runs the
                 # app, so that a client sending it slowly holds no thread (the
-                # keep-alive timer limits how slowly); a larger body, or one
-                # awaiting a 100 Continue, is for the app to read
+                # keep-alive timer limits how slowly); a larger body is for the
+                # app to read. A client that awaits 100 Continue gets it now,
+                # as gunicorn sends it, before the app has seen the request.
+                if head.expect_continue:
+                    self.write(b"HTTP/1.1 100 Continue\r\n\r\n")
                 self.state = BODY
                 return True
             self._elsewhere(head)

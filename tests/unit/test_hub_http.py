@@ -1,0 +1,70 @@
+"""Timers of the polling connections the hub keeps (hub_http.py), driven on a
+real hub over socketpairs: a connection must never be left without one while
+bytes it wrote wait for a client that reads nothing."""
+
+import math
+import socket
+
+import pytest
+
+from flask_sio09 import hub_http
+from flask_sio09.hub import Hub
+from flask_sio09.server import Options, Server
+from tests.unit.doubles import EchoApp, wait_until
+
+
+@pytest.fixture
+def server():
+    srv = Server(Options(polling_duration=0.5, close_timeout=1), EchoApp(), monitor=False)
+    srv.hub = Hub(srv)
+    yield srv
+    srv.shutdown()
+
+
+def kept_connection(server, fill: bool):
+    """A kept connection back from a request of the whole app (as after
+    ``_elsewhere``); with ``fill`` that answer left the socket's send buffer
+    full, as a large answer written by ``hub_wsgi`` can."""
+    ours, theirs = socket.socketpair()
+    for sock in (ours, theirs):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    ours.setblocking(False)
+    conn = hub_http.HubHTTP(server.hub, ours, {"SCRIPT_NAME": ""}, b"", lambda e, s: [])
+    handed = []
+
+    def first(c):
+        if fill:
+            try:
+                while True:
+                    c.sock.send(b"x" * 1024)
+            except BlockingIOError:
+                pass
+        c.state, c.deadline = hub_http.ELSEWHERE, math.inf  # what _elsewhere does
+        server.hub.unregister(c)
+        handed.append(True)
+
+    server.hub.call(lambda: conn.start(first))
+    assert wait_until(lambda: handed)
+    return conn, theirs
+
+
+@pytest.mark.parametrize("fill", [False, True], ids=["taken", "not-taken"])
+def test_a_100_continue_the_client_does_not_take_still_ends_the_connection(server, fill,
+                                                                          monkeypatch):
+    """A pipelined POST awaiting 100 Continue, read when the connection comes
+    back from the pool: whether or not the client takes the 100, a client
+    that then sends nothing and reads nothing is dropped."""
+    monkeypatch.setattr(hub_http, "KEEP_ALIVE_SECONDS", 1.0)
+    conn, theirs = kept_connection(server, fill)
+    session = server.new_session({"QUERY_STRING": ""})
+    pipelined = (f"POST /socket.io/1/xhr-polling/{session.sid} HTTP/1.1\r\nHost: x\r\n"
+                 "Content-Length: 10\r\nExpect: 100-continue\r\n\r\n").encode()
+    try:
+        server.hub.call(lambda: conn._back(True, pipelined))
+        assert wait_until(lambda: conn.state == hub_http.BODY)
+        assert bool(conn.out) is fill  # (the 100 Continue waits when not taken)
+        # close_timeout (1 s) or the keep-alive timer, whichever applies
+        assert wait_until(lambda: conn.closed, deadline=hub_http.KEEP_ALIVE_SECONDS + 20)
+    finally:
+        theirs.close()
