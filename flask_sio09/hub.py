@@ -189,6 +189,9 @@ class Hub:
             # ``_run_pending``), a dict insert is atomic, and it flushes
             # before it next waits. Should the watchdog give the hub to a new
             # thread meanwhile, the new one may be waiting already: wake it.
+            # (With the GIL no other thread runs between the check above and
+            # the insert, which calls nothing; a build without the GIL would
+            # need the lock here.)
             self._dirty[conn] = None
             if self.leader != me:
                 self._poke()
