@@ -508,6 +508,17 @@ def test_a_client_that_stops_reading_its_answer_loses_the_kept_connection(start)
         conn.close()
 
 
+def assert_another_kept_connection_is_served(server) -> None:
+    """A new kept connection gets a route of the whole app (which runs on a
+    thread of ``hub_wsgi``'s pool) and an echo answered."""
+    other, other_sid = open_kept(server)
+    try:
+        assert other.ask("GET", "/healthz")[::2] == (200, b"ok")
+        assert echo_on(other, other_sid, 1, "after") == ['6:::1+["after"]']
+    finally:
+        other.close()
+
+
 AROUND_THE_HUB = [
     # (a polling request the app's middleware would route to a transport,
     # its transport, its extra headers)
@@ -543,14 +554,8 @@ def test_polls_the_app_would_serve_are_the_hubs_on_kept_connections(start, kind,
             if transport == "htmlfile":
                 status, stream_headers = read_stream_head(conn)
                 assert status == 200 and "server" not in stream_headers, stream_headers
-        # with every one of them waiting, a request of the whole app on another
-        # kept connection is still answered
-        other, other_sid = open_kept(server)
-        try:
-            assert other.ask("GET", "/healthz")[::2] == (200, b"ok")
-            assert echo_on(other, other_sid, 1, "after") == ['6:::1+["after"]']
-        finally:
-            other.close()
+        # with every one of them waiting, another kept connection is served
+        assert_another_kept_connection_is_served(server)
         conn, sid = held[0]
         server.server_emit("poked", 1, to=sid)
         if transport == "htmlfile":
@@ -583,12 +588,7 @@ def test_slow_request_bodies_for_the_app_hold_no_thread(start, kind, expect):
             slow.append(conn)
             conn.send(f"POST /server_emit HTTP/1.1\r\nHost: {server.host}\r\n{extra}"
                       "Content-Length: 1000\r\n\r\nabc".encode())
-        other, other_sid = open_kept(server)
-        try:
-            assert other.ask("GET", "/healthz")[::2] == (200, b"ok")
-            assert echo_on(other, other_sid, 1, "after") == ['6:::1+["after"]']
-        finally:
-            other.close()
+        assert_another_kept_connection_is_served(server)
         conn = slow[0]
         conn.send(b"d" * 997)
         status, _, _ = conn.response()  # (a 100 Continue before it is skipped)
