@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import logging
 import re
+import selectors
 import socket
 import threading
+import time
 from collections.abc import Iterable
 
 logger = logging.getLogger("flask_sio09")
@@ -27,8 +29,15 @@ __all__ = ["DEFAULT_PORT", "POLICY_REQUEST", "PolicyServer", "policy_xml", "serv
 DEFAULT_PORT = 10843
 #: the exact request Flash Player sends (23 bytes)
 POLICY_REQUEST = b"<policy-file-request/>\0"
-#: how long a connection may take to send its request
+#: how long a connection may take to send its whole request
 READ_TIMEOUT = 5.0
+#: after the answer, how long the client may take to close its side
+LINGER_SECONDS = 2.0
+#: connections held at once; more wait in the listen backlog
+MAX_CLIENTS = 256
+#: after accept() failed (out of file descriptors, say), the pause before
+#: the next try, so that the failure is not retried in a busy loop
+ACCEPT_RETRY_SECONDS = 0.5
 
 # host:port patterns as N's ``origins`` setting writes them; the characters
 # allowed keep the XML attribute values free of quotes and markup
@@ -57,8 +66,25 @@ def policy_xml(origins: Iterable[str] = ("*:*",)) -> bytes:
     return xml.encode("ascii") + b"\0"
 
 
+class _Client:
+    """One policy connection: what it sent, and until when it may stay."""
+
+    __slots__ = ("sock", "received", "deadline", "answered")
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        self.sock = sock
+        self.received = b""
+        self.deadline = deadline
+        self.answered = False
+
+
 class PolicyServer:
-    """A TCP server answering policy requests on its own thread.
+    """A TCP server answering policy requests, every connection on one thread.
+
+    One selector thread serves them all, so a client that is silent, or
+    sends its request a byte at a time, holds a file descriptor for at most
+    ``READ_TIMEOUT`` seconds and no thread; at most ``MAX_CLIENTS`` are held
+    at once (the others wait in the listen backlog).
 
     :param listener: a bound, listening socket.
     :param policy: the bytes sent in answer to :data:`POLICY_REQUEST`.
@@ -67,6 +93,15 @@ class PolicyServer:
     def __init__(self, listener: socket.socket, policy: bytes) -> None:
         self._listener = listener
         self._policy = policy
+        listener.setblocking(False)
+        self._selector = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._selector.register(self._wake_r, selectors.EVENT_READ)
+        self._clients: dict[socket.socket, _Client] = {}
+        #: when accepting resumes after a failed accept(), or None
+        self._accept_paused_until: float | None = None
+        self._listening = False
+        self._listen(True)
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True,
                                         name="sio09-flash-policy")
@@ -78,45 +113,117 @@ class PolicyServer:
         host, port = self._listener.getsockname()[:2]
         return host, port
 
+    def _listen(self, on: bool) -> None:
+        if on != self._listening:
+            if on:
+                self._selector.register(self._listener, selectors.EVENT_READ)
+            else:
+                self._selector.unregister(self._listener)
+            self._listening = on
+
     def _serve(self) -> None:
         while not self._stopped.is_set():
             try:
-                conn, _ = self._listener.accept()
-            except OSError:
-                if self._stopped.is_set():
-                    return
-                logger.exception("flash policy server: accept failed")
-                continue
-            # one short-lived thread per request: a silent client cannot
-            # hold up the others
-            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+                self._step()
+            except Exception:  # the server must outlive any one bad connection
+                logger.exception("flash policy server: a pass failed")
+        for client in list(self._clients.values()):
+            self._drop(client)
+        self._selector.close()
 
-    def _answer(self, conn: socket.socket) -> None:
-        with conn:
-            try:
-                conn.settimeout(READ_TIMEOUT)
-                received = b""
-                while len(received) < len(POLICY_REQUEST):
-                    data = conn.recv(len(POLICY_REQUEST) - len(received))
-                    if not data:
-                        return
-                    received += data
-                if received == POLICY_REQUEST:
-                    conn.sendall(self._policy)
-            except OSError:  # a client that went away or stayed silent
-                return
+    def _step(self) -> None:
+        now = time.monotonic()
+        wakes = [c.deadline for c in self._clients.values()]
+        if self._accept_paused_until is not None:
+            wakes.append(self._accept_paused_until)
+        timeout = max(0.0, min(wakes) - now) if wakes else None
+        for key, _ in self._selector.select(timeout):
+            sock = key.fileobj
+            if sock is self._wake_r:
+                self._wake_r.recv(64)
+            elif sock is self._listener:
+                self._accept(now)
+            else:
+                client = self._clients.get(sock)  # type: ignore[call-overload]
+                if client is not None:
+                    self._read(client)
+        now = time.monotonic()
+        for client in [c for c in self._clients.values() if now >= c.deadline]:
+            self._drop(client)  # silent too long, or done lingering
+        if self._accept_paused_until is not None and now >= self._accept_paused_until:
+            self._accept_paused_until = None
+        self._listen(self._accept_paused_until is None and len(self._clients) < MAX_CLIENTS)
+
+    def _accept(self, now: float) -> None:
+        try:
+            conn, _ = self._listener.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            # out of file descriptors, say: the connection stays in the
+            # backlog and would fail again at once, so wait before retrying
+            logger.warning("flash policy server: accept failed (%s); retrying in %s s",
+                           exc, ACCEPT_RETRY_SECONDS)
+            self._accept_paused_until = now + ACCEPT_RETRY_SECONDS
+            self._listen(False)
+            return
+        conn.setblocking(False)
+        self._clients[conn] = _Client(conn, now + READ_TIMEOUT)
+        self._selector.register(conn, selectors.EVENT_READ)
+
+    def _read(self, client: _Client) -> None:
+        try:
+            data = client.sock.recv(4096 if client.answered
+                                    else len(POLICY_REQUEST) - len(client.received))
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:  # the client closed (or failed)
+            self._drop(client)
+            return
+        if client.answered:
+            return  # what it sent after its request: read and dropped
+        client.received += data
+        if not POLICY_REQUEST.startswith(client.received):
+            self._drop(client)  # anything else gets nothing
+        elif client.received == POLICY_REQUEST:
+            self._answer(client)
+
+    def _answer(self, client: _Client) -> None:
+        client.answered = True
+        try:
+            client.sock.send(self._policy)  # (a few hundred bytes: the buffer takes them)
+            # end our side, then let the client end its own before closing:
+            # closing with its extra bytes unread would reset the connection
+            # and could destroy the answer before it is read
+            client.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self._drop(client)
+            return
+        client.deadline = time.monotonic() + LINGER_SECONDS
+
+    def _drop(self, client: _Client) -> None:
+        if self._clients.pop(client.sock, None) is None:
+            return
+        try:
+            self._selector.unregister(client.sock)
+        except (KeyError, ValueError):
+            pass
+        client.sock.close()
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop accepting and wait (up to ``timeout`` s) for the thread to end."""
+        """Stop accepting, close every connection and wait (up to
+        ``timeout`` s) for the thread to end."""
         self._stopped.set()
         try:
-            # wake the blocked accept(); shutdown fails on some platforms for
-            # listening sockets, closing alone then does it
-            self._listener.shutdown(socket.SHUT_RDWR)
+            self._wake_w.send(b"\0")
         except OSError:
             pass
-        self._listener.close()
         self._thread.join(timeout)
+        self._listener.close()
+        self._wake_r.close()
+        self._wake_w.close()
 
     def __enter__(self) -> PolicyServer:
         return self

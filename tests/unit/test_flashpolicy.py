@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import errno
+import logging
 import socket
+import threading
 
 import pytest
 
 from flask_sio09 import flashpolicy
+from tests.unit.doubles import wait_until
 
 POLICY = (b'<?xml version="1.0"?><!DOCTYPE cross-domain-policy SYSTEM '
           b'"http://www.macromedia.com/xml/dtds/cross-domain-policy.dtd"><cross-domain-policy>'
@@ -103,3 +107,94 @@ def test_many_requests(policy_server):
     server = policy_server()
     for _ in range(20):
         assert ask(server, flashpolicy.POLICY_REQUEST) == POLICY
+
+
+def test_silent_clients_hold_no_thread_and_others_are_answered(policy_server):
+    server = policy_server()
+    threads = threading.active_count()
+    silent = [socket.create_connection(server.address, timeout=10) for _ in range(50)]
+    try:
+        assert ask(server, flashpolicy.POLICY_REQUEST) == POLICY
+        assert threading.active_count() <= threads
+    finally:
+        for conn in silent:
+            conn.close()
+
+
+def test_a_request_sent_too_slowly_is_cut_off_as_a_whole(policy_server, monkeypatch):
+    """READ_TIMEOUT bounds the whole request, not each read: a client that
+    sends a byte now and then is closed all the same."""
+    monkeypatch.setattr(flashpolicy, "READ_TIMEOUT", 1.0)
+    server = policy_server()
+    with socket.create_connection(server.address, timeout=10) as conn:
+        conn.settimeout(0.25)
+        closed = False
+        for byte in flashpolicy.POLICY_REQUEST[:-1]:  # 22 bytes, 0.25 s apart: 5.5 s
+            try:
+                conn.send(bytes([byte]))
+                closed = conn.recv(1) == b""
+            except socket.timeout:
+                continue
+            except OSError:
+                closed = True
+            if closed:
+                break
+        assert closed, "the server waited for the dripping client past READ_TIMEOUT"
+
+
+def test_bytes_after_the_request_do_not_destroy_the_answer(policy_server):
+    server = policy_server()
+    for _ in range(3):
+        assert ask(server, flashpolicy.POLICY_REQUEST + b"junk" * 256) == POLICY
+
+
+def test_past_max_clients_new_connections_wait_their_turn(policy_server, monkeypatch):
+    monkeypatch.setattr(flashpolicy, "READ_TIMEOUT", 1.0)
+    monkeypatch.setattr(flashpolicy, "MAX_CLIENTS", 5)
+    server = policy_server()
+    silent = [socket.create_connection(server.address, timeout=10) for _ in range(5)]
+    try:
+        # answered once a silent one's time is up (the server holds at most 5)
+        assert ask(server, flashpolicy.POLICY_REQUEST) == POLICY
+        assert len(server._clients) <= 5
+    finally:
+        for conn in silent:
+            conn.close()
+
+
+class _FailingListener(socket.socket):
+    """A listener whose accept() fails while ``failing``, as one that has run
+    out of file descriptors does."""
+
+    failing = True
+    calls = 0
+
+    def accept(self):
+        type(self).calls += 1
+        if type(self).failing:
+            raise OSError(errno.EMFILE, "Too many open files")
+        return super().accept()
+
+
+def test_a_failing_accept_is_retried_after_a_pause_not_in_a_busy_loop(caplog):
+    _FailingListener.failing, _FailingListener.calls = True, 0
+    listener = _FailingListener(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    caplog.set_level(logging.WARNING, logger="flask_sio09")
+    server = flashpolicy.PolicyServer(listener, POLICY)
+    try:
+        with socket.create_connection(server.address, timeout=10) as conn:  # (in the backlog)
+            assert wait_until(lambda: _FailingListener.calls >= 3)
+            tries = _FailingListener.calls
+            _FailingListener.failing = False
+            conn.sendall(flashpolicy.POLICY_REQUEST)
+            answer = b""
+            while data := conn.recv(4096):
+                answer += data
+        assert answer == POLICY
+        # a pause after each failure, not a retry (and a traceback) per microsecond
+        assert tries <= 4
+        assert sum("accept failed" in r.getMessage() for r in caplog.records) <= 4
+    finally:
+        server.stop()
