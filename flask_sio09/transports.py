@@ -671,7 +671,9 @@ def _pump(server: Server, session: Session, transport: ThreadWebSocket) -> None:
             while ws.input_buffer:
                 message = ws.input_buffer.pop(0)
                 if isinstance(message, bytes):
-                    message = message.decode("utf-8", "replace")
+                    # the 0.9 protocol is text; the hub drops binary messages too
+                    logger.info("session %s: binary websocket message dropped", session.sid)
+                    continue
                 transport.in_handler = True
                 try:
                     server.receive(session, message, inline=True)

@@ -1222,3 +1222,20 @@ def test_flood_of_bad_requests_logs_no_errors(start, kind):
     assert len(library) <= requests_made
     assert not [line for line in library if "9" * 50 in line or "[[[[[[[[" in line]
     assert_serves(server)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_binary_websocket_messages_are_dropped_in_both_modes(start, mode):
+    """The 0.9 protocol is text: a packet in a binary frame is dropped (as
+    Node does), by the hub and by thread mode alike, and the session goes on."""
+    server = start("gunicorn", mode)
+    sid, ws = open_ws(server)
+    try:
+        ws.sock.sendall(RawWs.frame(event_packet("echo", "binary", ack_id=1).encode(), opcode=2))
+        ws.send_text(event_packet("echo", "text", ack_id=2))
+        got = ws.texts_until(lambda got: ack_of(got, 2) is not None)
+        assert ack_of(got, 2) == '6:::2+["text"]'
+        assert ack_of(got, 1) is None
+    finally:
+        ws.close()
+    assert_serves(server)
