@@ -9,12 +9,15 @@ lines, one Host, one Content-Length, no Content-Length beside a
 Transfer-Encoding. Anything else is refused rather than guessed at, so a
 request is never read with framing other than the client's.
 
-No I/O and no socket here: the caller owns the buffer.
+No I/O and no socket here: the caller owns the buffer. (``date_line`` is for
+the heads of the answers the hub and its pool write.)
 """
 
 from __future__ import annotations
 
+import email.utils
 import re
+import time
 from dataclasses import dataclass, field
 
 #: bytes of a request head (request line and headers) we hold at most
@@ -159,3 +162,16 @@ def _frame(head: RequestHead) -> None:
         if expect.strip().lower() != "100-continue":
             raise HTTPError("417 Expectation Failed", "unknown expectation")
         head.expect_continue = head.version == "HTTP/1.1"
+
+
+_date: tuple[int, str] = (0, "")
+
+
+def date_line() -> str:
+    """A ``Date`` header line for a response written now (RFC 9110 §6.6.1:
+    an origin server with a clock sends one), made once per second."""
+    global _date
+    now = int(time.time())
+    if _date[0] != now:
+        _date = (now, f"Date: {email.utils.formatdate(now, usegmt=True)}\r\n")
+    return _date[1]

@@ -36,7 +36,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import hub_wsgi, protocol, transports
-from .http11 import MAX_HEAD_BYTES, HTTPError, RequestHead, parse_head
+from .http11 import MAX_HEAD_BYTES, HTTPError, RequestHead, date_line, parse_head
 from .hub import READ, Hub, HubConnection
 from .server import Server
 from .session import IllegalTransition, Session
@@ -153,7 +153,7 @@ class HubHTTP(HubConnection):
         close = not self.keep_alive or status.startswith("413")
         head = "".join(f"{name}: {value}\r\n" for name, value in headers)
         ending = "Connection: close\r\n\r\n" if close else "\r\n"
-        self.write(f"HTTP/1.1 {status}\r\n{head}{ending}".encode("latin-1") + body)
+        self.write(f"HTTP/1.1 {status}\r\n{date_line()}{head}{ending}".encode("latin-1") + body)
         if close:
             self.state = CLOSING
             self.close_after_flush()

@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from .http11 import RequestHead
+from .http11 import RequestHead, date_line
 
 logger = logging.getLogger("flask_sio09")
 
@@ -184,6 +184,8 @@ class _Writer:
         self.no_body = self.request.method == "HEAD" or code in ("204", "304") \
             or code.startswith("1")
         lines = [f"HTTP/1.1 {self.status}\r\n"]
+        if not any(name.lower() == "date" for name, _ in self.headers):
+            lines.append(date_line())  # as gunicorn and Werkzeug add it
         for name, value in self.headers:
             lowered = name.lower()
             if lowered in HOP_BY_HOP:

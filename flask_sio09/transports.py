@@ -21,6 +21,7 @@ from urllib.parse import parse_qs
 
 from . import packet as packet_codec
 from . import protocol, wsframe
+from .http11 import date_line
 from .server import Server
 from .session import IllegalTransition, Session
 from .takeover import can_take_over, take_over_socket
@@ -190,7 +191,8 @@ def http_bytes(response: Response) -> bytes:
     The hub closes the connection after it, so it says so."""
     status, headers, body = response
     head = "".join(f"{name}: {value}\r\n" for name, value in headers)
-    return f"HTTP/1.1 {status}\r\n{head}Connection: close\r\n\r\n".encode("latin-1") + body
+    return (f"HTTP/1.1 {status}\r\n{date_line()}{head}Connection: close\r\n\r\n"
+            .encode("latin-1") + body)
 
 
 def _preflight() -> Response:
@@ -836,7 +838,7 @@ def stream_head(stream: Stream) -> bytes:
     from .hub import HubStream
 
     head = "".join(f"{name}: {value}\r\n" for name, value in stream.headers)
-    return (f"HTTP/1.1 200 OK\r\n{head}Transfer-Encoding: chunked\r\n"
+    return (f"HTTP/1.1 200 OK\r\n{date_line()}{head}Transfer-Encoding: chunked\r\n"
             f"Connection: close\r\n\r\n").encode("latin-1") + HubStream.chunk(stream.preamble)
 
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import socket
 import time
+from datetime import timedelta
+from email.utils import parsedate_to_datetime
 
 import pytest
 
@@ -597,3 +599,43 @@ def test_slow_request_bodies_for_the_app_hold_no_thread(start, kind, expect):
     finally:
         for conn in slow:
             conn.close()
+
+
+def _one_date(headers: dict[str, str]) -> None:
+    """A Date header that parses as an HTTP date in GMT (RFC 9110 §5.6.7)."""
+    assert headers.get("date", "").endswith(" GMT"), headers
+    assert parsedate_to_datetime(headers["date"]).utcoffset() == timedelta(0)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_hubs_answers_carry_a_date(start, kind):
+    """RFC 9110 §6.6.1: an origin server with a clock sends Date. The hub's
+    answers on kept connections, the pool's, a stream's head and the answer of
+    a poll the hub parks (not kept) all carry one, as the WSGI servers' do."""
+    server = start(kind)
+    conn, sid = open_kept(server)
+    try:
+        status, headers, _ = conn.ask("POST", poll_path(sid),
+                                      event_packet("echo", "d", ack_id=1).encode())
+        assert status == 200 and "server" not in headers, headers
+        _one_date(headers)
+        status, headers, body = conn.ask("GET", poll_path(sid))  # (takes the ack)
+        assert body == b'6:::1+["d"]' and "server" not in headers, (body, headers)
+        _one_date(headers)
+        _one_date(conn.ask("GET", "/healthz")[1])
+        closing = RawConnection(server)
+        try:
+            # a poll on a connection that is not kept, with nothing to answer:
+            # parked in the hub, which writes its noop
+            status, headers, body = closing.ask("GET", poll_path(sid),
+                                                headers={"Connection": "close"})
+            assert body == b"8::" and "server" not in headers, (body, headers)
+            _one_date(headers)
+        finally:
+            closing.close()
+        conn.send(conn.request("GET", poll_path(sid, "htmlfile")))
+        status, headers = read_stream_head(conn)
+        assert status == 200
+        _one_date(headers)
+    finally:
+        conn.close()
