@@ -207,6 +207,13 @@ def healthz():
     return "ok"
 
 
+@app.get("/session_count")
+def session_count():
+    """How many sessions the server holds (handshakes not yet used included),
+    for tests that wait for the server to forget some."""
+    return jsonify(len(app.extensions["sio09"].server.sessions))
+
+
 @app.post("/server_emit")
 def server_emit():
     """Emit from outside any Socket.IO handler (``sio.emit`` from another request).

@@ -179,7 +179,6 @@ class Background:
     def __init__(self, fn, *args, **kwargs):
         self.result = None
         self.error: BaseException | None = None
-        self.finished_at: float | None = None
         self._thread = threading.Thread(target=self._run, args=(fn, args, kwargs), daemon=True)
         self._thread.start()
 
@@ -188,8 +187,6 @@ class Background:
             self.result = fn(*args, **kwargs)
         except BaseException as exc:  # reported to the test by join()
             self.error = exc
-        finally:
-            self.finished_at = time.monotonic()
 
     @property
     def done(self) -> bool:

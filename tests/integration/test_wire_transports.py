@@ -163,13 +163,11 @@ def test_htmlfile_client_gone_ends_the_session(server):
     stream = ChunkedStream(server, f"/socket.io/1/htmlfile/{sid}?t=1")
     assert stream.chunk() == PREAMBLE
     assert script_payload(stream.chunk()) == "1::"
-    started = time.monotonic()
     stream.close()  # like a closed tab: no disconnect packet
-    # The next writes (heartbeats, every second) fail and end the session,
-    # long before heartbeat_timeout (20 s) or close_timeout (20 s).
+    # The next writes (heartbeats, every second) fail and end the session: the
+    # wait ends before heartbeat_timeout (20 s) or close_timeout (20 s) could.
     wait_until(lambda: disconnects(server, sid), timeout=15,
                message="the disconnect handler after the stream's client went away")
-    assert time.monotonic() - started < 15
     assert len(disconnects(server, sid)) == 1
     later = requests.get(f"{server.url}/socket.io/1/xhr-polling/{sid}", timeout=30)
     assert later.text == "7:::1+0"

@@ -559,9 +559,8 @@ def test_line_separators_are_escaped_in_every_json_field():
         wire = packet.encode(pkt)
         assert "\u2028" not in wire and "\u2029" not in wire
         assert "\\u2028" in wire and "\\u2029" in wire
-        assert packet.decode(wire) == {**pkt, **packet.decode(wire)}
-    assert packet.decode(packet.encode({"type": "ack", "ackId": 1, "endpoint": "",
-                                        "args": [text]}))["args"] == [text]
+        decoded = packet.decode(wire)  # every field given comes back unchanged
+        assert {key: decoded.get(key) for key in pkt} == pkt
 
 
 # -- encode_ack: the server's fast path for data acks must equal encode() --------
