@@ -991,6 +991,26 @@ def test_client_that_never_reads(start, mode, outbox):
 
 
 @pytest.mark.parametrize("mode", MODES)
+def test_client_that_reads_may_get_more_than_the_outbox_limit_in_all(start, mode):
+    """max_outbox_bytes bounds what waits for a client, not what it gets in
+    all: a WebSocket client that reads gets ten times the limit in bursts of
+    half of it, and stays connected."""
+    server = start("sio_run", mode, max_outbox_bytes=OUTBOX, polling_duration=1,
+                   heartbeat_interval=2, heartbeat_timeout=30)
+    sid, ws = open_ws(server)
+    burst = 10  # packets of 10 kB: half the outbox, taken whole before the next burst
+    for round_ in range(20):
+        server.server_emit("big", "z" * 10_000, to=sid, count=burst)
+        got = ws.texts_until(lambda texts: sum('"big"' in t for t in texts) == burst)
+        assert sum('"big"' in t for t in got) == burst, f"round {round_}"
+    ws.send_text('5:1+::{"name":"echo","args":["after 2 MB"]}')
+    assert ws.texts_until(lambda texts: ack_of(texts, 1) is not None)[-1] == \
+        '6:::1+["after 2 MB"]'
+    assert events_of(server, sid, "disconnect") == []
+    ws.close()
+
+
+@pytest.mark.parametrize("mode", MODES)
 def test_htmlfile_client_that_never_reads(start, mode):
     server = start("sio_run", mode, max_outbox_bytes=8_000_000,
                    close_timeout=OUTBOX_CLOSE_TIMEOUT, polling_duration=1, heartbeat_interval=2,

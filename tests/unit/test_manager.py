@@ -40,6 +40,18 @@ def test_rooms_and_skip(manager):
     assert manager.recipients("/chat", "lobby") == []
 
 
+def test_rooms_of_the_global_namespace(manager):
+    manager.connect("b", "")
+    manager.enter_room("a", "", "lobby")
+    manager.enter_room("b", "", "lobby")
+    manager.enter_room("b", "/chat", "lobby")
+    assert sorted(manager.recipients("", "lobby")) == ["a", "b"]
+    manager.leave_room("a", "", "lobby")
+    assert manager.recipients("", "lobby") == ["b"]
+    assert manager.get_rooms("a", "") == ["a"]
+    assert manager.recipients("/chat", "lobby") == ["b"]  # another namespace's room
+
+
 def test_disconnect_leaves_every_room_of_that_namespace_only(manager):
     manager.enter_room("a", "/chat", "lobby")
     manager.disconnect("a", "/chat")

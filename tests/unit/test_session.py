@@ -82,6 +82,13 @@ def test_outbox_limit_reports_overflow():
     assert not session.send("1234567")
 
 
+def test_outbox_limit_counts_what_waits_not_what_was_taken():
+    session = make(limit=10)
+    for _ in range(5):  # 35 bytes in all, never more than 7 waiting
+        assert session.send("1234567")
+        assert session.take_outbox() == ["1234567"]
+
+
 def test_closed_session_drops_packets_and_wakes_transport_once():
     session = make()
     transport = FakeTransport()

@@ -6,7 +6,7 @@ import threading
 import pytest
 from flask import Flask, request, session
 
-from flask_sio09 import SocketIO, emit, join_room, packet, send
+from flask_sio09 import SocketIO, emit, join_room, leave_room, packet, rooms, send
 from flask_sio09 import disconnect as sio_disconnect
 
 
@@ -245,6 +245,37 @@ def test_rooms_and_broadcasts_between_two_clients(make_app):
     assert alice.get_received() == []
     assert bob.get_received() == carol.get_received() == [
         {"name": "shouted", "args": ["hey"], "namespace": "/"}]
+
+
+def test_join_and_leave_another_clients_room_by_sid(make_app):
+    """The module-level helpers act on the client named by ``sid=``, not on
+    the one whose handler calls them (global namespace)."""
+    app, sio = make_app()
+
+    @sio.on("put")
+    def put(sid, room):
+        join_room(room, sid=sid)
+        return sorted(rooms(sid=sid))
+
+    @sio.on("take")
+    def take(sid, room):
+        leave_room(room, sid=sid)
+        return sorted(rooms(sid=sid))
+
+    @sio.on("say")
+    def say(room, text):
+        emit("said", text, to=room)
+
+    admin, member = sio.test_client(app), sio.test_client(app)
+    assert admin.emit("put", member.sid, "r", callback=True) == [sorted([member.sid, "r"])]
+    admin.emit("say", "r", "in")
+    assert member.get_received() == [{"name": "said", "args": ["in"], "namespace": "/"}]
+    assert admin.get_received() == []
+    admin.emit("put", admin.sid, "r")
+    assert admin.emit("take", member.sid, "r", callback=True) == [[member.sid]]
+    admin.emit("say", "r", "out")
+    assert member.get_received() == []
+    assert admin.get_received() == [{"name": "said", "args": ["out"], "namespace": "/"}]
 
 
 def test_refused_connections(make_app):
