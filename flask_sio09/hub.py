@@ -28,6 +28,7 @@ from typing import Any
 
 from .server import Server
 from .session import Session
+from .takeover import peer_closed
 
 logger = logging.getLogger("flask_sio09")
 
@@ -456,16 +457,8 @@ class HubConnection:
             return b""
 
     def peer_closed(self) -> bool:
-        """True when the peer has already closed its side (its end of stream
-        waits unread). A poll checks this before its answer takes packets
-        out of the session: written to a client that hung up, they would be
-        lost, while kept they go out with its next poll."""
-        try:
-            return self.sock.recv(1, socket.MSG_PEEK) == b""
-        except (BlockingIOError, InterruptedError):
-            return False
-        except OSError:
-            return True
+        """True when the peer has already closed its side (``takeover.peer_closed``)."""
+        return peer_closed(self.sock)
 
     def read(self) -> bytes | None:
         """What the socket has, or None: when nothing is ready, and when the

@@ -8,17 +8,48 @@ as if nothing happened, so the server's thread is free at once.
 from __future__ import annotations
 
 import os
+import select
 import socket
 import threading
 from typing import Any
 
 
+def client_socket(environ: dict[str, Any]) -> socket.socket | None:
+    """The request's connection, where the WSGI server shows it (gunicorn and
+    Werkzeug do), else None."""
+    sock = environ.get("gunicorn.socket") or environ.get("werkzeug.socket")
+    return sock if isinstance(sock, socket.socket) else None
+
+
 def can_take_over(environ: dict[str, Any]) -> bool:
     """True when the WSGI server exposes a plain (non-TLS) socket that the hub
     can adopt: gunicorn and Werkzeug do."""
-    sock = environ.get("gunicorn.socket") or environ.get("werkzeug.socket")
-    return isinstance(sock, socket.socket) and environ.get("wsgi.url_scheme") != "https" \
+    sock = client_socket(environ)
+    return sock is not None and environ.get("wsgi.url_scheme") != "https" \
         and sock.type == socket.SOCK_STREAM
+
+
+def peer_closed(sock: socket.socket) -> bool:
+    """True when the peer has already closed its side (its end of stream
+    waits unread), without waiting and without reading anything.
+
+    A poll checks this before its answer takes packets out of the session:
+    written to a client that hung up, they would be lost, while kept they go
+    out with its next poll. (A TLS socket cannot peek: it counts as open.)
+    """
+    if sock.gettimeout() != 0.0:
+        # a blocking socket, or one with a timeout: Python would wait in recv
+        # for data, so ask the kernel first whether there is anything to read
+        poller = select.poll()  # (not select(): descriptors may be above 1024)
+        poller.register(sock, select.POLLIN)
+        if not poller.poll(0):
+            return False
+    try:
+        return sock.recv(1, socket.MSG_PEEK) == b""
+    except (BlockingIOError, InterruptedError, ValueError):  # ValueError: TLS
+        return False
+    except OSError:
+        return True
 
 
 def take_over_socket(environ: dict[str, Any]) -> socket.socket:
@@ -30,7 +61,8 @@ def take_over_socket(environ: dict[str, Any]) -> socket.socket:
     touches only that dead socket and never our TCP connection, and its own
     bookkeeping stays as for any finished request.
     """
-    original: socket.socket = environ.get("gunicorn.socket") or environ["werkzeug.socket"]
+    original = client_socket(environ)
+    assert original is not None, "can_take_over() said yes"
     adopted = socket.socket(fileno=os.dup(original.fileno()))
     os.dup2(_dead_socket().fileno(), original.fileno())
     adopted.setblocking(False)

@@ -22,9 +22,9 @@ from urllib.parse import parse_qs
 from . import packet as packet_codec
 from . import protocol, wsframe
 from .http11 import date_line
-from .server import Server
+from .server import NOOP, Server
 from .session import IllegalTransition, Session
-from .takeover import can_take_over, take_over_socket
+from .takeover import can_take_over, client_socket, peer_closed, take_over_socket
 
 logger = logging.getLogger("flask_sio09")
 
@@ -103,17 +103,16 @@ def handle_request(server: Server, route: protocol.Route, environ: dict[str, Any
             waiter = hold_poll(server, result.session, POLL_GRACE_SECONDS)
             if not waiter.ready():
                 return park_in_hub(server, result, environ, start_response, cors, waiter)
-            payload = server.answer_poll(result.session, waiter)
         else:
-            payload = wait_for_packets(server, result.session)
-        result = result.render(payload)
+            waiter = hold_poll(server, result.session, server.options.polling_duration)
+        result = result.render(answer_held_poll(server, result.session, waiter,
+                                                client_socket(environ)))
     if isinstance(result, Stream):
         add_cors(environ, result.headers, cors)
         if use_hub(server, environ):
             return stream_in_hub(server, result, environ, start_response)
         start_response("200 OK", result.headers)  # no length: sent chunked
-        sock = environ.get("werkzeug.socket") or environ.get("gunicorn.socket")
-        return stream_chunks(server, result, sock if isinstance(sock, socket.socket) else None)
+        return stream_chunks(server, result, client_socket(environ))
     if method == "POST" and transport in KEPT_TRANSPORTS and result[0] == "200 OK" and \
             use_hub(server, environ) and _keeps_alive(server, environ):
         answer = _complete(environ, result, cors)
@@ -290,10 +289,15 @@ def hold_poll(server: Server, session: Session, seconds: float) -> PollWaiter:
     return waiter
 
 
-def wait_for_packets(server: Server, session: Session) -> str:
-    """Hold a poll in this thread until there is something to send or
-    ``polling_duration`` passes; return its payload (``8::`` for nothing)."""
-    waiter = hold_poll(server, session, server.options.polling_duration)
+def answer_held_poll(server: Server, session: Session, waiter: PollWaiter,
+                     sock: socket.socket | None) -> str:
+    """The answer of a poll held in this thread (``Server.answer_poll``). If its
+    client hung up meanwhile (socketIO-client gives up on a poll after its
+    own timeout), the poll lets go of the session without taking its packets:
+    they wait for the next poll, and the answer reaches no one."""
+    if sock is not None and peer_closed(sock):
+        session.detach(waiter, server.clock())
+        return NOOP
     return server.answer_poll(session, waiter)
 
 

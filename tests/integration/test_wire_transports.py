@@ -259,6 +259,49 @@ def test_jsonp_unknown_sid(server):
 
 
 # ---------------------------------------------------------------------------
+# a poll the client gave up on
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture(params=KINDS)
+def slow_poll_server(request, live_server):
+    """Polls held 5 s and heartbeats every 15 s: a poll is answered only when
+    something is emitted to it (or after 5 s), never within its first second."""
+    kind, mode = request.param
+    return live_server(kind, websocket_mode=mode,
+                       **dict(OPTIONS, heartbeat_interval=15, polling_duration=5))
+
+
+@pytest.mark.parametrize("transport", ["xhr-polling", "jsonp-polling"])
+def test_a_poll_the_client_gave_up_on_keeps_its_packets(slow_poll_server, transport):
+    """socketIO-client 0.5 ends a poll after its own timeout and sends the next
+    one: what is emitted after it gave up must come with its next poll, not be
+    written to the abandoned one."""
+    server = slow_poll_server
+    sid = handshake(server)[0]
+    url = f"{server.url}/socket.io/1/{transport}/{sid}"
+
+    def poll(timeout: float) -> list[str]:
+        response = requests.get(url, params={"t": "1", "i": "0"}, timeout=timeout)
+        if transport == "jsonp-polling":
+            response.encoding = "utf-8"
+            return jsonp_packets(response, "0")
+        return decode_payload(response.text)
+
+    assert poll(30) == ["1::"]
+    for round_ in range(3):
+        with pytest.raises(requests.exceptions.ReadTimeout):
+            poll(0.5)  # given up: the server holds the poll for 5 s
+        server.server_emit("pushed", round_, to=sid)
+        received: list[str] = []
+        for _ in range(3):  # the next poll, or the one after a noop
+            received += poll(30)
+            if any('"pushed"' in p for p in received):
+                break
+        assert [parse_event(p) for p in received if '"pushed"' in p] == [("pushed", [round_])]
+
+
+# ---------------------------------------------------------------------------
 # cross-origin
 # ---------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-from flask_sio09.takeover import take_over_socket
+from flask_sio09.takeover import client_socket, peer_closed, take_over_socket
 
 
 @pytest.fixture
@@ -55,3 +55,30 @@ def test_a_unix_socket_is_adopted_as_it_is():
         adopted.close()
         ours.close()
         theirs.close()
+
+
+@pytest.mark.parametrize("timeout", [None, 0.0, 30.0], ids=["blocking", "non-blocking", "timeout"])
+def test_peer_closed_tells_a_hung_up_peer_without_reading_or_waiting(timeout):
+    ours, theirs = socket.socketpair()
+    try:
+        ours.settimeout(timeout)
+        assert peer_closed(ours) is False  # nothing to read: open (a timeout is not an end)
+        theirs.sendall(b"GET")
+        assert peer_closed(ours) is False  # a pipelined request: open, and left unread
+        theirs.close()
+        assert peer_closed(ours) is False  # its bytes come before the end of stream
+        assert ours.recv(16) == b"GET"
+        assert peer_closed(ours) is True
+    finally:
+        ours.close()
+
+
+def test_client_socket_is_the_wsgi_servers_socket():
+    sock = socket.socket()
+    try:
+        assert client_socket({"gunicorn.socket": sock}) is sock
+        assert client_socket({"werkzeug.socket": sock}) is sock
+        assert client_socket({"werkzeug.socket": "not a socket"}) is None
+        assert client_socket({}) is None
+    finally:
+        sock.close()
