@@ -555,6 +555,9 @@ class ThreadWebSocket:
         self.session: Session | None = None
         #: True while the pump thread runs a handler
         self.in_handler = False
+        #: set by the pump for a packet that asks for a plain ack: that ack is
+        #: written as soon as it is queued, before the handler runs
+        self.answer_at_once = False
         # Guards taking the outbox and writing it, so that packets leave in
         # the order they were queued whichever thread writes them. ``unsent``
         # is the tail of a non-blocking write the socket did not take; it goes
@@ -566,7 +569,10 @@ class ThreadWebSocket:
 
     def wake(self) -> None:
         if threading.get_ident() == self.pump_ident:
-            return  # the pump sends the outbox after the handlers it runs
+            if self.answer_at_once:  # the plain ack, queued before its handler runs
+                self.answer_at_once = False
+                self.flush()
+            return  # else the pump sends the outbox after the handlers it runs
         if self.in_handler and self._can_write_aside and self._send_lock.acquire(False):
             try:
                 self._write_aside()
@@ -681,10 +687,12 @@ def _pump(server: Server, session: Session, transport: ThreadWebSocket) -> None:
                     logger.info("session %s: binary websocket message dropped", session.sid)
                     continue
                 transport.in_handler = True
+                transport.answer_at_once = packet_codec.asks_plain_ack(message)
                 try:
                     server.receive(session, message, inline=True)
                 finally:
                     transport.in_handler = False
+                    transport.answer_at_once = False
                 if ws.input_buffer:
                     # what came while a handler ran is a sign of life from
                     # then: the monitor spares a session only while its

@@ -246,6 +246,26 @@ def disconnects(server, sids) -> list[dict]:
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("kind", KINDS)
+def test_a_plain_ack_comes_before_its_handler_runs(start, make_gate, clients, kind, mode):
+    """API.md: a packet with a plain ack is acknowledged before the handler
+    runs, as Node does: the ack arrives while the handler is blocked. (No
+    heartbeat is due before the wait ends: it must not be what carries the ack.)"""
+    server = start(kind, mode, heartbeat_interval=50, heartbeat_timeout=120)
+    gate = make_gate(server)
+    client = clients(server)
+    client.send(event_packet("wait_gate", gate.name, "plain", ack_id=7, data_ack=False))
+    gate.wait_waiting(1)
+    client.wait_for(lambda got: "6:::7" in got, "the plain ack while its handler is blocked",
+                    timeout=30)
+    assert gate.state()["waiting"] == 1  # still blocked: the ack did not wait for it
+    gate.open()
+    # the handler's return value answers nothing: a plain ack carries no data
+    assert client.call("echo", "after", ack_id=8) == data_ack(8, '["after"]')
+    assert client.acks() == ["6:::7", data_ack(8, '["after"]')]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("kind", KINDS)
 def test_blocked_handler_does_not_stall_another_client(start, make_gate, clients, kind, mode):
     # a long heartbeat timeout: A's blocked session must not depend on how
     # fast B's round trips go (thread mode reads A's answers only afterwards)
