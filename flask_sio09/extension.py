@@ -28,7 +28,7 @@ from flask.signals import (appcontext_popped, appcontext_pushed, appcontext_tear
 from werkzeug.datastructures import MultiDict
 
 from . import protocol, transports
-from .options import resolve_options
+from .options import refuse_unsupported, resolve_options
 from .server import Server
 from .session import Session
 
@@ -389,6 +389,9 @@ class SocketIO:
     """
 
     def __init__(self, app: flask.Flask | None = None, **options: Any) -> None:
+        # refused here too: without an app, these are what a write-only emitter
+        # is made of, and it would otherwise fail only at its first emit
+        refuse_unsupported(options)
         self._options = options
         #: namespace endpoint -> event name -> handler
         self.handlers: dict[str, dict[str, _Registered]] = {}

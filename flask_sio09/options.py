@@ -100,6 +100,21 @@ class _Forward(logging.Handler):
         self.target.handle(record)
 
 
+def refuse_unsupported(values: Mapping[str, Any]) -> None:
+    """Refuse the options of API.md this release does not implement
+    (``message_queue`` and ``write_only``), rather than serve one process
+    as if they worked."""
+    if values.get("message_queue") is not None:
+        raise OptionError("option 'message_queue' is not supported yet: this release serves "
+                          "one process; leave it unset")
+    write_only = values.get("write_only", False)
+    if not isinstance(write_only, bool):
+        raise OptionError(f"option 'write_only' must be True or False, got {write_only!r}")
+    if write_only:
+        raise OptionError("option 'write_only' is not supported yet: it needs "
+                          "'message_queue', which this release does not have")
+
+
 def resolve_options(config: Mapping[str, Any], explicit: Mapping[str, Any]) -> Options:
     """Merge arguments over ``SIO09_*`` config over defaults, check them and
     return the server's ``Options``."""
@@ -128,9 +143,7 @@ def resolve_options(config: Mapping[str, Any], explicit: Mapping[str, Any]) -> O
     if values["websocket_mode"] not in WEBSOCKET_MODES:
         raise OptionError(f"option 'websocket_mode' must be one of {WEBSOCKET_MODES}, "
                           f"got {values['websocket_mode']!r}")
-    if values["message_queue"] is not None:
-        raise OptionError("option 'message_queue' is not supported yet: this release serves "
-                          "one process; leave it unset")
+    refuse_unsupported(values)
     configure_logger(values["logger"])
     return Options(
         resource=resource.strip("/"),
