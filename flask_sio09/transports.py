@@ -390,6 +390,8 @@ class XHRPolling:
                 logger.info("session %s: undecodable POST dropped (%s)", session.sid, exc)
                 return _response("400 Bad Request", "")
             server.receive(session, text)
+        else:  # answered "1" as N does; its next poll tells the client the session is gone
+            logger.info("POST to an unknown or ended session: %d bytes dropped", len(body))
         return _response("200 OK", "1", headers=[("X-XSS-Protection", "0")])
 
 

@@ -156,3 +156,20 @@ def test_no_payload_above_debug(make_app, caplog):
     assert any(level == "INFO" for level, _ in above), "no INFO line was produced"
     leaks = [(level, line) for level, line in above if SECRET in line]
     assert leaks == []
+
+
+def test_a_post_to_an_unknown_session_is_answered_and_logged(make_app, caplog):
+    """Its packets cannot be delivered: the client gets N's "1", its next poll
+    the unknown-session error, and the log says what was dropped (not what)."""
+    app, _ = make_app()
+    http = app.test_client()
+    with caplog.at_level(logging.INFO, logger=LIBRARY):
+        answer = http.post("/socket.io/1/xhr-polling/nosuchsession",
+                           data=f'5:::{{"name":"e","args":["{SECRET}"]}}')
+    assert (answer.status_code, answer.get_data(as_text=True)) == (200, "1")
+    lines = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert any("unknown or ended session" in line and "bytes dropped" in line
+               for line in lines), lines
+    assert not any(SECRET in line for line in lines)
+    poll = http.get("/socket.io/1/xhr-polling/nosuchsession")
+    assert poll.get_data(as_text=True) == "7:::1+0"
