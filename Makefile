@@ -12,7 +12,16 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
 
-PYTHON ?= python3
+# The interpreter the venv is made from: Debian's own python3 when it is 3.11 or newer,
+# else the first python3 on PATH; PYTHON=... chooses another. Debian builds its python3
+# with profile-guided and link-time optimisation, the interpreter in the executable; a
+# default pyenv build (shared libpython, no PGO) that comes first on PATH runs the same
+# code with about 10% more CPU per message (docs/performance.md, "The interpreter's build").
+SYSTEM_PYTHON := /usr/bin/python3
+ifeq ($(origin PYTHON),undefined)
+PYTHON := $(shell $(SYSTEM_PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+  >/dev/null 2>&1 && echo $(SYSTEM_PYTHON) || echo python3)
+endif
 VENV := .venv
 VENV_PY := $(VENV)/bin/python
 VENV_STAMP := $(VENV)/.flask_sio09-installed
@@ -75,6 +84,7 @@ $(VENV_STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 	  { echo "venv: flask_sio09 needs Python 3.11 or newer; $(PYTHON) is older" >&2; exit 1; }
 	@if [ ! -x $(VENV_PY) ]; then \
+	  echo "venv: making $(VENV) from $(PYTHON) ($$($(PYTHON) -V 2>&1))"; \
 	  if ! $(PYTHON) -m venv $(VENV); then \
 	    rm -rf $(VENV); \
 	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \

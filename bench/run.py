@@ -648,9 +648,29 @@ def python_peers_wanted() -> str:
     return " ".join([FSIO_REQUIREMENT, "simple-websocket", gunicorn_requirement()])
 
 
+def venv_interpreter(venv: Path) -> str | None:
+    """The interpreter ``venv`` was made from (its ``pyvenv.cfg``), or None."""
+    try:
+        for line in (venv / "pyvenv.cfg").read_text().splitlines():
+            key, _, value = line.partition("=")
+            if key.strip() == "executable":
+                return os.path.realpath(value.strip())
+    except OSError:
+        pass
+    return None
+
+
+def peers_share_our_interpreter() -> bool:
+    """Flask-SocketIO must run on the interpreter that runs flask_sio09's
+    servers: how an interpreter was built changes the CPU per message by
+    10 to 15% (docs/performance.md)."""
+    return venv_interpreter(PEER_VENV) == os.path.realpath(sys._base_executable)
+
+
 def python_peers_ok() -> bool:
     try:
-        return python_peers_stamp().read_text().strip() == python_peers_wanted()
+        return python_peers_stamp().read_text().strip() == python_peers_wanted() and \
+            peers_share_our_interpreter()
     except OSError:
         return False
 
@@ -675,6 +695,10 @@ def install_peers() -> None:
     if not python_peers_ok():
         print(f"bench: installing {python_peers_wanted()} into "
               f"{PEER_VENV.relative_to(ROOT)}", file=sys.stderr)
+        if (PEER_VENV / "bin" / "python").exists() and not peers_share_our_interpreter():
+            print(f"bench: {PEER_VENV.relative_to(ROOT)} was made from another interpreter; "
+                  "making it again", file=sys.stderr)
+            shutil.rmtree(PEER_VENV)
         if not (PEER_VENV / "bin" / "python").exists():
             subprocess.run([sys.executable, "-m", "venv", str(PEER_VENV)], check=True)
         subprocess.run([str(PEER_VENV / "bin" / "python"), "-m", "pip", "install", "--quiet",

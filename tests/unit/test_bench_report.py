@@ -104,3 +104,14 @@ def test_the_machine_line_says_how_the_interpreter_was_built(bench):
     own = bench.interpreter_build()
     assert own.split(",")[0] in ("libpython shared", "libpython in the executable")
     assert own in bench.machine()
+
+
+def test_the_peers_venv_is_checked_for_the_interpreter_it_was_made_from(bench, tmp_path):
+    """Flask-SocketIO's venv must follow the interpreter that runs the bench."""
+    ours = sys._base_executable
+    assert bench.venv_interpreter(tmp_path) is None  # no venv there
+    (tmp_path / "pyvenv.cfg").write_text(
+        f"home = /somewhere\nversion = 3.11.0\nexecutable = {ours}\ncommand = x\n")
+    assert bench.venv_interpreter(tmp_path) == str(Path(ours).resolve())
+    (tmp_path / "pyvenv.cfg").write_text("home = /other\nexecutable = /other/python3\n")
+    assert bench.venv_interpreter(tmp_path) == "/other/python3"
