@@ -146,6 +146,13 @@ class _EventJob:
             server = self.server
             ack = None if self.ack_id is None else Ack(server, session, endpoint, self.ack_id)
             server.app.event(session, endpoint, self.name, self.args, ack)
+        elif not session.closed:
+            # a namespace the client left, never joined, or (a POST racing the
+            # first poll) a session no transport has opened yet: N ran no handler
+            logger.info("session %s: an event on a namespace not connected dropped",
+                        session.sid)
+            logger.debug("session %s: event %r on %r dropped", session.sid, self.name,
+                         endpoint)
 
 
 class Server:

@@ -173,3 +173,19 @@ def test_a_post_to_an_unknown_session_is_answered_and_logged(make_app, caplog):
     assert not any(SECRET in line for line in lines)
     poll = http.get("/socket.io/1/xhr-polling/nosuchsession")
     assert poll.get_data(as_text=True) == "7:::1+0"
+
+
+def test_an_event_on_a_namespace_not_connected_is_dropped_and_logged(make_app, caplog):
+    app, sio = make_app()
+    ran = []
+    sio.on("e", namespace="/nowhere")(lambda *args: ran.append(args))
+    client = sio.test_client(app)
+    session = client.server.get_session(client.sid)
+    with caplog.at_level(logging.INFO, logger=LIBRARY):
+        client.server.receive(session, '5:1+:/nowhere:{"name":"e","args":["%s"]}' % SECRET)
+    assert ran == []
+    lines = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert any("namespace not connected dropped" in line and client.sid in line
+               for line in lines), lines
+    assert not any(SECRET in line for line in lines)
+    assert client.get_received("/nowhere") == []  # no ack for it either
