@@ -179,6 +179,9 @@ class Server:
         #: transports of closed sessions to cut off (``abort()``) at a deadline,
         #: in case their thread is stuck writing to a client that stopped reading
         self._closing: list[tuple[Any, float]] = []
+        #: answers a WSGI server's thread is writing, checked by the monitor
+        #: for a client that stopped reading them (``watch_write``)
+        self._writes: set[Any] = set()
         #: (sid, endpoint) disconnected from inside their own connect handler
         self._leave_after_connect: set[tuple[str, str]] = set()
         self.manager = MemoryManager(self._deliver)
@@ -517,8 +520,11 @@ class Server:
             due = [t for t, when in self._closing if now >= when]
             if due:
                 self._closing = [(t, when) for t, when in self._closing if now < when]
+            writes = list(self._writes) if self._writes else ()
         for transport in due:
             transport.abort()
+        for write in writes:
+            write.check(now)
         for session in list(self.sessions.values()):
             transport = session.transport
             if session.detached_since is not None:
@@ -537,6 +543,18 @@ class Server:
                 elif now - session.last_heartbeat >= opts.heartbeat_interval:
                     session.last_heartbeat = now
                     self.send_to_session(session, HEARTBEAT)
+
+    def watch_write(self, write: Any) -> None:
+        """Have the monitor call ``write.check(now)`` on each pass, until
+        ``unwatch_write``: for an answer a WSGI server's thread writes, which
+        a client that stopped reading would hold for as long as it likes."""
+        with self._lock:
+            self._writes.add(write)
+
+    def unwatch_write(self, write: Any) -> None:
+        """The answer is written (or abandoned): stop checking it."""
+        with self._lock:
+            self._writes.discard(write)
 
     def _monitor_loop(self) -> None:
         opts = self.options

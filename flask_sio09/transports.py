@@ -42,6 +42,10 @@ NOT_HANDSHAKEN = "7:::1+0"
 POLL_GRACE_SECONDS = 0.05
 #: how long a thread-mode WebSocket waits for the client's closing answer
 CLOSE_HANDSHAKE_SECONDS = 2.0
+#: a poll's answer longer than this, written by the WSGI server's thread, is
+#: watched for a client that stops reading it (a shorter one fits in the
+#: kernel's socket buffers, so its write never waits for the client)
+WATCHED_ANSWER_BYTES = 16384
 # transports whose GET is a WebSocket upgrade
 WEBSOCKET_TRANSPORTS = frozenset({"websocket", "flashsocket"})
 
@@ -105,8 +109,13 @@ def handle_request(server: Server, route: protocol.Route, environ: dict[str, Any
                 return park_in_hub(server, result, environ, start_response, cors, waiter)
         else:
             waiter = hold_poll(server, result.session, server.options.polling_duration)
-        result = result.render(answer_held_poll(server, result.session, waiter,
-                                                client_socket(environ)))
+        sock = client_socket(environ)
+        answer = _complete(environ, result.render(answer_held_poll(server, result.session,
+                                                                   waiter, sock)), cors)
+        start_response(answer[0], answer[1])
+        if sock is None or len(answer[2]) <= WATCHED_ANSWER_BYTES:
+            return [answer[2]]
+        return WatchedAnswer(server, answer[2], sock)
     if isinstance(result, Stream):
         add_cors(environ, result.headers, cors)
         if use_hub(server, environ):
@@ -299,6 +308,47 @@ def answer_held_poll(server: Server, session: Session, waiter: PollWaiter,
         session.detach(waiter, server.clock())
         return NOOP
     return server.answer_poll(session, waiter)
+
+
+class WatchedAnswer:
+    """A long poll's answer that the WSGI server writes from its thread,
+    handed to it in parts. A client that stops reading would hold that
+    thread for as long as it keeps the connection open (gunicorn and
+    Werkzeug write without a timeout), so the server's monitor checks it:
+    when no part has been taken for ``close_timeout``, the socket is shut
+    down, the blocked write fails and the thread is free. The hub applies
+    the same rule to the answers it writes itself."""
+
+    PART = 65536
+
+    def __init__(self, server: Server, body: bytes, sock: socket.socket) -> None:
+        self.server, self.body, self.sock = server, body, sock
+        self.moved_at = server.clock()
+        server.watch_write(self)
+
+    def __iter__(self) -> Iterator[bytes]:
+        body, part = self.body, self.PART
+        for start in range(0, len(body), part):
+            # the WSGI server asks for a part once it has written the last one
+            self.moved_at = self.server.clock()
+            yield body[start:start + part]
+
+    def close(self) -> None:
+        """Called by the WSGI server when the answer is written or abandoned."""
+        self.server.unwatch_write(self)
+
+    def check(self, now: float) -> None:
+        """The monitor's look: cut off a write that has not moved on for
+        ``close_timeout``."""
+        if now - self.moved_at <= self.server.options.close_timeout:
+            return
+        self.server.unwatch_write(self)
+        logger.info("a poll's answer untaken for %ss; connection cut off",
+                    self.server.options.close_timeout)
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
 
 class BadBody(ValueError):
@@ -648,7 +698,8 @@ def serve_websocket(server: Server, sid: str, environ: dict[str, Any],
                        (exc.status, list(exc.headers), str(exc).encode("utf-8")))
     try:
         ws = simple_websocket.Server(environ,
-                                     max_message_size=server.options.max_http_buffer_size)
+                                     max_message_size=server.options.max_http_buffer_size,
+                                     event_class=_ReaderEvent)
     except Exception as exc:
         logger.info("websocket upgrade failed: %s", exc)
         return _finish(environ, start_response, _response("400 Bad Request", ""))
@@ -673,10 +724,29 @@ def serve_websocket(server: Server, sid: str, environ: dict[str, Any],
     return _end_upgraded_call(ws, environ, start_response)
 
 
+class _ReaderEvent(threading.Event):
+    """simple-websocket's wake-up for the pump: its reader thread sets it for
+    every message it reads. A message read is the client's sign of life even
+    while the pump is busy (in a handler, or blocked writing to a client that
+    reads slowly), so ``on_read`` counts it then, as the hub does when it reads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.on_read: Callable[[], None] | None = None
+
+    def set(self) -> None:
+        on_read = self.on_read
+        if on_read is not None:
+            on_read()
+        super().set()
+
+
 def _pump(server: Server, session: Session, transport: ThreadWebSocket) -> None:
     ws = transport.ws
     transport.pump_ident = threading.get_ident()
     transport.session = session
+    if isinstance(ws.event, _ReaderEvent):
+        ws.event.on_read = lambda: session.touch(server.clock())
     server.attach(session, transport)
     try:
         while ws.connected and session.transport is transport and not session.closed:

@@ -1011,6 +1011,32 @@ def test_client_that_reads_may_get_more_than_the_outbox_limit_in_all(start, mode
 
 
 @pytest.mark.parametrize("mode", MODES)
+def test_a_slow_reader_that_sends_heartbeats_is_not_timed_out(start, mode):
+    """A WebSocket client that reads slowly (here: not at all, for three
+    heartbeat timeouts) but keeps sending heartbeats shows life: the server,
+    stuck writing to it, must still count what it sends, and keep the session."""
+    timeout = 4
+    server = start("sio_run", mode, heartbeat_interval=1, heartbeat_timeout=timeout,
+                   close_timeout=20, polling_duration=1)
+    sid = handshake(server)[0]
+    slow = RawWs(server, sid, rcvbuf=4096)
+    slow.texts_until(lambda texts: "1::" in texts)  # connected: emits to its sid reach it
+    # 8 MB: more than the kernel's socket buffers take (tcp_wmem's 4 MB at most),
+    # so the server's writer waits for the client
+    server.server_emit("big", "z" * 10_000, to=sid, count=800)
+    for _ in range(3 * timeout):  # the client's own heartbeat, once a second
+        slow.send_text("2::")
+        time.sleep(1)
+    assert events_of(server, sid, "disconnect") == []
+    slow.send_text('5:1+::{"name":"echo","args":["still here"]}')
+    got = slow.texts_until(lambda texts: ack_of(texts, 1) is not None, limit=10_000)
+    assert sum('"big"' in t for t in got) == 800
+    assert ack_of(got, 1) == '6:::1+["still here"]'
+    assert events_of(server, sid, "disconnect") == []
+    slow.close()
+
+
+@pytest.mark.parametrize("mode", MODES)
 def test_htmlfile_client_that_never_reads(start, mode):
     server = start("sio_run", mode, max_outbox_bytes=8_000_000,
                    close_timeout=OUTBOX_CLOSE_TIMEOUT, polling_duration=1, heartbeat_interval=2,
@@ -1031,6 +1057,29 @@ def test_htmlfile_client_that_never_reads(start, mode):
     wait_until(lambda: not holds_connection(pid, server.port, sloth),
                timeout=OUTBOX_CLOSE_TIMEOUT + 30,
                message="the server to drop the htmlfile stream of a client that never reads")
+    sloth.close()
+    assert_serves(server)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("kind", KINDS)
+def test_polling_client_that_stops_reading_its_answer(start, kind, mode):
+    """A poll whose answer (3 MB, queued before it came, so answered from the
+    request's own thread in both modes) the client never reads: the thread
+    that writes it must not be held for as long as the client keeps the
+    connection open. The server lets go of it close_timeout after the client
+    last took a part of it, and goes on serving."""
+    server = start(kind, mode, close_timeout=OUTBOX_CLOSE_TIMEOUT, polling_duration=1,
+                   heartbeat_interval=2, heartbeat_timeout=10)
+    pid = worker_pid(server)
+    client = XhrClient.open(server)
+    server.server_emit("big", "z" * 10_000, to=client.sid, count=300)
+    sloth = connect(server, rcvbuf=4096)
+    sloth.sendall(f"GET {poll_path(client.sid)} HTTP/1.1\r\nHost: {server.host}\r\n"
+                  "Connection: close\r\n\r\n".encode())
+    wait_until(lambda: not holds_connection(pid, server.port, sloth),
+               timeout=OUTBOX_CLOSE_TIMEOUT + 30,
+               message="the server to let go of a poll answer its client never reads")
     sloth.close()
     assert_serves(server)
 
