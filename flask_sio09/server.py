@@ -539,7 +539,14 @@ class Server:
                 # that would read the client's heartbeat answers.
                 if now - session.last_seen > opts.heartbeat_timeout and \
                         not session.jobs_running:
-                    self.close_session(session, "heartbeat timeout")
+                    # a thread-mode WebSocket may have heard from the client
+                    # while its thread was busy writing (no other transport
+                    # reads on another thread than the one that counts it)
+                    heard = getattr(transport, "heard_from_client", None)
+                    if heard is not None and heard():
+                        session.touch(now)
+                    else:
+                        self.close_session(session, "heartbeat timeout")
                 elif now - session.last_heartbeat >= opts.heartbeat_interval:
                     session.last_heartbeat = now
                     self.send_to_session(session, HEARTBEAT)

@@ -610,6 +610,9 @@ class ThreadWebSocket:
         #: set by the pump for a packet that asks for a plain ack: that ack is
         #: written as soon as it is queued, before the handler runs
         self.answer_at_once = False
+        #: messages waiting unread at the monitor's last look (heard_from_client);
+        #: the pump resets it when it has read them all
+        self.unread_seen = 0
         # Guards taking the outbox and writing it, so that packets leave in
         # the order they were queued whichever thread writes them. ``unsent``
         # is the tail of a non-blocking write the socket did not take; it goes
@@ -672,6 +675,19 @@ class ThreadWebSocket:
                 data += wsframe.encode_texts(packets)
             return _write_quietly(self.ws, data)
 
+    def heard_from_client(self) -> bool:
+        """Whether more messages wait unread than at the monitor's last look.
+        simple-websocket's reader thread keeps reading while the pump is busy
+        (blocked writing to a client that reads slowly): what it read is the
+        client's sign of life, which the pump has not counted yet. Asked by
+        the monitor before it times a session out for silence; looking then,
+        rather than counting each message as it comes, costs nothing per
+        message."""
+        unread = len(self.ws.input_buffer)
+        heard = unread > self.unread_seen
+        self.unread_seen = unread
+        return heard
+
     def abort(self) -> None:
         """The session closed ``close_timeout`` ago and this connection is
         still open: its thread is stuck sending to a client that stopped
@@ -698,8 +714,7 @@ def serve_websocket(server: Server, sid: str, environ: dict[str, Any],
                        (exc.status, list(exc.headers), str(exc).encode("utf-8")))
     try:
         ws = simple_websocket.Server(environ,
-                                     max_message_size=server.options.max_http_buffer_size,
-                                     event_class=_ReaderEvent)
+                                     max_message_size=server.options.max_http_buffer_size)
     except Exception as exc:
         logger.info("websocket upgrade failed: %s", exc)
         return _finish(environ, start_response, _response("400 Bad Request", ""))
@@ -724,29 +739,10 @@ def serve_websocket(server: Server, sid: str, environ: dict[str, Any],
     return _end_upgraded_call(ws, environ, start_response)
 
 
-class _ReaderEvent(threading.Event):
-    """simple-websocket's wake-up for the pump: its reader thread sets it for
-    every message it reads. A message read is the client's sign of life even
-    while the pump is busy (in a handler, or blocked writing to a client that
-    reads slowly), so ``on_read`` counts it then, as the hub does when it reads."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.on_read: Callable[[], None] | None = None
-
-    def set(self) -> None:
-        on_read = self.on_read
-        if on_read is not None:
-            on_read()
-        super().set()
-
-
 def _pump(server: Server, session: Session, transport: ThreadWebSocket) -> None:
     ws = transport.ws
     transport.pump_ident = threading.get_ident()
     transport.session = session
-    if isinstance(ws.event, _ReaderEvent):
-        ws.event.on_read = lambda: session.touch(server.clock())
     server.attach(session, transport)
     try:
         while ws.connected and session.transport is transport and not session.closed:
@@ -770,6 +766,7 @@ def _pump(server: Server, session: Session, transport: ThreadWebSocket) -> None:
                     # then: the monitor spares a session only while its
                     # handler runs, so count it before reading it
                     session.touch(server.clock())
+            transport.unread_seen = 0  # (see heard_from_client)
             if not transport.flush():
                 break
     finally:

@@ -201,6 +201,31 @@ def test_broadcast_skips_sender_and_unjoined(server, app):
     assert c.take_outbox() == []
 
 
+class BusyWriter(Transport):
+    """A thread-mode WebSocket whose thread is stuck in a write while its
+    reader thread goes on reading: ``heard`` is what it reports each look."""
+
+    def __init__(self, heard):
+        super().__init__()
+        self.heard = list(heard)
+
+    def heard_from_client(self):
+        return self.heard.pop(0)
+
+
+def test_a_client_heard_while_its_thread_writes_is_not_timed_out(server, clock):
+    session = server.new_session({})
+    server.attach(session, BusyWriter([True, True, False]))
+    for _ in range(2):  # silent to the session, but new messages were read
+        clock.now += 12.5
+        server.monitor_step(clock.now)
+        assert not session.closed
+        assert session.last_seen == clock.now
+    clock.now += 12.5  # nothing more read: silent
+    server.monitor_step(clock.now)
+    assert session.closed and session.close_reason == "heartbeat timeout"
+
+
 def test_heartbeats_and_heartbeat_timeout(server, clock):
     session, _ = open_session(server)
     session.take_outbox()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import types
 
 import pytest
 
@@ -164,3 +165,17 @@ def test_the_tail_of_an_earlier_write_goes_out_first_then_the_outbox(pump):
     session.send("2::")
     assert server_frames(client_prefix + read_all(client)) == ["3:::earlier", "2::"]
     assert not session.has_outbox() and transport._unsent == b""
+
+
+def test_heard_from_client_counts_messages_read_since_the_last_look():
+    ws = types.SimpleNamespace(input_buffer=[], sock=socket.socket())
+    try:
+        transport = ThreadWebSocket(ws)
+        assert transport.heard_from_client() is False
+        ws.input_buffer += ["2::", "2::"]  # read by simple-websocket, not yet by the pump
+        assert transport.heard_from_client() is True
+        assert transport.heard_from_client() is False  # nothing new since
+        ws.input_buffer.append("2::")
+        assert transport.heard_from_client() is True
+    finally:
+        ws.sock.close()
