@@ -110,12 +110,12 @@ def handle_request(server: Server, route: protocol.Route, environ: dict[str, Any
         else:
             waiter = hold_poll(server, result.session, server.options.polling_duration)
         sock = client_socket(environ)
-        answer = _complete(environ, result.render(answer_held_poll(server, result.session,
-                                                                   waiter, sock)), cors)
-        start_response(answer[0], answer[1])
-        if sock is None or len(answer[2]) <= WATCHED_ANSWER_BYTES:
-            return [answer[2]]
-        return WatchedAnswer(server, answer[2], sock)
+        payload = answer_held_poll(server, result.session, waiter, sock)
+        status, headers, body = _complete(environ, result.render(payload), cors)
+        start_response(status, headers)
+        if sock is None or len(body) <= WATCHED_ANSWER_BYTES:
+            return [body]
+        return WatchedAnswer(server, body, sock)
     if isinstance(result, Stream):
         add_cors(environ, result.headers, cors)
         if use_hub(server, environ):
