@@ -27,8 +27,9 @@ from flask.signals import (appcontext_popped, appcontext_pushed, appcontext_tear
                            request_tearing_down)
 from werkzeug.datastructures import MultiDict
 
+from . import packet as packet_codec
 from . import protocol, transports
-from .options import refuse_unsupported, resolve_options
+from .options import OptionError, emitter_url, resolve_options
 from .server import Server
 from .session import Session
 
@@ -337,6 +338,16 @@ class _AppBridge:
                  args: list[Any]) -> None:
         self._call(session, namespace, {"name": "callback", "args": args}, callback, tuple(args))
 
+    def remote_callback(self, namespace: str, callback: Callable[..., Any],
+                        args: list[Any]) -> None:
+        # the client is another process's: there is no request of its here,
+        # only the app (flask.current_app, flask.g)
+        with self.app.app_context():
+            try:
+                callback(*args)
+            except Exception as exc:
+                self._handle_error(namespace, exc)
+
     def error(self, session: Session, namespace: str, reason: str, advice: str) -> None:
         event: dict[str, Any] = {"name": "error", "args": [reason, advice]}
         handler = self.sio.namespace_handlers.get(namespace)
@@ -389,10 +400,18 @@ class SocketIO:
     """
 
     def __init__(self, app: flask.Flask | None = None, **options: Any) -> None:
-        # refused here too: without an app, these are what a write-only emitter
-        # is made of, and it would otherwise fail only at its first emit
-        refuse_unsupported(options)
         self._options = options
+        #: with ``write_only``: the message queue this emitter publishes to
+        self._emitter: Any = None
+        url = emitter_url(options)
+        if url is not None:
+            if app is not None:
+                raise OptionError("option 'write_only' makes an emitter without an app: "
+                                  "SocketIO(message_queue=url, write_only=True)")
+            resolve_options({}, {**options, "write_only": False})  # the others' checks
+            from .redis_manager import RedisManager  # (imports redis: optional)
+
+            self._emitter = RedisManager(None, url, write_only=True)
         #: namespace endpoint -> event name -> handler
         self.handlers: dict[str, dict[str, _Registered]] = {}
         #: namespace endpoint -> class-based namespace object (wins over ``handlers``)
@@ -408,6 +427,8 @@ class SocketIO:
         """Attach the extension to ``app`` (the factory pattern)."""
         if "sio09" in app.extensions:
             raise RuntimeError("SocketIO.init_app was already called on this app")
+        if self._emitter is not None:
+            raise RuntimeError("a write_only SocketIO is an emitter: it serves no app")
         opts = resolve_options(app.config, {**self._options, **options})
         server = Server(opts, _AppBridge(self, app))
         state = _State(self, server)
@@ -480,6 +501,9 @@ class SocketIO:
     # -- emitting from anywhere --------------------------------------------
 
     def _server(self) -> Server:
+        if self._emitter is not None:
+            raise RuntimeError("a write_only SocketIO is an emitter: it can emit, send "
+                               "and close_room, and has no server for anything else")
         if flask.has_app_context():
             state = flask.current_app.extensions.get("sio09")
             if state is not None and state.sio is self:
@@ -494,19 +518,36 @@ class SocketIO:
              skip_sid: str | Iterable[str] | None = None, namespace: str | None = "",
              callback: Callable[..., Any] | None = None) -> None:
         """Emit ``event`` to a sid or room (``to``), or to everyone in ``namespace``."""
-        self._server().emit_packet({"type": "event", "name": event, "args": list(args)},
-                                   normalize_namespace(namespace), to, skip_sid, callback)
+        pkt = {"type": "event", "name": event, "args": list(args)}
+        if self._emitter is not None:
+            self._publish(pkt, normalize_namespace(namespace), to, skip_sid, callback)
+            return
+        self._server().emit_packet(pkt, normalize_namespace(namespace), to, skip_sid, callback)
 
     def send(self, data: Any, json: bool = False, to: str | Iterable[str] | None = None,
              skip_sid: str | Iterable[str] | None = None, namespace: str | None = "",
              callback: Callable[..., Any] | None = None) -> None:
         """Send a message (type 3), or a JSON message (type 4) with ``json=True``."""
+        if self._emitter is not None:
+            self._publish(message_packet(data, json), normalize_namespace(namespace), to,
+                          skip_sid, callback)
+            return
         self._server().emit_packet(message_packet(data, json),
                                    normalize_namespace(namespace), to, skip_sid, callback)
 
+    def _publish(self, pkt: dict[str, Any], namespace: str, to: Any, skip_sid: Any,
+                 callback: Callable[..., Any] | None) -> None:
+        """A write-only emitter's emit: every server process delivers it."""
+        if callback is not None:
+            raise ValueError("callback= needs a server to receive the ack: a write_only "
+                             "emitter has none")
+        pkt["endpoint"] = namespace
+        self._emitter.emit_encoded(packet_codec.encode(pkt), namespace, to, skip_sid)
+
     def close_room(self, room: str, namespace: str | None = "") -> None:
         """Empty ``room``."""
-        self._server().manager.close_room(room, normalize_namespace(namespace))
+        manager = self._emitter if self._emitter is not None else self._server().manager
+        manager.close_room(room, normalize_namespace(namespace))
 
     def start_background_task(self, target: Callable[..., Any], *args: Any,
                               **kwargs: Any) -> threading.Thread:

@@ -6,9 +6,9 @@ after its own sid, so "to one client", "to a room" and "to everyone" take the
 same path. A broadcast is encoded once and the same string is handed to every
 recipient through the ``deliver`` callable that the server provides.
 
-``Manager`` is the interface; ``MemoryManager`` keeps the index in this
-process. A multi-process manager (Redis) subclasses it and publishes each
-operation to its peers.
+``MemoryManager`` keeps the index of this process; ``RedisManager``
+(``redis_manager.py``) subclasses it and publishes what concerns other
+processes' clients. Both pass one contract test suite.
 """
 
 from __future__ import annotations
@@ -69,6 +69,11 @@ class MemoryManager:
             rooms = self._rooms.get(namespace)
             if rooms:
                 rooms.pop(room, None)
+
+    def is_connected(self, sid: str, namespace: str) -> bool:
+        """Whether ``sid`` is a client of this process in ``namespace``."""
+        with self._lock:
+            return sid in self._rooms.get(namespace, {}).get(None, ())
 
     def get_rooms(self, sid: str, namespace: str) -> list[str]:
         """The named rooms ``sid`` is in (its own sid-room included)."""

@@ -32,6 +32,8 @@ DEFAULTS: dict[str, Any] = {
 }
 
 WEBSOCKET_MODES = ("auto", "hub", "thread")
+#: the URLs ``message_queue`` takes (handed to ``redis.Redis.from_url``)
+QUEUE_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
 class OptionError(ValueError):
@@ -100,19 +102,26 @@ class _Forward(logging.Handler):
         self.target.handle(record)
 
 
-def refuse_unsupported(values: Mapping[str, Any]) -> None:
-    """Refuse the options of API.md this release does not implement
-    (``message_queue`` and ``write_only``), rather than serve one process
-    as if they worked."""
-    if values.get("message_queue") is not None:
-        raise OptionError("option 'message_queue' is not supported yet: this release serves "
-                          "one process; leave it unset")
+def _message_queue(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.startswith(QUEUE_SCHEMES):
+        raise OptionError("option 'message_queue' must be None or a Redis URL "
+                          f"({', '.join(s + '...' for s in QUEUE_SCHEMES)}), got {value!r}")
+    return value
+
+
+def emitter_url(values: Mapping[str, Any]) -> str | None:
+    """Check ``write_only`` against ``message_queue``: the Redis URL a
+    write-only emitter publishes to, or None when ``write_only`` is off."""
     write_only = values.get("write_only", False)
     if not isinstance(write_only, bool):
         raise OptionError(f"option 'write_only' must be True or False, got {write_only!r}")
-    if write_only:
-        raise OptionError("option 'write_only' is not supported yet: it needs "
-                          "'message_queue', which this release does not have")
+    url = _message_queue(values.get("message_queue"))
+    if write_only and url is None:
+        raise OptionError("option 'write_only' needs 'message_queue': an emitter "
+                          "publishes to the servers through it")
+    return url if write_only else None
 
 
 def resolve_options(config: Mapping[str, Any], explicit: Mapping[str, Any]) -> Options:
@@ -143,7 +152,10 @@ def resolve_options(config: Mapping[str, Any], explicit: Mapping[str, Any]) -> O
     if values["websocket_mode"] not in WEBSOCKET_MODES:
         raise OptionError(f"option 'websocket_mode' must be one of {WEBSOCKET_MODES}, "
                           f"got {values['websocket_mode']!r}")
-    refuse_unsupported(values)
+    if emitter_url(values) is not None:
+        raise OptionError("option 'write_only' makes an emitter without an app "
+                          "(SocketIO(message_queue=url, write_only=True)); an app's "
+                          "server cannot be write-only")
     configure_logger(values["logger"])
     return Options(
         resource=resource.strip("/"),
@@ -157,4 +169,5 @@ def resolve_options(config: Mapping[str, Any], explicit: Mapping[str, Any]) -> O
         max_outbox_bytes=values["max_outbox_bytes"],
         websocket_mode=values["websocket_mode"],
         handler_threads=values["handler_threads"],
+        message_queue=_message_queue(values["message_queue"]),
     )

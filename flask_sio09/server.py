@@ -26,7 +26,7 @@ from typing import Any, Protocol
 from . import packet as packet_codec
 from .manager import MemoryManager
 from .session import IllegalTransition, Session, Transport
-from .workers import Workers
+from .workers import JobQueue, Workers
 
 logger = logging.getLogger("flask_sio09")
 _debug_enabled = logger.isEnabledFor
@@ -68,6 +68,8 @@ class Options:
     max_outbox_bytes: int = 16_000_000
     websocket_mode: str = "auto"
     handler_threads: int = 16
+    #: Redis URL shared with the application's other processes, or None
+    message_queue: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -93,6 +95,10 @@ class Application(Protocol):
 
     def error(self, session: Session, namespace: str, reason: str, advice: str) -> None:
         """The client sent an error packet."""
+
+    def remote_callback(self, namespace: str, callback: Callable[..., Any],
+                        args: list[Any]) -> None:
+        """Run an emit's callback with the ack of another process's client."""
 
 
 class Ack:
@@ -184,7 +190,7 @@ class Server:
         self._writes: set[Any] = set()
         #: (sid, endpoint) disconnected from inside their own connect handler
         self._leave_after_connect: set[tuple[str, str]] = set()
-        self.manager = MemoryManager(self._deliver)
+        self.manager = self._new_manager()
         # handler_threads=0: no pool; handlers run on the thread that read the
         # packet (the hub's, in hub mode), as Node does: cheapest, but a handler
         # that blocks stalls every connection that thread serves
@@ -198,7 +204,19 @@ class Server:
         # threads behind in the parent.
         self._want_monitor = monitor
         self._monitor: threading.Thread | None = None
+        #: the manager when other processes share the rooms (message_queue)
+        self._remote: Any = None if self.options.message_queue is None else self.manager
+        #: callbacks answered by other processes' clients, run in order
+        self._remote_jobs = JobQueue("(message queue callbacks)")
         _after_fork_reset.add(self)
+
+    def _new_manager(self) -> MemoryManager:
+        url = self.options.message_queue
+        if url is None:
+            return MemoryManager(self._deliver)
+        from .redis_manager import RedisManager  # (imports redis: optional)
+
+        return RedisManager(self._deliver, url, self._apply_forwarded)
 
     def _new_workers(self) -> Workers:
         return Workers(max(1, self.options.handler_threads),
@@ -211,6 +229,8 @@ class Server:
                     self._monitor = threading.Thread(target=self._monitor_loop, daemon=True,
                                                      name="sio09-monitor")
                     self._monitor.start()
+        if self._remote is not None:
+            self._remote.start()  # (once per process: later calls return at once)
 
     def reset_after_fork(self) -> None:
         """In a forked child: the parent's threads (monitor, handler pool, hub)
@@ -219,6 +239,8 @@ class Server:
         self._monitor = None
         self.workers = self._new_workers()
         self.hub = None
+        if self._remote is not None:
+            self._remote.reset_after_fork()
 
     # -- sessions --------------------------------------------------------
 
@@ -299,10 +321,18 @@ class Server:
         for endpoint in sorted(joined, key=lambda e: e == ""):  # global last
             self._leave(session, endpoint)
 
-    def disconnect(self, sid: str, namespace: str = "") -> None:
+    def disconnect(self, sid: str, namespace: str = "", forward: bool = True) -> None:
         """Server-side disconnect: ``0::/ns`` leaves one namespace; the global
-        namespace ends the session (``0::`` is written first)."""
+        namespace ends the session (``0::`` is written first).
+
+        :param forward: with a message queue, a sid this process does not
+                        hold is disconnected by the process that holds it.
+        """
         session = self.sessions.get(sid)
+        if session is None and self._remote is not None and forward:
+            # another process's client, perhaps: its process disconnects it
+            self._remote.publish({"op": "disconnect", "sid": sid, "ns": namespace})
+            return
         if session is None or session.closed:
             return
         if namespace == "":
@@ -496,17 +526,72 @@ class Server:
             logger.debug("emit to %r on %r (%d recipients): %s", to, namespace, count, encoded)
             return
         targets = self.manager.recipients(namespace, to, skip_sid)
+        if not targets and self._remote is not None and isinstance(to, str) \
+                and skip_sid is None:
+            # a client of another process, perhaps: the process that holds a
+            # client with this sid sends it, and forwards its ack back here
+            callback_id = self._remote.remember_callback(namespace, callback)
+            self._remote.publish({"op": "emit_callback", "sid": to, "ns": namespace,
+                                  "pkt": pkt, "cb": callback_id})
+            return
         if len(targets) != 1:
             raise ValueError("callback= needs exactly one recipient, "
                              f"this emit reaches {len(targets)}")
         session = self.get_session(targets[0])
         if session is None:
             return
+        self._send_with_callback(session, pkt, namespace, callback)
+
+    def _send_with_callback(self, session: Session, pkt: dict[str, Any], namespace: str,
+                            callback: Callable[..., Any]) -> None:
         pkt["id"] = session.add_callback(namespace, callback)
         pkt["ack"] = "data"
         encoded = packet_codec.encode(pkt)
         logger.debug("session %s: emit with callback: %s", session.sid, encoded)
         self.send_to_session(session, encoded, namespace)
+
+    # -- other processes (message_queue) ------------------------------------
+
+    def _apply_forwarded(self, message: dict[str, Any]) -> None:
+        """A message from another process that concerns this server's
+        sessions (the manager applies the room operations itself)."""
+        op = message["op"]
+        if op == "disconnect":
+            sid, namespace = message["sid"], message["ns"]
+            if isinstance(sid, str) and isinstance(namespace, str):
+                self.disconnect(sid, namespace, forward=False)
+        elif op == "emit_callback":
+            self._emit_for_remote_callback(message)
+        elif op == "ack":
+            if message.get("to") == self._remote.host_id:
+                self._run_remote_callback(message)
+        else:
+            logger.warning("message queue: unknown message %r dropped", op)
+
+    def _emit_for_remote_callback(self, message: dict[str, Any]) -> None:
+        sid, namespace, pkt = message["sid"], message["ns"], message["pkt"]
+        if not (isinstance(sid, str) and isinstance(namespace, str) and isinstance(pkt, dict)):
+            raise ValueError("bad emit_callback message")
+        session = self.get_session(sid)
+        if session is None or not session.is_connected(namespace):
+            return  # not this process's client
+        origin, callback_id, remote = message["host"], message["cb"], self._remote
+
+        def forward_ack(*args: Any) -> None:
+            remote.publish({"op": "ack", "to": origin, "cb": callback_id, "args": list(args)})
+
+        self._send_with_callback(session, pkt, namespace, forward_ack)
+
+    def _run_remote_callback(self, message: dict[str, Any]) -> None:
+        args = message["args"]
+        kept = self._remote.pop_callback(message["cb"])
+        if kept is None or not isinstance(args, list):
+            return  # answered twice, or forgotten
+        namespace, callback = kept
+        # on a worker, as callbacks run: never on the listener, which a slow
+        # callback would hold up for every other process's message
+        self.workers.submit(self._remote_jobs,  # type: ignore[arg-type]
+                            lambda: self.app.remote_callback(namespace, callback, args))
 
     # -- timers ----------------------------------------------------------
 

@@ -37,6 +37,18 @@ logger = logging.getLogger("flask_sio09")
 _STOP = None
 
 
+class JobQueue:
+    """Jobs that run in order on the pool but belong to no client (a
+    ``Session`` carries the same three attributes for its own jobs)."""
+
+    def __init__(self, name: str) -> None:
+        #: named ``sid`` as in a session: the log line of a failed job shows it
+        self.sid = name
+        self.lock = threading.Lock()
+        self.jobs: deque[Callable[[], None]] = deque()
+        self.jobs_running = False
+
+
 class Workers:
     """A pool of handler threads, started lazily.
 

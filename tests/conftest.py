@@ -281,6 +281,81 @@ class LiveServer:
         response.raise_for_status()
 
 
+# ---------------------------------------------------------------------------
+# redis-server
+# ---------------------------------------------------------------------------
+
+REDIS_SERVER = "/usr/bin/redis-server"
+
+
+class RedisServer:
+    """A redis-server on a free 127.0.0.1 port, without persistence, started
+    and stopped (by PID) by the test that owns it."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> "RedisServer":
+        binary = REDIS_SERVER if os.path.exists(REDIS_SERVER) else "redis-server"
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.directory)],
+            stdin=subprocess.DEVNULL, stdout=open(self.directory / "redis.log", "ab"),
+            stderr=subprocess.STDOUT, start_new_session=True)
+        wait_until(self.ping, timeout=READY_DEADLINE, message=f"redis-server on {self.port}")
+        return self
+
+    def ping(self) -> bool:
+        if self.proc is None or self.proc.poll() is not None:
+            raise AssertionError("redis-server exited (is it installed? make system)")
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=2) as conn:
+                conn.sendall(b"PING\r\n")
+                return conn.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(STOP_DEADLINE)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(STOP_DEADLINE)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    """One redis-server for the session (tests isolate themselves by channel)."""
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fresh_redis(tmp_path):
+    """Factory of redis-servers owned by one test (to stop or restart them)."""
+    started: list[RedisServer] = []
+
+    def factory() -> RedisServer:
+        server = RedisServer(tmp_path / f"redis-{len(started)}").start()
+        started.append(server)
+        return server
+
+    yield factory
+    for server in started:
+        server.stop()
+
+
 @pytest.fixture(scope="session")
 def _server_pool(tmp_path_factory):
     pool: dict = {}

@@ -84,8 +84,9 @@ INVALID = [
     ("websocket_mode", "fast"),
     ("logger", "yes"),
     ("write_only", "yes"),
-    # not implemented in this release: refused, never served as one process
-    ("message_queue", "redis://127.0.0.1:6379/0"),
+    ("message_queue", "http://127.0.0.1:6379/0"),
+    ("message_queue", 6379),
+    # an app's server is never write-only: that makes an emitter without an app
     ("write_only", True),
 ]
 
@@ -105,16 +106,35 @@ def test_invalid_config_value_fails_at_init_app_naming_the_option(made, option, 
     assert "sio09" not in app.extensions  # nothing half-installed
 
 
-@pytest.mark.parametrize("options", [
-    {"message_queue": "redis://127.0.0.1:6379/0", "write_only": True},
-    {"message_queue": "redis://127.0.0.1:6379/0"},
-    {"write_only": True},
+@pytest.mark.parametrize("options,message", [
+    ({"write_only": True}, "needs 'message_queue'"),
+    ({"write_only": 1}, "True or False"),
+    ({"message_queue": "memcached://127.0.0.1", "write_only": True}, "Redis URL"),
+    ({"message_queue": "redis://127.0.0.1:6379/0", "write_only": True, "heartbeat_timout": 5},
+     "unknown option"),
 ])
-def test_a_write_only_emitter_is_refused_when_made(options):
-    """Without an app, these options make API.md's write-only emitter, which
-    this release does not have: refused at once, not at the first emit."""
-    with pytest.raises(OptionError, match="not supported yet"):
+def test_a_write_only_emitter_with_bad_options_is_refused_when_made(options, message):
+    """Refused at once, not at the first emit."""
+    with pytest.raises(OptionError, match=message):
         SocketIO(**options)
+
+
+def test_a_write_only_emitter_serves_no_app(made):
+    url = "redis://127.0.0.1:6379/0"
+    with pytest.raises(OptionError, match="emitter without an app"):
+        SocketIO(new_app(made), message_queue=url, write_only=True)
+    emitter = SocketIO(message_queue=url, write_only=True)  # no connection yet
+    with pytest.raises(RuntimeError, match="emitter"):
+        emitter.init_app(new_app(made))
+    with pytest.raises(ValueError, match="write_only emitter has none"):
+        emitter.emit("news", callback=lambda: None)
+
+
+def test_a_message_queue_url_reaches_the_server(made):
+    sio = SocketIO(new_app(made), message_queue="redis://127.0.0.1:1/0")
+    server = sio._states[0].server
+    assert server.options.message_queue == "redis://127.0.0.1:1/0"
+    assert type(server.manager).__name__ == "RedisManager"
 
 
 def test_an_unknown_option_is_refused(made):

@@ -1,8 +1,18 @@
-"""The room index and encode-once broadcast."""
+"""The room index and encode-once broadcast: the manager contract.
+
+Every test runs against ``MemoryManager`` and ``RedisManager`` (a real
+redis-server): with all its clients in this process, the Redis manager must
+behave exactly as the memory one. What crosses processes is in
+``test_redis_manager.py``.
+"""
+
+import itertools
 
 import pytest
 
 from flask_sio09.manager import MemoryManager
+
+_channels = itertools.count()
 
 
 @pytest.fixture
@@ -10,9 +20,18 @@ def delivered():
     return []
 
 
-@pytest.fixture
-def manager(delivered):
-    m = MemoryManager(lambda sid, ns, encoded: delivered.append((sid, ns, encoded)))
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+def manager(request, delivered):
+    def deliver(sid, ns, encoded):
+        delivered.append((sid, ns, encoded))
+
+    if request.param == "memory":
+        m = MemoryManager(deliver)
+    else:
+        from flask_sio09.redis_manager import RedisManager
+
+        url = request.getfixturevalue("redis_server").url
+        m = RedisManager(deliver, url, channel=f"contract-{next(_channels)}")
     for sid in ("a", "b", "c"):
         m.connect(sid, "/chat")
     m.connect("a", "")
@@ -65,3 +84,11 @@ def test_emit_encoded_hands_the_same_string_to_each(manager, delivered):
     assert count == 2
     assert sorted(d[0] for d in delivered) == ["a", "b"]
     assert all(d[2] is delivered[0][2] for d in delivered)
+
+
+def test_is_connected_is_per_namespace(manager):
+    assert manager.is_connected("a", "/chat") and manager.is_connected("a", "")
+    assert not manager.is_connected("b", "")
+    assert not manager.is_connected("z", "/chat")
+    manager.disconnect("a", "/chat")
+    assert not manager.is_connected("a", "/chat")

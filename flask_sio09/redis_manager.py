@@ -1,0 +1,281 @@
+"""Rooms and emits across processes and machines, through Redis pub/sub.
+
+``RedisManager`` is the room index of this process (``MemoryManager``) plus
+one Redis channel that every process of the application subscribes to. A
+process knows only its own clients. An operation that may concern clients of
+other processes (an emit to a room or to everyone, closing a room, a room
+change or a disconnect for a client this process does not hold, an emit that
+asks another process's client for an ack) is applied here at once, then
+published; each other process applies it to its own clients. Every message
+carries the publisher's ``host_id``, and a process skips its own.
+
+Delivery is at most once: what is published while a process is not
+subscribed (Redis restarting, the network down) does not reach that
+process's clients. Publishing waits for Redis (a round trip, with short
+timeouts); a message that cannot be published is logged and dropped, and the
+local part of the operation has happened anyway.
+
+A write-only manager (``SocketIO(message_queue=url, write_only=True)``, an
+emitter for scripts and task workers) only publishes. ``redis`` is imported
+lazily: it is an optional dependency (``pip install flask_sio09[redis]``).
+
+Imports: manager, the standard library, and ``redis`` when one is made.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import threading
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from .manager import Deliver, MemoryManager
+
+logger = logging.getLogger("flask_sio09")
+
+#: the pub/sub channel of every flask_sio09 process on one Redis database
+CHANNEL = "flask_sio09"
+#: seconds a publish or a connection attempt may take before it fails
+SOCKET_TIMEOUT = 5.0
+#: the listener's wait between reconnection attempts doubles up to this
+MAX_BACKOFF = 30.0
+#: how long the first subscription may take before serving goes on without it
+SUBSCRIBE_WAIT = 5.0
+#: callbacks waiting for an ack from another process's client; past this the
+#: oldest is forgotten (its client may never answer)
+MAX_REMOTE_CALLBACKS = 10_000
+
+Forwarded = Callable[[dict[str, Any]], None]
+"""``apply(message)``: the server's part of a message from another process
+(``disconnect``, ``emit_callback``), supplied by the server."""
+
+
+def import_redis() -> Any:
+    """The ``redis`` package, or a clear error when it is not installed."""
+    try:
+        import redis
+    except ImportError:
+        raise RuntimeError("message_queue needs the 'redis' package: "
+                           "pip install 'flask_sio09[redis]'") from None
+    return redis
+
+
+def _listed(value: str | Iterable[str] | None) -> str | list[str] | None:
+    """``to`` and ``skip_sid`` as JSON can carry them."""
+    if value is None or isinstance(value, str):
+        return value
+    return list(value)
+
+
+class RedisManager(MemoryManager):
+    """The room index of this process, shared with the other processes
+    subscribed to ``channel`` on the Redis at ``url``.
+
+    :param deliver: called once per local recipient with the encoded packet
+                    (None for a write-only manager).
+    :param url: ``redis://``, ``rediss://`` or ``unix://`` URL.
+    :param forwarded: the server's handler of the messages it applies itself.
+    :param write_only: publish only; never subscribe.
+    :param channel: the pub/sub channel (processes of one app share it).
+    """
+
+    def __init__(self, deliver: Deliver | None, url: str, forwarded: Forwarded | None = None,
+                 write_only: bool = False, channel: str = CHANNEL) -> None:
+        super().__init__(deliver or (lambda sid, endpoint, encoded: None))
+        self.url = url
+        self.channel = channel
+        self.write_only = write_only
+        self._forwarded = forwarded
+        self._redis_module = import_redis()
+        self._callback_ids = itertools.count(1)
+        #: callback id -> (namespace, callback) for acks other processes forward
+        self._remote_callbacks: OrderedDict[int, tuple[str, Callable[..., Any]]] = OrderedDict()
+        self._start_lock = threading.Lock()
+        self._new_process()
+
+    def _new_process(self) -> None:
+        """This process's identity and connections (again after a fork)."""
+        self.host_id = uuid.uuid4().hex
+        self._client = self._redis_module.Redis.from_url(
+            self.url, socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=SOCKET_TIMEOUT)
+        self._listener: threading.Thread | None = None
+        self._subscribed = threading.Event()
+        self._stopped = threading.Event()
+
+    def reset_after_fork(self) -> None:
+        """In a forked child: a new host id, new connections, and the
+        listener (which did not survive the fork) starts again on first use."""
+        self._start_lock = threading.Lock()
+        self._new_process()
+
+    # -- publishing ------------------------------------------------------
+
+    def publish(self, message: dict[str, Any]) -> bool:
+        """Send ``message`` to the other processes; False when Redis could
+        not be reached (logged: the message is lost)."""
+        data = json.dumps({**message, "host": self.host_id}, separators=(",", ":"))
+        redis = self._redis_module
+        for attempt in (1, 2):  # a dropped pooled connection fails once, then reconnects
+            try:
+                self._client.publish(self.channel, data)
+                return True
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                if attempt == 2:
+                    logger.error("message queue: cannot publish %r to %s: %s",
+                                 message.get("op"), self.url, exc)
+        return False
+
+    # -- the manager's operations, across processes ------------------------
+
+    def enter_room(self, sid: str, namespace: str, room: str) -> None:
+        if self.is_connected(sid, namespace):
+            super().enter_room(sid, namespace, room)
+        else:  # another process's client (or none: that process ignores it)
+            self.publish({"op": "enter", "sid": sid, "ns": namespace, "room": room})
+
+    def leave_room(self, sid: str, namespace: str, room: str) -> None:
+        if self.is_connected(sid, namespace):
+            super().leave_room(sid, namespace, room)
+        else:
+            self.publish({"op": "leave", "sid": sid, "ns": namespace, "room": room})
+
+    def close_room(self, room: str, namespace: str) -> None:
+        super().close_room(room, namespace)
+        self.publish({"op": "close_room", "ns": namespace, "room": room})
+
+    def emit_encoded(self, encoded: str, namespace: str, to: str | Iterable[str] | None = None,
+                     skip_sid: str | Iterable[str] | None = None) -> int:
+        """Deliver to this process's recipients, then publish for the others'.
+        Returns how many recipients this process had."""
+        if to is not None and not isinstance(to, str):
+            to = list(to)  # read twice: here and for the message
+        count = super().emit_encoded(encoded, namespace, to, skip_sid)
+        if isinstance(to, str) and count == 1 and self.is_connected(to, namespace):
+            return count  # to one client of this process: no one else has it
+        self.publish({"op": "emit", "ns": namespace, "to": _listed(to),
+                      "skip": _listed(skip_sid), "p": encoded})
+        return count
+
+    def remember_callback(self, namespace: str, callback: Callable[..., Any]) -> int:
+        """Keep ``callback`` for an ack another process will forward; its id."""
+        callback_id = next(self._callback_ids)
+        with self._lock:
+            self._remote_callbacks[callback_id] = (namespace, callback)
+            while len(self._remote_callbacks) > MAX_REMOTE_CALLBACKS:
+                forgotten, _ = self._remote_callbacks.popitem(last=False)
+                logger.info("message queue: callback %d forgotten: no ack came", forgotten)
+        return callback_id
+
+    def pop_callback(self, callback_id: int) -> tuple[str, Callable[..., Any]] | None:
+        """The callback ``remember_callback`` kept as ``callback_id``, removed."""
+        with self._lock:
+            return self._remote_callbacks.pop(callback_id, None)
+
+    # -- listening -----------------------------------------------------------
+
+    def start(self) -> None:
+        """Subscribe in a listener thread, once per process; wait (a little)
+        for the subscription, so that what is published to this process's
+        first clients reaches them."""
+        if self.write_only or self._listener is not None:
+            return
+        with self._start_lock:
+            if self._listener is not None:
+                return
+            self._listener = threading.Thread(target=self._listen, daemon=True,
+                                              name="sio09-message-queue")
+            self._listener.start()
+        if not self._subscribed.wait(SUBSCRIBE_WAIT):
+            logger.error("message queue: not subscribed to %s yet; serving on, "
+                         "emits from other processes are lost until it is", self.url)
+
+    def stop(self) -> None:
+        """End the listener thread (within a second)."""
+        self._stopped.set()
+
+    def _listen(self) -> None:
+        redis = self._redis_module
+        backoff = 1.0
+        while not self._stopped.is_set():
+            pubsub = None
+            try:
+                # no read timeout: a subscriber waits for messages as long as it takes
+                client = redis.Redis.from_url(self.url, socket_connect_timeout=SOCKET_TIMEOUT)
+                pubsub = client.pubsub()
+                pubsub.subscribe(self.channel)
+                while not self._stopped.is_set():
+                    message = pubsub.get_message(timeout=1.0)
+                    if message is None:
+                        continue
+                    if message.get("type") == "message":
+                        self.receive(message["data"])
+                    elif message.get("type") == "subscribe":  # Redis confirmed it
+                        if self._subscribed.is_set():
+                            logger.warning("message queue: subscribed to %s again", self.url)
+                        self._subscribed.set()
+                        backoff = 1.0
+            except redis.RedisError as exc:
+                logger.error("message queue: lost %s (%s); again in %.0f s",
+                             self.url, exc, backoff)
+                self._stopped.wait(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+            except Exception:  # the listener must outlive any one bad message
+                logger.exception("message queue: listener error")
+            finally:
+                if pubsub is not None:
+                    try:
+                        pubsub.close()
+                    except Exception:
+                        pass
+
+    def receive(self, data: bytes | str) -> None:
+        """Apply one message published by a process (a listener's call)."""
+        try:
+            message = json.loads(data)
+            if not isinstance(message, dict):
+                raise ValueError("not an object")
+            if message.get("host") == self.host_id:
+                return  # applied when it was published
+            self._apply(message)
+        except (ValueError, TypeError, KeyError) as exc:
+            # another program on the channel, or a version with other messages
+            logger.warning("message queue: message dropped: %s", exc)
+
+    def _apply(self, message: dict[str, Any]) -> None:
+        op = message["op"]
+        namespace = message["ns"] if "ns" in message else ""
+        if not isinstance(namespace, str):
+            raise ValueError("bad namespace")
+        if op == "emit":
+            MemoryManager.emit_encoded(self, _text(message["p"]), namespace,
+                                       _names(message.get("to")), _names(message.get("skip")))
+        elif op in ("enter", "leave"):
+            sid, room = _text(message["sid"]), _text(message["room"])
+            if self.is_connected(sid, namespace):
+                if op == "enter":
+                    MemoryManager.enter_room(self, sid, namespace, room)
+                else:
+                    MemoryManager.leave_room(self, sid, namespace, room)
+        elif op == "close_room":
+            MemoryManager.close_room(self, _text(message["room"]), namespace)
+        elif self._forwarded is not None:
+            self._forwarded(message)
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("a string was expected")
+    return value
+
+
+def _names(value: Any) -> str | list[str] | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return value
+    raise ValueError("bad room list")
+

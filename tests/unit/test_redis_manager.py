@@ -1,0 +1,223 @@
+"""RedisManager across processes: two managers on one real redis-server stand
+for two processes (each has its own host id and listener thread).
+
+What one process alone does is the contract of ``test_manager.py``.
+"""
+
+import itertools
+import json
+import logging
+
+import pytest
+import redis
+
+from flask_sio09 import redis_manager
+from flask_sio09.redis_manager import RedisManager
+from tests.conftest import wait_until
+
+pytestmark = pytest.mark.redis
+
+_channels = itertools.count()
+
+
+class Process:
+    """One manager, what it delivered, and what reached its server."""
+
+    def __init__(self, url, channel, sids=(), namespace="/chat"):
+        self.delivered = []
+        self.forwarded = []
+        self.manager = RedisManager(
+            lambda sid, ns, encoded: self.delivered.append((sid, ns, encoded)),
+            url, self.forwarded.append, channel=channel)
+        for sid in sids:
+            self.manager.connect(sid, namespace)
+        self.manager.start()
+
+    def got(self, sid):
+        return [encoded for to, _, encoded in self.delivered if to == sid]
+
+
+@pytest.fixture
+def pair(redis_server):
+    channel = f"pair-{next(_channels)}"
+    one = Process(redis_server.url, channel, ["a1", "a2"])
+    two = Process(redis_server.url, channel, ["b1"])
+    yield one, two
+    one.manager.stop()
+    two.manager.stop()
+
+
+def test_an_emit_to_a_room_reaches_its_members_in_every_process(pair):
+    one, two = pair
+    one.manager.enter_room("a1", "/chat", "lobby")
+    two.manager.enter_room("b1", "/chat", "lobby")
+    count = one.manager.emit_encoded("5::/chat:{\"name\":\"hi\"}", "/chat", "lobby")
+    assert count == 1  # this process's share
+    assert one.got("a1") == ['5::/chat:{"name":"hi"}']  # at once, not through Redis
+    wait_until(lambda: two.got("b1"), timeout=10, message="the other process's member")
+    assert two.got("b1") == ['5::/chat:{"name":"hi"}']
+    assert one.got("a2") == []
+
+
+def test_a_broadcast_skips_the_sid_everywhere_and_never_comes_back(pair):
+    one, two = pair
+    one.manager.emit_encoded("first", "/chat", skip_sid="b1")
+    two.manager.emit_encoded("second", "/chat", skip_sid=["a2"])
+    # messages reach each listener in the order Redis got them: once "second"
+    # arrived, "first"'s echo has been seen (and skipped) by its own process
+    wait_until(lambda: "second" in one.got("a1"), timeout=10, message="the second emit")
+    assert one.got("a1") == ["first", "second"]
+    assert one.got("a2") == ["first"]
+    wait_until(lambda: two.got("b1"), timeout=10)
+    assert two.got("b1") == ["second"]
+
+
+def test_an_emit_to_a_client_of_this_process_is_not_published(pair, redis_server):
+    one, two = pair
+    spy = redis.Redis.from_url(redis_server.url).pubsub()
+    spy.subscribe(one.manager.channel)
+
+    def confirmed():
+        message = spy.get_message(timeout=0.5)
+        return message is not None and message["type"] == "subscribe"
+
+    wait_until(confirmed, timeout=10, message="the spy's subscription")
+    one.manager.emit_encoded("private", "/chat", "a1")
+    one.manager.emit_encoded("elsewhere", "/chat", "b1")  # not here: published
+    seen = []
+    wait_until(lambda: seen.append(spy.get_message(timeout=0.5)) or
+               any(m and json.loads(m["data"])["p"] == "elsewhere" for m in seen), timeout=10)
+    payloads = [json.loads(m["data"])["p"] for m in seen if m]
+    assert payloads == ["elsewhere"]
+    wait_until(lambda: two.got("b1"), timeout=10)
+    assert two.got("b1") == ["elsewhere"] and one.got("a1") == ["private"]
+    spy.close()
+
+
+def test_rooms_of_another_process_client_are_changed_by_that_process(pair):
+    one, two = pair
+    one.manager.enter_room("b1", "/chat", "den")  # b1 is the other process's client
+    assert "den" not in one.manager.get_rooms("b1", "/chat")
+    wait_until(lambda: "den" in two.manager.get_rooms("b1", "/chat"), timeout=10)
+    one.manager.leave_room("b1", "/chat", "den")
+    wait_until(lambda: "den" not in two.manager.get_rooms("b1", "/chat"), timeout=10)
+    two.manager.enter_room("b1", "/chat", "den")
+    one.manager.enter_room("a1", "/chat", "den")
+    one.manager.close_room("den", "/chat")
+    assert one.manager.recipients("/chat", "den") == []
+    wait_until(lambda: two.manager.recipients("/chat", "den") == [], timeout=10)
+
+
+def test_a_room_change_for_a_sid_nobody_holds_changes_nothing(pair):
+    one, two = pair
+    one.manager.enter_room("ghost", "/chat", "den")
+    one.manager.emit_encoded("marker", "/chat")  # after the enter, in Redis's order
+    wait_until(lambda: two.got("b1"), timeout=10)
+    assert two.manager.recipients("/chat", "den") == []
+    assert one.manager.recipients("/chat", "den") == []
+
+
+def test_other_messages_go_to_the_server(pair):
+    one, two = pair
+    assert one.manager.publish({"op": "disconnect", "sid": "b1", "ns": "/chat"})
+    wait_until(lambda: two.forwarded, timeout=10)
+    assert two.forwarded[0]["op"] == "disconnect" and two.forwarded[0]["sid"] == "b1"
+    assert two.forwarded[0]["host"] == one.manager.host_id
+    assert one.forwarded == []  # never its own
+
+
+@pytest.mark.parametrize("garbage", [
+    b"not json", b"[1, 2]", b'{"op": "emit"}', b'{"op": "emit", "ns": 5, "p": "x"}',
+    b'{"op": "emit", "ns": "/chat", "p": 7}', b'{"op": "emit", "ns": "/chat", "p": "x", "to": [1]}',
+    b'{"op": "enter", "ns": "/chat", "sid": ["b1"], "room": "x"}', b"\xff\xfe",
+])
+def test_a_malformed_message_is_logged_and_the_listener_goes_on(pair, redis_server,
+                                                                 garbage, caplog):
+    one, two = pair
+    caplog.set_level(logging.WARNING, logger="flask_sio09")
+    raw = redis.Redis.from_url(redis_server.url)
+    raw.publish(two.manager.channel, garbage)
+    one.manager.emit_encoded("after", "/chat")
+    wait_until(lambda: two.got("b1"), timeout=10)
+    assert two.got("b1") == ["after"]
+    assert "message queue: message dropped" in caplog.text
+    raw.close()
+
+
+def test_a_write_only_manager_publishes_and_never_listens(redis_server, pair):
+    one, two = pair
+    emitter = RedisManager(None, redis_server.url, write_only=True, channel=one.manager.channel)
+    emitter.start()
+    assert emitter._listener is None
+    emitter.emit_encoded("from a script", "/chat", "b1")
+    wait_until(lambda: two.got("b1"), timeout=10)
+    assert two.got("b1") == ["from a script"] and one.got("a1") == []
+
+
+def test_a_forked_process_gets_a_new_identity(redis_server):
+    manager = RedisManager(None, redis_server.url, write_only=True)
+    before = manager.host_id
+    manager.reset_after_fork()
+    assert manager.host_id != before
+
+
+def test_remote_callbacks_are_kept_by_id_and_bounded(redis_server, monkeypatch, caplog):
+    monkeypatch.setattr(redis_manager, "MAX_REMOTE_CALLBACKS", 2)
+    caplog.set_level(logging.INFO, logger="flask_sio09")
+    manager = RedisManager(None, redis_server.url, write_only=True)
+    first = manager.remember_callback("/chat", print)
+    second = manager.remember_callback("", len)
+    assert manager.pop_callback(second) == ("", len)
+    assert manager.pop_callback(second) is None  # once
+    manager.remember_callback("", repr)
+    manager.remember_callback("", str)  # a third waiting one: the oldest goes
+    assert manager.pop_callback(first) is None
+    assert "forgotten" in caplog.text
+
+
+def test_without_redis_a_publish_is_logged_and_lost(fresh_redis, caplog):
+    server = fresh_redis()
+    delivered = []
+    manager = RedisManager(lambda *d: delivered.append(d), server.url, channel="down")
+    manager.connect("a1", "")
+    server.stop()
+    caplog.set_level(logging.ERROR, logger="flask_sio09")
+    assert manager.publish({"op": "close_room", "ns": "", "room": "x"}) is False
+    assert manager.emit_encoded("still local", "") == 1  # the local part happens
+    assert delivered == [("a1", "", "still local")]
+    assert "cannot publish" in caplog.text
+
+
+def test_the_listener_subscribes_again_after_redis_restarts(fresh_redis, caplog):
+    server = fresh_redis()
+    channel = f"restart-{next(_channels)}"
+    one = Process(server.url, channel, ["a1"])
+    two = Process(server.url, channel, ["b1"])
+    try:
+        server.stop()
+        caplog.set_level(logging.WARNING, logger="flask_sio09")
+        wait_until(lambda: "message queue: lost" in caplog.text, timeout=20)
+        server.start()  # the same port
+        # until both listeners are back, an emit may be lost: repeat until one lands
+        wait_until(lambda: one.manager.emit_encoded("again", "/chat") is not None
+                   and two.got("b1"), timeout=60, interval=0.5,
+                   message="an emit after the restart")
+        assert "subscribed to" in caplog.text
+    finally:
+        one.manager.stop()
+        two.manager.stop()
+
+
+def test_without_the_redis_package_the_error_says_what_to_install(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_redis(name, *args, **kwargs):
+        if name == "redis":
+            raise ImportError("No module named 'redis'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_redis)
+    with pytest.raises(RuntimeError, match=r"flask_sio09\[redis\]"):
+        RedisManager(None, "redis://127.0.0.1:1/0")
