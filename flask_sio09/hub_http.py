@@ -405,8 +405,9 @@ class HubHTTP(HubConnection):
                 exc.status, list(exc.headers), str(exc).encode("utf-8")), False))
             return
         self._let_go()
-        websocket = HubWebSocket(self.hub, self.sock, self.server.get_session(route.sid or ""),
-                                 self.limit)
+        session = self.server.get_session(route.sid or "",
+                                          adopt=lambda: transports.keep_environ(environ))
+        websocket = HubWebSocket(self.hub, self.sock, session, self.limit)
         websocket.start(answer)
 
     def _serve(self, head: RequestHead, body: bytes) -> None:

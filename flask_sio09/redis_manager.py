@@ -49,6 +49,18 @@ SUBSCRIBE_WAIT = 5.0
 #: oldest is forgotten (its client may never answer)
 MAX_REMOTE_CALLBACKS = 10_000
 
+#: how long a claimed session's record is kept at most (it is deleted when the
+#: session ends; this bounds what a process that died leaves behind)
+SESSION_RECORD_SECONDS = 24 * 3600
+#: the claim, atomic in Redis: the handshake's record becomes the session's
+CLAIM_SCRIPT = """
+if redis.call('del', KEYS[1]) == 1 then
+  redis.call('set', KEYS[2], ARGV[1], 'EX', ARGV[2])
+  return 1
+end
+return 0
+"""
+
 Forwarded = Callable[[dict[str, Any]], None]
 """``apply(message)``: the server's part of a message from another process
 (``disconnect``, ``emit_callback``), supplied by the server."""
@@ -174,6 +186,50 @@ class RedisManager(MemoryManager):
         """The callback ``remember_callback`` kept as ``callback_id``, removed."""
         with self._lock:
             return self._remote_callbacks.pop(callback_id, None)
+
+    # -- which process holds a session ------------------------------------------
+    #
+    # With several processes behind one address (gunicorn -w N), a client's
+    # handshake and its transport's connection may reach different processes.
+    # The handshake is recorded in Redis; the first process a transport
+    # request reaches claims it, atomically, and holds the session from then on.
+
+    def _key(self, kind: str, sid: str) -> str:
+        return f"{self.channel}:{kind}:{sid}"
+
+    def _guarded(self, what: str, call: Callable[[], Any]) -> Any:
+        """``call()``, or None when Redis cannot be reached (logged)."""
+        redis = self._redis_module
+        try:
+            return call()
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            logger.error("message queue: cannot %s at %s: %s", what, self.url, exc)
+            return None
+
+    def record_handshake(self, sid: str, seconds: float) -> None:
+        """Note a handshake made here, claimable for ``seconds``."""
+        self._guarded("record a handshake", lambda: self._client.set(
+            self._key("handshake", sid), self.host_id, ex=max(1, int(seconds))))
+
+    def claim(self, sid: str) -> bool | None:
+        """Take the session ``sid``'s handshake for this process: True once,
+        for the first process that asks; False for the others and for a sid
+        no process handshook; None when Redis cannot be reached."""
+        claimed = self._guarded("claim a session", lambda: self._client.eval(
+            CLAIM_SCRIPT, 2, self._key("handshake", sid), self._key("session", sid),
+            self.host_id, SESSION_RECORD_SECONDS))
+        return None if claimed is None else claimed == 1
+
+    def held_elsewhere(self, sid: str) -> bool:
+        """Whether another process holds the session ``sid`` now."""
+        holder = self._guarded("look up a session", lambda: self._client.get(
+            self._key("session", sid)))
+        return holder is not None and holder.decode("ascii", "replace") != self.host_id
+
+    def forget(self, sid: str) -> None:
+        """The session ``sid`` ended here: no process holds it any more."""
+        self._guarded("forget a session", lambda: self._client.delete(
+            self._key("session", sid)))
 
     # -- listening -----------------------------------------------------------
 

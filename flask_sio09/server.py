@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import secrets
 import threading
 import time
@@ -37,6 +38,8 @@ KNOWN_TRANSPORTS = frozenset(DEFAULT_TRANSPORTS + ("flashsocket",))
 BLACKLISTED_EVENTS = frozenset({"disconnect"})
 #: a handshake that no transport opens is forgotten after this long (N: 30 s)
 UNUSED_HANDSHAKE_TIMEOUT = 30.0
+#: what ``new_session`` makes a sid of (``secrets.token_urlsafe(15)``)
+SID_PATTERN = re.compile(r"[A-Za-z0-9_-]{20}")
 #: the most namespaces one client may join (each costs server memory)
 MAX_NAMESPACES_PER_SESSION = 100
 
@@ -206,6 +209,9 @@ class Server:
         self._monitor: threading.Thread | None = None
         #: the manager when other processes share the rooms (message_queue)
         self._remote: Any = None if self.options.message_queue is None else self.manager
+        #: sids handshaken here whose first transport request has not come yet
+        self._unclaimed: set[str] = set()
+        self._claim_lock = threading.Lock()
         #: callbacks answered by other processes' clients, run in order
         self._remote_jobs = JobQueue("(message queue callbacks)")
         _after_fork_reset.add(self)
@@ -251,24 +257,76 @@ class Server:
         session = Session(sid, environ, self.clock(), self.options.max_outbox_bytes)
         with self._lock:
             self.sessions[sid] = session
+            if self._remote is not None:
+                self._unclaimed.add(sid)
+        if self._remote is not None:  # its transport may reach another process
+            self._remote.record_handshake(sid, UNUSED_HANDSHAKE_TIMEOUT)
         logger.debug("handshake: new session %s", sid)
         return session
 
-    def get_session(self, sid: str, draining: bool = False) -> Session | None:
+    def get_session(self, sid: str, draining: bool = False,
+                    adopt: Callable[[], dict[str, Any]] | None = None) -> Session | None:
         """The live session with this sid, or None.
 
         :param draining: also return a closed session whose last packets (the
                          ``0::`` of a server-side disconnect) wait for a poll.
+        :param adopt: with a message queue, for a transport request: the
+                      environ to give a session that another process of the
+                      application handshook, which this one then holds.
         """
         session = self.sessions.get(sid)
         if session is not None and not session.closed:
+            if self._unclaimed and sid in self._unclaimed and not self._claim(session):
+                return None
             return session
         if draining:
             with self._lock:
                 entry = self._draining.get(sid)
             if entry is not None and entry[0].has_outbox():
                 return entry[0]
+        if adopt is not None and self._remote is not None and session is None:
+            return self._adopt(sid, adopt)
         return None
+
+    # -- sessions shared with other processes (message_queue) ----------------
+
+    def _claim(self, session: Session) -> bool:
+        """A session handshaken here meets its first transport request: hold
+        it, unless another process's transport request claimed it first."""
+        with self._claim_lock:  # one claim per session, whichever thread asks
+            if session.sid not in self._unclaimed:
+                return not session.closed  # decided by another thread
+            self._unclaimed.discard(session.sid)
+            claimed = self._remote.claim(session.sid)
+        if claimed is not False:  # (None: Redis is away; serve it here)
+            return True
+        logger.info("session %s: held by another process; this copy dropped", session.sid)
+        self.close_session(session, "claimed by another process")  # never opened: no handler
+        return False
+
+    def _adopt(self, sid: str, environ: Callable[[], dict[str, Any]]) -> Session | None:
+        """Hold here a session another process handshook, if no process holds it yet."""
+        if not SID_PATTERN.fullmatch(sid) or not self._remote.claim(sid):
+            return None
+        session = Session(sid, environ(), self.clock(), self.options.max_outbox_bytes)
+        with self._lock:
+            if sid in self.sessions:  # (claim() is once per sid: cannot happen)
+                return None
+            self.sessions[sid] = session
+        self._ensure_monitor()
+        logger.info("session %s: handshaken by another process, held here", sid)
+        return session
+
+    def held_elsewhere(self, sid: str) -> bool:
+        """Whether another process of the application holds session ``sid``
+        (always False without a message queue)."""
+        return self._remote is not None and SID_PATTERN.fullmatch(sid) is not None \
+            and self._remote.held_elsewhere(sid)
+
+    def forward_payload(self, sid: str, data: str) -> None:
+        """A payload POSTed here for a session another process holds: that
+        process receives it."""
+        self._remote.publish({"op": "feed", "sid": sid, "data": data})
 
     def attach(self, session: Session, transport: Transport) -> None:
         """Make ``transport`` the session's channel; the first one connects the
@@ -317,6 +375,9 @@ class Server:
                 # "7:::1+0" would), at most close_timeout
                 self._draining[session.sid] = (session, self.clock())
         logger.debug("session %s closed: %s", session.sid, reason)
+        if self._remote is not None and reason != "claimed by another process":
+            self._unclaimed.discard(session.sid)
+            self._remote.forget(session.sid)
         joined = [e for e in session.namespaces if session.is_connected(e)]
         for endpoint in sorted(joined, key=lambda e: e == ""):  # global last
             self._leave(session, endpoint)
@@ -560,6 +621,11 @@ class Server:
             sid, namespace = message["sid"], message["ns"]
             if isinstance(sid, str) and isinstance(namespace, str):
                 self.disconnect(sid, namespace, forward=False)
+        elif op == "feed":
+            sid, data = message["sid"], message["data"]
+            session = self.sessions.get(sid) if isinstance(sid, str) else None
+            if session is not None and isinstance(data, str) and not session.closed:
+                self.receive(session, data)
         elif op == "emit_callback":
             self._emit_for_remote_callback(message)
         elif op == "ack":

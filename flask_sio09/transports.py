@@ -150,12 +150,39 @@ def route_request(server: Server, route: protocol.Route, method: str,
         logger.info("request for unknown or disabled transport %r", route.transport)
         return _response("400 Bad Request", "transport not supported")
     # a GET may still collect a closed session's last packets (its "0::")
-    session = server.get_session(route.sid or "", draining=method == "GET")
+    sid = route.sid or ""
+    session = server.get_session(sid, draining=method == "GET",
+                                 adopt=lambda: keep_environ(environ))
+    if session is None and server.held_elsewhere(sid):
+        return _held_elsewhere(server, sid, handler, method, environ)
     if method == "POST":
         return handler.post(server, session, environ)
     if method == "GET":
         return handler.get(server, session, environ, query)
     return _response("405 Method Not Allowed", "")
+
+
+def _held_elsewhere(server: Server, sid: str, handler: Any, method: str,
+                    environ: dict[str, Any]) -> Response:
+    """A request for a session that another process holds (message_queue,
+    several processes behind one address). A POST's payload is forwarded to
+    that process. A GET cannot wait here for packets queued there: it is
+    answered as for an ended session, and the client makes a new one."""
+    if method == "POST":
+        try:
+            body = read_body(server, environ)
+            text = handler.decode_body(body) if body is not None else None
+        except (BadBody, UnicodeDecodeError, packet_codec.PacketError) as exc:
+            logger.info("POST for a session of another process refused: %s", exc)
+            return _response("400 Bad Request", "")
+        if text is None:
+            return _response("413 Request Entity Too Large", "")
+        server.forward_payload(sid, text)
+        return _response("200 OK", "1", headers=[("X-XSS-Protection", "0")])
+    logger.info("session %s: a poll reached this process, another holds the session; "
+                "polling transports need requests routed to one process (docs/deployment.md)",
+                sid)
+    return handler.get(server, None, environ, _query(environ))
 
 
 def origin_ok(server: Server, environ: dict[str, Any], use_referer: bool = True) -> bool:
@@ -260,6 +287,8 @@ def forced_disconnect(server: Server, sid: str) -> Response:
     session = server.get_session(sid)
     if session is not None:
         server.client_disconnect(session)
+    elif server.held_elsewhere(sid):
+        server.disconnect(sid)  # its process ends it
     return _response("200 OK", "")
 
 
@@ -718,7 +747,7 @@ def serve_websocket(server: Server, sid: str, environ: dict[str, Any],
     except Exception as exc:
         logger.info("websocket upgrade failed: %s", exc)
         return _finish(environ, start_response, _response("400 Bad Request", ""))
-    session = server.get_session(sid)
+    session = server.get_session(sid, adopt=lambda: keep_environ(environ))
     transport = ThreadWebSocket(ws)
     try:
         if session is None:
@@ -936,6 +965,7 @@ def serve_websocket_in_hub(server: Server, sid: str, environ: dict[str, Any],
         return _finish(environ, start_response, refusal)
     hub = get_hub(server)
     sock = take_over_socket(environ)
-    conn = HubWebSocket(hub, sock, server.get_session(sid), server.options.max_http_buffer_size)
+    session = server.get_session(sid, adopt=lambda: keep_environ(environ))
+    conn = HubWebSocket(hub, sock, session, server.options.max_http_buffer_size)
     hub.call(lambda: conn.start(answer))
     return _end_taken_over(environ, start_response)

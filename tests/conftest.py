@@ -121,6 +121,8 @@ class LiveServer:
         # The end-to-end app has a cheap route for readiness; any app answers "/".
         self.ready_path = "/healthz" if app == E2E_APP else "/"
         self.options = dict(options)
+        #: gunicorn's -w (not a SocketIO option)
+        self.workers = int(self.options.pop("gunicorn_workers", 1))
         self.log_path = log_path
         self.port: int | None = None
         self.proc: subprocess.Popen | None = None
@@ -157,7 +159,7 @@ class LiveServer:
         preload = ["--preload"] if self.kind == "gunicorn_preload" else []
         return [
             sys.executable, "-m", "gunicorn",
-            "-k", "gthread", "--threads", "50", "-w", "1", *preload,
+            "-k", "gthread", "--threads", "50", "-w", str(self.workers), *preload,
             "-b", f"127.0.0.1:{port}",
             "--graceful-timeout", "5",
             "--access-logfile", "-",

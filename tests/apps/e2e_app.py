@@ -12,6 +12,7 @@ variables so that one module serves every server kind the fixtures start
 - ``SIO09_TEST_MAX_HTTP_BUFFER_SIZE``: ``max_http_buffer_size`` (bytes)
 - ``SIO09_TEST_MAX_OUTBOX_BYTES``: ``max_outbox_bytes`` (bytes)
 - ``SIO09_TEST_WEBSOCKET_MODE``: ``websocket_mode``
+- ``SIO09_TEST_MESSAGE_QUEUE``: ``message_queue`` (a Redis URL)
 - ``SIO09_TEST_HANDLER_THREADS``: ``handler_threads``
 - ``SIO09_TEST_LOGGER``: ``logger`` (``1`` means ``True``)
 - ``SIO09_TEST_LOG_LEVELS``: ``1`` writes every log line as ``LEVEL:logger:message``
@@ -86,6 +87,9 @@ def options_from_env(environ=os.environ) -> dict:
         value = environ.get("SIO09_TEST_" + suffix)
         if value:
             options[option] = _number(value)
+    queue = environ.get("SIO09_TEST_MESSAGE_QUEUE")
+    if queue:
+        options["message_queue"] = queue
     mode = environ.get("SIO09_TEST_WEBSOCKET_MODE")
     if mode:
         options["websocket_mode"] = mode
@@ -272,6 +276,37 @@ def ack_many(ack=None):
 @sio.on("whoami")
 def whoami():
     return request.sid, request.namespace
+
+
+@sio.on("pid")
+def pid():
+    """The process that holds the session (message_queue tests, several processes)."""
+    return os.getpid()
+
+
+@sio.on("kick")
+def kick(sid):
+    """Disconnect another client, which another process may hold."""
+    disconnect(sid=sid)
+    return "kicked"
+
+
+@sio.on("ask_sid")
+def ask_sid(sid, question):
+    """Ask another client (``callback=``), which another process may hold;
+    its answer is recorded here, in the asking process."""
+    def answered(*answer):
+        record("sid_answer", asked=sid, answer=list(answer))
+
+    sio.emit("question", question, to=sid, callback=answered)
+    return "asked"
+
+
+@sio.on("enroll")
+def enroll(sid, room):
+    """Put another client in a room, whichever process holds it."""
+    join_room(room, sid=sid)
+    return "enrolled"
 
 
 @sio.on("message")

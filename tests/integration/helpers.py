@@ -322,8 +322,10 @@ class WsClient:
     """A raw 0.9 client over a WebSocket (or flashsocket) URL: it answers
     heartbeats and keeps every frame it received."""
 
-    def __init__(self, server, transport: str = "websocket"):
-        self.sid = handshake(server)[0]
+    def __init__(self, server, transport: str = "websocket", handshake_with=None):
+        """:param handshake_with: the server to handshake with, when not
+        ``server`` (a load balancer that sends the two elsewhere)."""
+        self.sid = handshake(handshake_with or server)[0]
         self.ws = websocket.create_connection(f"{server.ws_url}/socket.io/1/{transport}/{self.sid}", timeout=30)
         self.received: list[str] = []
 

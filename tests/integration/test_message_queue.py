@@ -1,0 +1,178 @@
+"""Several server processes of one application on one real redis-server
+(``message_queue``), with raw 0.9 clients.
+
+Two servers on two ports stand for what a load balancer does to a client:
+its handshake may reach one process and its transport another. Then a real
+``gunicorn -w 2`` shares one port between two workers, as the kernel spreads
+the connections.
+"""
+
+from __future__ import annotations
+
+import pytest
+import requests
+
+from flask_sio09 import SocketIO
+from tests.integration.helpers import (REQUEST_TIMEOUT, WsClient, XhrClient, event_packet,
+                                       handshake, parse_event)
+
+pytestmark = [pytest.mark.redis, pytest.mark.timeout(240)]
+
+OPTIONS = dict(heartbeat_interval=5, heartbeat_timeout=30, close_timeout=30)
+NOT_HANDSHAKEN = "7:::1+0"
+
+
+@pytest.fixture(params=["hub", "thread"])
+def two_processes(request, live_server, fresh_redis):
+    """A gunicorn process and a ``sio.run`` process sharing one Redis."""
+    url = fresh_redis().url
+    mode = request.param
+    one = live_server("gunicorn", fresh=True, message_queue=url, websocket_mode=mode, **OPTIONS)
+    two = live_server("sio_run", fresh=True, message_queue=url, websocket_mode=mode, **OPTIONS)
+    return one, two, url
+
+
+def events_named(client: WsClient, name: str) -> list[list]:
+    return [args for event, args in (parse_event(p) for p in client.received
+                                     if p.startswith("5:")) if event == name]
+
+
+def wait_event(client: WsClient, name: str, args: list) -> None:
+    client.recv_until(lambda _: args in events_named(client, name))
+
+
+def test_a_websocket_is_held_by_the_process_it_reached_not_the_handshake_one(two_processes):
+    one, two, _ = two_processes
+    client = WsClient(two, handshake_with=one)
+    try:
+        client.recv_until(lambda got: "1::" in got)
+        assert client.call("echo", "hi", ack_id=1) == ["hi"]
+        assert client.call("pid", ack_id=2) == [two.proc.pid]
+        # the handshake's process let go of it: a poll there cannot use it
+        answer = requests.get(f"{one.url}/socket.io/1/xhr-polling/{client.sid}",
+                              timeout=REQUEST_TIMEOUT)
+        assert answer.text == NOT_HANDSHAKEN
+        two.wait_events(lambda found: any(e["event"] == "connect" for e in found),
+                        sid=client.sid)
+        assert one.events(client.sid) == []  # no handler ran there
+    finally:
+        client.close()
+
+
+def test_a_session_is_held_once_when_two_processes_get_its_transport(two_processes):
+    one, two, _ = two_processes
+    sid = handshake(one)[0]
+    first = XhrClient(one, sid=sid)
+    assert first.get().text == "1::"  # claimed by the handshake's own process
+    second = XhrClient(two, sid=sid)
+    assert second.get().text == NOT_HANDSHAKEN
+
+
+def test_rooms_broadcasts_and_server_emits_reach_both_processes(two_processes):
+    one, two, _ = two_processes
+    here, there = WsClient(one), WsClient(two)
+    try:
+        for client in (here, there):
+            client.recv_until(lambda got: "1::" in got)
+        assert "lobby" in here.call("join", "lobby", ack_id=1)[0]
+        assert there.call("to_room", "lobby", "over here", ack_id=2) == ["sent"]
+        wait_event(here, "room_msg", ["over here"])
+        two.server_emit("news", "for all")
+        wait_event(here, "news", ["for all"])
+        wait_event(there, "news", ["for all"])
+        assert there.call("enroll", here.sid, "den", ack_id=3) == ["enrolled"]
+        # the second process published the room change, then this: once it has
+        # arrived, the first process has applied the change (one channel, in order)
+        two.server_emit("marker")
+        wait_event(here, "marker", [])
+        one.server_emit("den_news", 1, to="den")  # the room lives in the first process
+        wait_event(here, "den_news", [1])
+    finally:
+        here.close()
+        there.close()
+
+
+def test_a_client_of_another_process_can_be_disconnected_and_asked(two_processes):
+    one, two, _ = two_processes
+    here, there = WsClient(one), WsClient(two)
+    try:
+        for client in (here, there):
+            client.recv_until(lambda got: "1::" in got)
+        assert there.call("ask_sid", here.sid, "ready?", ack_id=1) == ["asked"]
+        here.recv_until(lambda got: any(p.startswith("5:") and "question" in p for p in got))
+        question = next(p for p in here.received if p.startswith("5:") and "question" in p)
+        ack_id = question.split(":")[1].rstrip("+")
+        here.send(f"6:::{ack_id}+[\"yes\",42]")
+        found = two.wait_events(lambda evs: any(e["event"] == "sid_answer" for e in evs))
+        answer = next(e for e in found if e["event"] == "sid_answer")
+        assert answer["asked"] == here.sid and answer["answer"] == ["yes", 42]
+        assert there.call("kick", here.sid, ack_id=2) == ["kicked"]
+        here.recv_until(lambda got: "0::" in got)
+        one.wait_events(lambda evs: any(e["event"] == "disconnect" for e in evs), sid=here.sid)
+    finally:
+        here.close()
+        there.close()
+
+
+def test_a_post_that_reaches_another_process_is_forwarded(two_processes):
+    one, two, _ = two_processes
+    client = XhrClient.open(one)
+    elsewhere = XhrClient(two, sid=client.sid)
+    answer = elsewhere.post(event_packet("echo", "via two", ack_id=1))
+    assert answer.status_code == 200 and answer.text == "1"
+    client.collect(lambda _: client.ack_for(1) is not None)
+    assert client.ack_for(1) == '6:::1+["via two"]'
+    # a poll there cannot wait for the packets queued here: the client must start over
+    assert elsewhere.get().text == NOT_HANDSHAKEN
+    client.post(event_packet("echo", "still here", ack_id=2))
+    client.collect(lambda _: client.ack_for(2) is not None)
+    # ?disconnect reaching the other process ends the session where it is held
+    requests.get(f"{two.url}/socket.io/1/xhr-polling/{client.sid}",
+                 params={"disconnect": ""}, timeout=REQUEST_TIMEOUT)
+    one.wait_events(lambda evs: any(e["event"] == "disconnect" for e in evs), sid=client.sid)
+
+
+def test_a_write_only_emitter_reaches_the_clients_of_every_process(two_processes):
+    one, two, url = two_processes
+    here, there = WsClient(one), WsClient(two)
+    try:
+        for client in (here, there):
+            client.recv_until(lambda got: "1::" in got)
+        emitter = SocketIO(message_queue=url, write_only=True)
+        emitter.emit("task_done", {"id": 7}, to=there.sid)
+        emitter.send("to everyone")
+        wait_event(there, "task_done", [{"id": 7}])
+        here.recv_until(lambda got: "3:::to everyone" in got)
+        there.recv_until(lambda got: "3:::to everyone" in got)
+        assert events_named(here, "task_done") == []
+    finally:
+        here.close()
+        there.close()
+
+
+@pytest.mark.gunicorn
+def test_gunicorn_with_two_workers_serves_every_websocket_client(live_server, fresh_redis):
+    url = fresh_redis().url
+    server = live_server("gunicorn", fresh=True, message_queue=url, gunicorn_workers=2, **OPTIONS)
+    clients = []
+    try:
+        for _ in range(16):  # each handshake and each upgrade is a new connection
+            clients.append(WsClient(server))
+        pids = set()
+        for i, client in enumerate(clients):
+            client.recv_until(lambda got: "1::" in got)
+            assert client.call("echo", i, ack_id=1) == [i]
+            pids.add(client.call("pid", ack_id=2)[0])
+        for client in clients[1:]:
+            assert client.call("join", "all", ack_id=3)
+        assert clients[0].call("join", "all", ack_id=3)
+        assert clients[0].call("to_room", "all", "hello all", ack_id=4) == ["sent"]
+        for client in clients[1:]:
+            wait_event(client, "room_msg", ["hello all"])
+        server.server_emit("news", "everyone")  # reaches one worker; it publishes
+        for client in clients:
+            wait_event(client, "news", ["everyone"])
+        print(f"sessions held by {len(pids)} worker(s)")
+    finally:
+        for client in clients:
+            client.close()
