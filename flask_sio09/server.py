@@ -245,6 +245,7 @@ class Server:
         self._monitor = None
         self.workers = self._new_workers()
         self.hub = None
+        self._claim_lock = threading.Lock()
         if self._remote is not None:
             self._remote.reset_after_fork()
 

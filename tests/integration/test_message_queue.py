@@ -13,8 +13,8 @@ import pytest
 import requests
 
 from flask_sio09 import SocketIO
-from tests.integration.helpers import (REQUEST_TIMEOUT, WsClient, XhrClient, event_packet,
-                                       handshake, parse_event)
+from tests.integration.helpers import (REQUEST_TIMEOUT, SioPage, WsClient, XhrClient,
+                                       event_packet, handshake, parse_event)
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(240)]
 
@@ -176,3 +176,55 @@ def test_gunicorn_with_two_workers_serves_every_websocket_client(live_server, fr
     finally:
         for client in clients:
             client.close()
+
+
+# ---------------------------------------------------------------------------
+# socket.io-client 0.9.16 in Chromium
+# ---------------------------------------------------------------------------
+
+
+def connect_page(new_page, server, transport: str) -> tuple[SioPage, str]:
+    page = SioPage(new_page(server), server)
+    page.connect("g", "/", [transport])
+    sid = page.wait_connected("g")
+    assert page.transport("g") == transport
+    return page, sid
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("transport", ["websocket", "xhr-polling"])
+def test_browsers_on_two_processes_share_rooms_and_broadcasts(live_server, fresh_redis,
+                                                             new_page, transport):
+    url = fresh_redis().url
+    one = live_server("gunicorn", fresh=True, message_queue=url, **OPTIONS)
+    two = live_server("sio_run", fresh=True, message_queue=url, **OPTIONS)
+    a, sid_a = connect_page(new_page, one, transport)
+    b, sid_b = connect_page(new_page, two, transport)
+    assert "lobby" in a.emit_ack("g", "join", "lobby")[0]
+    assert "lobby" in b.emit_ack("g", "join", "lobby")[0]
+    assert a.emit_ack("g", "to_room", "lobby", {"from": "a"}, False) == ["sent"]
+    assert b.wait_event("g", "room_msg")[0]["args"] == [{"from": "a"}]
+    assert b.emit_ack("g", "broadcast", "to all") == ["sent"]
+    assert a.wait_event("g", "broadcast_msg")[0]["args"] == ["to all"]
+    b.wait_event("g", "broadcast_msg")
+    # a server-asked ack across processes: the page on one answers two's question
+    a.answer("g", "question", "answered by a")
+    assert b.emit_ack("g", "ask_sid", sid_a, "who?") == ["asked"]
+    found = two.wait_events(lambda evs: any(e["event"] == "sid_answer" for e in evs))
+    assert next(e for e in found if e["event"] == "sid_answer")["answer"] == ["answered by a"]
+    assert b.emit_ack("g", "kick", sid_a) == ["kicked"]
+    a.wait_event("g", "disconnect")
+    assert b.connected("g") and sid_b
+
+
+@pytest.mark.browser
+@pytest.mark.gunicorn
+def test_browsers_on_gunicorn_with_two_workers(live_server, fresh_redis, new_page):
+    url = fresh_redis().url
+    server = live_server("gunicorn", fresh=True, message_queue=url, gunicorn_workers=2, **OPTIONS)
+    pages = [connect_page(new_page, server, "websocket")[0] for _ in range(4)]
+    for page in pages:
+        assert "room" in page.emit_ack("g", "join", "room")[0]
+    assert pages[0].emit_ack("g", "to_room", "room", "hi", True) == ["sent"]
+    for page in pages:
+        assert page.wait_event("g", "room_msg")[0]["args"] == ["hi"]
