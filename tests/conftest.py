@@ -95,6 +95,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def stop_process(proc: subprocess.Popen | None) -> None:
+    """Terminate a process a fixture started (by PID), then kill it if it lingers."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(STOP_DEADLINE)
+    except subprocess.TimeoutExpired:
+        # Fixtures start processes that lead their own session (start_new_session),
+        # so the group id is the PID: a gunicorn worker left behind by a master
+        # that had to be killed is in that group and nothing else is.
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            proc.kill()
+        proc.wait(STOP_DEADLINE)
+
+
 def options_to_env(options: dict) -> dict[str, str]:
     env = {}
     for name, value in options.items():
@@ -226,19 +244,7 @@ class LiveServer:
     def stop(self) -> None:
         """Terminate the process this object started (by PID), then kill it if needed."""
         proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(STOP_DEADLINE)
-            except subprocess.TimeoutExpired:
-                # The process leads its own session (start_new_session), so its
-                # group id is its PID: a gunicorn worker left behind by a master
-                # that had to be killed is in that group and nothing else is.
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    proc.kill()
-                proc.wait(STOP_DEADLINE)
+        stop_process(proc)
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
@@ -326,13 +332,7 @@ class RedisServer:
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(STOP_DEADLINE)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(STOP_DEADLINE)
+        stop_process(proc)
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,8 @@ the connections.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import pytest
 import requests
 
@@ -68,12 +70,22 @@ def test_a_session_is_held_once_when_two_processes_get_its_transport(two_process
     assert second.get().text == NOT_HANDSHAKEN
 
 
-def test_rooms_broadcasts_and_server_emits_reach_both_processes(two_processes):
-    one, two, _ = two_processes
+@contextmanager
+def one_client_each(one, two):
+    """A WebSocket client of each process, connected."""
     here, there = WsClient(one), WsClient(two)
     try:
         for client in (here, there):
             client.recv_until(lambda got: "1::" in got)
+        yield here, there
+    finally:
+        here.close()
+        there.close()
+
+
+def test_rooms_broadcasts_and_server_emits_reach_both_processes(two_processes):
+    one, two, _ = two_processes
+    with one_client_each(one, two) as (here, there):
         assert "lobby" in here.call("join", "lobby", ack_id=1)[0]
         assert there.call("to_room", "lobby", "over here", ack_id=2) == ["sent"]
         wait_event(here, "room_msg", ["over here"])
@@ -87,17 +99,11 @@ def test_rooms_broadcasts_and_server_emits_reach_both_processes(two_processes):
         wait_event(here, "marker", [])
         one.server_emit("den_news", 1, to="den")  # the room lives in the first process
         wait_event(here, "den_news", [1])
-    finally:
-        here.close()
-        there.close()
 
 
 def test_a_client_of_another_process_can_be_disconnected_and_asked(two_processes):
     one, two, _ = two_processes
-    here, there = WsClient(one), WsClient(two)
-    try:
-        for client in (here, there):
-            client.recv_until(lambda got: "1::" in got)
+    with one_client_each(one, two) as (here, there):
         assert there.call("ask_sid", here.sid, "ready?", ack_id=1) == ["asked"]
         here.recv_until(lambda got: any(p.startswith("5:") and "question" in p for p in got))
         question = next(p for p in here.received if p.startswith("5:") and "question" in p)
@@ -109,9 +115,6 @@ def test_a_client_of_another_process_can_be_disconnected_and_asked(two_processes
         assert there.call("kick", here.sid, ack_id=2) == ["kicked"]
         here.recv_until(lambda got: "0::" in got)
         one.wait_events(lambda evs: any(e["event"] == "disconnect" for e in evs), sid=here.sid)
-    finally:
-        here.close()
-        there.close()
 
 
 def test_a_post_that_reaches_another_process_is_forwarded(two_processes):
@@ -134,10 +137,7 @@ def test_a_post_that_reaches_another_process_is_forwarded(two_processes):
 
 def test_a_write_only_emitter_reaches_the_clients_of_every_process(two_processes):
     one, two, url = two_processes
-    here, there = WsClient(one), WsClient(two)
-    try:
-        for client in (here, there):
-            client.recv_until(lambda got: "1::" in got)
+    with one_client_each(one, two) as (here, there):
         emitter = SocketIO(message_queue=url, write_only=True)
         emitter.emit("task_done", {"id": 7}, to=there.sid)
         emitter.send("to everyone")
@@ -145,9 +145,6 @@ def test_a_write_only_emitter_reaches_the_clients_of_every_process(two_processes
         here.recv_until(lambda got: "3:::to everyone" in got)
         there.recv_until(lambda got: "3:::to everyone" in got)
         assert events_named(here, "task_done") == []
-    finally:
-        here.close()
-        there.close()
 
 
 @pytest.mark.gunicorn
