@@ -424,7 +424,9 @@ class HubHTTP(HubConnection):
             value = head.get(name)
             if value is not None:
                 environ["HTTP_" + name.upper()] = value
-        result = transports.route_request(self.server, route, head.method, environ)
+        result = transports.route_request(
+            self.server, route, head.method, environ,
+            lambda: transports.keep_environ(hub_wsgi.build_environ(self.template, head, None)))
         cors = transports.origin_ok(self.server, environ)
         if isinstance(result, transports.LongPoll):
             self.begin_poll(result, environ, cors, head.keep_alive)

@@ -28,17 +28,27 @@ import itertools
 import json
 import logging
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 from .manager import Deliver, MemoryManager
 
 logger = logging.getLogger("flask_sio09")
 
-#: the pub/sub channel of every flask_sio09 process on one Redis database
+#: the pub/sub channel's name, followed by ``:<database number>`` (Redis
+#: pub/sub ignores the database: the number keeps apps on two databases apart);
+#: ``?channel=<name>`` in the URL chooses another name
 CHANNEL = "flask_sio09"
+#: the largest message published: Redis disconnects a subscriber that falls
+#: 32 MB behind (``client-output-buffer-limit pubsub``), so one larger message
+#: would cut every process off the channel
+MAX_MESSAGE_BYTES = 16_000_000
+#: while Redis cannot be reached, one ERROR line per this many seconds
+ERROR_LOG_INTERVAL = 10.0
 #: seconds a publish or a connection attempt may take before it fails
 SOCKET_TIMEOUT = 5.0
 #: the listener's wait between reconnection attempts doubles up to this
@@ -60,6 +70,13 @@ if redis.call('del', KEYS[1]) == 1 then
 end
 return 0
 """
+#: a process forgets a session only while the record is its own
+FORGET_SCRIPT = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  return redis.call('del', KEYS[1])
+end
+return 0
+"""
 
 Forwarded = Callable[[dict[str, Any]], None]
 """``apply(message)``: the server's part of a message from another process
@@ -76,6 +93,18 @@ def import_redis() -> Any:
     return redis
 
 
+def split_channel(url: str) -> tuple[str, str | None]:
+    """``url`` without its ``channel`` query parameter, and that parameter
+    (None when absent); redis-py would pass it on to the connection."""
+    base, _, query = url.partition("?")  # (not urlunsplit: it drops unix:///'s //)
+    pairs = parse_qsl(query, keep_blank_values=True)
+    names = [value for key, value in pairs if key == "channel"]
+    if not names:
+        return url, None
+    rest = urlencode([(key, value) for key, value in pairs if key != "channel"])
+    return base + ("?" + rest if rest else ""), names[-1]
+
+
 def _listed(value: str | Iterable[str] | None) -> str | list[str] | None:
     """``to`` and ``skip_sid`` as JSON can carry them."""
     if value is None or isinstance(value, str):
@@ -89,31 +118,39 @@ class RedisManager(MemoryManager):
 
     :param deliver: called once per local recipient with the encoded packet
                     (None for a write-only manager).
-    :param url: ``redis://``, ``rediss://`` or ``unix://`` URL.
+    :param url: ``redis://``, ``rediss://`` or ``unix://`` URL, optionally
+                with ``?channel=<name>``.
     :param forwarded: the server's handler of the messages it applies itself.
     :param write_only: publish only; never subscribe.
-    :param channel: the pub/sub channel (processes of one app share it).
+    :param channel: the pub/sub channel (processes of one app share it); by
+                    default from the URL (see ``CHANNEL``).
     """
 
     def __init__(self, deliver: Deliver | None, url: str, forwarded: Forwarded | None = None,
-                 write_only: bool = False, channel: str = CHANNEL) -> None:
+                 write_only: bool = False, channel: str | None = None) -> None:
         super().__init__(deliver or (lambda sid, endpoint, encoded: None))
-        self.url = url
-        self.channel = channel
+        self.url, named = split_channel(url)
         self.write_only = write_only
         self._forwarded = forwarded
         self._redis_module = import_redis()
+        self._last_error_log = -ERROR_LOG_INTERVAL
+        self._errors_not_logged = 0
         self._callback_ids = itertools.count(1)
         #: callback id -> (namespace, callback) for acks other processes forward
         self._remote_callbacks: OrderedDict[int, tuple[str, Callable[..., Any]]] = OrderedDict()
         self._start_lock = threading.Lock()
         self._new_process()
+        database = self._client.connection_pool.connection_kwargs.get("db", 0)
+        self.channel = channel or named or f"{CHANNEL}:{database}"
 
     def _new_process(self) -> None:
         """This process's identity and connections (again after a fork)."""
         self.host_id = uuid.uuid4().hex
         self._client = self._redis_module.Redis.from_url(
             self.url, socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=SOCKET_TIMEOUT)
+        # (EVALSHA once Redis knows them, not the script's text each time)
+        self._claim_script = self._client.register_script(CLAIM_SCRIPT)
+        self._forget_script = self._client.register_script(FORGET_SCRIPT)
         self._listener: threading.Thread | None = None
         self._subscribed = threading.Event()
         self._stopped = threading.Event()
@@ -130,6 +167,11 @@ class RedisManager(MemoryManager):
         """Send ``message`` to the other processes; False when Redis could
         not be reached (logged: the message is lost)."""
         data = json.dumps({**message, "host": self.host_id}, separators=(",", ":"))
+        if len(data) > MAX_MESSAGE_BYTES:
+            logger.error("message queue: a %r of %d bytes is too large to publish "
+                         "(at most %d); dropped", message.get("op"), len(data),
+                         MAX_MESSAGE_BYTES)
+            return False
         redis = self._redis_module
         for attempt in (1, 2):  # a dropped pooled connection fails once, then reconnects
             try:
@@ -137,9 +179,20 @@ class RedisManager(MemoryManager):
                 return True
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 if attempt == 2:
-                    logger.error("message queue: cannot publish %r to %s: %s",
-                                 message.get("op"), self.url, exc)
+                    self._log_unreachable(f"publish {message.get('op')!r}", exc)
         return False
+
+    def _log_unreachable(self, what: str, exc: Exception) -> None:
+        """One ERROR line per ``ERROR_LOG_INTERVAL`` while Redis is away
+        (each emit would otherwise log one), with the count of the others."""
+        now = time.monotonic()
+        if now - self._last_error_log < ERROR_LOG_INTERVAL:
+            self._errors_not_logged += 1
+            return
+        others, self._errors_not_logged = self._errors_not_logged, 0
+        self._last_error_log = now
+        logger.error("message queue: cannot %s at %s: %s%s", what, self.url, exc,
+                     f" ({others} more failures since the last report)" if others else "")
 
     # -- the manager's operations, across processes ------------------------
 
@@ -203,7 +256,7 @@ class RedisManager(MemoryManager):
         try:
             return call()
         except (redis.ConnectionError, redis.TimeoutError) as exc:
-            logger.error("message queue: cannot %s at %s: %s", what, self.url, exc)
+            self._log_unreachable(what, exc)
             return None
 
     def record_handshake(self, sid: str, seconds: float) -> None:
@@ -215,9 +268,9 @@ class RedisManager(MemoryManager):
         """Take the session ``sid``'s handshake for this process: True once,
         for the first process that asks; False for the others and for a sid
         no process handshook; None when Redis cannot be reached."""
-        claimed = self._guarded("claim a session", lambda: self._client.eval(
-            CLAIM_SCRIPT, 2, self._key("handshake", sid), self._key("session", sid),
-            self.host_id, SESSION_RECORD_SECONDS))
+        claimed = self._guarded("claim a session", lambda: self._claim_script(
+            keys=[self._key("handshake", sid), self._key("session", sid)],
+            args=[self.host_id, SESSION_RECORD_SECONDS]))
         return None if claimed is None else claimed == 1
 
     def held_elsewhere(self, sid: str) -> bool:
@@ -227,9 +280,10 @@ class RedisManager(MemoryManager):
         return holder is not None and holder.decode("ascii", "replace") != self.host_id
 
     def forget(self, sid: str) -> None:
-        """The session ``sid`` ended here: no process holds it any more."""
-        self._guarded("forget a session", lambda: self._client.delete(
-            self._key("session", sid)))
+        """The session ``sid`` that this process held ended: no process holds
+        it any more (a record another process wrote is left alone)."""
+        self._guarded("forget a session", lambda: self._forget_script(
+            keys=[self._key("session", sid)], args=[self.host_id]))
 
     # -- listening -----------------------------------------------------------
 
@@ -279,8 +333,10 @@ class RedisManager(MemoryManager):
                              self.url, exc, backoff)
                 self._stopped.wait(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
-            except Exception:  # the listener must outlive any one bad message
-                logger.exception("message queue: listener error")
+            except Exception:  # the listener must outlive anything unforeseen
+                logger.exception("message queue: listener error; again in %.0f s", backoff)
+                self._stopped.wait(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
             finally:
                 if pubsub is not None:
                     try:
@@ -297,9 +353,11 @@ class RedisManager(MemoryManager):
             if message.get("host") == self.host_id:
                 return  # applied when it was published
             self._apply(message)
-        except (ValueError, TypeError, KeyError) as exc:
-            # another program on the channel, or a version with other messages
-            logger.warning("message queue: message dropped: %s", exc)
+        except Exception as exc:  # (RecursionError too: JSON nested too deep)
+            # another program on the channel, or a version with other messages:
+            # one bad message must not cost the subscription
+            logger.warning("message queue: message dropped: %s: %s",
+                           type(exc).__name__, str(exc)[:200])
 
     def _apply(self, message: dict[str, Any]) -> None:
         op = message["op"]

@@ -316,7 +316,21 @@ class Server:
             self.sessions[sid] = session
         self._ensure_monitor()
         logger.info("session %s: handshaken by another process, held here", sid)
+        # the handshake's process drops its unused copy now rather than when it
+        # next looks it up (a disconnect(sid=) there would otherwise find it)
+        self._remote.publish({"op": "claimed", "sid": sid})
         return session
+
+    def _drop_unclaimed(self, sid: str) -> None:
+        """Another process claimed a session handshaken here: drop this copy."""
+        session = self.sessions.get(sid)
+        if session is None:
+            return
+        with self._claim_lock:
+            if sid not in self._unclaimed:
+                return  # claimed here after all, or dropped already
+            self._unclaimed.discard(sid)
+        self.close_session(session, "claimed by another process")  # never opened: no handler
 
     def held_elsewhere(self, sid: str) -> bool:
         """Whether another process of the application holds session ``sid``
@@ -376,9 +390,9 @@ class Server:
                 # "7:::1+0" would), at most close_timeout
                 self._draining[session.sid] = (session, self.clock())
         logger.debug("session %s closed: %s", session.sid, reason)
-        if self._remote is not None and reason != "claimed by another process":
-            self._unclaimed.discard(session.sid)
-            self._remote.forget(session.sid)
+        if self._remote is not None and session.sid not in self._unclaimed:
+            self._remote.forget(session.sid)  # (only this process's own record)
+        self._unclaimed.discard(session.sid)
         joined = [e for e in session.namespaces if session.is_connected(e)]
         for endpoint in sorted(joined, key=lambda e: e == ""):  # global last
             self._leave(session, endpoint)
@@ -391,10 +405,13 @@ class Server:
                         hold is disconnected by the process that holds it.
         """
         session = self.sessions.get(sid)
-        if session is None and self._remote is not None and forward:
-            # another process's client, perhaps: its process disconnects it
+        if self._remote is not None and forward and (session is None or sid in self._unclaimed):
+            # another process's client, perhaps (a copy handshaken here that no
+            # transport has reached yet may be held elsewhere): its process
+            # disconnects it
             self._remote.publish({"op": "disconnect", "sid": sid, "ns": namespace})
-            return
+            if session is None:
+                return
         if session is None or session.closed:
             return
         if namespace == "":
@@ -622,6 +639,9 @@ class Server:
             sid, namespace = message["sid"], message["ns"]
             if isinstance(sid, str) and isinstance(namespace, str):
                 self.disconnect(sid, namespace, forward=False)
+        elif op == "claimed":
+            if isinstance(message["sid"], str):
+                self._drop_unclaimed(message["sid"])
         elif op == "feed":
             sid, data = message["sid"], message["data"]
             session = self.sessions.get(sid) if isinstance(sid, str) else None

@@ -130,8 +130,16 @@ def handle_request(server: Server, route: protocol.Route, environ: dict[str, Any
 
 
 def route_request(server: Server, route: protocol.Route, method: str,
-                  environ: dict[str, Any]) -> Response | LongPoll | Stream:
-    """Decide the response to a non-WebSocket request."""
+                  environ: dict[str, Any],
+                  full_environ: Callable[[], dict[str, Any]] | None = None,
+                  ) -> Response | LongPoll | Stream:
+    """Decide the response to a non-WebSocket request.
+
+    :param full_environ: makes the whole environ of the request, when
+                         ``environ`` has only what the routing needs (the
+                         hub's kept connections): a session adopted from
+                         another process keeps it.
+    """
     if route.protocol == "":
         return _response("200 OK", "Welcome to socket.io.")
     if route.protocol != "1":
@@ -152,7 +160,7 @@ def route_request(server: Server, route: protocol.Route, method: str,
     # a GET may still collect a closed session's last packets (its "0::")
     sid = route.sid or ""
     session = server.get_session(sid, draining=method == "GET",
-                                 adopt=lambda: keep_environ(environ))
+                                 adopt=full_environ or (lambda: keep_environ(environ)))
     if session is None and server.held_elsewhere(sid):
         return _held_elsewhere(server, sid, handler, method, environ)
     if method == "POST":

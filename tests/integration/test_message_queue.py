@@ -15,6 +15,7 @@ import pytest
 import requests
 
 from flask_sio09 import SocketIO
+from tests.conftest import wait_until
 from tests.integration.helpers import (REQUEST_TIMEOUT, SioPage, WsClient, XhrClient,
                                        event_packet, handshake, parse_event)
 
@@ -59,6 +60,57 @@ def test_a_websocket_is_held_by_the_process_it_reached_not_the_handshake_one(two
         assert one.events(client.sid) == []  # no handler ran there
     finally:
         client.close()
+
+
+def test_a_client_held_elsewhere_is_disconnected_from_its_handshake_process(two_processes):
+    """The handshake's process had a copy of the session; its transport went
+    to the other process. A disconnect(sid=) from the first must reach it."""
+    one, two, _ = two_processes
+    target = WsClient(two, handshake_with=one)
+    kicker = WsClient(one)
+    try:
+        target.recv_until(lambda got: "1::" in got)
+        kicker.recv_until(lambda got: "1::" in got)
+        assert kicker.call("kick", target.sid, ack_id=1) == ["kicked"]
+        target.recv_until(lambda got: "0::" in got)
+        two.wait_events(lambda evs: any(e["event"] == "disconnect" for e in evs),
+                        sid=target.sid)
+    finally:
+        target.close()
+        kicker.close()
+
+
+def test_the_handshake_process_copy_never_erases_the_holder_record(two_processes):
+    one, two, url = two_processes
+    import redis
+
+    client = WsClient(two, handshake_with=one)
+    try:
+        client.recv_until(lambda got: "1::" in got)
+        # the copy in the first process is dropped when the claim is published;
+        # the holder's record stays (a ?disconnect through the first still works)
+        wait_until(lambda: requests.get(f"{one.url}/session_count",
+                                        timeout=REQUEST_TIMEOUT).json() == 0, timeout=20,
+                   message="the first process to drop its copy")
+        key = f"flask_sio09:0:session:{client.sid}"
+        assert redis.Redis.from_url(url).exists(key)
+        requests.get(f"{one.url}/socket.io/1/xhr-polling/{client.sid}",
+                     params={"disconnect": ""}, timeout=REQUEST_TIMEOUT)
+        client.recv_until(lambda got: "0::" in got)
+    finally:
+        client.close()
+
+
+def test_a_poll_on_a_kept_connection_adopts_with_the_whole_request(two_processes):
+    """In hub mode the hub serves a kept connection's later requests itself;
+    a session adopted there gets the request's environ all the same."""
+    one, two, _ = two_processes
+    kept = XhrClient.open(two)  # its connection is kept open after the poll
+    sid = handshake(one)[0]
+    adopted = XhrClient(two, sid=sid, session=kept.session)
+    assert adopted.get(token="kept").text == "1::"
+    found = two.wait_events(lambda evs: any(e["event"] == "connect" for e in evs), sid=sid)
+    assert next(e for e in found if e["event"] == "connect")["args"]["token"] == ["kept"]
 
 
 def test_a_session_is_held_once_when_two_processes_get_its_transport(two_processes):

@@ -38,7 +38,8 @@ class Process:
 
 
 @pytest.fixture
-def pair(redis_server):
+def pair(redis_server, caplog):
+    caplog.set_level(logging.WARNING, logger="flask_sio09")
     channel = f"pair-{next(_channels)}"
     one = Process(redis_server.url, channel, ["a1", "a2"])
     two = Process(redis_server.url, channel, ["b1"])
@@ -221,3 +222,77 @@ def test_without_the_redis_package_the_error_says_what_to_install(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_redis)
     with pytest.raises(RuntimeError, match=r"flask_sio09\[redis\]"):
         RedisManager(None, "redis://127.0.0.1:1/0")
+
+
+def test_the_channel_is_named_after_the_database_or_the_url(redis_server):
+    base = redis_server.url.rsplit("/", 1)[0]
+    assert RedisManager(None, base + "/0", write_only=True).channel == "flask_sio09:0"
+    assert RedisManager(None, base + "/3", write_only=True).channel == "flask_sio09:3"
+    named = RedisManager(None, base + "/3?channel=chat", write_only=True)
+    assert named.channel == "chat" and named.url == base + "/3"
+    assert redis_manager.split_channel("unix:///run/r.sock?db=2&channel=x") == \
+        ("unix:///run/r.sock?db=2", "x")
+
+
+def test_apps_on_two_databases_do_not_hear_each_other(redis_server):
+    base = redis_server.url.rsplit("/", 1)[0]
+    zero = Process(base + "/0", None, ["a1"])
+    one = Process(base + "/1", None, ["b1"])
+    also_one = Process(base + "/1", None, ["c1"])
+    try:
+        zero.manager.emit_encoded("db0 only", "/chat")
+        one.manager.emit_encoded("db1 only", "/chat")
+        wait_until(lambda: also_one.got("c1"), timeout=10)
+        assert also_one.got("c1") == ["db1 only"]  # "db0 only" was published first
+        assert one.got("b1") == ["db1 only"] and zero.got("a1") == ["db0 only"]
+    finally:
+        for process in (zero, one, also_one):
+            process.manager.stop()
+
+
+def test_a_process_forgets_only_its_own_session_record(pair, redis_server):
+    one, two = pair
+    one.manager.record_handshake("s" * 20, 30)
+    assert two.manager.claim("s" * 20) is True
+    assert one.manager.claim("s" * 20) is False  # once
+    assert one.manager.held_elsewhere("s" * 20) and not two.manager.held_elsewhere("s" * 20)
+    one.manager.forget("s" * 20)  # not its record: left alone
+    assert one.manager.held_elsewhere("s" * 20)
+    two.manager.forget("s" * 20)
+    assert not one.manager.held_elsewhere("s" * 20)
+    assert one.manager.claim("never handshaken") is False
+
+
+def test_a_message_too_large_for_redis_is_not_published(pair, monkeypatch, caplog):
+    one, two = pair
+    monkeypatch.setattr(redis_manager, "MAX_MESSAGE_BYTES", 1000)
+    assert one.manager.publish({"op": "emit", "ns": "/chat", "p": "x" * 2000}) is False
+    assert one.manager.emit_encoded("y" * 2000, "/chat") == 2  # delivered here all the same
+    assert "too large to publish" in caplog.text
+    one.manager.emit_encoded("small", "/chat")
+    wait_until(lambda: two.got("b1"), timeout=10)
+    assert two.got("b1") == ["small"]
+
+
+def test_a_message_nested_too_deep_costs_nothing_but_itself(pair, redis_server, caplog):
+    one, two = pair
+    raw = redis.Redis.from_url(redis_server.url)
+    raw.publish(two.manager.channel, b"[" * 100_000 + b"]" * 100_000)
+    one.manager.emit_encoded("after", "/chat")
+    wait_until(lambda: two.got("b1"), timeout=10)
+    assert "RecursionError" in caplog.text
+    assert "subscribed to" not in caplog.text  # the subscription was kept
+    raw.close()
+
+
+def test_while_redis_is_away_errors_are_logged_once_per_interval(fresh_redis, caplog):
+    server = fresh_redis()
+    manager = RedisManager(None, server.url, write_only=True)
+    server.stop()
+    caplog.set_level(logging.ERROR, logger="flask_sio09")
+    for _ in range(5):
+        manager.publish({"op": "close_room", "ns": "", "room": "x"})
+    assert caplog.text.count("cannot publish") == 1
+    manager._last_error_log -= redis_manager.ERROR_LOG_INTERVAL  # as if time passed
+    manager.publish({"op": "close_room", "ns": "", "room": "x"})
+    assert "4 more failures since the last report" in caplog.text
