@@ -659,8 +659,10 @@ class Server:
         sid, namespace, pkt = message["sid"], message["ns"], message["pkt"]
         if not (isinstance(sid, str) and isinstance(namespace, str) and isinstance(pkt, dict)):
             raise ValueError("bad emit_callback message")
-        session = self.get_session(sid)
-        if session is None or not session.is_connected(namespace):
+        # (not get_session: it would claim a copy handshaken here, whose
+        # transport may be on its way to another process)
+        session = self.sessions.get(sid)
+        if session is None or session.closed or not session.is_connected(namespace):
             return  # not this process's client
         origin, callback_id, remote = message["host"], message["cb"], self._remote
 
