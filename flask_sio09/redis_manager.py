@@ -51,8 +51,13 @@ MAX_MESSAGE_BYTES = 16_000_000
 ERROR_LOG_INTERVAL = 10.0
 #: seconds a publish or a connection attempt may take before it fails
 SOCKET_TIMEOUT = 5.0
-#: the listener's wait between reconnection attempts doubles up to this
-MAX_BACKOFF = 30.0
+#: the listener's wait between reconnection attempts doubles up to this (what
+#: other processes publish meanwhile is lost to this one: keep it short)
+MAX_BACKOFF = 4.0
+#: the listener pings Redis after this many seconds without a word from it, and
+#: takes the connection for dead after three times as long (a connection that a
+#: firewall or a failover dropped without a reset never fails a read by itself)
+HEALTH_INTERVAL = 5.0
 #: how long the first subscription may take before serving goes on without it
 SUBSCRIBE_WAIT = 5.0
 #: callbacks waiting for an ack from another process's client; past this the
@@ -70,10 +75,13 @@ if redis.call('del', KEYS[1]) == 1 then
 end
 return 0
 """
-#: a process forgets a session only while the record is its own
+#: a process forgets a session's records (the session's and an unused
+#: handshake's) only while they are its own
 FORGET_SCRIPT = """
-if redis.call('get', KEYS[1]) == ARGV[1] then
-  return redis.call('del', KEYS[1])
+for _, key in ipairs(KEYS) do
+  if redis.call('get', key) == ARGV[1] then
+    redis.call('del', key)
+  end
 end
 return 0
 """
@@ -280,10 +288,12 @@ class RedisManager(MemoryManager):
         return holder is not None and holder.decode("ascii", "replace") != self.host_id
 
     def forget(self, sid: str) -> None:
-        """The session ``sid`` that this process held ended: no process holds
-        it any more (a record another process wrote is left alone)."""
+        """The session ``sid`` ended here: no process holds it any more, and
+        an unused handshake of it can no longer be claimed (records another
+        process wrote are left alone)."""
         self._guarded("forget a session", lambda: self._forget_script(
-            keys=[self._key("session", sid)], args=[self.host_id]))
+            keys=[self._key("session", sid), self._key("handshake", sid)],
+            args=[self.host_id]))
 
     # -- listening -----------------------------------------------------------
 
@@ -313,14 +323,26 @@ class RedisManager(MemoryManager):
         while not self._stopped.is_set():
             pubsub = None
             try:
-                # no read timeout: a subscriber waits for messages as long as it takes
-                client = redis.Redis.from_url(self.url, socket_connect_timeout=SOCKET_TIMEOUT)
+                # no read timeout: a subscriber waits for messages as long as it
+                # takes, and pings when Redis has been quiet (below)
+                client = redis.Redis.from_url(self.url, socket_connect_timeout=SOCKET_TIMEOUT,
+                                              socket_keepalive=True)
                 pubsub = client.pubsub()
                 pubsub.subscribe(self.channel)
+                heard = time.monotonic()
+                pinged = heard
                 while not self._stopped.is_set():
                     message = pubsub.get_message(timeout=1.0)
+                    now = time.monotonic()
                     if message is None:
+                        if now - heard > 3 * HEALTH_INTERVAL:
+                            raise redis.ConnectionError(
+                                f"no answer to a ping in {3 * HEALTH_INTERVAL:.0f} s")
+                        if now - heard > HEALTH_INTERVAL and now - pinged > HEALTH_INTERVAL:
+                            pubsub.ping()
+                            pinged = now
                         continue
+                    heard = now
                     if message.get("type") == "message":
                         self.receive(message["data"])
                     elif message.get("type") == "subscribe":  # Redis confirmed it

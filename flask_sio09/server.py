@@ -38,6 +38,8 @@ KNOWN_TRANSPORTS = frozenset(DEFAULT_TRANSPORTS + ("flashsocket",))
 BLACKLISTED_EVENTS = frozenset({"disconnect"})
 #: a handshake that no transport opens is forgotten after this long (N: 30 s)
 UNUSED_HANDSHAKE_TIMEOUT = 30.0
+#: why a session handshaken here closes when another process claimed it
+CLAIMED_ELSEWHERE = "claimed by another process"
 #: what ``new_session`` makes a sid of (``secrets.token_urlsafe(15)``)
 SID_PATTERN = re.compile(r"[A-Za-z0-9_-]{20}")
 #: the most namespaces one client may join (each costs server memory)
@@ -302,7 +304,7 @@ class Server:
         if claimed is not False:  # (None: Redis is away; serve it here)
             return True
         logger.info("session %s: held by another process; this copy dropped", session.sid)
-        self.close_session(session, "claimed by another process")  # never opened: no handler
+        self.close_session(session, CLAIMED_ELSEWHERE)  # never opened: no handler
         return False
 
     def _adopt(self, sid: str, environ: Callable[[], dict[str, Any]]) -> Session | None:
@@ -330,7 +332,7 @@ class Server:
             if sid not in self._unclaimed:
                 return  # claimed here after all, or dropped already
             self._unclaimed.discard(sid)
-        self.close_session(session, "claimed by another process")  # never opened: no handler
+        self.close_session(session, CLAIMED_ELSEWHERE)  # never opened: no handler
 
     def held_elsewhere(self, sid: str) -> bool:
         """Whether another process of the application holds session ``sid``
@@ -390,8 +392,8 @@ class Server:
                 # "7:::1+0" would), at most close_timeout
                 self._draining[session.sid] = (session, self.clock())
         logger.debug("session %s closed: %s", session.sid, reason)
-        if self._remote is not None and session.sid not in self._unclaimed:
-            self._remote.forget(session.sid)  # (only this process's own record)
+        if self._remote is not None and reason != CLAIMED_ELSEWHERE:
+            self._remote.forget(session.sid)  # (only this process's own records)
         self._unclaimed.discard(session.sid)
         joined = [e for e in session.namespaces if session.is_connected(e)]
         for endpoint in sorted(joined, key=lambda e: e == ""):  # global last
@@ -606,7 +608,7 @@ class Server:
             return
         targets = self.manager.recipients(namespace, to, skip_sid)
         if not targets and self._remote is not None and isinstance(to, str) \
-                and skip_sid is None:
+                and skip_sid is None and SID_PATTERN.fullmatch(to):
             # a client of another process, perhaps: the process that holds a
             # client with this sid sends it, and forwards its ack back here
             callback_id = self._remote.remember_callback(namespace, callback)
@@ -614,8 +616,9 @@ class Server:
                                   "pkt": pkt, "cb": callback_id})
             return
         if len(targets) != 1:
-            raise ValueError("callback= needs exactly one recipient, "
-                             f"this emit reaches {len(targets)}")
+            raise ValueError("callback= needs exactly one recipient, this emit reaches "
+                             f"{len(targets)}" + (" here (across processes, callback= "
+                                                  "takes a sid)" if self._remote else ""))
         session = self.get_session(targets[0])
         if session is None:
             return

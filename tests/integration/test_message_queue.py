@@ -113,6 +113,21 @@ def test_a_poll_on_a_kept_connection_adopts_with_the_whole_request(two_processes
     assert next(e for e in found if e["event"] == "connect")["args"]["token"] == ["kept"]
 
 
+def test_a_handshake_disconnected_before_its_transport_stays_disconnected(two_processes):
+    one, two, _ = two_processes
+    kicker = WsClient(one)
+    try:
+        kicker.recv_until(lambda got: "1::" in got)
+        sid = handshake(one)[0]
+        assert kicker.call("kick", sid, ack_id=1) == ["kicked"]
+        wait_until(lambda: requests.get(f"{one.url}/session_count",
+                                        timeout=REQUEST_TIMEOUT).json() == 1, timeout=20,
+                   message="the kicked handshake to be gone")
+        assert XhrClient(two, sid=sid).get().text == NOT_HANDSHAKEN
+    finally:
+        kicker.close()
+
+
 def test_a_session_is_held_once_when_two_processes_get_its_transport(two_processes):
     one, two, _ = two_processes
     sid = handshake(one)[0]

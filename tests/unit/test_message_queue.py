@@ -180,3 +180,11 @@ def test_emits_from_many_threads_reach_the_other_process_all_in_order_per_thread
                message=lambda: f"{len(inbox.names())} of {threads * count}")
     for t in range(threads):
         assert [args[1] for name, args in inbox.names() if args[0] == t] == list(range(count))
+
+
+def test_callback_across_processes_takes_a_sid_not_a_room(two_apps):
+    (app1, sio1, _), (app2, sio2, _) = two_apps
+    a = sio1.test_client(app1)
+    a.emit("join", "den")  # its only member is the other process's client
+    with pytest.raises(ValueError, match="callback= takes a sid"):
+        sio2.emit("question", to="den", callback=lambda *args: None)

@@ -7,6 +7,8 @@ What one process alone does is the contract of ``test_manager.py``.
 import itertools
 import json
 import logging
+import socket
+import threading
 
 import pytest
 import redis
@@ -296,3 +298,83 @@ def test_while_redis_is_away_errors_are_logged_once_per_interval(fresh_redis, ca
     manager._last_error_log -= redis_manager.ERROR_LOG_INTERVAL  # as if time passed
     manager.publish({"op": "close_room", "ns": "", "room": "x"})
     assert "4 more failures since the last report" in caplog.text
+
+
+class FreezingProxy:
+    """A TCP relay to redis-server that can go silent on the connections it
+    carries without closing them, as a firewall that forgot them would."""
+
+    def __init__(self, port: int):
+        self.target = port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.frozen: list[threading.Event] = []
+        self.sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            frozen = threading.Event()
+            self.frozen.append(frozen)
+            self.sockets += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b, frozen), daemon=True).start()
+
+    @staticmethod
+    def _pump(source, sink, frozen):
+        while True:
+            try:
+                data = source.recv(65536)
+            except OSError:
+                return
+            if not data:
+                return
+            if not frozen.is_set():  # frozen: swallowed, and the connection stays open
+                try:
+                    sink.sendall(data)
+                except OSError:
+                    return
+
+    def freeze(self):
+        for frozen in self.frozen:
+            frozen.set()
+
+    def close(self):
+        self.listener.close()
+        for sock in self.sockets:
+            sock.close()
+
+
+def test_a_listener_whose_connection_went_silent_subscribes_again(redis_server, monkeypatch,
+                                                                  caplog):
+    monkeypatch.setattr(redis_manager, "HEALTH_INTERVAL", 0.5)
+    proxy = FreezingProxy(int(redis_server.url.rsplit(":", 1)[1].split("/")[0]))
+    channel = f"silent-{next(_channels)}"
+    listening = Process(f"redis://127.0.0.1:{proxy.port}/0", channel, ["b1"])
+    sender = Process(redis_server.url, channel, ["a1"])
+    try:
+        sender.manager.emit_encoded("before", "/chat")
+        wait_until(lambda: listening.got("b1") == ["before"], timeout=10)
+        proxy.freeze()  # the listener's connection now hears nothing, and never fails
+        caplog.set_level(logging.WARNING, logger="flask_sio09")
+        wait_until(lambda: "no answer to a ping" in caplog.text, timeout=20)
+        # subscribed again over a new connection: emits arrive again
+        wait_until(lambda: sender.manager.emit_encoded("after", "/chat") is not None
+                   and "after" in listening.got("b1"), timeout=30, interval=0.5,
+                   message="an emit after the silent drop")
+    finally:
+        listening.manager.stop()
+        sender.manager.stop()
+        proxy.close()
+
+
+def test_a_disconnected_handshake_cannot_be_claimed_afterwards(pair):
+    one, two = pair
+    one.manager.record_handshake("h" * 20, 30)
+    one.manager.forget("h" * 20)  # closed before any transport came
+    assert two.manager.claim("h" * 20) is False
