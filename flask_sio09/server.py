@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import secrets
 import threading
 import time
@@ -26,8 +25,9 @@ from typing import Any, Protocol
 
 from . import packet as packet_codec
 from .manager import MemoryManager
+from .cluster import Cluster
 from .session import IllegalTransition, Session, Transport
-from .workers import JobQueue, Workers
+from .workers import Workers
 
 logger = logging.getLogger("flask_sio09")
 _debug_enabled = logger.isEnabledFor
@@ -38,10 +38,6 @@ KNOWN_TRANSPORTS = frozenset(DEFAULT_TRANSPORTS + ("flashsocket",))
 BLACKLISTED_EVENTS = frozenset({"disconnect"})
 #: a handshake that no transport opens is forgotten after this long (N: 30 s)
 UNUSED_HANDSHAKE_TIMEOUT = 30.0
-#: why a session handshaken here closes when another process claimed it
-CLAIMED_ELSEWHERE = "claimed by another process"
-#: what ``new_session`` makes a sid of (``secrets.token_urlsafe(15)``)
-SID_PATTERN = re.compile(r"[A-Za-z0-9_-]{20}")
 #: the most namespaces one client may join (each costs server memory)
 MAX_NAMESPACES_PER_SESSION = 100
 
@@ -196,6 +192,11 @@ class Server:
         #: (sid, endpoint) disconnected from inside their own connect handler
         self._leave_after_connect: set[tuple[str, str]] = set()
         self.manager = self._new_manager()
+        #: this server's part among the application's processes (message_queue)
+        self.cluster: Cluster | None = None
+        if self.options.message_queue is not None:
+            self.cluster = Cluster(self, self.manager,  # type: ignore[arg-type]
+                                   UNUSED_HANDSHAKE_TIMEOUT)
         # handler_threads=0: no pool; handlers run on the thread that read the
         # packet (the hub's, in hub mode), as Node does: cheapest, but a handler
         # that blocks stalls every connection that thread serves
@@ -209,13 +210,6 @@ class Server:
         # threads behind in the parent.
         self._want_monitor = monitor
         self._monitor: threading.Thread | None = None
-        #: the manager when other processes share the rooms (message_queue)
-        self._remote: Any = None if self.options.message_queue is None else self.manager
-        #: sids handshaken here whose first transport request has not come yet
-        self._unclaimed: set[str] = set()
-        self._claim_lock = threading.Lock()
-        #: callbacks answered by other processes' clients, run in order
-        self._remote_jobs = JobQueue("(message queue callbacks)")
         _after_fork_reset.add(self)
 
     def _new_manager(self) -> MemoryManager:
@@ -224,7 +218,7 @@ class Server:
             return MemoryManager(self._deliver)
         from .redis_manager import RedisManager  # (imports redis: optional)
 
-        return RedisManager(self._deliver, url, self._apply_forwarded)
+        return RedisManager(self._deliver, url, lambda message: self.cluster.apply(message))
 
     def _new_workers(self) -> Workers:
         return Workers(max(1, self.options.handler_threads),
@@ -237,8 +231,8 @@ class Server:
                     self._monitor = threading.Thread(target=self._monitor_loop, daemon=True,
                                                      name="sio09-monitor")
                     self._monitor.start()
-        if self._remote is not None:
-            self._remote.start()  # (once per process: later calls return at once)
+        if self.cluster is not None:
+            self.cluster.start()
 
     def reset_after_fork(self) -> None:
         """In a forked child: the parent's threads (monitor, handler pool, hub)
@@ -247,9 +241,8 @@ class Server:
         self._monitor = None
         self.workers = self._new_workers()
         self.hub = None
-        self._claim_lock = threading.Lock()
-        if self._remote is not None:
-            self._remote.reset_after_fork()
+        if self.cluster is not None:
+            self.cluster.reset_after_fork()
 
     # -- sessions --------------------------------------------------------
 
@@ -260,10 +253,8 @@ class Server:
         session = Session(sid, environ, self.clock(), self.options.max_outbox_bytes)
         with self._lock:
             self.sessions[sid] = session
-            if self._remote is not None:
-                self._unclaimed.add(sid)
-        if self._remote is not None:  # its transport may reach another process
-            self._remote.record_handshake(sid, UNUSED_HANDSHAKE_TIMEOUT)
+        if self.cluster is not None:  # its transport may reach another process
+            self.cluster.handshaken(sid)  # (before the client knows the sid)
         logger.debug("handshake: new session %s", sid)
         return session
 
@@ -279,7 +270,8 @@ class Server:
         """
         session = self.sessions.get(sid)
         if session is not None and not session.closed:
-            if self._unclaimed and sid in self._unclaimed and not self._claim(session):
+            cluster = self.cluster
+            if cluster is not None and sid in cluster.unclaimed and not cluster.claim(session):
                 return None
             return session
         if draining:
@@ -287,63 +279,31 @@ class Server:
                 entry = self._draining.get(sid)
             if entry is not None and entry[0].has_outbox():
                 return entry[0]
-        if adopt is not None and self._remote is not None and session is None:
-            return self._adopt(sid, adopt)
+        if adopt is not None and self.cluster is not None and session is None:
+            return self.cluster.adopt(sid, adopt)
         return None
 
-    # -- sessions shared with other processes (message_queue) ----------------
-
-    def _claim(self, session: Session) -> bool:
-        """A session handshaken here meets its first transport request: hold
-        it, unless another process's transport request claimed it first."""
-        with self._claim_lock:  # one claim per session, whichever thread asks
-            if session.sid not in self._unclaimed:
-                return not session.closed  # decided by another thread
-            self._unclaimed.discard(session.sid)
-            claimed = self._remote.claim(session.sid)
-        if claimed is not False:  # (None: Redis is away; serve it here)
-            return True
-        logger.info("session %s: held by another process; this copy dropped", session.sid)
-        self.close_session(session, CLAIMED_ELSEWHERE)  # never opened: no handler
-        return False
-
-    def _adopt(self, sid: str, environ: Callable[[], dict[str, Any]]) -> Session | None:
-        """Hold here a session another process handshook, if no process holds it yet."""
-        if not SID_PATTERN.fullmatch(sid) or not self._remote.claim(sid):
-            return None
-        session = Session(sid, environ(), self.clock(), self.options.max_outbox_bytes)
+    def add_session(self, sid: str, environ: dict[str, Any]) -> Session | None:
+        """A session with a sid another process made (``Cluster.adopt``);
+        None when this process has one already."""
+        session = Session(sid, environ, self.clock(), self.options.max_outbox_bytes)
         with self._lock:
-            if sid in self.sessions:  # (claim() is once per sid: cannot happen)
+            if sid in self.sessions:
                 return None
             self.sessions[sid] = session
         self._ensure_monitor()
-        logger.info("session %s: handshaken by another process, held here", sid)
-        # the handshake's process drops its unused copy now rather than when it
-        # next looks it up (a disconnect(sid=) there would otherwise find it)
-        self._remote.publish({"op": "claimed", "sid": sid})
         return session
-
-    def _drop_unclaimed(self, sid: str) -> None:
-        """Another process claimed a session handshaken here: drop this copy."""
-        session = self.sessions.get(sid)
-        if session is None:
-            return
-        with self._claim_lock:
-            if sid not in self._unclaimed:
-                return  # claimed here after all, or dropped already
-            self._unclaimed.discard(sid)
-        self.close_session(session, CLAIMED_ELSEWHERE)  # never opened: no handler
 
     def held_elsewhere(self, sid: str) -> bool:
         """Whether another process of the application holds session ``sid``
         (always False without a message queue)."""
-        return self._remote is not None and SID_PATTERN.fullmatch(sid) is not None \
-            and self._remote.held_elsewhere(sid)
+        return self.cluster is not None and self.cluster.held_elsewhere(sid)
 
     def forward_payload(self, sid: str, data: str) -> None:
         """A payload POSTed here for a session another process holds: that
         process receives it."""
-        self._remote.publish({"op": "feed", "sid": sid, "data": data})
+        assert self.cluster is not None
+        self.cluster.forward_payload(sid, data)
 
     def attach(self, session: Session, transport: Transport) -> None:
         """Make ``transport`` the session's channel; the first one connects the
@@ -392,9 +352,8 @@ class Server:
                 # "7:::1+0" would), at most close_timeout
                 self._draining[session.sid] = (session, self.clock())
         logger.debug("session %s closed: %s", session.sid, reason)
-        if self._remote is not None and reason != CLAIMED_ELSEWHERE:
-            self._remote.forget(session.sid)  # (only this process's own records)
-        self._unclaimed.discard(session.sid)
+        if self.cluster is not None:
+            self.cluster.session_closed(session.sid, reason)
         joined = [e for e in session.namespaces if session.is_connected(e)]
         for endpoint in sorted(joined, key=lambda e: e == ""):  # global last
             self._leave(session, endpoint)
@@ -407,11 +366,12 @@ class Server:
                         hold is disconnected by the process that holds it.
         """
         session = self.sessions.get(sid)
-        if self._remote is not None and forward and (session is None or sid in self._unclaimed):
+        cluster = self.cluster
+        if cluster is not None and forward and (session is None or sid in cluster.unclaimed):
             # another process's client, perhaps (a copy handshaken here that no
             # transport has reached yet may be held elsewhere): its process
             # disconnects it
-            self._remote.publish({"op": "disconnect", "sid": sid, "ns": namespace})
+            cluster.forward_disconnect(sid, namespace)
             if session is None:
                 return
         if session is None or session.closed:
@@ -607,83 +567,27 @@ class Server:
             logger.debug("emit to %r on %r (%d recipients): %s", to, namespace, count, encoded)
             return
         targets = self.manager.recipients(namespace, to, skip_sid)
-        if not targets and self._remote is not None and isinstance(to, str) \
-                and skip_sid is None and SID_PATTERN.fullmatch(to):
-            # a client of another process, perhaps: the process that holds a
-            # client with this sid sends it, and forwards its ack back here
-            callback_id = self._remote.remember_callback(namespace, callback)
-            self._remote.publish({"op": "emit_callback", "sid": to, "ns": namespace,
-                                  "pkt": pkt, "cb": callback_id})
-            return
+        if not targets and self.cluster is not None and isinstance(to, str) \
+                and skip_sid is None and self.cluster.emit_with_callback(pkt, namespace, to,
+                                                                        callback):
+            return  # a client of another process, perhaps: that process sends it
         if len(targets) != 1:
             raise ValueError("callback= needs exactly one recipient, this emit reaches "
                              f"{len(targets)}" + (" here (across processes, callback= "
-                                                  "takes a sid)" if self._remote else ""))
+                                                  "takes a sid)" if self.cluster else ""))
         session = self.get_session(targets[0])
         if session is None:
             return
-        self._send_with_callback(session, pkt, namespace, callback)
+        self.send_with_callback(session, pkt, namespace, callback)
 
-    def _send_with_callback(self, session: Session, pkt: dict[str, Any], namespace: str,
-                            callback: Callable[..., Any]) -> None:
+    def send_with_callback(self, session: Session, pkt: dict[str, Any], namespace: str,
+                           callback: Callable[..., Any]) -> None:
+        """Send ``pkt`` to ``session`` asking for a data ack that ``callback`` gets."""
         pkt["id"] = session.add_callback(namespace, callback)
         pkt["ack"] = "data"
         encoded = packet_codec.encode(pkt)
         logger.debug("session %s: emit with callback: %s", session.sid, encoded)
         self.send_to_session(session, encoded, namespace)
-
-    # -- other processes (message_queue) ------------------------------------
-
-    def _apply_forwarded(self, message: dict[str, Any]) -> None:
-        """A message from another process that concerns this server's
-        sessions (the manager applies the room operations itself)."""
-        op = message["op"]
-        if op == "disconnect":
-            sid, namespace = message["sid"], message["ns"]
-            if isinstance(sid, str) and isinstance(namespace, str):
-                self.disconnect(sid, namespace, forward=False)
-        elif op == "claimed":
-            if isinstance(message["sid"], str):
-                self._drop_unclaimed(message["sid"])
-        elif op == "feed":
-            sid, data = message["sid"], message["data"]
-            session = self.sessions.get(sid) if isinstance(sid, str) else None
-            if session is not None and isinstance(data, str) and not session.closed:
-                self.receive(session, data)
-        elif op == "emit_callback":
-            self._emit_for_remote_callback(message)
-        elif op == "ack":
-            if message.get("to") == self._remote.host_id:
-                self._run_remote_callback(message)
-        else:
-            logger.warning("message queue: unknown message %r dropped", op)
-
-    def _emit_for_remote_callback(self, message: dict[str, Any]) -> None:
-        sid, namespace, pkt = message["sid"], message["ns"], message["pkt"]
-        if not (isinstance(sid, str) and isinstance(namespace, str) and isinstance(pkt, dict)):
-            raise ValueError("bad emit_callback message")
-        # (not get_session: it would claim a copy handshaken here, whose
-        # transport may be on its way to another process)
-        session = self.sessions.get(sid)
-        if session is None or session.closed or not session.is_connected(namespace):
-            return  # not this process's client
-        origin, callback_id, remote = message["host"], message["cb"], self._remote
-
-        def forward_ack(*args: Any) -> None:
-            remote.publish({"op": "ack", "to": origin, "cb": callback_id, "args": list(args)})
-
-        self._send_with_callback(session, pkt, namespace, forward_ack)
-
-    def _run_remote_callback(self, message: dict[str, Any]) -> None:
-        args = message["args"]
-        kept = self._remote.pop_callback(message["cb"])
-        if kept is None or not isinstance(args, list):
-            return  # answered twice, or forgotten
-        namespace, callback = kept
-        # on a worker, as callbacks run: never on the listener, which a slow
-        # callback would hold up for every other process's message
-        self.workers.submit(self._remote_jobs,  # type: ignore[arg-type]
-                            lambda: self.app.remote_callback(namespace, callback, args))
 
     # -- timers ----------------------------------------------------------
 

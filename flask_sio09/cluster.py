@@ -1,0 +1,203 @@
+"""A server's part in an application of several processes (``message_queue``).
+
+``RedisManager`` carries rooms and emits between the processes. This module
+holds what concerns sessions: which process holds each one, and the
+operations on another process's session that go through the channel.
+
+* A session is held by exactly one process. Its handshake is recorded in
+  Redis; the first transport request, in whichever process it arrives,
+  claims it (``claim``, ``adopt``), and the claimer publishes the claim so
+  that the handshake's process drops its unused copy (``drop_unclaimed``).
+* A POST, a ``?disconnect`` or ``disconnect(sid=)`` for a session another
+  process holds is forwarded to it; a long poll there cannot be (see
+  ``transports._held_elsewhere``).
+* An emit with ``callback=`` to another process's client is sent by that
+  process, which forwards the client's ack back to the asking one.
+
+Imports: session, workers, the standard library. Never flask or redis (the
+manager is handed in).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .session import Session
+from .workers import JobQueue
+
+if TYPE_CHECKING:
+    from .redis_manager import RedisManager
+    from .server import Server
+
+logger = logging.getLogger("flask_sio09")
+
+#: why a session handshaken here closes when another process claimed it
+CLAIMED_ELSEWHERE = "claimed by another process"
+#: what ``Server.new_session`` makes a sid of (``secrets.token_urlsafe(15)``)
+SID_PATTERN = re.compile(r"[A-Za-z0-9_-]{20}")
+
+
+class Cluster:
+    """The sessions of ``server`` among the application's processes.
+
+    :param server: this process's server.
+    :param manager: its Redis manager (the channel to the other processes).
+    :param unused_handshake_seconds: how long a handshake may wait for its
+                                     first transport request.
+    """
+
+    def __init__(self, server: Server, manager: RedisManager,
+                 unused_handshake_seconds: float) -> None:
+        self.server = server
+        self.manager = manager
+        self.unused_handshake_seconds = unused_handshake_seconds
+        #: sids handshaken here whose first transport request has not come yet
+        self.unclaimed: set[str] = set()
+        self._claim_lock = threading.Lock()
+        #: callbacks answered by other processes' clients, run in order
+        self._callback_jobs = JobQueue("(message queue callbacks)")
+
+    def start(self) -> None:
+        """Subscribe, once per process (later calls return at once)."""
+        self.manager.start()
+
+    def reset_after_fork(self) -> None:
+        """In a forked child: a new identity and connections."""
+        self._claim_lock = threading.Lock()
+        self.manager.reset_after_fork()
+
+    # -- which process holds a session -----------------------------------------
+
+    def handshaken(self, sid: str) -> None:
+        """A handshake made here: its transport may reach another process."""
+        self.unclaimed.add(sid)
+        self.manager.record_handshake(sid, self.unused_handshake_seconds)
+
+    def claim(self, session: Session) -> bool:
+        """A session handshaken here meets its first transport request: hold
+        it, unless another process's transport request claimed it first."""
+        with self._claim_lock:  # one claim per session, whichever thread asks
+            if session.sid not in self.unclaimed:
+                return not session.closed  # decided by another thread
+            self.unclaimed.discard(session.sid)
+            claimed = self.manager.claim(session.sid)
+        if claimed is not False:  # (None: Redis is away; serve it here)
+            return True
+        logger.info("session %s: held by another process; this copy dropped", session.sid)
+        self.server.close_session(session, CLAIMED_ELSEWHERE)  # never opened: no handler
+        return False
+
+    def adopt(self, sid: str, environ: Callable[[], dict[str, Any]]) -> Session | None:
+        """Hold here a session another process handshook, if no process holds it yet."""
+        if not SID_PATTERN.fullmatch(sid) or not self.manager.claim(sid):
+            return None
+        session = self.server.add_session(sid, environ())
+        if session is None:  # (claim() is once per sid: cannot happen)
+            return None
+        logger.info("session %s: handshaken by another process, held here", sid)
+        # the handshake's process drops its unused copy now rather than when it
+        # next looks it up (a disconnect(sid=) there would otherwise find it)
+        self.manager.publish({"op": "claimed", "sid": sid})
+        return session
+
+    def drop_unclaimed(self, sid: str) -> None:
+        """Another process claimed a session handshaken here: drop this copy."""
+        session = self.server.sessions.get(sid)
+        if session is None:
+            return
+        with self._claim_lock:
+            if sid not in self.unclaimed:
+                return  # claimed here after all, or dropped already
+            self.unclaimed.discard(sid)
+        self.server.close_session(session, CLAIMED_ELSEWHERE)  # never opened: no handler
+
+    def session_closed(self, sid: str, reason: str) -> None:
+        """A session of this process ended: its records go (unless another
+        process claimed it: the records are then that process's)."""
+        if reason != CLAIMED_ELSEWHERE:
+            self.manager.forget(sid)  # (only this process's own records)
+        self.unclaimed.discard(sid)
+
+    def held_elsewhere(self, sid: str) -> bool:
+        """Whether another process holds session ``sid``."""
+        return SID_PATTERN.fullmatch(sid) is not None and self.manager.held_elsewhere(sid)
+
+    # -- operations on another process's session ---------------------------------
+
+    def forward_payload(self, sid: str, data: str) -> None:
+        """A payload POSTed here for a session another process holds."""
+        self.manager.publish({"op": "feed", "sid": sid, "data": data})
+
+    def forward_disconnect(self, sid: str, namespace: str) -> None:
+        """``disconnect(sid=)`` for a session that another process may hold."""
+        self.manager.publish({"op": "disconnect", "sid": sid, "ns": namespace})
+
+    def emit_with_callback(self, pkt: dict[str, Any], namespace: str, sid: str,
+                           callback: Callable[..., Any]) -> bool:
+        """Have the process that holds ``sid`` send ``pkt`` and forward the
+        client's ack here; False when ``sid`` is not a sid (a room: across
+        processes ``callback=`` needs one client, named by its sid)."""
+        if not SID_PATTERN.fullmatch(sid):
+            return False
+        callback_id = self.manager.remember_callback(namespace, callback)
+        self.manager.publish({"op": "emit_callback", "sid": sid, "ns": namespace,
+                              "pkt": pkt, "cb": callback_id})
+        return True
+
+    # -- messages from the other processes ---------------------------------------
+
+    def apply(self, message: dict[str, Any]) -> None:
+        """A message from another process that concerns sessions (the
+        manager applies the room operations itself)."""
+        op = message["op"]
+        if op == "disconnect":
+            sid, namespace = message["sid"], message["ns"]
+            if isinstance(sid, str) and isinstance(namespace, str):
+                self.server.disconnect(sid, namespace, forward=False)
+        elif op == "claimed":
+            if isinstance(message["sid"], str):
+                self.drop_unclaimed(message["sid"])
+        elif op == "feed":
+            sid, data = message["sid"], message["data"]
+            session = self.server.sessions.get(sid) if isinstance(sid, str) else None
+            if session is not None and isinstance(data, str) and not session.closed:
+                self.server.receive(session, data)
+        elif op == "emit_callback":
+            self._emit_for_callback(message)
+        elif op == "ack":
+            if message.get("to") == self.manager.host_id:
+                self._run_callback(message)
+        else:
+            logger.warning("message queue: unknown message %r dropped", op)
+
+    def _emit_for_callback(self, message: dict[str, Any]) -> None:
+        sid, namespace, pkt = message["sid"], message["ns"], message["pkt"]
+        if not (isinstance(sid, str) and isinstance(namespace, str) and isinstance(pkt, dict)):
+            raise ValueError("bad emit_callback message")
+        # (not get_session: it would claim a copy handshaken here, whose
+        # transport may be on its way to another process)
+        session = self.server.sessions.get(sid)
+        if session is None or session.closed or not session.is_connected(namespace):
+            return  # not this process's client
+        origin, callback_id, manager = message["host"], message["cb"], self.manager
+
+        def forward_ack(*args: Any) -> None:
+            manager.publish({"op": "ack", "to": origin, "cb": callback_id, "args": list(args)})
+
+        self.server.send_with_callback(session, pkt, namespace, forward_ack)
+
+    def _run_callback(self, message: dict[str, Any]) -> None:
+        args = message["args"]
+        kept = self.manager.pop_callback(message["cb"])
+        if kept is None or not isinstance(args, list):
+            return  # answered twice, or forgotten
+        namespace, callback = kept
+        app = self.server.app
+        # on a worker, as callbacks run: never on the listener, which a slow
+        # callback would hold up for every other process's message
+        self.server.workers.submit(self._callback_jobs,  # type: ignore[arg-type]
+                                   lambda: app.remote_callback(namespace, callback, args))
