@@ -293,3 +293,26 @@ def test_client_disconnect(server, make_client, transport):
     assert len([e for e in events if e["event"] == "disconnect"]) == 1
     response = requests.get(f"{server.url}/socket.io/1/xhr-polling/{sid}", timeout=30)
     assert response.text == "7:::1+0"
+
+
+@pytest.mark.redis
+@pytest.mark.gunicorn
+def test_rooms_across_gunicorn_workers_with_a_message_queue(live_server, fresh_redis):
+    """socketIO-client over WebSocket on ``gunicorn -w 2`` with ``message_queue``:
+    its handshake and its WebSocket may reach different workers, and a room
+    spans them."""
+    server = live_server("gunicorn", fresh=True, message_queue=fresh_redis().url,
+                         gunicorn_workers=2, **P_OPTIONS)
+    clients = [Client("127.0.0.1", server.port, Recorder, transports=["websocket"],
+                      wait_for_connection=False) for _ in range(4)]
+    try:
+        for client in clients:
+            wait_for(client, lambda c=client: "connect" in global_ns(c).names(), what="connect")
+            assert "all" in call(client, "join", "all")[0]
+        assert call(clients[0], "to_room", "all", "hello", True) == ["sent"]
+        for client in clients:
+            wait_for(client, lambda c=client: global_ns(c).args_of("room_msg") == [("hello",)],
+                     what="the room message")
+    finally:
+        for client in clients:
+            client.close()
