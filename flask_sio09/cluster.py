@@ -20,6 +20,7 @@ manager is handed in).
 
 from __future__ import annotations
 
+import atexit
 import logging
 import re
 import threading
@@ -60,10 +61,31 @@ class Cluster:
         self._claim_lock = threading.Lock()
         #: callbacks answered by other processes' clients, run in order
         self._callback_jobs = JobQueue("(message queue callbacks)")
+        self._exit_hooked = False
 
     def start(self) -> None:
         """Subscribe, once per process (later calls return at once)."""
+        if self.manager.started():
+            return
         self.manager.start()
+        if not self._exit_hooked:
+            self._exit_hooked = True
+            # a worker that exits (gunicorn's HUP, TERM) lets go of its sessions'
+            # records, so that a request for one reaching another process is not
+            # forwarded to no one; after a crash they expire (redis_manager.py)
+            atexit.register(self._forget_all)
+
+    def stop(self) -> None:
+        """Stop listening; the sessions' records stay (the server shuts down
+        without closing them)."""
+        atexit.unregister(self._forget_all)
+        self.manager.stop()
+
+    def _forget_all(self) -> None:
+        sids = [sid for sid, session in list(self.server.sessions.items())
+                if not session.closed]
+        if sids:
+            self.manager.forget_many(sids)
 
     def reset_after_fork(self) -> None:
         """In a forked child: a new identity and connections."""
@@ -128,9 +150,10 @@ class Cluster:
 
     # -- operations on another process's session ---------------------------------
 
-    def forward_payload(self, sid: str, data: str) -> None:
-        """A payload POSTed here for a session another process holds."""
-        self.manager.publish({"op": "feed", "sid": sid, "data": data})
+    def forward_payload(self, sid: str, data: str) -> bool:
+        """A payload POSTed here for a session another process holds; False
+        when it could not be published (Redis away, or too large: logged)."""
+        return self.manager.publish({"op": "feed", "sid": sid, "data": data})
 
     def forward_disconnect(self, sid: str, namespace: str) -> None:
         """``disconnect(sid=)`` for a session that another process may hold."""

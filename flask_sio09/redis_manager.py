@@ -281,6 +281,17 @@ class RedisManager(MemoryManager):
             args=[self.host_id, SESSION_RECORD_SECONDS]))
         return None if claimed is None else claimed == 1
 
+    def forget_many(self, sids: list[str]) -> None:
+        """``forget`` for each of ``sids``, in one round trip (a process exits)."""
+        def run() -> None:
+            pipeline = self._client.pipeline(transaction=False)
+            for sid in sids:
+                self._forget_script(keys=[self._key("session", sid),
+                                          self._key("handshake", sid)],
+                                    args=[self.host_id], client=pipeline)
+            pipeline.execute()
+        self._guarded("forget the sessions of an exiting process", run)
+
     def held_elsewhere(self, sid: str) -> bool:
         """Whether another process holds the session ``sid`` now."""
         holder = self._guarded("look up a session", lambda: self._client.get(
@@ -296,6 +307,10 @@ class RedisManager(MemoryManager):
             args=[self.host_id]))
 
     # -- listening -----------------------------------------------------------
+
+    def started(self) -> bool:
+        """Whether this process's listener was started."""
+        return self._listener is not None
 
     def start(self) -> None:
         """Subscribe in a listener thread, once per process; wait (a little)

@@ -299,11 +299,11 @@ class Server:
         (always False without a message queue)."""
         return self.cluster is not None and self.cluster.held_elsewhere(sid)
 
-    def forward_payload(self, sid: str, data: str) -> None:
+    def forward_payload(self, sid: str, data: str) -> bool:
         """A payload POSTed here for a session another process holds: that
-        process receives it."""
+        process receives it. False when it could not be sent (logged)."""
         assert self.cluster is not None
-        self.cluster.forward_payload(sid, data)
+        return self.cluster.forward_payload(sid, data)
 
     def attach(self, session: Session, transport: Transport) -> None:
         """Make ``transport`` the session's channel; the first one connects the
@@ -658,6 +658,8 @@ class Server:
         """Stop the monitor and the worker threads (sessions are left as they are)."""
         self._stop.set()
         self.workers.stop()
+        if self.cluster is not None:
+            self.cluster.stop()
 
 
 _after_fork_reset: weakref.WeakSet[Server] = weakref.WeakSet()

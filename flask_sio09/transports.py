@@ -183,9 +183,12 @@ def _held_elsewhere(server: Server, sid: str, handler: Any, method: str,
         except (BadBody, UnicodeDecodeError, packet_codec.PacketError) as exc:
             logger.info("POST for a session of another process refused: %s", exc)
             return _response("400 Bad Request", "")
-        if text is None:
+        if text is None:  # the session ends, as where it is held
+            server.disconnect(sid)
             return _response("413 Request Entity Too Large", "")
-        server.forward_payload(sid, text)
+        if not server.forward_payload(sid, text):  # (logged)
+            return _response("503 Service Unavailable", "")
+        logger.debug("session %s: a POST forwarded to the process that holds it", sid)
         return _response("200 OK", "1", headers=[("X-XSS-Protection", "0")])
     logger.info("session %s: a poll reached this process, another holds the session; "
                 "polling transports need requests routed to one process (docs/deployment.md)",

@@ -202,6 +202,29 @@ def test_a_post_that_reaches_another_process_is_forwarded(two_processes):
     one.wait_events(lambda evs: any(e["event"] == "disconnect" for e in evs), sid=client.sid)
 
 
+def test_a_forwarded_post_too_large_ends_the_session_where_it_is_held(two_processes):
+    one, two, _ = two_processes
+    client = XhrClient.open(one)
+    answer = XhrClient(two, sid=client.sid).post("x" * 1_100_000)  # over max_http_buffer_size
+    assert answer.status_code == 413
+    one.wait_events(lambda evs: any(e["event"] == "disconnect" for e in evs), sid=client.sid)
+
+
+@pytest.mark.gunicorn
+def test_a_worker_that_exits_forgets_its_session_records(live_server, fresh_redis):
+    import redis
+
+    url = fresh_redis().url
+    server = live_server("gunicorn", fresh=True, message_queue=url, **OPTIONS)
+    client = WsClient(server)
+    client.recv_until(lambda got: "1::" in got)
+    records = redis.Redis.from_url(url)
+    assert records.exists(f"flask_sio09:0:session:{client.sid}")
+    server.stop()  # TERM: gunicorn's worker exits gracefully
+    assert not records.exists(f"flask_sio09:0:session:{client.sid}")
+    client.close()
+
+
 def test_a_write_only_emitter_reaches_the_clients_of_every_process(two_processes):
     one, two, url = two_processes
     with one_client_each(one, two) as (here, there):

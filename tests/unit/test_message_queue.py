@@ -68,7 +68,7 @@ def two_apps(fresh_redis):
     made = [make_app(url, "one"), make_app(url, "two")]
     yield made
     for app, _, _ in made:
-        app.extensions["sio09"].server.manager.stop()
+        app.extensions["sio09"].server.shutdown()
 
 
 def test_an_emit_to_a_room_reaches_the_members_of_both_processes(two_apps):

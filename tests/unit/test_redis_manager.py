@@ -378,3 +378,16 @@ def test_a_disconnected_handshake_cannot_be_claimed_afterwards(pair):
     one.manager.record_handshake("h" * 20, 30)
     one.manager.forget("h" * 20)  # closed before any transport came
     assert two.manager.claim("h" * 20) is False
+
+
+def test_an_exiting_process_forgets_its_records_in_one_go(pair):
+    one, two = pair
+    for sid in ("x" * 20, "y" * 20):
+        one.manager.record_handshake(sid, 30)
+    assert two.manager.claim("x" * 20)
+    one.manager.record_handshake("z" * 20, 30)
+    assert one.manager.claim("z" * 20)
+    one.manager.forget_many(["x" * 20, "y" * 20, "z" * 20])
+    assert one.manager.held_elsewhere("x" * 20)  # the other process's: kept
+    assert not two.manager.held_elsewhere("z" * 20)  # its own: gone
+    assert two.manager.claim("y" * 20) is False  # its unused handshake: gone
