@@ -424,9 +424,11 @@ class HubHTTP(HubConnection):
             value = head.get(name)
             if value is not None:
                 environ["HTTP_" + name.upper()] = value
-        result = transports.route_request(
-            self.server, route, head.method, environ,
-            lambda: transports.keep_environ(hub_wsgi.build_environ(self.template, head, None)))
+        # a session adopted here (message_queue) keeps the whole request
+        full_environ = (lambda: transports.keep_environ(
+            hub_wsgi.build_environ(self.template, head, None))) \
+            if self.server.cluster is not None else None
+        result = transports.route_request(self.server, route, head.method, environ, full_environ)
         cors = transports.origin_ok(self.server, environ)
         if isinstance(result, transports.LongPoll):
             self.begin_poll(result, environ, cors, head.keep_alive)

@@ -248,11 +248,9 @@ class Server:
 
     def new_session(self, environ: dict[str, Any]) -> Session:
         """Create a session for a successful handshake."""
-        self._ensure_monitor()
         sid = secrets.token_urlsafe(15)  # 120 random bits, 20 URL-safe chars
-        session = Session(sid, environ, self.clock(), self.options.max_outbox_bytes)
-        with self._lock:
-            self.sessions[sid] = session
+        session = self.add_session(sid, environ)
+        assert session is not None  # (a sid of 120 random bits is new)
         if self.cluster is not None:  # its transport may reach another process
             self.cluster.handshaken(sid)  # (before the client knows the sid)
         logger.debug("handshake: new session %s", sid)
@@ -284,8 +282,8 @@ class Server:
         return None
 
     def add_session(self, sid: str, environ: dict[str, Any]) -> Session | None:
-        """A session with a sid another process made (``Cluster.adopt``);
-        None when this process has one already."""
+        """Register a session with ``sid`` (made here, or by another process:
+        ``Cluster.adopt``); None when this process has one already."""
         session = Session(sid, environ, self.clock(), self.options.max_outbox_bytes)
         with self._lock:
             if sid in self.sessions:

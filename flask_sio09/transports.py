@@ -159,41 +159,21 @@ def route_request(server: Server, route: protocol.Route, method: str,
         return _response("400 Bad Request", "transport not supported")
     # a GET may still collect a closed session's last packets (its "0::")
     sid = route.sid or ""
-    session = server.get_session(sid, draining=method == "GET",
-                                 adopt=full_environ or (lambda: keep_environ(environ)))
-    if session is None and server.held_elsewhere(sid):
-        return _held_elsewhere(server, sid, handler, method, environ)
+    adopt = None
+    if server.cluster is not None:  # (no closure per request without a message queue)
+        adopt = full_environ or (lambda: keep_environ(environ))
+    session = server.get_session(sid, draining=method == "GET", adopt=adopt)
+    # another process of the application (message_queue) may hold the session
+    elsewhere = session is None and server.held_elsewhere(sid)
     if method == "POST":
-        return handler.post(server, session, environ)
+        return handler.post(server, session, environ, sid if elsewhere else None)
     if method == "GET":
+        if elsewhere:  # a poll cannot wait here for packets queued there
+            logger.info("session %s: a poll reached this process, another holds the "
+                        "session; polling transports need requests routed to one process "
+                        "(docs/deployment.md)", sid)
         return handler.get(server, session, environ, query)
     return _response("405 Method Not Allowed", "")
-
-
-def _held_elsewhere(server: Server, sid: str, handler: Any, method: str,
-                    environ: dict[str, Any]) -> Response:
-    """A request for a session that another process holds (message_queue,
-    several processes behind one address). A POST's payload is forwarded to
-    that process. A GET cannot wait here for packets queued there: it is
-    answered as for an ended session, and the client makes a new one."""
-    if method == "POST":
-        try:
-            body = read_body(server, environ)
-            text = handler.decode_body(body) if body is not None else None
-        except (BadBody, UnicodeDecodeError, packet_codec.PacketError) as exc:
-            logger.info("POST for a session of another process refused: %s", exc)
-            return _response("400 Bad Request", "")
-        if text is None:  # the session ends, as where it is held
-            server.disconnect(sid)
-            return _response("413 Request Entity Too Large", "")
-        if not server.forward_payload(sid, text):  # (logged)
-            return _response("503 Service Unavailable", "")
-        logger.debug("session %s: a POST forwarded to the process that holds it", sid)
-        return _response("200 OK", "1", headers=[("X-XSS-Protection", "0")])
-    logger.info("session %s: a poll reached this process, another holds the session; "
-                "polling transports need requests routed to one process (docs/deployment.md)",
-                sid)
-    return handler.get(server, None, environ, _query(environ))
 
 
 def origin_ok(server: Server, environ: dict[str, Any], use_referer: bool = True) -> bool:
@@ -463,25 +443,36 @@ class XHRPolling:
         return body.decode("utf-8")
 
     @classmethod
-    def post(cls, server: Server, session: Session | None, environ: dict[str, Any]) -> Response:
+    def post(cls, server: Server, session: Session | None, environ: dict[str, Any],
+             held_elsewhere: str | None = None) -> Response:
+        """:param held_elsewhere: with no session here, the sid of a session
+                                  another process holds: the payload is
+                                  forwarded to it."""
+        sid = session.sid if session is not None else held_elsewhere
         try:
             body = read_body(server, environ)
         except BadBody as exc:  # nothing of it is dispatched; the session lives on
-            logger.info("session %s: POST refused: %s", session.sid if session else "-", exc)
+            logger.info("session %s: POST refused: %s", sid or "-", exc)
             return _response("400 Bad Request", "")
         if body is None:
             if session is not None:
                 server.close_session(session, "upload too large")
+            elif held_elsewhere is not None:  # it ends where it is held
+                server.disconnect(held_elsewhere)
             return _response("413 Request Entity Too Large", "")
-        if session is not None:
-            try:
-                text = cls.decode_body(body)
-            except (UnicodeDecodeError, packet_codec.PacketError) as exc:
-                logger.info("session %s: undecodable POST dropped (%s)", session.sid, exc)
-                return _response("400 Bad Request", "")
-            server.receive(session, text)
-        else:  # answered "1" as N does; its next poll tells the client the session is gone
+        if sid is None:
+            # answered "1" as N does; its next poll tells the client the session is gone
             logger.info("POST to an unknown or ended session: %d bytes dropped", len(body))
+            return _response("200 OK", "1", headers=[("X-XSS-Protection", "0")])
+        try:
+            text = cls.decode_body(body)
+        except (UnicodeDecodeError, packet_codec.PacketError) as exc:
+            logger.info("session %s: undecodable POST dropped (%s)", sid, exc)
+            return _response("400 Bad Request", "")
+        if session is not None:
+            server.receive(session, text)
+        elif not server.forward_payload(sid, text):  # (logged)
+            return _response("503 Service Unavailable", "")
         return _response("200 OK", "1", headers=[("X-XSS-Protection", "0")])
 
 
