@@ -135,7 +135,9 @@ def test_a_callback_answered_by_another_process_client_runs_here(two_apps):
 def test_a_callback_to_a_sid_no_process_holds_never_runs(two_apps):
     (app1, sio1, answers1), (app2, sio2, _) = two_apps
     a = sio1.test_client(app1)
-    a.emit("ask", "nobody")
+    a.emit("ask", "n" * 20)  # a well-formed sid: the question is published
+    manager1 = app1.extensions["sio09"].server.manager
+    assert len(manager1._remote_callbacks) == 1  # waiting for an ack that never comes
     sio1.emit("marker", to=a.sid)  # published after the question: when it is back, so is any ack
     sio2.emit("marker2")
     Inbox(a).wait_for(("marker2", []))
