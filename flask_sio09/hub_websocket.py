@@ -28,6 +28,8 @@ class HubWebSocket(HubConnection):
         super().__init__(hub, sock, session)
         self.reader = wsframe.FrameReader(max_message_size)
         self._ended = False
+        #: set once an end waits for the handlers of what came before it
+        self._ending = False
 
     def start(self, handshake: bytes) -> None:
         """Send the 101 answer and attach to the session (hub thread)."""
@@ -45,15 +47,15 @@ class HubWebSocket(HubConnection):
 
     def on_readable(self) -> None:
         data = self.read()
-        if data is None:
-            return
+        if data is None or self._ending:
+            return  # (what the peer sends after its close frame is dropped)
         try:
             events = self.reader.feed(data)
         except wsframe.WebSocketError as exc:
             logger.info("websocket of %s: protocol error %s (%s)",
                         self.session.sid if self.session else "-", exc.code, exc)
             self._handle(exc.events)  # what came before the violation still counts
-            self.end(exc.code)
+            self._end_in_order(exc.code)
             return
         self._handle(events)
 
@@ -71,10 +73,22 @@ class HubWebSocket(HubConnection):
                 if len(self.out) < HIGH_WATER:
                     self.write(wsframe.encode_pong(event[1]))
             elif kind == "close":
-                self.end(1000)
+                self._end_in_order(1000)
                 return
             elif kind == "binary" and session is not None:
                 logger.info("session %s: binary websocket message dropped", session.sid)
+
+    def _end_in_order(self, code: int) -> None:
+        """End once the handlers of the messages read before have run: they
+        come first, as on the wire (a message and a close frame can arrive in
+        one read, and its handler runs after the read, maybe on the pool)."""
+        session = self.session
+        if session is None or self._ended:
+            self.end(code)
+            return
+        self._ending = True
+        hub = self.hub
+        self.server.workers.submit(session, lambda: hub.call(lambda: self.end(code)))
 
     def wake(self) -> None:
         """The outbox gained data or the session closed. A handler thread
@@ -142,6 +156,9 @@ class HubWebSocket(HubConnection):
         self.close_after_flush()
 
     def lost(self) -> None:
+        if self._ending:  # the end already queued releases the session, in order
+            self.close()
+            return
         if not self._ended and self.session is not None:
             self._ended = True
             self.server.release(self.session, self)

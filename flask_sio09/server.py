@@ -395,6 +395,14 @@ class Server:
             session.send(DISCONNECT)
         self.close_session(session, "client disconnect")
 
+    def _client_left(self, session: Session, endpoint: str) -> None:
+        """The client sent a disconnect packet: for the session (global
+        namespace) or for one namespace."""
+        if endpoint == "":
+            self.client_disconnect(session)
+        elif session.is_connected(endpoint):
+            self._leave(session, endpoint)
+
     def _pop_leave_after_connect(self, sid: str, endpoint: str) -> bool:
         with self._lock:
             if (sid, endpoint) not in self._leave_after_connect:
@@ -492,10 +500,9 @@ class Server:
                 qs = pkt.get("qs", "").lstrip("?") or session.environ.get("QUERY_STRING", "")
                 self._connect_namespace(session, endpoint, qs)
         elif kind == "disconnect":
-            if endpoint == "":
-                self.client_disconnect(session)
-            elif session.is_connected(endpoint):
-                self._leave(session, endpoint)
+            # after the handlers of what came before it (they may still wait
+            # for a thread): an event and a 0:: can arrive in one read
+            self.workers.submit(session, lambda: self._client_left(session, endpoint), inline)
         elif kind == "error":
             self.workers.submit(session, lambda: self.app.error(
                 session, endpoint, pkt.get("reason", ""), pkt.get("advice", "")), inline)

@@ -990,6 +990,46 @@ def test_client_that_never_reads(start, mode, outbox):
     assert_serves(server)
 
 
+ENDINGS = {
+    "0::": RawWs.frame(b"0::"),
+    "close-frame": RawWs.frame(struct.pack("!H", 1000), opcode=8),
+    "violation": bytes([0xC1]) + RawWs.frame(b"3:::x")[1:],  # RSV1 without an extension
+}
+
+
+@pytest.mark.parametrize("ending", ENDINGS)
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_message_read_with_the_end_of_the_session_is_handled_first(start, kind, mode, ending):
+    """A message and what ends the session (a ``0::``, a close frame, a
+    protocol violation), sent in one write and so read at once: the message's
+    handler runs and its ack goes out before the end, as they came on the wire."""
+    server = start(kind, mode)
+    for attempt in range(3):
+        sid, ws = open_ws(server)
+        tag = f"last words {attempt}"
+        ws.sock.sendall(RawWs.frame(f"3:1+::{tag}".encode()) + ENDINGS[ending])
+        texts = []
+        for _ in range(1000):
+            try:
+                opcode, payload = ws.recv_frame()
+            except (ConnectionError, OSError):
+                break
+            if opcode == 8:
+                break
+            texts.append(payload.decode("utf-8"))
+        ws.close()
+        assert f"6:::1+[{json.dumps(tag)}]" in texts, (attempt, texts)
+        if ending == "0::":
+            assert texts[-2:] == [f"6:::1+[{json.dumps(tag)}]", "0::"], texts
+        server.wait_events(lambda evs: any(e["event"] == "disconnect" for e in evs),
+                           sid=sid, what="the disconnect handler")
+        handled = events_of(server, sid)
+        assert [e["event"] for e in handled if e["event"] in ("message", "disconnect")] == \
+            ["message", "disconnect"], handled
+    assert_serves(server)
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_client_that_reads_may_get_more_than_the_outbox_limit_in_all(start, mode):
     """max_outbox_bytes bounds what waits for a client, not what it gets in
