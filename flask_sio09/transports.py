@@ -611,15 +611,75 @@ POLLING: dict[str, Any] = {"xhr-polling": XHRPolling, "jsonp-polling": JSONPPoll
 
 # -- WebSocket, one thread per connection --------------------------------------
 
-class ThreadWebSocket:
-    """simple-websocket carries the session; its reader thread wakes ours.
+class ReaderSignal:
+    """simple-websocket's ``event`` for one connection (its ``event_class``).
 
-    The pump thread (``_pump``) runs the session's handlers and writes its
-    packets. While one of those handlers runs, packets that other threads
-    queue (the monitor's heartbeats, emits from elsewhere) are written by the
-    thread that queued them, without blocking: a handler that waits on a
-    database must not starve its client of heartbeats (a 0.9 client gives
-    up after ``heartbeat_timeout`` without one).
+    simple-websocket's reader thread calls ``set()`` each time it has put a
+    message in ``input_buffer``, and when the connection ends. Once a
+    transport is attached, ``set()`` runs the waiting messages right there, on
+    the reader thread: waking another thread for each message, then trading
+    the GIL with it, is most of what a message costs in thread mode. Before
+    that (the upgrade is still being answered) it only records the call.
+    """
+
+    def __init__(self) -> None:
+        self.transport: ThreadWebSocket | None = None
+        #: set once the reader thread has returned (see reader_thread)
+        self.reader_done = False
+        self._flag = threading.Event()
+
+    def set(self) -> None:
+        transport = self.transport
+        if transport is None:
+            self._flag.set()
+        else:
+            transport.on_reader_signal()
+
+    def ended(self) -> None:
+        """The reader thread is done: the connection will carry nothing more."""
+        self.reader_done = True
+        transport = self.transport
+        if transport is not None:
+            transport.wakeup.set()
+        self._flag.set()
+
+    def clear(self) -> None:
+        self._flag.clear()
+
+    def is_set(self) -> bool:
+        return self._flag.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._flag.wait(timeout)
+
+
+def reader_thread(target: Callable[[], None]) -> threading.Thread:
+    """simple-websocket's ``thread_class``: its reader loop, then
+    ``ReaderSignal.ended``, whichever way the loop ends (simple-websocket does
+    not signal every end, a message over the size limit for one)."""
+    signal = target.__self__.event  # type: ignore[attr-defined]
+
+    def run() -> None:
+        try:
+            target()
+        finally:
+            signal.ended()
+
+    return threading.Thread(target=run)
+
+
+class ThreadWebSocket:
+    """simple-websocket carries the session, a thread per connection.
+
+    Two threads serve the connection. simple-websocket's reader thread runs
+    the handlers of what the client sends, in order, one at a time
+    (``on_reader_signal``), and writes what they queued without blocking. The
+    request thread (``_pump``) waits for the rest: packets that other threads
+    queue (heartbeats, emits from elsewhere) when their own non-blocking write
+    could not send them all, and the end of the connection. A handler that
+    waits on a database therefore starves its client of nothing but its own
+    answers: heartbeats still go out (a 0.9 client gives up after
+    ``heartbeat_timeout`` without one).
 
     Packets are framed by ``wsframe`` (one text frame each, as the 0.9
     protocol wants) rather than by ``ws.send`` (wsproto), which costs more per
@@ -633,17 +693,22 @@ class ThreadWebSocket:
         self.ws = ws
         #: set once the request is over and the socket is the WSGI server's again
         self.done = False
-        #: the thread that pumps this connection (see _pump)
-        self.pump_ident = 0
+        #: set by the request thread when it lets go: no message runs after it
+        self.ending = False
+        self.server: Server | None = None
         self.session: Session | None = None
-        #: True while the pump thread runs a handler
-        self.in_handler = False
-        #: set by the pump for a packet that asks for a plain ack: that ack is
+        #: the thread running this connection's messages, while it does (see wake)
+        self.receiver_ident = 0
+        #: set while a message asking for a plain ack is received: that ack is
         #: written as soon as it is queued, before the handler runs
         self.answer_at_once = False
-        #: messages waiting unread at the monitor's last look (heard_from_client);
-        #: the pump resets it when it has read them all
+        #: messages waiting unread at the monitor's last look (heard_from_client)
         self.unread_seen = 0
+        #: wakes the request thread: there is something to write, or to end
+        self.wakeup = threading.Event()
+        # One thread runs messages at a time (the reader, or at the start the
+        # request thread for what came before the transport was attached).
+        self._receive_lock = threading.Lock()
         # Guards taking the outbox and writing it, so that packets leave in
         # the order they were queued whichever thread writes them. ``unsent``
         # is the tail of a non-blocking write the socket did not take; it goes
@@ -654,47 +719,93 @@ class ThreadWebSocket:
         self._can_write_aside = type(ws.sock) is socket.socket
 
     def wake(self) -> None:
-        if threading.get_ident() == self.pump_ident:
+        if threading.get_ident() == self.receiver_ident:
             if self.answer_at_once:  # the plain ack, queued before its handler runs
                 self.answer_at_once = False
-                self.flush()
-            return  # else the pump sends the outbox after the handlers it runs
-        if self.in_handler and self._can_write_aside and self._send_lock.acquire(False):
+                self.write_or_wake()
+            return  # else written after the messages this thread runs
+        self.write_or_wake()
+
+    def write_or_wake(self) -> None:
+        """Write what is queued without blocking; wake the request thread for
+        what the socket did not take, and when the connection must end."""
+        session = self.session
+        if self._can_write_aside and session is not None and not session.closed \
+                and session.transport is self and self._send_lock.acquire(False):
             try:
-                self._write_aside()
+                if self._write_aside():
+                    return
             finally:
                 self._send_lock.release()
-            if self.in_handler:
-                return
-        self.ws.event.set()
+        self.wakeup.set()
 
-    def _write_aside(self) -> None:
+    def _write_aside(self) -> bool:
         """Send what the socket takes now, never blocking (the caller holds
-        the send lock). What it does not take waits in ``_unsent`` for the
-        next writer; while some does, the outbox is left alone, so that its
-        byte limit still bounds what a client that stops reading costs."""
+        the send lock); True when nothing is left. What it does not take waits
+        in ``_unsent`` for the request thread; while some does, the outbox is
+        left alone, so that its byte limit still bounds what a client that
+        stops reading costs."""
         session = self.session
-        if session is None or self.ws.sock.gettimeout() is not None:
-            return  # (with a timeout, Python would wait for room despite MSG_DONTWAIT)
+        if session is None or self.done or self.ws.sock.gettimeout() is not None:
+            return False  # (with a timeout, Python would wait for room despite MSG_DONTWAIT)
         for _ in range(2):  # the tail left last time, then the outbox
             data = self._unsent
             if not data:
                 packets = session.take_outbox(self)
                 if not packets:
-                    return
+                    return True
                 data = wsframe.encode_texts(packets)
             try:
                 sent = self.ws.sock.send(data, socket.MSG_DONTWAIT)
             except (BlockingIOError, InterruptedError):
                 sent = 0
             except OSError:
-                sent = 0  # the connection is gone; the pump ends the session
+                sent = 0  # the connection is gone; the request thread ends the session
             self._unsent = data[sent:]
             if self._unsent:
-                return
+                return False
+        return True
+
+    def on_reader_signal(self) -> None:
+        """simple-websocket's reader thread read a message, or the connection
+        ended: run what waits, on that thread, then write what it queued."""
+        try:
+            self.receive_waiting()
+            if self.ws.connected:
+                self.write_or_wake()
+            else:
+                self.wakeup.set()
+        except Exception:  # simple-websocket's reader must go on reading
+            logger.exception("websocket of %s: receiving failed",
+                             self.session.sid if self.session else "-")
+            self.wakeup.set()
+
+    def receive_waiting(self) -> None:
+        """Run the messages simple-websocket has read, in order."""
+        ws, session, server = self.ws, self.session, self.server
+        if session is None or server is None:
+            return
+        with self._receive_lock:
+            self.receiver_ident = threading.get_ident()
+            try:
+                while ws.input_buffer and not self.ending:
+                    message = ws.input_buffer.pop(0)
+                    if isinstance(message, bytes):
+                        # the 0.9 protocol is text; the hub drops binary messages too
+                        logger.info("session %s: binary websocket message dropped",
+                                    session.sid)
+                        continue
+                    self.answer_at_once = packet_codec.asks_plain_ack(message)
+                    try:
+                        server.receive(session, message, inline=True)
+                    finally:
+                        self.answer_at_once = False
+                self.unread_seen = 0  # (see heard_from_client)
+            finally:
+                self.receiver_ident = 0
 
     def flush(self, packets: list[str] | None = None) -> bool:
-        """Write (blocking: this is the pump thread) what a non-blocking
+        """Write (blocking: this is the request thread) what a non-blocking
         write left, then ``packets`` or else the session's outbox. False when
         the connection is gone."""
         with self._send_lock:
@@ -708,12 +819,11 @@ class ThreadWebSocket:
 
     def heard_from_client(self) -> bool:
         """Whether more messages wait unread than at the monitor's last look.
-        simple-websocket's reader thread keeps reading while the pump is busy
-        (blocked writing to a client that reads slowly): what it read is the
-        client's sign of life, which the pump has not counted yet. Asked by
-        the monitor before it times a session out for silence; looking then,
-        rather than counting each message as it comes, costs nothing per
-        message."""
+        They wait while the reader thread finishes the messages before them;
+        what it read is the client's sign of life, which no handler has
+        counted yet. Asked by the monitor before it times a session out for
+        silence; looking then, rather than counting each message as it comes,
+        costs nothing per message."""
         unread = len(self.ws.input_buffer)
         heard = unread > self.unread_seen
         self.unread_seen = unread
@@ -733,7 +843,7 @@ class ThreadWebSocket:
 
 def serve_websocket(server: Server, sid: str, environ: dict[str, Any],
                     start_response: StartResponse) -> Iterable[bytes]:
-    """Upgrade, then pump packets both ways until either side closes."""
+    """Upgrade, then serve the session until either side closes."""
     import simple_websocket
 
     try:
@@ -745,7 +855,8 @@ def serve_websocket(server: Server, sid: str, environ: dict[str, Any],
                        (exc.status, list(exc.headers), str(exc).encode("utf-8")))
     try:
         ws = simple_websocket.Server(environ,
-                                     max_message_size=server.options.max_http_buffer_size)
+                                     max_message_size=server.options.max_http_buffer_size,
+                                     thread_class=reader_thread, event_class=ReaderSignal)
     except Exception as exc:
         logger.info("websocket upgrade failed: %s", exc)
         return _finish(environ, start_response, _response("400 Bad Request", ""))
@@ -771,36 +882,25 @@ def serve_websocket(server: Server, sid: str, environ: dict[str, Any],
 
 
 def _pump(server: Server, session: Session, transport: ThreadWebSocket) -> None:
+    """The request thread's part: attach, hand the messages to the reader
+    thread, write what others could not, and end the session's use of the
+    connection."""
     ws = transport.ws
-    transport.pump_ident = threading.get_ident()
-    transport.session = session
+    signal: ReaderSignal = ws.event
+    transport.server, transport.session = server, session
     server.attach(session, transport)
     try:
-        while ws.connected and session.transport is transport and not session.closed:
-            ws.event.wait()
-            ws.event.clear()
-            while ws.input_buffer:
-                message = ws.input_buffer.pop(0)
-                if isinstance(message, bytes):
-                    # the 0.9 protocol is text; the hub drops binary messages too
-                    logger.info("session %s: binary websocket message dropped", session.sid)
-                    continue
-                transport.in_handler = True
-                transport.answer_at_once = packet_codec.asks_plain_ack(message)
-                try:
-                    server.receive(session, message, inline=True)
-                finally:
-                    transport.in_handler = False
-                    transport.answer_at_once = False
-                if ws.input_buffer:
-                    # what came while a handler ran is a sign of life from
-                    # then: the monitor spares a session only while its
-                    # handler runs, so count it before reading it
-                    session.touch(server.clock())
-            transport.unread_seen = 0  # (see heard_from_client)
+        signal.transport = transport  # from now on the reader runs the messages
+        transport.receive_waiting()  # what came before
+        while not signal.reader_done and ws.connected and \
+                session.transport is transport and not session.closed:
+            transport.wakeup.wait()
+            transport.wakeup.clear()
             if not transport.flush():
                 break
     finally:
+        with transport._receive_lock:  # a handler running on the reader finishes first
+            transport.ending = True
         transport.flush(server.release(session, transport))
 
 

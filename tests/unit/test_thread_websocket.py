@@ -1,10 +1,11 @@
-"""Thread mode's WebSocket transport (``transports.ThreadWebSocket``): what
-other threads queue while the pump thread runs a handler is written by them,
-without blocking, in order, and within the outbox limit.
+"""Thread mode's WebSocket transport (``transports.ThreadWebSocket``): the
+messages run on simple-websocket's reader thread, and what any thread queues is
+written by that thread without blocking, in order and within the outbox limit;
+only what the socket does not take wakes the request thread.
 
 A real socketpair stands in for the client's connection; the rest of
-simple-websocket is not needed (the transport uses its ``sock``, ``event`` and
-``connected``).
+simple-websocket is not needed (the transport uses its ``sock``, ``event``,
+``input_buffer`` and ``connected``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import types
 import pytest
 
 from flask_sio09.server import Options, Server
-from flask_sio09.transports import ThreadWebSocket
+from flask_sio09.transports import ReaderSignal, ThreadWebSocket, reader_thread
 
 from .doubles import EchoApp
 
@@ -26,8 +27,14 @@ class FakeWs:
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
-        self.event = threading.Event()
+        self.event = ReaderSignal()
         self.connected = True
+        self.input_buffer: list = []
+
+    def read(self, message) -> None:
+        """What simple-websocket's reader thread does with a message it read."""
+        self.input_buffer.append(message)
+        self.event.set()
 
 
 def server_frames(data: bytes) -> list[str]:
@@ -66,8 +73,8 @@ def read_all(sock: socket.socket, quiet_for: float = 0.0) -> bytes:
 
 @pytest.fixture
 def pump():
-    """A server, a session and its ThreadWebSocket as ``_pump`` sets them up,
-    pumped by a thread that is not this one; yields (server, session,
+    """A server, a session and its ThreadWebSocket as ``_pump`` sets them up
+    (the request thread being some other thread); yields (server, session,
     transport, client socket)."""
     server = Server(Options(max_outbox_bytes=200_000), EchoApp(), monitor=False,
                     synchronous=True)
@@ -75,9 +82,9 @@ def pump():
     ours.setblocking(True)  # as gunicorn and Werkzeug hand it over
     transport = ThreadWebSocket(FakeWs(ours))
     session = server.new_session({"QUERY_STRING": ""})
-    transport.pump_ident = -1  # the pump is some other thread
-    transport.session = session
+    transport.server, transport.session = server, session
     server.attach(session, transport)
+    transport.ws.event.transport = transport
     assert transport.flush()
     assert server_frames(read_all(theirs)) == ["1::"]
     yield server, session, transport, theirs
@@ -86,23 +93,102 @@ def pump():
     theirs.close()
 
 
-def test_a_heartbeat_queued_while_a_handler_runs_is_written_at_once(pump):
+def test_a_packet_another_thread_queues_is_written_by_it_at_once(pump):
     server, session, transport, client = pump
-    transport.in_handler = True
-    transport.ws.event.clear()
+    transport.wakeup.clear()
     session.send("2::")
     assert server_frames(read_all(client)) == ["2::"]
     assert not session.has_outbox()
+    assert not transport.wakeup.is_set()  # the request thread had nothing to do
 
 
-def test_outside_a_handler_the_pump_is_woken_and_writes(pump):
+def test_while_the_request_thread_writes_a_packet_waits_for_it(pump):
     server, session, transport, client = pump
-    transport.ws.event.clear()
-    session.send("2::")
-    assert transport.ws.event.is_set()
-    assert read_all(client) == b""  # nothing written aside
+    transport.wakeup.clear()
+    with transport._send_lock:  # the request thread is in the middle of a write
+        session.send("2::")
+        assert transport.wakeup.is_set()
+        assert read_all(client) == b""
     assert transport.flush()
     assert server_frames(read_all(client)) == ["2::"]
+
+
+def test_messages_run_on_the_reader_thread_in_order_and_their_acks_go_out(pump):
+    server, session, transport, client = pump
+    threads = []
+    server.app.event = lambda session, namespace, name, args, ack: (
+        threads.append(threading.get_ident()), ack(*args))
+    reader = threading.Thread(target=lambda: [
+        transport.ws.read(f'5:{n}+::{{"name":"echo","args":[{n}]}}') for n in range(1, 51)])
+    reader.start()
+    reader.join(timeout=30)
+    assert set(threads) == {reader.ident} and len(threads) == 50
+    assert server_frames(read_all(client)) == [f"6:::{n}+[{n}]" for n in range(1, 51)]
+    assert transport.ws.input_buffer == []
+
+
+def test_a_plain_ack_goes_out_before_its_handler_runs(pump):
+    server, session, transport, client = pump
+    seen_by_handler = []
+    server.app.event = lambda *args: seen_by_handler.append(read_all(client))
+    transport.ws.read("3:7::hello")
+    assert server_frames(seen_by_handler[0]) == ["6:::7"]
+
+
+def test_what_came_before_the_transport_was_attached_is_run_by_receive_waiting():
+    server = Server(Options(), EchoApp(), monitor=False, synchronous=True)
+    ours, theirs = socket.socketpair()
+    try:
+        ws = FakeWs(ours)
+        ws.read('5:1+::{"name":"early","args":[1]}')  # no transport yet: only recorded
+        assert ws.event.is_set() and ws.input_buffer
+        transport = ThreadWebSocket(ws)
+        session = server.new_session({"QUERY_STRING": ""})
+        transport.server, transport.session = server, session
+        server.attach(session, transport)
+        ws.event.transport = transport
+        transport.receive_waiting()
+        assert server.app.events == [("early", [1])]
+        assert transport.flush()
+        assert server_frames(read_all(theirs)) == ["1::", "6:::1+[1]"]
+    finally:
+        server.shutdown()
+        ours.close()
+        theirs.close()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_the_reader_thread_signals_its_end_whichever_way_it_ends():
+    class Ws:
+        def __init__(self, fail: bool) -> None:
+            self.event = ReaderSignal()
+            self.fail = fail
+
+        def _thread(self) -> None:
+            if self.fail:
+                raise RuntimeError("the reader loop failed")
+
+    for fail in (False, True):
+        ws = Ws(fail)
+        transport = types.SimpleNamespace(wakeup=threading.Event())
+        ws.event.transport = transport
+        thread = reader_thread(ws._thread)
+        thread.start()
+        thread.join(timeout=30)
+        assert ws.event.reader_done and transport.wakeup.is_set()
+
+
+def test_a_failing_receive_is_logged_and_the_reader_goes_on(pump, caplog):
+    server, session, transport, client = pump
+
+    def broken(*args):
+        raise RuntimeError("a bug below the handlers")
+
+    server.receive = broken
+    transport.wakeup.clear()
+    transport.ws.read("3:::x")  # does not raise into simple-websocket's loop
+    assert "receiving failed" in caplog.text
+    assert transport.wakeup.is_set()
 
 
 def test_a_client_that_stops_reading_costs_one_batch_beyond_the_outbox(pump):
@@ -110,7 +196,6 @@ def test_a_client_that_stops_reading_costs_one_batch_beyond_the_outbox(pump):
     outbox keeps the rest, so its byte limit still holds, and once the client
     reads again everything arrives in order."""
     server, session, transport, client = pump
-    transport.in_handler = True
     packet = "3:::" + "x" * 1000
     sent = 0
     # fill the socket buffers: packets then stay queued in the outbox
@@ -126,7 +211,6 @@ def test_a_client_that_stops_reading_costs_one_batch_beyond_the_outbox(pump):
         sent += 1
     if not session.closed:
         assert session.has_outbox()
-    transport.in_handler = False
     received: list[bytes] = []
     # read to the end of stream (the bound only ends a hung test)
     reader = threading.Thread(target=lambda: received.append(read_all(client, quiet_for=60)))
@@ -140,17 +224,15 @@ def test_a_client_that_stops_reading_costs_one_batch_beyond_the_outbox(pump):
     assert len(texts) >= sent - 1
 
 
-def test_a_socket_with_a_timeout_is_left_to_the_pump(pump):
+def test_a_socket_with_a_timeout_is_left_to_the_request_thread(pump):
     """Python waits for room on a socket with a timeout even with
     MSG_DONTWAIT: such a socket is never written aside."""
     server, session, transport, client = pump
     transport.ws.sock.settimeout(5.0)
-    transport.in_handler = True
-    transport.ws.event.clear()
+    transport.wakeup.clear()
     session.send("2::")
-    assert session.has_outbox()
+    assert session.has_outbox() and transport.wakeup.is_set()
     assert read_all(client) == b""
-    transport.in_handler = False  # the handler returned: the pump flushes
     assert transport.flush()
     assert server_frames(read_all(client)) == ["2::"]
 
@@ -161,7 +243,6 @@ def test_the_tail_of_an_earlier_write_goes_out_first_then_the_outbox(pump):
 
     transport._unsent = wsframe.encode_text("3:::earlier")[3:]  # a frame's tail
     client_prefix = wsframe.encode_text("3:::earlier")[:3]
-    transport.in_handler = True
     session.send("2::")
     assert server_frames(client_prefix + read_all(client)) == ["3:::earlier", "2::"]
     assert not session.has_outbox() and transport._unsent == b""
@@ -172,7 +253,7 @@ def test_heard_from_client_counts_messages_read_since_the_last_look():
     try:
         transport = ThreadWebSocket(ws)
         assert transport.heard_from_client() is False
-        ws.input_buffer += ["2::", "2::"]  # read by simple-websocket, not yet by the pump
+        ws.input_buffer += ["2::", "2::"]  # read by simple-websocket, not yet run
         assert transport.heard_from_client() is True
         assert transport.heard_from_client() is False  # nothing new since
         ws.input_buffer.append("2::")
