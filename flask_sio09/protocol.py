@@ -235,6 +235,11 @@ def _pattern_matches(pattern: str, origin: tuple[str, str, int | None, bool]) ->
 def _same_origin(origin: str | None, host: str | None) -> bool:
     if not origin:
         return True
+    if "://" not in origin and origin != "null":
+        # socket.io-client 0.9 under Node (its ws 0.4) sends the server's
+        # host:port, without a scheme, as the Origin of its upgrade. Browsers
+        # always send a scheme, so only that client's own Host matches here.
+        return host is not None and origin.lower() == host.lower()
     parsed = _split_origin(origin) if host else None
     if parsed is None:
         return False
@@ -261,7 +266,8 @@ def origin_allowed(origin: str | None, referer: str | None,
         * ``None``: same origin only. A request with no Origin is allowed
           (same-origin browsers and non-browser clients); otherwise the
           Origin's host and port must equal ``host``'s (scheme-less, default
-          port of the Origin's scheme filled in).
+          port of the Origin's scheme filled in). An Origin without a scheme
+          (socket.io-client 0.9 under Node sends one) must equal ``host``.
         * ``"*"``: everything, the Origin ``null`` included. A list holding
           ``"*"`` means the same.
         * a list (or a space/comma separated string) of full origins such as

@@ -274,6 +274,14 @@ SAME_ORIGIN = [
     ("null", None, "h", False),
     ("http://h", None, None, False),
     ("garbage", None, "h", False),
+    # socket.io-client 0.9 under Node: its ws 0.4 sends host:port, no scheme
+    ("h:5000", None, "h:5000", True),
+    ("H:5000", None, "h:5000", True),
+    ("h", None, "h", True),
+    ("h:5000", None, "h:5001", False),
+    ("h", None, "h:5000", False),
+    ("other:5000", None, "h:5000", False),
+    ("h:5000", None, None, False),
     ("http://h:99999", None, "h", False),
     ("http://h", None, "h:bad", False),
 ]
