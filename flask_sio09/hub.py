@@ -28,7 +28,7 @@ from typing import Any
 
 from .server import Server
 from .session import Session
-from .takeover import peer_closed
+from .takeover import connection_capacity, peer_closed
 
 logger = logging.getLogger("flask_sio09")
 
@@ -154,6 +154,8 @@ class Hub:
         self._timers: list[tuple[float, int, HubConnection]] = []
         self._seq = itertools.count()
         self.connections = 0
+        #: the most connections the hub takes (the open-file limit's share)
+        self.capacity = connection_capacity()
         #: hub threads that gave up the hub while stuck in a handler, and
         #: have not finished it yet
         self._demoted = 0

@@ -7,11 +7,21 @@ as if nothing happened, so the server's thread is free at once.
 
 from __future__ import annotations
 
+import logging
 import os
 import select
 import socket
 import threading
 from typing import Any
+
+logger = logging.getLogger("flask_sio09")
+
+#: descriptors the hub leaves to the rest of the process: the WSGI server's own
+#: connections (gunicorn's ``--worker-connections`` is 1000 by default), files,
+#: Redis and the like
+FD_RESERVE = 1100
+#: the highest soft open-file limit the hub asks for (Linux's default ``nr_open``)
+FD_LIMIT_WANTED = 1 << 20
 
 
 def client_socket(environ: dict[str, Any]) -> socket.socket | None:
@@ -27,6 +37,37 @@ def can_take_over(environ: dict[str, Any]) -> bool:
     sock = client_socket(environ)
     return sock is not None and environ.get("wsgi.url_scheme") != "https" \
         and sock.type == socket.SOCK_STREAM
+
+
+def connection_capacity() -> int:
+    """How many connections the hub may take: the process's open-file limit
+    less a reserve (``FD_RESERVE``, at most a quarter of the limit) for the
+    rest of the process. The soft limit is first raised to the hard one, as
+    a server meant for thousands of connections should.
+
+    Past the limit, gunicorn's gthread worker dies on its next ``accept()``
+    (EMFILE), and every connection it holds with it. gunicorn's
+    ``--worker-connections`` would stop it before that, but a connection the
+    hub took has left gunicorn's count: so the hub stops taking connections
+    first (see ``transports.hub_full``).
+    """
+    try:
+        import resource
+    except ImportError:  # not a POSIX system: no limit to read
+        return 1 << 30
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = FD_LIMIT_WANTED if hard == resource.RLIM_INFINITY else min(hard, FD_LIMIT_WANTED)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        except (ValueError, OSError):
+            pass
+        else:
+            logger.info("open-file limit raised from %d to %d (the hard limit)", soft, wanted)
+            soft = wanted
+    if soft == resource.RLIM_INFINITY:
+        return 1 << 30
+    return max(soft - min(FD_RESERVE, soft // 4), 0)
 
 
 def peer_closed(sock: socket.socket) -> bool:

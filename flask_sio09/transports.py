@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -90,6 +91,11 @@ def handle_request(server: Server, route: protocol.Route, environ: dict[str, Any
                            cors=False)
         if use_hub(server, environ):
             return serve_websocket_in_hub(server, route.sid or "", environ, start_response)
+        if server.options.websocket_mode != "thread" and hub_full(server):
+            # a thread would hold one of the WSGI server's threads for as long
+            # as the client stays: the client tries again (or another transport)
+            return _finish(environ, start_response,
+                           _response("503 Service Unavailable", "server full"), cors=False)
         return serve_websocket(server, route.sid or "", environ, start_response)
     result = route_request(server, route, method, environ)
     # N sends no CORS headers to a refused origin
@@ -956,7 +962,9 @@ def use_hub(server: Server, environ: dict[str, Any]) -> bool:
         return False  # (a kept connection's request: the hub has its socket already)
 
     if can_take_over(environ):
-        return True
+        # when the hub is full, a poll is answered by this thread, whose
+        # connection the WSGI server counts (and bounds) as its own
+        return not hub_full(server)
     if mode == "hub":
         # said once per server: every long-poll and upgrade comes here
         level = logging.DEBUG if server in _told_no_hub else logging.WARNING
@@ -968,6 +976,26 @@ def use_hub(server: Server, environ: dict[str, Any]) -> bool:
 
 #: servers already warned that the hub cannot take their connections
 _told_no_hub: weakref.WeakSet[Server] = weakref.WeakSet()
+
+#: when each server last said that its hub is full (see hub_full)
+_told_full: weakref.WeakKeyDictionary[Server, float] = weakref.WeakKeyDictionary()
+FULL_WARNING_INTERVAL = 10.0
+
+
+def hub_full(server: Server) -> bool:
+    """Whether the hub holds as many connections as the process's open-file
+    limit leaves it (``takeover.connection_capacity``); logged at most every
+    ``FULL_WARNING_INTERVAL`` seconds."""
+    hub = server.hub
+    if hub is None or hub.connections < hub.capacity:
+        return False
+    now = time.monotonic()
+    if now - _told_full.get(server, -FULL_WARNING_INTERVAL) >= FULL_WARNING_INTERVAL:
+        _told_full[server] = now
+        logger.warning("hub: %d connections, all that the open-file limit leaves it "
+                       "(raise ulimit -n); WebSocket upgrades get 503 meanwhile",
+                       hub.connections)
+    return True
 
 
 def get_hub(server: Server) -> Any:

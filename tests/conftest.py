@@ -19,6 +19,7 @@ report.
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -141,6 +142,8 @@ class LiveServer:
         self.options = dict(options)
         #: gunicorn's -w (not a SocketIO option)
         self.workers = int(self.options.pop("gunicorn_workers", 1))
+        #: the process's open-file limit, soft and hard (not a SocketIO option)
+        self.open_files = self.options.pop("open_files", None)
         self.log_path = log_path
         self.port: int | None = None
         self.proc: subprocess.Popen | None = None
@@ -216,6 +219,7 @@ class LiveServer:
                 stdout=self._log_file,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=self._limit_open_files if self.open_files else None,
             )
             try:
                 self.wait_ready()
@@ -226,6 +230,9 @@ class LiveServer:
                 if "exited" not in str(exc):
                     break
         raise AssertionError(f"{self.kind} server never became ready: {last_error}\n{self.log_tail()}")
+
+    def _limit_open_files(self) -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.open_files, self.open_files))
 
     def wait_ready(self, timeout: float = READY_DEADLINE) -> None:
         def answered():

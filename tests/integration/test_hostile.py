@@ -1030,6 +1030,63 @@ def test_a_message_read_with_the_end_of_the_session_is_handled_first(start, kind
     assert_serves(server)
 
 
+def test_past_the_open_file_limit_upgrades_get_503_and_the_worker_lives(start):
+    """A gunicorn worker whose open-file limit cannot hold every WebSocket
+    asked of it: gunicorn's gthread worker dies when accept() fails with
+    EMFILE, taking every connection with it, so the hub stops taking
+    connections first (a limit of 500 leaves it 375), and the others get 503.
+    The connections it holds keep working, and a place freed is taken again."""
+    limit = 500
+    server = start("gunicorn", "hub", open_files=limit)
+    first_sid, first = open_ws(server)
+    first.send_text('5:1+::{"name":"pid","args":[]}')
+    worker = json.loads(ack_of(first.texts_until(lambda got: ack_of(got, 1)), 1)
+                        .partition("+")[2])[0]
+    held, refused = [first], 0
+    for _ in range(limit):
+        status, ws = try_upgrade(server)
+        if status == 503:
+            refused += 1
+            if refused == 20:
+                break
+            continue
+        assert status == 101, status
+        held.append(ws)
+    assert refused == 20, f"{len(held)} held and none refused"
+    assert 300 <= len(held) <= 380, len(held)
+    assert "all that the open-file limit leaves it" in Watched(server).server.log_tail(200)
+    # the same worker still serves every connection it holds, and new requests
+    for n, ws in enumerate(held[::25], start=2):
+        ws.send_text(f'5:{n}+::{{"name":"pid","args":[]}}')
+        got = ws.texts_until(lambda texts: ack_of(texts, n) is not None)
+        assert ack_of(got, n) == f"6:::{n}+[{worker}]"
+    assert_serves(server, websocket=False)
+    for ws in held[1:101]:
+        ws.close()
+    again = wait_until(lambda: try_upgrade(server)[1], timeout=60,
+                       message="a WebSocket to be taken again once connections closed")
+    assert again.texts_until(lambda got: "1::" in got) == ["1::"]
+    for ws in [again, *held[101:], first]:
+        ws.close()
+
+
+def try_upgrade(server) -> tuple[int, RawWs | None]:
+    """A new session's WebSocket upgrade: its status, and the open RawWs when 101."""
+    sid = handshake(server)[0]
+    sock = connect(server)
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(f"GET /socket.io/1/websocket/{sid} HTTP/1.1\r\nHost: {server.host}\r\n"
+                 f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                 f"Sec-WebSocket-Version: 13\r\n\r\n".encode())
+    status, _, rest = read_response(sock)
+    if status != 101:
+        sock.close()
+        return status, None
+    ws = RawWs.__new__(RawWs)  # the upgrade is done: only the frames are left
+    ws.sock, ws.buffer = sock, rest
+    return status, ws
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_client_that_reads_may_get_more_than_the_outbox_limit_in_all(start, mode):
     """max_outbox_bytes bounds what waits for a client, not what it gets in

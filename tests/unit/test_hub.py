@@ -413,3 +413,23 @@ def test_poller_timeout_waits(poller):
     start = time.monotonic()
     assert poller.poll(0.05) == []
     assert time.monotonic() - start >= 0.045
+
+
+def test_connection_capacity_raises_the_soft_open_file_limit_and_keeps_a_reserve():
+    """In a child process with a soft open-file limit of 600 under a hard one
+    of 800: the soft limit becomes 800, and the hub may take 800 less a
+    quarter (the reserve, ``FD_RESERVE`` at most a quarter of the limit)."""
+    import resource
+    import subprocess
+    import sys
+
+    code = ("import resource; from flask_sio09.takeover import connection_capacity; "
+            "print(connection_capacity(), resource.getrlimit(resource.RLIMIT_NOFILE)[0])")
+
+    def limit(soft: int, hard: int):
+        return lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+    for (soft, hard), expected in [((600, 800), "600 800"), ((8000, 8000), "6900 8000")]:
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             timeout=60, preexec_fn=limit(soft, hard), check=True)
+        assert out.stdout.split() == expected.split(), out
