@@ -159,7 +159,15 @@ class HubWebSocket(HubConnection):
         if self._ending:  # the end already queued releases the session, in order
             self.close()
             return
+        session = self.session
+        if not self._ended and session is not None:
+            # the session ends after the handlers of what was read before
+            self._ending = True
+            hub = self.hub
+            self.server.workers.submit(session, lambda: hub.call(self._release))
+        self.close()
+
+    def _release(self) -> None:
         if not self._ended and self.session is not None:
             self._ended = True
             self.server.release(self.session, self)
-        self.close()

@@ -624,8 +624,10 @@ class ReaderSignal:
     message in ``input_buffer``, and when the connection ends. Once a
     transport is attached, ``set()`` runs the waiting messages right there, on
     the reader thread: waking another thread for each message, then trading
-    the GIL with it, is most of what a message costs in thread mode. Before
-    that (the upgrade is still being answered) it only records the call.
+    the GIL with it, is most of what a message costs in thread mode. Until
+    the request thread has attached the session (``ready``), the reader waits
+    in ``set()``: a message must not run before the session is open, nor be
+    left behind while the reader answers the close frame that followed it.
     """
 
     def __init__(self) -> None:
@@ -633,8 +635,18 @@ class ReaderSignal:
         #: set once the reader thread has returned (see reader_thread)
         self.reader_done = False
         self._flag = threading.Event()
+        self._ready = threading.Event()
+
+    def ready(self, transport: ThreadWebSocket | None) -> None:
+        """The session is attached to ``transport`` (None: to nothing, ever):
+        from now on the reader runs the messages. Only the first call counts."""
+        if not self._ready.is_set():
+            self.transport = transport
+            self._ready.set()
 
     def set(self) -> None:
+        if not self._ready.is_set():
+            self._ready.wait(ATTACH_WAIT_SECONDS)
         transport = self.transport
         if transport is None:
             self._flag.set()
@@ -657,6 +669,11 @@ class ReaderSignal:
 
     def wait(self, timeout: float | None = None) -> bool:
         return self._flag.wait(timeout)
+
+
+#: how long simple-websocket's reader waits for the session to be attached
+#: before it drops what it read (the request thread attaches at once)
+ATTACH_WAIT_SECONDS = 10.0
 
 
 def reader_thread(target: Callable[[], None]) -> threading.Thread:
@@ -780,11 +797,28 @@ class ThreadWebSocket:
             if self.ws.connected:
                 self.write_or_wake()
             else:
+                # simple-websocket answers the close (or gives up on a broken
+                # frame) and closes the socket when this returns: the handlers
+                # of the messages before it finish (one may still be queued
+                # behind the connect handler on the pool), and what they
+                # queued goes out first
+                self._wait_for_handlers()
+                self.flush()
                 self.wakeup.set()
         except Exception:  # simple-websocket's reader must go on reading
             logger.exception("websocket of %s: receiving failed",
                              self.session.sid if self.session else "-")
             self.wakeup.set()
+
+    def _wait_for_handlers(self) -> None:
+        """Wait (at most ``close_timeout``) until the session's handlers
+        queued so far have run."""
+        session, server = self.session, self.server
+        if session is None or server is None:
+            return
+        done = threading.Event()
+        server.workers.submit(session, done.set, inline=True)
+        done.wait(server.options.close_timeout)
 
     def receive_waiting(self) -> None:
         """Run the messages simple-websocket has read, in order."""
@@ -870,6 +904,7 @@ def serve_websocket(server: Server, sid: str, environ: dict[str, Any],
     transport = ThreadWebSocket(ws)
     try:
         if session is None:
+            ws.event.ready(None)
             _write_quietly(ws, wsframe.encode_text(NOT_HANDSHAKEN))
         else:
             _pump(server, session, transport)
@@ -883,6 +918,7 @@ def serve_websocket(server: Server, sid: str, environ: dict[str, Any],
         # the connection and could destroy our last frames (a "0::") in flight.
         ws.thread.join(timeout=CLOSE_HANDSHAKE_SECONDS)
     finally:
+        ws.event.ready(None)  # (does nothing once the session was attached)
         transport.done = True
     return _end_upgraded_call(ws, environ, start_response)
 
@@ -896,8 +932,7 @@ def _pump(server: Server, session: Session, transport: ThreadWebSocket) -> None:
     transport.server, transport.session = server, session
     server.attach(session, transport)
     try:
-        signal.transport = transport  # from now on the reader runs the messages
-        transport.receive_waiting()  # what came before
+        signal.ready(transport)  # from now on the reader runs the messages
         while not signal.reader_done and ws.connected and \
                 session.transport is transport and not session.closed:
             transport.wakeup.wait()

@@ -84,7 +84,7 @@ def pump():
     session = server.new_session({"QUERY_STRING": ""})
     transport.server, transport.session = server, session
     server.attach(session, transport)
-    transport.ws.event.transport = transport
+    transport.ws.event.ready(transport)
     assert transport.flush()
     assert server_frames(read_all(theirs)) == ["1::"]
     yield server, session, transport, theirs
@@ -135,19 +135,26 @@ def test_a_plain_ack_goes_out_before_its_handler_runs(pump):
     assert server_frames(seen_by_handler[0]) == ["6:::7"]
 
 
-def test_what_came_before_the_transport_was_attached_is_run_by_receive_waiting():
+def test_the_reader_waits_for_the_session_to_be_attached_then_runs_what_it_read():
+    """A message read before the request thread attached the session waits:
+    it must not run before the session is open (its 1:: goes first), nor be
+    left behind (simple-websocket would answer a close frame that followed it
+    and close the socket before the request thread ran it)."""
     server = Server(Options(), EchoApp(), monitor=False, synchronous=True)
     ours, theirs = socket.socketpair()
     try:
         ws = FakeWs(ours)
-        ws.read('5:1+::{"name":"early","args":[1]}')  # no transport yet: only recorded
-        assert ws.event.is_set() and ws.input_buffer
+        reader = threading.Thread(target=ws.read, args=('5:1+::{"name":"early","args":[1]}',))
+        reader.start()
+        reader.join(timeout=0.5)
+        assert reader.is_alive() and server.app.events == []  # waiting in set()
         transport = ThreadWebSocket(ws)
         session = server.new_session({"QUERY_STRING": ""})
         transport.server, transport.session = server, session
         server.attach(session, transport)
-        ws.event.transport = transport
-        transport.receive_waiting()
+        ws.event.ready(transport)
+        reader.join(timeout=30)
+        assert not reader.is_alive()
         assert server.app.events == [("early", [1])]
         assert transport.flush()
         assert server_frames(read_all(theirs)) == ["1::", "6:::1+[1]"]
@@ -155,6 +162,18 @@ def test_what_came_before_the_transport_was_attached_is_run_by_receive_waiting()
         server.shutdown()
         ours.close()
         theirs.close()
+
+
+def test_a_reader_with_no_session_to_run_for_is_let_go():
+    ws = FakeWs(socket.socket())
+    try:
+        reader = threading.Thread(target=ws.read, args=("3:::x",))
+        reader.start()
+        ws.event.ready(None)  # the sid was unknown: nothing will be attached
+        reader.join(timeout=30)
+        assert not reader.is_alive() and ws.event.is_set()
+    finally:
+        ws.sock.close()
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
@@ -171,7 +190,7 @@ def test_the_reader_thread_signals_its_end_whichever_way_it_ends():
     for fail in (False, True):
         ws = Ws(fail)
         transport = types.SimpleNamespace(wakeup=threading.Event())
-        ws.event.transport = transport
+        ws.event.ready(transport)
         thread = reader_thread(ws._thread)
         thread.start()
         thread.join(timeout=30)
