@@ -1054,8 +1054,9 @@ def _end_taken_over(environ: dict[str, Any], start_response: StartResponse) -> I
     return []
 
 
-#: polling transports whose connections the hub keeps alive (hub_http.py)
-KEPT_TRANSPORTS = frozenset({"xhr-polling", "jsonp-polling"})
+#: transports whose POSTs the hub serves on a connection it keeps alive
+#: (hub_http.py); htmlfile's GET is a stream, so only its POSTs come here
+KEPT_TRANSPORTS = frozenset({"xhr-polling", "jsonp-polling", "htmlfile"})
 
 
 def _keeps_alive(server: Server, environ: dict[str, Any]) -> bool:

@@ -398,6 +398,21 @@ def test_htmlfile_streams_on_kept_connections_hold_no_thread(start, kind):
             read_stream_until(conn, b'<script>_("6:::5+[\\"up\\"]");</script>')
         finally:
             other.close()
+        # a connection that begins with an htmlfile POST is kept as well: its
+        # next POST (a client's heartbeat, say) is the hub's, not the WSGI
+        # server's (whose keep-alive ends after 2 s of silence under gunicorn)
+        conn, sid = streams[1]
+        poster = RawConnection(server)
+        try:
+            for ack_id in (6, 7):
+                status, headers, body = poster.ask(
+                    "POST", poll_path(sid, "htmlfile"),
+                    event_packet("echo", "again", ack_id=ack_id).encode())
+                assert (status, body) == (200, b"1"), (status, body)
+                read_stream_until(conn, b'<script>_("6:::%d+[\\"again\\"]");</script>' % ack_id)
+            assert "server" not in headers, headers  # the second answer is the hub's
+        finally:
+            poster.close()
         # a stream's session ends with its connection
         conn, sid = streams.pop()
         conn.close()
