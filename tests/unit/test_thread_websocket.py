@@ -1,4 +1,4 @@
-"""Thread mode's WebSocket transport (``transports.ThreadWebSocket``): the
+"""Thread mode's WebSocket transport (``thread_websocket.ThreadWebSocket``): the
 messages run on simple-websocket's reader thread, and what any thread queues is
 written by that thread without blocking, in order and within the outbox limit;
 only what the socket does not take wakes the request thread.
@@ -17,7 +17,7 @@ import types
 import pytest
 
 from flask_sio09.server import Options, Server
-from flask_sio09.transports import ReaderSignal, ThreadWebSocket, reader_thread
+from flask_sio09.thread_websocket import ReaderSignal, ThreadWebSocket, reader_thread
 
 from .doubles import EchoApp
 

@@ -1,0 +1,392 @@
+"""Thread mode's WebSocket: simple-websocket carries the session, a thread per connection.
+
+``transports.serve_websocket`` answers the upgrade with simple-websocket, giving
+it this module's ``reader_thread`` and ``ReaderSignal``; ``serve`` then runs the
+connection until either side closes. The messages run on simple-websocket's
+reader thread; the request thread writes what other threads could not and
+ends the session's use of the connection (see ``ThreadWebSocket``).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from . import packet as packet_codec
+from . import wsframe
+from .server import Server
+from .session import Session
+from .takeover import take_over_socket
+from .transports import NOT_HANDSHAKEN, StartResponse
+
+logger = logging.getLogger("flask_sio09")
+
+#: how long the request thread waits for the client's closing answer
+CLOSE_HANDSHAKE_SECONDS = 2.0
+
+
+class ReaderSignal:
+    """simple-websocket's ``event`` for one connection (its ``event_class``).
+
+    simple-websocket's reader thread calls ``set()`` each time it has put a
+    message in ``input_buffer``, and when the connection ends. Once a
+    transport is attached, ``set()`` runs the waiting messages right there, on
+    the reader thread: waking another thread for each message, then trading
+    the GIL with it, is most of what a message costs in thread mode. Until
+    the request thread has attached the session (``ready``), the reader waits
+    in ``set()``: a message must not run before the session is open, nor be
+    left behind while the reader answers the close frame that followed it.
+    """
+
+    def __init__(self) -> None:
+        self.transport: ThreadWebSocket | None = None
+        #: set once the reader thread has returned (see reader_thread)
+        self.reader_done = False
+        self._flag = threading.Event()
+        self._ready = threading.Event()
+
+    def ready(self, transport: ThreadWebSocket | None) -> None:
+        """The session is attached to ``transport`` (None: to nothing, ever):
+        from now on the reader runs the messages. Only the first call counts."""
+        if not self._ready.is_set():
+            self.transport = transport
+            self._ready.set()
+
+    def set(self) -> None:
+        if not self._ready.is_set():
+            self._ready.wait(ATTACH_WAIT_SECONDS)
+        transport = self.transport
+        if transport is None:
+            self._flag.set()
+        else:
+            transport.on_reader_signal()
+
+    def ended(self) -> None:
+        """The reader thread is done: the connection will carry nothing more."""
+        self.reader_done = True
+        transport = self.transport
+        if transport is not None:
+            transport.wakeup.set()
+        self._flag.set()
+
+    def clear(self) -> None:
+        self._flag.clear()
+
+    def is_set(self) -> bool:
+        return self._flag.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._flag.wait(timeout)
+
+
+#: how long simple-websocket's reader waits for the session to be attached
+#: before it drops what it read (the request thread attaches at once)
+ATTACH_WAIT_SECONDS = 10.0
+
+
+def reader_thread(target: Callable[[], None]) -> threading.Thread:
+    """simple-websocket's ``thread_class``: its reader loop, then
+    ``ReaderSignal.ended``, whichever way the loop ends (simple-websocket does
+    not signal every end, a message over the size limit for one)."""
+    signal = target.__self__.event  # type: ignore[attr-defined]
+
+    def run() -> None:
+        try:
+            target()
+        finally:
+            signal.ended()
+
+    return threading.Thread(target=run)
+
+
+class ThreadWebSocket:
+    """simple-websocket carries the session, a thread per connection.
+
+    Two threads serve the connection. simple-websocket's reader thread runs
+    the handlers of what the client sends, in order, one at a time
+    (``on_reader_signal``), and writes what they queued without blocking. The
+    request thread (``_pump``) waits for the rest: packets that other threads
+    queue (heartbeats, emits from elsewhere) when their own non-blocking write
+    could not send them all, and the end of the connection. A handler that
+    waits on a database therefore starves its client of nothing but its own
+    answers: heartbeats still go out (a 0.9 client gives up after
+    ``heartbeat_timeout`` without one).
+
+    Packets are framed by ``wsframe`` (one text frame each, as the 0.9
+    protocol wants) rather than by ``ws.send`` (wsproto), which costs more per
+    frame; uncompressed frames are valid under a negotiated permessage-deflate
+    too (RFC 7692 §6: compression is per message, marked by RSV1).
+    """
+
+    persistent = True
+
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+        #: set once the request is over and the socket is the WSGI server's again
+        self.done = False
+        #: set by the request thread when it lets go: no message runs after it
+        self.ending = False
+        self.server: Server | None = None
+        self.session: Session | None = None
+        #: the thread running this connection's messages, while it does (see wake)
+        self.receiver_ident = 0
+        #: set while a message asking for a plain ack is received: that ack is
+        #: written as soon as it is queued, before the handler runs
+        self.answer_at_once = False
+        #: messages waiting unread at the monitor's last look (heard_from_client)
+        self.unread_seen = 0
+        #: wakes the request thread: there is something to write, or to end
+        self.wakeup = threading.Event()
+        # One thread runs messages at a time (the reader, or at the start the
+        # request thread for what came before the transport was attached).
+        self._receive_lock = threading.Lock()
+        # Guards taking the outbox and writing it, so that packets leave in
+        # the order they were queued whichever thread writes them. ``unsent``
+        # is the tail of a non-blocking write the socket did not take; it goes
+        # out before anything else.
+        self._send_lock = threading.Lock()
+        self._unsent = b""
+        #: set (under the send lock) once simple-websocket is about to send its
+        #: closing frame: nothing may follow it
+        self._write_closed = False
+        # a TLS socket cannot be written without blocking from another thread
+        self._can_write_aside = type(ws.sock) is socket.socket
+
+    def wake(self) -> None:
+        if threading.get_ident() == self.receiver_ident:
+            if self.answer_at_once:  # the plain ack, queued before its handler runs
+                self.answer_at_once = False
+                self.write_or_wake()
+            return  # else written after the messages this thread runs
+        self.write_or_wake()
+
+    def write_or_wake(self) -> None:
+        """Write what is queued without blocking; wake the request thread for
+        what the socket did not take, and when the connection must end."""
+        session = self.session
+        if self._can_write_aside and session is not None and not session.closed \
+                and session.transport is self and self._send_lock.acquire(False):
+            try:
+                if self._write_aside():
+                    return
+            finally:
+                self._send_lock.release()
+        self.wakeup.set()
+
+    def _write_aside(self) -> bool:
+        """Send what the socket takes now, never blocking (the caller holds
+        the send lock); True when nothing is left. What it does not take waits
+        in ``_unsent`` for the request thread; while some does, the outbox is
+        left alone, so that its byte limit still bounds what a client that
+        stops reading costs."""
+        session = self.session
+        if session is None or self.done or self._write_closed or \
+                self.ws.sock.gettimeout() is not None:
+            return False  # (with a timeout, Python would wait for room despite MSG_DONTWAIT)
+        for _ in range(2):  # the tail left last time, then the outbox
+            data = self._unsent
+            if not data:
+                packets = session.take_outbox(self)
+                if not packets:
+                    return True
+                data = wsframe.encode_texts(packets)
+            try:
+                sent = self.ws.sock.send(data, socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:
+                sent = 0  # the connection is gone; the request thread ends the session
+            self._unsent = data[sent:]
+            if self._unsent:
+                return False
+        return True
+
+    def on_reader_signal(self) -> None:
+        """simple-websocket's reader thread read a message, or the connection
+        ended: run what waits, on that thread, then write what it queued."""
+        try:
+            self.receive_waiting()
+            if self.ws.connected:
+                self.write_or_wake()
+            else:
+                # simple-websocket answers the close (or gives up on a broken
+                # frame) and closes the socket when this returns: the handlers
+                # of the messages before it finish (one may still be queued
+                # behind the connect handler on the pool), and what they
+                # queued goes out first
+                self._wait_for_handlers()
+                self.flush()
+                self.close_writes()
+                self.wakeup.set()
+        except Exception:  # simple-websocket's reader must go on reading
+            logger.exception("websocket of %s: receiving failed",
+                             self.session.sid if self.session else "-")
+            self.wakeup.set()
+
+    def _wait_for_handlers(self) -> None:
+        """Wait (at most ``close_timeout``) until the session's handlers
+        queued so far have run."""
+        session, server = self.session, self.server
+        if session is None or server is None:
+            return
+        done = threading.Event()
+        server.workers.submit(session, done.set, inline=True)
+        done.wait(server.options.close_timeout)
+
+    def receive_waiting(self) -> None:
+        """Run the messages simple-websocket has read, in order."""
+        ws, session, server = self.ws, self.session, self.server
+        if session is None or server is None:
+            return
+        with self._receive_lock:
+            self.receiver_ident = threading.get_ident()
+            try:
+                while ws.input_buffer and not self.ending:
+                    message = ws.input_buffer.pop(0)
+                    if isinstance(message, bytes):
+                        # the 0.9 protocol is text; the hub drops binary messages too
+                        logger.info("session %s: binary websocket message dropped",
+                                    session.sid)
+                        continue
+                    self.answer_at_once = packet_codec.asks_plain_ack(message)
+                    try:
+                        server.receive(session, message, inline=True)
+                    finally:
+                        self.answer_at_once = False
+                self.unread_seen = 0  # (see heard_from_client)
+            finally:
+                self.receiver_ident = 0
+
+    def close_writes(self) -> None:
+        """A closing frame is about to be sent: write nothing more."""
+        with self._send_lock:
+            self._write_closed = True
+
+    def flush(self, packets: list[str] | None = None) -> bool:
+        """Write (blocking) what a non-blocking write left, then ``packets`` or
+        else the session's outbox. False when the connection is gone, or
+        closing (simple-websocket has its closing frame to send)."""
+        with self._send_lock:
+            if self._write_closed:
+                return False
+            data = self._unsent
+            self._unsent = b""
+            if packets is None:
+                packets = self.session.take_outbox(self) if self.session is not None else []
+            if packets:
+                data += wsframe.encode_texts(packets)
+            return _write_quietly(self.ws, data)
+
+    def heard_from_client(self) -> bool:
+        """Whether more messages wait unread than at the monitor's last look.
+        They wait while the reader thread finishes the messages before them;
+        what it read is the client's sign of life, which no handler has
+        counted yet. Asked by the monitor before it times a session out for
+        silence; looking then, rather than counting each message as it comes,
+        costs nothing per message."""
+        unread = len(self.ws.input_buffer)
+        heard = unread > self.unread_seen
+        self.unread_seen = unread
+        return heard
+
+    def abort(self) -> None:
+        """The session closed ``close_timeout`` ago and this connection is
+        still open: its thread is stuck sending to a client that stopped
+        reading. Shutting the socket down unblocks it."""
+        if not self.done:
+            logger.info("websocket still open long after its session closed; cut off")
+            try:
+                self.ws.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+def serve(server: Server, ws: Any, session: Session | None, environ: dict[str, Any],
+          start_response: StartResponse) -> Iterable[bytes]:
+    """Serve ``session`` (None: the sid was unknown) on the upgraded ``ws``
+    until either side closes, then end the WSGI call."""
+    transport = ThreadWebSocket(ws)
+    try:
+        if session is None:
+            ws.event.ready(None)
+            _write_quietly(ws, wsframe.encode_text(NOT_HANDSHAKEN))
+        else:
+            _pump(server, session, transport)
+        transport.close_writes()
+        try:
+            ws.close()
+        except Exception:  # already closed by the peer
+            pass
+        # Let the client answer the close frame before the WSGI server closes the
+        # connection (RFC 6455 §7.1.1): simple-websocket's reader closes the socket
+        # when the answer comes. Closing with the client's bytes unread would reset
+        # the connection and could destroy our last frames (a "0::") in flight.
+        ws.thread.join(timeout=CLOSE_HANDSHAKE_SECONDS)
+    finally:
+        ws.event.ready(None)  # (does nothing once the session was attached)
+        transport.done = True
+    return _end_upgraded_call(ws, environ, start_response)
+
+
+def _pump(server: Server, session: Session, transport: ThreadWebSocket) -> None:
+    """The request thread's part: attach, hand the messages to the reader
+    thread, write what others could not, and end the session's use of the
+    connection."""
+    ws = transport.ws
+    signal: ReaderSignal = ws.event
+    transport.server, transport.session = server, session
+    server.attach(session, transport)
+    try:
+        signal.ready(transport)  # from now on the reader runs the messages
+        # (not ``ws.connected``: it turns False when the client's close frame
+        # is read, before the reader has run the messages that preceded it)
+        while not signal.reader_done and \
+                session.transport is transport and not session.closed:
+            transport.wakeup.wait()
+            transport.wakeup.clear()
+            if not transport.flush():
+                break
+    finally:
+        with transport._receive_lock:  # a handler running on the reader finishes first
+            transport.ending = True
+        transport.flush(server.release(session, transport))
+
+
+def _write_quietly(ws: Any, data: bytes) -> bool:
+    """Write framed bytes (blocking) on simple-websocket's socket; False when
+    the connection is gone."""
+    if not data:
+        return True
+    try:
+        ws.sock.sendall(data)
+    except Exception:  # the peer went away; the caller ends the session
+        return False
+    return True
+
+
+def _end_upgraded_call(ws: Any, environ: dict[str, Any],
+                       start_response: StartResponse) -> Iterable[bytes]:
+    """End the WSGI call of an upgraded connection without the server writing
+    an HTTP response onto the socket."""
+    mode = getattr(ws, "mode", "")
+    if mode == "gunicorn":
+        # gunicorn treats StopIteration as "close the connection quietly"
+        raise StopIteration()
+    if mode == "werkzeug":
+        # Werkzeug writes a status line after the call and, the upgrade being
+        # HTTP/1.1, would then read the client's next bytes as a request. Take
+        # the connection away (as the hub does: Werkzeug's fd now points at a
+        # dead socket, so its answer goes nowhere and it reads an end of
+        # stream) and close it ourselves.
+
+        real = take_over_socket(environ)
+        try:
+            real.shutdown(socket.SHUT_RDWR)  # also ends a reader still blocked on it
+        except OSError:
+            pass
+        real.close()
+    start_response("200 OK", [("Content-Length", "0")])
+    return []
