@@ -279,3 +279,11 @@ def test_heard_from_client_counts_messages_read_since_the_last_look():
         assert transport.heard_from_client() is True
     finally:
         ws.sock.close()
+
+
+def test_nothing_is_written_once_the_closing_frame_is_due(pump):
+    server, session, transport, client = pump
+    transport.close_writes()
+    session.send("2::")
+    assert transport.flush() is False
+    assert read_all(client) == b""
