@@ -15,7 +15,6 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from . import packet as packet_codec
 from . import wsframe
 from .server import Server
 from .session import Session
@@ -102,6 +101,20 @@ def reader_thread(target: Callable[[], None]) -> threading.Thread:
     return threading.Thread(target=run)
 
 
+class SerialSocket:
+    """simple-websocket's socket once a transport serves it: its reader's
+    ``recv`` and everything else are the real socket's, but what it sends
+    goes through ``ThreadWebSocket.send_for_reader``."""
+
+    def __init__(self, sock: socket.socket, transport: ThreadWebSocket) -> None:
+        self._sock = sock
+        self.recv = sock.recv  # (an attribute: the reader calls it for every read)
+        self.send = transport.send_for_reader
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
 class ThreadWebSocket:
     """simple-websocket carries the session, a thread per connection.
 
@@ -125,17 +138,16 @@ class ThreadWebSocket:
 
     def __init__(self, ws: Any) -> None:
         self.ws = ws
+        #: the connection itself; simple-websocket's own writes go through
+        #: ``SerialSocket`` (see send_for_reader)
+        self.sock: socket.socket = ws.sock
+        ws.sock = SerialSocket(self.sock, self)
         #: set once the request is over and the socket is the WSGI server's again
         self.done = False
         #: set by the request thread when it lets go: no message runs after it
         self.ending = False
         self.server: Server | None = None
         self.session: Session | None = None
-        #: the thread running this connection's messages, while it does (see wake)
-        self.receiver_ident = 0
-        #: set while a message asking for a plain ack is received: that ack is
-        #: written as soon as it is queued, before the handler runs
-        self.answer_at_once = False
         #: messages waiting unread at the monitor's last look (heard_from_client)
         self.unread_seen = 0
         #: wakes the request thread: there is something to write, or to end
@@ -153,14 +165,11 @@ class ThreadWebSocket:
         #: closing frame: nothing may follow it
         self._write_closed = False
         # a TLS socket cannot be written without blocking from another thread
-        self._can_write_aside = type(ws.sock) is socket.socket
+        self._can_write_aside = type(self.sock) is socket.socket
 
     def wake(self) -> None:
-        if threading.get_ident() == self.receiver_ident:
-            if self.answer_at_once:  # the plain ack, queued before its handler runs
-                self.answer_at_once = False
-                self.write_or_wake()
-            return  # else written after the messages this thread runs
+        # Written at once, whichever thread queued it (a handler too: what it
+        # emits before it blocks must not wait for it to return).
         self.write_or_wake()
 
     def write_or_wake(self) -> None:
@@ -184,7 +193,7 @@ class ThreadWebSocket:
         stops reading costs."""
         session = self.session
         if session is None or self.done or self._write_closed or \
-                self.ws.sock.gettimeout() is not None:
+                self.sock.gettimeout() is not None:
             return False  # (with a timeout, Python would wait for room despite MSG_DONTWAIT)
         for _ in range(2):  # the tail left last time, then the outbox
             data = self._unsent
@@ -194,7 +203,7 @@ class ThreadWebSocket:
                     return True
                 data = wsframe.encode_texts(packets)
             try:
-                sent = self.ws.sock.send(data, socket.MSG_DONTWAIT)
+                sent = self.sock.send(data, socket.MSG_DONTWAIT)
             except (BlockingIOError, InterruptedError):
                 sent = 0
             except OSError:
@@ -242,23 +251,23 @@ class ThreadWebSocket:
         if session is None or server is None:
             return
         with self._receive_lock:
-            self.receiver_ident = threading.get_ident()
-            try:
-                while ws.input_buffer and not self.ending:
-                    message = ws.input_buffer.pop(0)
-                    if isinstance(message, bytes):
-                        # the 0.9 protocol is text; the hub drops binary messages too
-                        logger.info("session %s: binary websocket message dropped",
-                                    session.sid)
-                        continue
-                    self.answer_at_once = packet_codec.asks_plain_ack(message)
-                    try:
-                        server.receive(session, message, inline=True)
-                    finally:
-                        self.answer_at_once = False
-                self.unread_seen = 0  # (see heard_from_client)
-            finally:
-                self.receiver_ident = 0
+            while ws.input_buffer and not self.ending:
+                message = ws.input_buffer.pop(0)
+                if isinstance(message, bytes):
+                    # the 0.9 protocol is text; the hub drops binary messages too
+                    logger.info("session %s: binary websocket message dropped", session.sid)
+                    continue
+                server.receive(session, message, inline=True)
+            self.unread_seen = 0  # (see heard_from_client)
+
+    def send_for_reader(self, data: bytes) -> int:
+        """What simple-websocket writes itself (a pong, its closing frame):
+        under the send lock and after the tail of a frame of ours, never
+        inside one (nor, on TLS, at the same time as another thread's write)."""
+        with self._send_lock:
+            data, self._unsent = self._unsent + data, b""
+            self.sock.sendall(data)
+        return len(data)
 
     def close_writes(self) -> None:
         """A closing frame is about to be sent: write nothing more."""
@@ -278,7 +287,7 @@ class ThreadWebSocket:
                 packets = self.session.take_outbox(self) if self.session is not None else []
             if packets:
                 data += wsframe.encode_texts(packets)
-            return _write_quietly(self.ws, data)
+            return _write_quietly(self.sock, data)
 
     def heard_from_client(self) -> bool:
         """Whether more messages wait unread than at the monitor's last look.
@@ -299,7 +308,7 @@ class ThreadWebSocket:
         if not self.done:
             logger.info("websocket still open long after its session closed; cut off")
             try:
-                self.ws.sock.shutdown(socket.SHUT_RDWR)
+                self.sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
 
@@ -312,7 +321,7 @@ def serve(server: Server, ws: Any, session: Session | None, environ: dict[str, A
     try:
         if session is None:
             ws.event.ready(None)
-            _write_quietly(ws, wsframe.encode_text(NOT_HANDSHAKEN))
+            _write_quietly(transport.sock, wsframe.encode_text(NOT_HANDSHAKEN))
         else:
             _pump(server, session, transport)
         transport.close_writes()
@@ -355,13 +364,12 @@ def _pump(server: Server, session: Session, transport: ThreadWebSocket) -> None:
         transport.flush(server.release(session, transport))
 
 
-def _write_quietly(ws: Any, data: bytes) -> bool:
-    """Write framed bytes (blocking) on simple-websocket's socket; False when
-    the connection is gone."""
+def _write_quietly(sock: socket.socket, data: bytes) -> bool:
+    """Write framed bytes (blocking); False when the connection is gone."""
     if not data:
         return True
     try:
-        ws.sock.sendall(data)
+        sock.sendall(data)
     except Exception:  # the peer went away; the caller ends the session
         return False
     return True

@@ -287,3 +287,33 @@ def test_nothing_is_written_once_the_closing_frame_is_due(pump):
     session.send("2::")
     assert transport.flush() is False
     assert read_all(client) == b""
+
+
+def test_what_simple_websocket_sends_itself_follows_the_tail_of_our_frame(pump):
+    """simple-websocket writes pongs and its closing frame with ``sock.send``:
+    that goes through the send lock and after any tail of a frame of ours,
+    so a control frame never lands inside a text frame."""
+    server, session, transport, client = pump
+    from flask_sio09 import wsframe
+
+    frame = wsframe.encode_text("3:::" + "z" * 300)
+    transport._unsent = frame[7:]  # a non-blocking write took only the start
+    pong = wsframe.encode_pong(b"p1")
+    assert transport.ws.sock.send(pong) == len(frame) - 7 + len(pong)
+    assert read_all(client) == frame[7:] + pong
+    assert transport._unsent == b""
+
+
+def test_an_emit_from_a_handler_goes_out_before_the_handler_returns(pump):
+    server, session, transport, client = pump
+    seen_before_return = []
+
+    def handler(session, namespace, name, args, ack):
+        session.send('5:::{"name":"progress","args":[]}')
+        seen_before_return.append(read_all(client, quiet_for=0.5))
+        ack(*args)
+
+    server.app.event = handler
+    transport.ws.read('5:1+::{"name":"work","args":[1]}')
+    assert server_frames(seen_before_return[0]) == ['5:::{"name":"progress","args":[]}']
+    assert server_frames(read_all(client)) == ["6:::1+[1]"]
