@@ -120,13 +120,15 @@ class ThreadWebSocket:
 
     Two threads serve the connection. simple-websocket's reader thread runs
     the handlers of what the client sends, in order, one at a time
-    (``on_reader_signal``), and writes what they queued without blocking. The
-    request thread (``_pump``) waits for the rest: packets that other threads
-    queue (heartbeats, emits from elsewhere) when their own non-blocking write
-    could not send them all, and the end of the connection. A handler that
-    waits on a database therefore starves its client of nothing but its own
-    answers: heartbeats still go out (a 0.9 client gives up after
-    ``heartbeat_timeout`` without one).
+    (``on_reader_signal``). Whichever thread queues a packet (a handler, the
+    monitor's heartbeat, an emit from elsewhere) writes it at once without
+    blocking (``write_or_wake``). The request thread (``_pump``) waits for the
+    rest: what a non-blocking write could not send, and the end of the
+    connection. A handler that waits on a database therefore holds back
+    nothing but its own answer: heartbeats still go out (a 0.9 client gives
+    up after ``heartbeat_timeout`` without one), and so does what it emitted
+    before it waited. simple-websocket's own writes (pongs, its closing
+    frame) take the same lock, through ``SerialSocket``.
 
     Packets are framed by ``wsframe`` (one text frame each, as the 0.9
     protocol wants) rather than by ``ws.send`` (wsproto), which costs more per
