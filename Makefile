@@ -5,8 +5,9 @@
 # Set-up steps, each idempotent and usable on its own:
 #   make system   Debian's chromium and redis-server, installed only if missing
 #   make venv     .venv with the package installed in editable mode, with the test extra
-#   make vendor   socket.io-client 0.9.16 and the Node `ws` client (tests only) from the
-#                 npm registry into vendor/ (git-ignored)
+#   make vendor   socket.io-client 0.9.16 (the browser file, and for the tests the Node
+#                 package) and the Node `ws` client (tests only) from the npm registry
+#                 into vendor/ (git-ignored)
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -37,6 +38,10 @@ CLIENT_JS := vendor/socket.io.js
 # (tests/integration/test_wsframe_interop.py), installed into vendor/node_modules.
 WS_VERSION := 8.23.0
 WS_STAMP := vendor/node_modules/.ws-$(WS_VERSION)-installed
+
+# socket.io-client 0.9.16 as Node.js programs use it, with its own ws 0.4
+# (tests/integration/test_node_client.py), installed into vendor/sio-node.
+NODE_CLIENT_STAMP := vendor/sio-node/.$(CLIENT_NAME)-$(CLIENT_VERSION)-installed
 
 PYTEST_ARGS ?=
 
@@ -102,7 +107,7 @@ $(VENV_STAMP): pyproject.toml
 	$(VENV_PY) -m pip install -e '.[test]'
 	@touch $@
 
-vendor: $(CLIENT_JS) $(WS_STAMP)
+vendor: $(CLIENT_JS) $(WS_STAMP) $(NODE_CLIENT_STAMP)
 
 # npm pack downloads the package tarball alone: no dependencies, no install scripts.
 $(CLIENT_JS):
@@ -126,6 +131,14 @@ $(WS_STAMP):
 	  { echo "vendor: npm is needed to install ws $(WS_VERSION) (Debian: apt-get install npm)" >&2; exit 1; }
 	npm install --prefix vendor --no-save --no-audit --no-fund --ignore-scripts ws@$(WS_VERSION)
 	@grep -q '"version": "$(WS_VERSION)"' vendor/node_modules/ws/package.json
+	@touch $@
+
+# --ignore-scripts: ws 0.4's optional native build is skipped; it runs in pure JavaScript.
+$(NODE_CLIENT_STAMP):
+	@command -v npm >/dev/null 2>&1 || \
+	  { echo "vendor: npm is needed to install $(CLIENT_NAME) $(CLIENT_VERSION) (Debian: apt-get install npm)" >&2; exit 1; }
+	npm install --prefix vendor/sio-node --no-save --no-audit --no-fund --ignore-scripts $(CLIENT_NAME)@$(CLIENT_VERSION)
+	@grep -q '"version": "$(CLIENT_VERSION)"' vendor/sio-node/node_modules/$(CLIENT_NAME)/package.json
 	@touch $@
 
 # The peers (npm socket.io 0.9.19 and ws, PyPI flask-socketio) go into the

@@ -1,0 +1,53 @@
+"""socket.io-client 0.9.16 as Node.js programs use it (its own ``ws`` 0.4 for
+WebSocket), against the end-to-end app in both WebSocket modes.
+
+Old Node services still speak 0.9 to their servers. Their client differs from
+the browser's: its WebSocket library sends ``Origin: host:port`` without a
+scheme, which the default same-origin check must take as the server's own.
+The client runs as ``node tests/apps/node_client.js`` with
+``vendor/sio-node/node_modules`` (``make vendor``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+pytestmark = pytest.mark.timeout(300)
+
+NODE_MODULES = REPO_ROOT / "vendor" / "sio-node" / "node_modules"
+SCRIPT = REPO_ROOT / "tests" / "apps" / "node_client.js"
+
+
+@pytest.fixture
+def node_client() -> dict:
+    node = shutil.which("node")
+    if node is None:
+        pytest.fail("node is missing: install Node.js (Debian: apt-get install nodejs npm)")
+    if not (NODE_MODULES / "socket.io-client" / "package.json").is_file():
+        pytest.fail("vendor/sio-node/node_modules/socket.io-client is missing: run `make vendor`")
+    return {"node": node, "env": {**os.environ, "NODE_PATH": str(NODE_MODULES)}}
+
+
+@pytest.mark.parametrize("mode", ["hub", "thread"])
+@pytest.mark.parametrize("kind", ["sio_run", "gunicorn"])
+def test_node_client_over_websocket(live_server, node_client, kind, mode):
+    """Connect with the default origin rule, an emit with a data ack, a room
+    message, a server's question answered through the client's callback."""
+    server = live_server(kind, websocket_mode=mode)
+    for _ in range(2):
+        run = subprocess.run([node_client["node"], str(SCRIPT), server.url, "websocket"],
+                             capture_output=True, text=True, timeout=120,
+                             env=node_client["env"], check=False)
+        assert run.returncode == 0, run.stderr
+        result = json.loads(run.stdout.strip().splitlines()[-1])
+        assert result == {
+            "connected": True, "transport": "websocket", "ack": ["from node", 7],
+            "room": {"n": 1}, "answered": ["node says", "ready?"], "errors": [],
+        }, (result, run.stderr)
