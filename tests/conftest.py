@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import resource
+import shutil
 import signal
 import socket
 import subprocess
@@ -61,6 +62,18 @@ _SERVERS_USED = pytest.StashKey[list]()
 # ---------------------------------------------------------------------------
 # waiting
 # ---------------------------------------------------------------------------
+
+
+def node_with(modules: Path, package: str) -> dict:
+    """The ``node`` executable and an environment whose NODE_PATH is
+    ``modules``, which must hold ``package`` (``make vendor`` installs them):
+    a missing one fails the test rather than skipping it."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.fail("node is missing: install Node.js (Debian: apt-get install nodejs npm)")
+    if not (modules / package / "package.json").is_file():
+        pytest.fail(f"{modules.relative_to(REPO_ROOT)}/{package} is missing: run `make vendor`")
+    return {"node": node, "env": {**os.environ, "NODE_PATH": str(modules)}}
 
 
 def wait_until(

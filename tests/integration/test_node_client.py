@@ -11,13 +11,11 @@ The client runs as ``node tests/apps/node_client.js`` with
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, node_with
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -27,12 +25,7 @@ SCRIPT = REPO_ROOT / "tests" / "apps" / "node_client.js"
 
 @pytest.fixture
 def node_client() -> dict:
-    node = shutil.which("node")
-    if node is None:
-        pytest.fail("node is missing: install Node.js (Debian: apt-get install nodejs npm)")
-    if not (NODE_MODULES / "socket.io-client" / "package.json").is_file():
-        pytest.fail("vendor/sio-node/node_modules/socket.io-client is missing: run `make vendor`")
-    return {"node": node, "env": {**os.environ, "NODE_PATH": str(NODE_MODULES)}}
+    return node_with(NODE_MODULES, "socket.io-client")
 
 
 @pytest.mark.parametrize("mode", ["hub", "thread"])

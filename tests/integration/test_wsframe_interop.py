@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import threading
@@ -36,7 +35,7 @@ from flask_sio09.wsframe import (
     encode_text,
     handshake_response,
 )
-from tests.conftest import REPO_ROOT, wait_until
+from tests.conftest import REPO_ROOT, node_with, wait_until
 
 websockets_sync = pytest.importorskip("websockets.sync.client")
 from websockets.exceptions import ConnectionClosedError  # noqa: E402
@@ -384,12 +383,7 @@ function closed(ws) {
 
 @pytest.fixture
 def node_ws() -> dict:
-    node = shutil.which("node")
-    if node is None:
-        pytest.fail("node is missing: install Node.js (Debian: apt-get install nodejs npm)")
-    if not (NODE_MODULES / "ws" / "package.json").is_file():
-        pytest.fail("vendor/node_modules/ws is missing: run `make vendor`")
-    return {"node": node, "env": {**os.environ, "NODE_PATH": str(NODE_MODULES)}}
+    return node_with(NODE_MODULES, "ws")
 
 
 def test_node_ws_client(server, node_ws, tmp_path: Path):
