@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import socket
+from collections.abc import Callable
 from threading import get_ident
 
 from . import wsframe
@@ -82,13 +83,18 @@ class HubWebSocket(HubConnection):
         """End once the handlers of the messages read before have run: they
         come first, as on the wire (a message and a close frame can arrive in
         one read, and its handler runs after the read, maybe on the pool)."""
-        session = self.session
-        if session is None or self._ended:
+        if self.session is None or self._ended:
             self.end(code)
-            return
+        else:
+            self._after_handlers(lambda: self.end(code))
+
+    def _after_handlers(self, then: Callable[[], None]) -> None:
+        """Run ``then`` on the hub thread once the session's handlers queued
+        so far have run; read nothing more meanwhile."""
         self._ending = True
         hub = self.hub
-        self.server.workers.submit(session, lambda: hub.call(lambda: self.end(code)))
+        assert self.session is not None
+        self.server.workers.submit(self.session, lambda: hub.call(then))
 
     def wake(self) -> None:
         """The outbox gained data or the session closed. A handler thread
@@ -159,12 +165,9 @@ class HubWebSocket(HubConnection):
         if self._ending:  # the end already queued releases the session, in order
             self.close()
             return
-        session = self.session
-        if not self._ended and session is not None:
+        if not self._ended and self.session is not None:
             # the session ends after the handlers of what was read before
-            self._ending = True
-            hub = self.hub
-            self.server.workers.submit(session, lambda: hub.call(self._release))
+            self._after_handlers(self._release)
         self.close()
 
     def _release(self) -> None:

@@ -53,7 +53,6 @@ __all__ = [
     "MAX_JSON_DEPTH",
     "PACKET_TYPES",
     "PacketError",
-    "asks_plain_ack",
     "decode",
     "decode_payload",
     "encode",
@@ -91,8 +90,6 @@ _ADVICE_CODES = {name: str(i) for i, name in enumerate(ERROR_ADVICE)}
 _REASON_NAMES = {code: name for name, code in _REASON_CODES.items()}
 _ADVICE_NAMES = {code: name for name, code in _ADVICE_CODES.items()}
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
-#: a message, json or event packet with an id and no "+": the sender asks for a plain ack
-_PLAIN_ACK_HEAD = re.compile(r"[345]:[0-9]+:")
 
 Packet = dict[str, Any]
 
@@ -520,14 +517,6 @@ def frame(encoded: list[str]) -> str:
             raise PacketError(f"an encoded packet is a str, not {type(item).__name__}")
         parts.append(f"{FRAME_MARK}{utf16_len(item)}{FRAME_MARK}{item}")
     return "".join(parts)
-
-
-def asks_plain_ack(encoded: str) -> bool:
-    """True when ``encoded``, one packet, is a message, json or event whose
-    id asks for a plain ack (``3:1::hi``), which the server answers before
-    its handler runs. Only the head is looked at: the packet may still turn
-    out malformed."""
-    return _PLAIN_ACK_HEAD.match(encoded) is not None
 
 
 def split_payload(data: str, max_packets: int = DEFAULT_MAX_PACKETS) -> list[str]:

@@ -25,6 +25,9 @@ logger = logging.getLogger("flask_sio09")
 
 #: how long the request thread waits for the client's closing answer
 CLOSE_HANDSHAKE_SECONDS = 2.0
+#: how long simple-websocket's reader waits for the session to be attached
+#: before it drops what it read (the request thread attaches at once)
+ATTACH_WAIT_SECONDS = 10.0
 
 
 class ReaderSignal:
@@ -79,11 +82,6 @@ class ReaderSignal:
 
     def wait(self, timeout: float | None = None) -> bool:
         return self._flag.wait(timeout)
-
-
-#: how long simple-websocket's reader waits for the session to be attached
-#: before it drops what it read (the request thread attaches at once)
-ATTACH_WAIT_SECONDS = 10.0
 
 
 def reader_thread(target: Callable[[], None]) -> threading.Thread:
@@ -154,8 +152,8 @@ class ThreadWebSocket:
         self.unread_seen = 0
         #: wakes the request thread: there is something to write, or to end
         self.wakeup = threading.Event()
-        # One thread runs messages at a time (the reader, or at the start the
-        # request thread for what came before the transport was attached).
+        # Held while the reader runs messages: the request thread takes it to
+        # let go (``ending``) only between two of them.
         self._receive_lock = threading.Lock()
         # Guards taking the outbox and writing it, so that packets leave in
         # the order they were queued whichever thread writes them. ``unsent``
@@ -217,12 +215,11 @@ class ThreadWebSocket:
 
     def on_reader_signal(self) -> None:
         """simple-websocket's reader thread read a message, or the connection
-        ended: run what waits, on that thread, then write what it queued."""
+        ended: run what waits, on that thread (what the handlers queue is
+        written as it is queued, see ``wake``)."""
         try:
             self.receive_waiting()
-            if self.ws.connected:
-                self.write_or_wake()
-            else:
+            if not self.ws.connected:
                 # simple-websocket answers the close (or gives up on a broken
                 # frame) and closes the socket when this returns: the handlers
                 # of the messages before it finish (one may still be queued

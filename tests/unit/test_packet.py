@@ -623,21 +623,3 @@ def test_json_text_decodes_as_the_stdlib_does(text):
 def test_json_values_encode_as_the_stdlib_does(value):
     expected = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     assert packet._print_json(value) == expected
-
-
-@pytest.mark.parametrize("encoded, plain", [
-    ("3:1::hi", True),
-    ("4:12:/chat:{}", True),
-    ('5:7::{"name":"e"}', True),
-    ('5:7+::{"name":"e"}', False),
-    ('5:::{"name":"e"}', False),
-    ("6:::1", False),
-    ("1::/chat", False),
-    ("2::", False),
-    ("3:x::hi", False),
-    ("", False),
-])
-def test_asks_plain_ack(encoded, plain):
-    assert packet.asks_plain_ack(encoded) is plain
-    if plain:
-        assert packet.decode(encoded)["ack"] is True
