@@ -415,8 +415,17 @@ class Server:
         # handler; racing callers (a close during a connect handler) get False.
         if not session.leave_namespace(endpoint):
             return
-        self.manager.disconnect(session.sid, endpoint)
-        self.workers.submit(session, lambda: self.app.disconnect(session, endpoint))
+
+        def job() -> None:
+            # the handler still sees the client's rooms (``rooms()``, an emit
+            # to them telling the others it left), as in Flask-SocketIO; the
+            # client itself gets nothing more on the namespace (``_deliver``)
+            try:
+                self.app.disconnect(session, endpoint)
+            finally:
+                self.manager.disconnect(session.sid, endpoint)
+
+        self.workers.submit(session, job)
 
     def _connect_namespace(self, session: Session, endpoint: str, query: str) -> None:
         if len(session.namespaces) >= MAX_NAMESPACES_PER_SESSION:
@@ -426,9 +435,11 @@ class Server:
             return
         if not session.begin_namespace(endpoint):
             return
-        self.manager.connect(session.sid, endpoint)
 
         def job() -> None:
+            # (in the job: the disconnect job of an earlier visit to this
+            # namespace, queued before it, takes the client out of its rooms)
+            self.manager.connect(session.sid, endpoint)
             try:
                 accepted = self.app.connect(session, endpoint, query)
             except Exception:
@@ -554,7 +565,9 @@ class Server:
 
     def _deliver(self, sid: str, endpoint: str, encoded: str) -> None:
         session = self.sessions.get(sid)
-        if session is not None:
+        # (a client that left the namespace stays in its rooms while its
+        # disconnect handler runs, but gets nothing more there)
+        if session is not None and endpoint in session.namespaces:
             self.send_to_session(session, encoded, endpoint)
 
     def emit_packet(self, pkt: dict[str, Any], namespace: str, to: str | Iterable[str] | None = None,
@@ -581,8 +594,8 @@ class Server:
                              f"{len(targets)}" + (" here (across processes, callback= "
                                                   "takes a sid)" if self.cluster else ""))
         session = self.get_session(targets[0])
-        if session is None:
-            return
+        if session is None or namespace not in session.namespaces:
+            return  # (gone, or left the namespace: its disconnect handler runs)
         self.send_with_callback(session, pkt, namespace, callback)
 
     def send_with_callback(self, session: Session, pkt: dict[str, Any], namespace: str,

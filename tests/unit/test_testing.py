@@ -334,6 +334,52 @@ def test_disconnect_a_namespace_then_the_session(make_app):
     assert client.is_connected("/") and client.sid != old_sid
 
 
+@pytest.mark.parametrize("how", ["client leaves the namespace", "client ends the session",
+                                 "server disconnects the namespace",
+                                 "server ends the session"])
+def test_a_disconnect_handler_still_sees_the_clients_rooms(make_app, how):
+    """As in Flask-SocketIO: ``rooms()`` in the disconnect handler lists the
+    client's rooms, and an emit to them reaches the others (not the client
+    that left); once the handler has run, the client is in no room."""
+    app, sio = make_app()
+    seen = []
+
+    @sio.on("join", namespace="/chat")
+    def on_join(room):
+        join_room(room)
+
+    @sio.on("kick", namespace="/chat")
+    def kick(sid, whole_session):
+        sio_disconnect(sid, namespace="/" if whole_session else "/chat")
+
+    @sio.on("disconnect", namespace="/chat")
+    def on_disconnect():
+        seen.append(sorted(rooms()))
+        for room in rooms():
+            if room != request.sid:
+                emit("left", request.sid, to=room)
+        emit("to-myself", to=request.sid)
+
+    leaving = sio.test_client(app, namespace="/chat")
+    staying = sio.test_client(app, namespace="/chat")
+    leaving.emit("join", "lobby", namespace="/chat")
+    staying.emit("join", "lobby", namespace="/chat")
+    sid = leaving.sid
+    if how == "client leaves the namespace":
+        leaving.disconnect("/chat")
+    elif how == "client ends the session":
+        leaving.disconnect("/")
+    else:
+        staying.emit("kick", sid, how == "server ends the session", namespace="/chat")
+    assert seen == [sorted([sid, "lobby"])]
+    assert staying.get_received("/chat") == [
+        {"name": "left", "args": [sid], "namespace": "/chat"}]
+    assert not any(p["name"] == "to-myself" for p in leaving.get_received("/chat"))
+    server = app.extensions["sio09"].server
+    assert server.manager.recipients("/chat", "lobby") == [staying.sid]
+    assert server.manager.recipients("/chat", sid) == []
+
+
 def test_server_side_disconnect_is_seen_by_the_client(make_app):
     app, sio = make_app()
 
