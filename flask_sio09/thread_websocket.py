@@ -144,8 +144,11 @@ class ThreadWebSocket:
         ws.sock = SerialSocket(self.sock, self)
         #: set once the request is over and the socket is the WSGI server's again
         self.done = False
-        #: set by the request thread when it lets go: no message runs after it
+        #: set by the request thread when it lets go (or by the reader when the
+        #: client broke a rule): no message runs after it
         self.ending = False
+        #: the close code to end with, when not the normal 1000
+        self.close_code: int | None = None
         self.server: Server | None = None
         self.session: Session | None = None
         #: messages waiting unread at the monitor's last look (heard_from_client)
@@ -256,8 +259,25 @@ class ThreadWebSocket:
                     # the 0.9 protocol is text; the hub drops binary messages too
                     logger.info("session %s: binary websocket message dropped", session.sid)
                     continue
+                limit = server.options.max_http_buffer_size
+                # simple-websocket's own limit counts characters, which up to
+                # four times as many UTF-8 bytes can take: the limit is bytes
+                if len(message) > limit >> 2 and len(message.encode("utf-8")) > limit:
+                    self._refuse_too_big(session, limit)
+                    break
                 server.receive(session, message, inline=True)
             self.unread_seen = 0  # (see heard_from_client)
+
+    def _refuse_too_big(self, session: Session, limit: int) -> None:
+        """A message over ``limit`` bytes: as the hub does, nothing more the
+        client sent runs, and the connection ends with close code 1009 (the
+        request thread writes it, after what the handlers queued)."""
+        logger.info("websocket of %s: protocol error 1009 (message over %d bytes)",
+                    session.sid, limit)
+        self.ending = True
+        self.close_code = wsframe.MESSAGE_TOO_BIG
+        self.ws.input_buffer.clear()
+        self.wakeup.set()
 
     def send_for_reader(self, data: bytes) -> int:
         """What simple-websocket writes itself (a pong, its closing frame):
@@ -325,7 +345,7 @@ def serve(server: Server, ws: Any, session: Session | None, environ: dict[str, A
             _pump(server, session, transport)
         transport.close_writes()
         try:
-            ws.close()
+            ws.close(transport.close_code)
         except Exception:  # already closed by the peer
             pass
         # Let the client answer the close frame before the WSGI server closes the
@@ -351,7 +371,7 @@ def _pump(server: Server, session: Session, transport: ThreadWebSocket) -> None:
         signal.ready(transport)  # from now on the reader runs the messages
         # (not ``ws.connected``: it turns False when the client's close frame
         # is read, before the reader has run the messages that preceded it)
-        while not signal.reader_done and \
+        while not signal.reader_done and transport.close_code is None and \
                 session.transport is transport and not session.closed:
             transport.wakeup.wait()
             transport.wakeup.clear()

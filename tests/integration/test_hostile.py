@@ -768,15 +768,22 @@ def test_jsonp_post_with_lone_surrogates(start, kind):
 
 
 @pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("char", ["y", "é", "\U0001f600"], ids=["1-byte", "2-byte", "4-byte"])
 @pytest.mark.parametrize("kind", KINDS)
-def test_websocket_message_at_the_limit_and_one_byte_over(start, kind, mode):
+def test_websocket_message_at_the_limit_and_one_byte_over(start, kind, mode, char):
+    """The limit counts UTF-8 bytes, whatever the characters (thread mode's
+    simple-websocket counts characters: flask_sio09 counts the bytes)."""
     server = start(kind, mode)
     sid, ws = open_ws(server)
-    prefix = '5:1+::{"name":"echo","args":["'
-    filler = "y" * (LIMIT - len(prefix) - len('"]}'))
-    ws.send_text(prefix + filler + '"]}')
-    assert ws.texts_until(lambda got: got[-1].startswith("6:::1+"))[-1] == f'6:::1+["{filler}"]'
-    ws.send_text(prefix + filler + 'y"]}')
+    prefix, suffix = '5:1+::{"name":"echo","args":["', '"]}'
+    room = LIMIT - len(prefix) - len(suffix)
+    width = len(char.encode("utf-8"))
+    filler = char * (room // width) + "y" * (room % width)
+    assert len((prefix + filler + suffix).encode("utf-8")) == LIMIT
+    ws.send_text(prefix + filler + suffix)
+    ack = ws.texts_until(lambda got: got[-1].startswith("6:::1+"))[-1]
+    assert json.loads(ack[len("6:::1+"):]) == [filler]
+    ws.send_text(prefix + filler + "y" + suffix)
     assert ws.close_code() == 1009
     ws.close()
     server.wait_events(lambda evs: any(e["event"] == "disconnect" for e in evs), sid=sid,
