@@ -263,11 +263,11 @@ def origin_allowed(origin: str | None, referer: str | None,
                     upgrade: N checks only Origin there).
     :param allowed: the ``cors_allowed_origins`` option:
 
-        * ``None``: same origin only. A request with no Origin is allowed
-          (same-origin browsers and non-browser clients); otherwise the
-          Origin's host and port must equal ``host``'s (scheme-less, default
-          port of the Origin's scheme filled in). An Origin without a scheme
-          (socket.io-client 0.9 under Node sends one) must equal ``host``.
+        * ``None``: same origin only. The Origin, or else the Referer, must
+          name ``host``'s host and port (scheme-less, default port of its
+          scheme filled in); a request with neither is allowed (non-browser
+          clients). An Origin without a scheme (socket.io-client 0.9 under
+          Node sends one) must equal ``host``.
         * ``"*"``: everything, the Origin ``null`` included. A list holding
           ``"*"`` means the same.
         * a list (or a space/comma separated string) of full origins such as
@@ -287,7 +287,10 @@ def origin_allowed(origin: str | None, referer: str | None,
     if allowed == "*":
         return True
     if allowed is None:
-        return _same_origin(origin, host)
+        # (the Referer counts too: a JSONP script tag, a form POST of an old
+        # browser send no Origin, and a page elsewhere must not pass for one
+        # of the server's own)
+        return _same_origin(origin or referer, host)
     patterns = allowed.replace(",", " ").split() if isinstance(allowed, str) else list(allowed)
     if "*" in patterns:
         return True

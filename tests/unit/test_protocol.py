@@ -255,7 +255,14 @@ SAME_ORIGIN = [
     (None, None, "h", True),
     (None, None, None, True),
     ("", None, "h", True),
-    (None, "http://evil.example/", "h", True),  # no Origin: allowed, Referer not consulted
+    # no Origin (a JSONP script tag, an old browser's form POST): the Referer decides
+    (None, "http://evil.example/", "h", False),
+    (None, "http://h/page.html", "h", True),
+    (None, "http://h:5000/app/?x=1#y", "h:5000", True),
+    (None, "http://h:5000/", "h:5001", False),
+    (None, "https://h/", "h:443", True),
+    ("", "http://evil.example/", "h", False),
+    ("http://h", "http://evil.example/", "h", True),  # the Origin, when there is one
     ("http://h:5000", None, "h:5000", True),
     ("http://h", None, "h", True),
     ("http://h", None, "h:80", True),
