@@ -143,6 +143,8 @@ class RedisManager(MemoryManager):
         self._redis_module = import_redis()
         self._last_error_log = -ERROR_LOG_INTERVAL
         self._errors_not_logged = 0
+        #: an ERROR was logged and no operation has reached Redis since
+        self._failing = False
         self._callback_ids = itertools.count(1)
         #: callback id -> (namespace, callback) for acks other processes forward
         self._remote_callbacks: OrderedDict[int, tuple[str, Callable[..., Any]]] = OrderedDict()
@@ -155,13 +157,23 @@ class RedisManager(MemoryManager):
         """This process's identity and connections (again after a fork)."""
         self.host_id = uuid.uuid4().hex
         self._client = self._redis_module.Redis.from_url(
-            self.url, socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=SOCKET_TIMEOUT)
+            self.url, socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=SOCKET_TIMEOUT,
+            retry=self._no_retry())
         # (EVALSHA once Redis knows them, not the script's text each time)
         self._claim_script = self._client.register_script(CLAIM_SCRIPT)
         self._forget_script = self._client.register_script(FORGET_SCRIPT)
         self._listener: threading.Thread | None = None
         self._subscribed = threading.Event()
         self._stopped = threading.Event()
+
+    def _no_retry(self) -> Any:
+        """redis-py's retry policy that never retries: it would send again a
+        command whose answer timed out, and a publish that Redis had received
+        (it was only slow) would then reach every process twice, after twice
+        the timeout. ``publish`` retries what is safe to retry itself."""
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+        return Retry(NoBackoff(), 0)
 
     def reset_after_fork(self) -> None:
         """In a forked child: a new host id, new connections, and the
@@ -181,11 +193,18 @@ class RedisManager(MemoryManager):
                          MAX_MESSAGE_BYTES)
             return False
         redis = self._redis_module
-        for attempt in (1, 2):  # a dropped pooled connection fails once, then reconnects
+        for attempt in (1, 2):
             try:
                 self._client.publish(self.channel, data)
+                self._reachable()
                 return True
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
+            except redis.TimeoutError as exc:
+                # never again: Redis may have it (delivery is at most once)
+                self._log_unreachable(f"publish {message.get('op')!r}", exc)
+                return False
+            except redis.ConnectionError as exc:
+                # a pooled connection that Redis dropped (it restarted) fails
+                # before the command leaves: once more, on a new connection
                 if attempt == 2:
                     self._log_unreachable(f"publish {message.get('op')!r}", exc)
         return False
@@ -199,8 +218,19 @@ class RedisManager(MemoryManager):
             return
         others, self._errors_not_logged = self._errors_not_logged, 0
         self._last_error_log = now
+        self._failing = True
         logger.error("message queue: cannot %s at %s: %s%s", what, self.url, exc,
                      f" ({others} more failures since the last report)" if others else "")
+
+    def _reachable(self) -> None:
+        """An operation reached Redis: after failures, say so once, with the
+        count of the failures not reported yet."""
+        if self._failing:
+            self._failing = False
+            others, self._errors_not_logged = self._errors_not_logged, 0
+            logger.warning("message queue: %s reachable again%s", self.url,
+                           f" ({others} more failures since the last report)"
+                           if others else "")
 
     # -- the manager's operations, across processes ------------------------
 
@@ -262,10 +292,12 @@ class RedisManager(MemoryManager):
         """``call()``, or None when Redis cannot be reached (logged)."""
         redis = self._redis_module
         try:
-            return call()
+            result = call()
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             self._log_unreachable(what, exc)
             return None
+        self._reachable()
+        return result
 
     def record_handshake(self, sid: str, seconds: float) -> None:
         """Note a handshake made here, claimable for ``seconds``."""
@@ -364,10 +396,11 @@ class RedisManager(MemoryManager):
                         if self._subscribed.is_set():
                             logger.warning("message queue: subscribed to %s again", self.url)
                         self._subscribed.set()
+                        self._reachable()
                         backoff = 1.0
             except redis.RedisError as exc:
-                logger.error("message queue: lost %s (%s); again in %.0f s",
-                             self.url, exc, backoff)
+                # (one line per ERROR_LOG_INTERVAL, as for the other operations)
+                self._log_unreachable(f"listen (again in {backoff:.0f} s)", exc)
                 self._stopped.wait(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
             except Exception:  # the listener must outlive anything unforeseen

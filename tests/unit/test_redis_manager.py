@@ -7,8 +7,11 @@ What one process alone does is the contract of ``test_manager.py``.
 import itertools
 import json
 import logging
+import os
+import signal
 import socket
 import threading
+import time
 
 import pytest
 import redis
@@ -199,13 +202,54 @@ def test_the_listener_subscribes_again_after_redis_restarts(fresh_redis, caplog)
     try:
         server.stop()
         caplog.set_level(logging.WARNING, logger="flask_sio09")
-        wait_until(lambda: "message queue: lost" in caplog.text, timeout=20)
+        wait_until(lambda: "message queue: cannot listen" in caplog.text, timeout=20)
         server.start()  # the same port
         # until both listeners are back, an emit may be lost: repeat until one lands
         wait_until(lambda: one.manager.emit_encoded("again", "/chat") is not None
                    and two.got("b1"), timeout=60, interval=0.5,
                    message="an emit after the restart")
         assert "subscribed to" in caplog.text
+    finally:
+        one.manager.stop()
+        two.manager.stop()
+
+
+def test_a_publish_that_times_out_is_not_sent_again(fresh_redis, caplog, monkeypatch):
+    """Redis stalls (SIGSTOP) past the timeout, then resumes: the publish
+    fails after one timeout, and what Redis had received reaches the other
+    process once, not twice (delivery is at most once). The failures are
+    reported once Redis is reachable again."""
+    monkeypatch.setattr(redis_manager, "SOCKET_TIMEOUT", 1.0)
+    caplog.set_level(logging.WARNING, logger="flask_sio09")
+    server = fresh_redis()
+    channel = f"stall-{next(_channels)}"
+    one = Process(server.url, channel)
+    two = Process(server.url, channel, ["b1"])
+    try:
+        assert one.manager.publish({"op": "emit", "ns": "/chat", "to": "b1", "skip": None,
+                                    "p": "before"})
+        wait_until(lambda: two.got("b1") == ["before"], timeout=20, message="the first emit")
+        os.kill(server.proc.pid, signal.SIGSTOP)
+        resume = threading.Timer(2.5, os.kill, (server.proc.pid, signal.SIGCONT))
+        resume.start()
+        try:
+            started = time.monotonic()
+            assert not one.manager.publish({"op": "emit", "ns": "/chat", "to": "b1",
+                                            "skip": None, "p": "stalled"})
+            took = time.monotonic() - started
+            assert not one.manager.publish({"op": "emit", "ns": "/chat", "to": "b1",
+                                            "skip": None, "p": "stalled too"})
+        finally:
+            resume.join()
+            os.kill(server.proc.pid, signal.SIGCONT)
+        assert took < 2.0  # one timeout of 1 s, not a retry after it
+        assert "cannot publish" in caplog.text
+        assert one.manager.publish({"op": "emit", "ns": "/chat", "to": "b1", "skip": None,
+                                    "p": "after"})
+        wait_until(lambda: "after" in two.got("b1"), timeout=20, message="the emit after")
+        got = two.got("b1")
+        assert got.count("stalled") <= 1 and got.count("stalled too") <= 1, got
+        assert "reachable again (1 more failures since the last report)" in caplog.text
     finally:
         one.manager.stop()
         two.manager.stop()
