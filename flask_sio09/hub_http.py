@@ -367,7 +367,11 @@ class HubHTTP(HubConnection):
         if head.method not in ("GET", "POST", "OPTIONS"):
             return None
         route = self._route(head)
-        return route if route is not None and route.transport in SERVED_TRANSPORTS else None
+        if route is None or route.transport not in SERVED_TRANSPORTS:
+            return None
+        # a session this process does not hold (or has not claimed) is looked
+        # up in Redis: on a thread of the whole app's pool, not on the hub's
+        return route if self.server.knows_locally(route.sid or "") else None
 
     def _websocket_route(self, head: RequestHead) -> protocol.Route | None:
         """The route of a WebSocket upgrade of ours, or None."""
@@ -405,10 +409,22 @@ class HubHTTP(HubConnection):
                 exc.status, list(exc.headers), str(exc).encode("utf-8")), False))
             return
         self._let_go()
-        session = self.server.get_session(route.sid or "",
-                                          adopt=lambda: transports.keep_environ(environ))
-        websocket = HubWebSocket(self.hub, self.sock, session, self.limit)
-        websocket.start(answer)
+        server, hub, sock, limit, sid = self.server, self.hub, self.sock, self.limit, route.sid or ""
+
+        def find_session() -> Session | None:
+            return server.get_session(sid, adopt=lambda: transports.keep_environ(environ))
+
+        def open_websocket(session: Session | None) -> None:
+            HubWebSocket(hub, sock, session, limit).start(answer)
+
+        def look_up_then_open() -> None:  # (a pool thread)
+            session = find_session()
+            hub.call(lambda: open_websocket(session))
+
+        if server.knows_locally(sid):
+            open_websocket(find_session())
+        else:  # Redis decides, maybe slowly: not on the hub thread
+            hub_wsgi.run_blocking(look_up_then_open)
 
     def _serve(self, head: RequestHead, body: bytes) -> None:
         """Answer a polling request with the WSGI path's own rules."""

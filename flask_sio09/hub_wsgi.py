@@ -44,11 +44,24 @@ def serve(app: Callable[..., Any], sock: socket.socket, template: dict[str, Any]
     """Serve one request on a pool thread; ``done(keep_alive, leftover)`` is
     called when the socket is the caller's again (``leftover``: bytes read
     past this request)."""
+    run_blocking(lambda: _serve(app, sock, template, head, buffered, done))
+
+
+def run_blocking(job: Callable[[], None]) -> None:
+    """Run ``job``, which may block (on the client, on Redis), on a pool
+    thread rather than on the hub's."""
     global _pool
     with _pool_lock:
         if _pool is None:
             _pool = ThreadPoolExecutor(THREADS, thread_name_prefix="sio09-http")
-    _pool.submit(_serve, app, sock, template, head, buffered, done)
+    _pool.submit(_guarded, job)
+
+
+def _guarded(job: Callable[[], None]) -> None:
+    try:
+        job()
+    except Exception:  # (a pool thread's error would otherwise vanish with its future)
+        logger.exception("kept connection: a request failed")
 
 
 class Body:

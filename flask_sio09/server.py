@@ -292,6 +292,17 @@ class Server:
         self._ensure_monitor()
         return session
 
+    def knows_locally(self, sid: str) -> bool:
+        """Whether a transport request for ``sid`` can be answered without
+        asking the message queue: there is none, or this process holds the
+        session, open and claimed. (The hub thread asks: a request that needs
+        Redis goes to a thread, since Redis may be slow.)"""
+        cluster = self.cluster
+        if cluster is None:
+            return True
+        session = self.sessions.get(sid)
+        return session is not None and not session.closed and sid not in cluster.unclaimed
+
     def held_elsewhere(self, sid: str) -> bool:
         """Whether another process of the application holds session ``sid``
         (always False without a message queue)."""

@@ -9,6 +9,9 @@ the connections.
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
 from contextlib import contextmanager
 
 import pytest
@@ -111,6 +114,54 @@ def test_a_poll_on_a_kept_connection_adopts_with_the_whole_request(two_processes
     assert adopted.get(token="kept").text == "1::"
     found = two.wait_events(lambda evs: any(e["event"] == "connect" for e in evs), sid=sid)
     assert next(e for e in found if e["event"] == "connect")["args"]["token"] == ["kept"]
+
+
+def test_requests_for_sessions_held_elsewhere_never_stall_the_hub_on_a_slow_redis(
+        live_server, fresh_redis):
+    """In hub mode the hub serves a kept connection's polls itself. A poll for
+    a sid this process does not hold asks Redis who does; while Redis is
+    stopped (SIGSTOP) each such lookup waits for its timeout. Those requests
+    go to a thread, so that the hub's other clients are served meanwhile."""
+    redis = fresh_redis()
+    server = live_server("gunicorn", fresh=True, message_queue=redis.url,
+                         websocket_mode="hub", **OPTIONS)
+    witness = WsClient(server)
+    sid = handshake(server)[0]
+    kept = socket.create_connection(("127.0.0.1", server.port), timeout=60)
+    try:
+        witness.recv_until(lambda got: "1::" in got)
+        assert witness.call("echo", "before", ack_id=1) == ["before"]
+        # a poll that the WSGI server answers, after which the hub keeps the connection
+        kept.sendall(f"GET /socket.io/1/xhr-polling/{sid} HTTP/1.1\r\n"
+                     f"Host: 127.0.0.1:{server.port}\r\n\r\n".encode())
+        first = b""
+        while not first.endswith(b"1::"):
+            chunk = kept.recv(65536)
+            assert chunk and len(first) < 4096, first
+            first += chunk
+        assert first.startswith(b"HTTP/1.1 200"), first
+        os.kill(redis.proc.pid, signal.SIGSTOP)
+        try:
+            unknown = [f"{n:020d}" for n in range(4)]
+            kept.sendall(b"".join(
+                f"GET /socket.io/1/xhr-polling/{other} HTTP/1.1\r\n"
+                f"Host: 127.0.0.1:{server.port}\r\n\r\n".encode() for other in unknown))
+            # each lookup waits up to 5 s on the stopped Redis; a hub doing
+            # them itself would not answer the witness for 20 s or more
+            witness.ws.send(event_packet("echo", "during", ack_id=2))
+            witness.recv_until(lambda got: any(p.startswith("6:::2+") for p in got),
+                               timeout=12)
+        finally:
+            os.kill(redis.proc.pid, signal.SIGCONT)
+        answers = b""
+        while answers.count(b"7:::1+0") < len(unknown):
+            chunk = kept.recv(65536)
+            assert chunk, answers
+            answers += chunk
+        assert witness.call("echo", "after", ack_id=3) == ["after"]
+    finally:
+        kept.close()
+        witness.close()
 
 
 def test_a_handshake_disconnected_before_its_transport_stays_disconnected(two_processes):
