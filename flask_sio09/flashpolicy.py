@@ -137,7 +137,9 @@ class PolicyServer:
         if self._accept_paused_until is not None:
             wakes.append(self._accept_paused_until)
         timeout = max(0.0, min(wakes) - now) if wakes else None
-        for key, _ in self._selector.select(timeout):
+        ready = self._selector.select(timeout)
+        now = time.monotonic()  # (again: the wait may have been long)
+        for key, _ in ready:
             sock = key.fileobj
             if sock is self._wake_r:
                 self._wake_r.recv(64)

@@ -6,6 +6,7 @@ import errno
 import logging
 import socket
 import threading
+import time
 
 import pytest
 
@@ -65,6 +66,17 @@ def test_policy_xml_refuses_what_is_not_host_port(origin):
 def test_answers_the_policy_request(policy_server):
     server = policy_server()
     assert ask(server, flashpolicy.POLICY_REQUEST) == POLICY
+
+
+def test_a_request_after_a_long_quiet_time_is_answered(policy_server, monkeypatch):
+    """The server waits for connections without a deadline when it has no
+    client; the first one after that wait gets its full READ_TIMEOUT."""
+    monkeypatch.setattr(flashpolicy, "READ_TIMEOUT", 0.5)
+    server = policy_server()
+    assert ask(server, flashpolicy.POLICY_REQUEST) == POLICY
+    for _ in range(3):
+        time.sleep(1.0)  # quiet for longer than READ_TIMEOUT (the input, not a wait)
+        assert ask(server, flashpolicy.POLICY_REQUEST) == POLICY
 
 
 def test_request_in_pieces(policy_server):
