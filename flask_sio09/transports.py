@@ -526,6 +526,13 @@ class HTMLFileStream:
     def wake(self) -> None:
         self.event.set()
 
+    def peer_closed(self) -> bool:
+        """Whether the client has hung up. A client sends nothing after its
+        htmlfile GET, so only its end of stream can wait unread; the write
+        that would notice the loss comes with the next heartbeat, and after
+        a FIN only the second write fails."""
+        return self.sock is not None and peer_closed(self.sock)
+
     def abort(self) -> None:
         """The session closed ``close_timeout`` ago and the WSGI server is
         still writing this stream to a client that stopped reading: shutting
@@ -547,6 +554,10 @@ class Stream:
     headers: list[tuple[str, str]]
     preamble: bytes
     encode: Callable[[list[str]], bytes]
+
+
+#: how often an htmlfile stream in a request thread looks whether its client hung up
+HANG_UP_CHECK_SECONDS = 1.0
 
 
 def htmlfile_encode(packets: list[str]) -> bytes:
@@ -573,8 +584,11 @@ def stream_chunks(server: Server, stream: Stream,
         yield stream.preamble
         yield stream.encode([NOT_HANDSHAKEN])
         return
-    # re-check now and then even if nothing wakes us (cheap insurance)
+    # re-check now and then even if nothing wakes us (cheap insurance); with
+    # the socket at hand, often enough to see the client hang up
     recheck = server.options.heartbeat_interval
+    if sock is not None:
+        recheck = min(recheck, HANG_UP_CHECK_SECONDS)
     released = False
     try:
         yield stream.preamble
@@ -583,7 +597,9 @@ def stream_chunks(server: Server, stream: Stream,
             if packets:
                 yield stream.encode(packets)
                 continue
-            transport.event.wait(recheck)
+            if not transport.event.wait(recheck) and transport.peer_closed():
+                logger.debug("session %s: the htmlfile client hung up", session.sid)
+                break  # (released below: the session ends, as when a write fails)
             transport.event.clear()
         released = True
         leftover = server.release(session, transport)

@@ -173,6 +173,25 @@ def test_htmlfile_client_gone_ends_the_session(server):
     assert later.text == "7:::1+0"
 
 
+@pytest.mark.parametrize(("kind", "mode"), [p.values[0] for p in KINDS],
+                         ids=[p.id for p in KINDS])
+def test_htmlfile_client_hang_up_is_seen_before_any_heartbeat(live_server, kind, mode):
+    """A closed tab (FIN) with no heartbeat due for 30 s: the session ends
+    all the same, and a poll on its sid is told so (a write to the stream
+    would only notice at the second heartbeat, a minute on)."""
+    server = live_server(kind, websocket_mode=mode, heartbeat_interval=30,
+                         heartbeat_timeout=60, close_timeout=60, polling_duration=2)
+    sid = handshake(server)[0]
+    stream = ChunkedStream(server, f"/socket.io/1/htmlfile/{sid}?t=1")
+    assert stream.chunk() == PREAMBLE
+    assert script_payload(stream.chunk()) == "1::"
+    stream.close()
+    wait_until(lambda: disconnects(server, sid), timeout=20,
+               message="the disconnect handler after the htmlfile client hung up")
+    later = requests.get(f"{server.url}/socket.io/1/xhr-polling/{sid}", timeout=30)
+    assert later.text == "7:::1+0"
+
+
 def test_htmlfile_server_disconnect_ends_the_stream(server):
     sid = handshake(server)[0]
     stream = ChunkedStream(server, f"/socket.io/1/htmlfile/{sid}?t=1")
