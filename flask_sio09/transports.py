@@ -460,6 +460,10 @@ class XHRPolling:
             return _response("400 Bad Request", "")
         if body is None:
             if session is not None:
+                # "7:::1+0" on its transport, not "0::": the client reconnects
+                # (told "0::" it counts as booted, and a JSONP client, which
+                # cannot see the 413 of its form POST, would stay away)
+                server.send_to_session(session, NOT_HANDSHAKEN)
                 server.close_session(session, "upload too large")
             elif held_elsewhere is not None:  # it ends where it is held
                 server.disconnect(held_elsewhere)

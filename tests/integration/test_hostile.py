@@ -32,6 +32,7 @@ import requests
 from tests.conftest import wait_until
 from tests.integration.helpers import (
     FRAME,
+    Background,
     WsClient,
     XhrClient,
     event_packet,
@@ -337,6 +338,35 @@ def test_post_at_the_limit_is_taken_and_one_byte_more_is_refused(start, kind):
     client.collect(lambda _: ack_of(client.received, 7) is not None)
     assert ack_of(client.received, 7) == f'6:::7+["{filler}"]'
     assert client.post(prefix + filler + 'x"]}').status_code == 413
+    assert_serves(server)
+
+
+@pytest.mark.parametrize("transport", ["xhr-polling", "jsonp-polling"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_post_too_large_tells_the_waiting_poll_to_reconnect(start, kind, transport):
+    """The session ends; its waiting poll gets "7:::1+0", after which a 0.9
+    client reconnects, not "0::", after which it gives up (reason "booted"):
+    a JSONP client cannot see the 413 of its form POST."""
+    server = start(kind, polling_duration=15)
+    sid = handshake(server)[0]
+    url = f"{server.url}{poll_path(sid, transport)}"
+    params = {"i": "0"} if transport == "jsonp-polling" else {}
+    assert "1::" in requests.get(url, params=params, timeout=30).text
+    # two polls: the server answers the one it got first with "8::" when the
+    # other arrives, so once one is answered the other is surely waiting
+    one = Background(requests.get, url, params=params, timeout=60)
+    two = Background(requests.get, url, params=params, timeout=60)
+    wait_until(lambda: one.done or two.done, timeout=30, message="the superseded poll")
+    superseded, waiting = (one, two) if one.done else (two, one)
+    superseded.join()
+    assert "8::" in superseded.result.text
+    body = "d=" + quote(json.dumps("3:::" + "x" * LIMIT)) if transport == "jsonp-polling" \
+        else "3:::" + "x" * LIMIT
+    assert requests.post(url, data=body, params=params, timeout=30).status_code == 413
+    waiting.join(timeout=60)
+    assert "7:::1+0" in waiting.result.text and "0::" not in waiting.result.text
+    server.wait_events(lambda evs: any(e["event"] == "disconnect" for e in evs), sid=sid,
+                       what="the disconnect handler of the session that sent too much")
     assert_serves(server)
 
 
