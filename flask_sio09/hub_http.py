@@ -103,6 +103,8 @@ class HubHTTP(HubConnection):
         self.poll: KeptPoll | None = None
         self.keep_alive = True
         self.discard_left = 0
+        #: when the first byte of the head being read arrived
+        self.head_since: float | None = None
         self.deadline = math.inf
         self._timer_at: float | None = None
         options = self.server.options
@@ -240,6 +242,9 @@ class HubHTTP(HubConnection):
             self._advance()
         elif self.state in (IDLE, BODY, DISCARD):
             # idle past keep-alive, or a request that stopped arriving
+            if self.buf or self.state is not IDLE:
+                logger.info("kept connection: a request %s not complete after %s s; closed",
+                            "head" if self.state is IDLE else "body", KEEP_ALIVE_SECONDS)
             self.state = CLOSING
             self.close_after_flush()
 
@@ -292,9 +297,13 @@ class HubHTTP(HubConnection):
 
     def _read_head(self) -> bool:
         """Parse and start the next request; False when more bytes are needed."""
+        now = self.hub.clock()
         if not self.buf:
-            self._arm(self.hub.clock() + KEEP_ALIVE_SECONDS)
+            self.head_since = None
+            self._arm(now + KEEP_ALIVE_SECONDS)
             return False
+        if self.head_since is None:
+            self.head_since = now
         try:
             head = parse_head(self.buf)
         except HTTPError as exc:
@@ -304,12 +313,16 @@ class HubHTTP(HubConnection):
                 ("Content-Type", transports.TEXT)], b""), False))
             return False
         if head is None:
-            self._arm(self.hub.clock() + KEEP_ALIVE_SECONDS)
+            # from the head's first byte, not from its latest: a head sent a
+            # byte now and then would otherwise hold the connection forever
+            self._arm(self.head_since + KEEP_ALIVE_SECONDS)
             return False
+        self.head_since = None
         del self.buf[:head.size]
         self.head = head
         self.keep_alive = head.keep_alive
         if head.chunked:
+            logger.info("kept connection: a chunked request body refused (411)")
             self.keep_alive = False
             self.respond(("411 Length Required", [("Content-Type", transports.TEXT),
                                                   ("Content-Length", "0")], b""))
@@ -495,7 +508,17 @@ class HubHTTP(HubConnection):
         def done(keep_alive: bool, leftover: bytes) -> None:
             hub.call(lambda: self._back(keep_alive, leftover))
 
-        hub_wsgi.serve(self.app, self.sock, self.template, head, buffered, done)
+        large_body = head.content_length > len(buffered)  # (only over the limit)
+        if not hub_wsgi.serve(self.app, self.sock, self.template, head, buffered, done,
+                              large_body):
+            logger.warning("kept connection: %d requests with large bodies are being "
+                           "read already; %s %s answered 503", hub_wsgi.LARGE_BODY_THREADS,
+                           head.method, head.path)
+            self.hub.register(self, READ)
+            self.state, self.keep_alive = IDLE, False
+            self.respond(("503 Service Unavailable", [
+                ("Content-Type", transports.TEXT), ("Content-Length", "0"),
+                ("Retry-After", "1")], b""))
 
     def _back(self, keep_alive: bool, leftover: bytes) -> None:
         """The worker thread is done with the socket (hub thread)."""

@@ -33,18 +33,47 @@ IO_TIMEOUT_SECONDS = 30.0
 #: connection; past this, the connection is closed instead
 DRAIN_LIMIT = 65536
 
+#: of those, how many may at once serve a request whose body the hub did not
+#: read first (one over ``max_http_buffer_size``, read as the app asks for it):
+#: such a body comes at the client's pace, and a client that sends it slowly
+#: must not take every thread from the pages and handshakes of the others
+LARGE_BODY_THREADS = THREADS // 2
+
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
+_large_bodies = 0
 
 Done = Callable[[bool, bytes], None]
 
 
 def serve(app: Callable[..., Any], sock: socket.socket, template: dict[str, Any],
-          head: RequestHead, buffered: bytes, done: Done) -> None:
+          head: RequestHead, buffered: bytes, done: Done, large_body: bool = False) -> bool:
     """Serve one request on a pool thread; ``done(keep_alive, leftover)`` is
     called when the socket is the caller's again (``leftover``: bytes read
-    past this request)."""
-    run_blocking(lambda: _serve(app, sock, template, head, buffered, done))
+    past this request).
+
+    :param large_body: the body is still to be read from the client.
+    :return: False, and nothing done, when ``LARGE_BODY_THREADS`` such
+             requests are being served already.
+    """
+    global _large_bodies
+    if large_body:
+        with _pool_lock:
+            if _large_bodies >= LARGE_BODY_THREADS:
+                return False
+            _large_bodies += 1
+
+    def job() -> None:
+        global _large_bodies
+        try:
+            _serve(app, sock, template, head, buffered, done)
+        finally:
+            if large_body:
+                with _pool_lock:
+                    _large_bodies -= 1
+
+    run_blocking(job)
+    return True
 
 
 def run_blocking(job: Callable[[], None]) -> None:
@@ -78,10 +107,21 @@ class Body:
         self.send_continue = send_continue and self.left_on_socket > 0
         #: set once the response head is out: a 100 Continue may no longer follow
         self.answered = False
+        #: why the body could not be read (the connection cannot go on), or None
+        self.broken: str | None = None
 
     @property
     def remaining(self) -> int:
         return len(self.pending) + self.left_on_socket
+
+    def _broken(self, why: str) -> Exception:
+        """What the app gets when the body cannot be read: Werkzeug's own
+        exception for it, which Flask answers 400 without a traceback (the
+        client's fault, not the app's); the connection then ends."""
+        from werkzeug.exceptions import ClientDisconnected
+
+        self.broken = why
+        return ClientDisconnected(why)
 
     def _fill(self, wanted: int) -> None:
         while len(self.pending) < wanted and self.left_on_socket > 0:
@@ -89,9 +129,12 @@ class Body:
                 self.send_continue = False
                 if not self.answered:
                     self.sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
-            chunk = self.sock.recv(min(self.left_on_socket, 65536))
+            try:
+                chunk = self.sock.recv(min(self.left_on_socket, 65536))
+            except OSError as exc:  # (a timeout too: the client stopped sending)
+                raise self._broken(f"body not received: {exc.__class__.__name__}") from None
             if not chunk:
-                raise ConnectionError("the client ended the body early")
+                raise self._broken("the client ended the body early")
             self.left_on_socket -= len(chunk)
             self.pending += chunk
 
@@ -288,12 +331,18 @@ def _serve(app: Callable[..., Any], sock: socket.socket, template: dict[str, Any
                 sock.sendall(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n"
                              b"Connection: close\r\n\r\n")
             writer.keep_alive = False
-        keep_alive = writer.keep_alive
+        keep_alive = writer.keep_alive and body.broken is None
         if keep_alive and body.remaining:
             if body.remaining > DRAIN_LIMIT:
                 keep_alive = False
             else:
-                body.read()
+                try:
+                    body.read()
+                except Exception:  # (ClientDisconnected: logged below)
+                    keep_alive = False
+        if body.broken is not None:
+            logger.info("kept connection: the body of %s %s: %s; closed", head.method,
+                        head.path, body.broken)
     except OSError as exc:  # the client went away or stalled past the timeout
         logger.debug("kept connection lost while serving %s: %s", head.path, exc)
         keep_alive = False

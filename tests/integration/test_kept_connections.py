@@ -616,6 +616,66 @@ def test_slow_request_bodies_for_the_app_hold_no_thread(start, kind, expect):
             conn.close()
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_slow_large_bodies_for_the_app_leave_threads_for_the_others(start, kind):
+    """A body over the limit is read by the app as it comes, on a thread of
+    ``hub_wsgi``'s pool: at most half the pool does that at once, the next
+    such request gets 503, and pages and handshakes are still served."""
+    server = start(kind)
+    slow = []
+    try:
+        for _ in range(hub_wsgi.LARGE_BODY_THREADS + 2):
+            conn, _ = open_kept(server)
+            slow.append(conn)
+            conn.send(f"POST /server_emit HTTP/1.1\r\nHost: {server.host}\r\n"
+                      f"Content-Length: {LIMIT + 1000}\r\n\r\nabc".encode())
+        for conn in slow[-2:]:
+            status, headers, _ = conn.response()
+            assert status == 503 and headers.get("connection") == "close"
+            assert conn.ended()
+        assert_another_kept_connection_is_served(server)
+        assert handshake(server)[0]
+        conn = slow[0]
+        conn.send(b"d" * (LIMIT + 997))
+        assert conn.response()[0] == 400  # the app's own answer: that body is not JSON
+        # the others hang up mid-body: a line each in the log, no traceback (the
+        # fixture fails the test on one), and their threads are free again
+        watched = Watched(server)
+        for conn in slow[1:hub_wsgi.LARGE_BODY_THREADS]:
+            conn.close()
+        wait_until(lambda: watched.new_log().count("the client ended the body early")
+                   == hub_wsgi.LARGE_BODY_THREADS - 1, timeout=DEADLINE,
+                   message="a log line for each body cut short")
+        assert_another_kept_connection_is_served(server)
+    finally:
+        for conn in slow:
+            conn.close()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_request_head_sent_a_byte_at_a_time_is_cut_off(start, kind):
+    """KEEP_ALIVE_SECONDS (10 s) bound the whole head, counted from its
+    first byte: sending a byte now and then does not keep it open."""
+    server = start(kind)
+    conn, _ = open_kept(server)
+    try:
+        conn.send(f"GET /healthz HTTP/1.1\r\nHost: {server.host}\r\nX-Slow: ".encode())
+        conn.sock.settimeout(1.0)
+        closed = False
+        deadline = time.monotonic() + 40
+        while not closed and time.monotonic() < deadline:
+            try:
+                conn.send(b"a")
+                closed = conn.sock.recv(65536) == b""
+            except socket.timeout:
+                continue
+            except OSError:
+                closed = True
+        assert closed, "the head was still being read after 40 s"
+    finally:
+        conn.close()
+
+
 def _one_date(headers: dict[str, str]) -> None:
     """A Date header that parses as an HTTP date in GMT (RFC 9110 §5.6.7)."""
     assert headers.get("date", "").endswith(" GMT"), headers
