@@ -459,6 +459,8 @@ class XHRPolling:
             logger.info("session %s: POST refused: %s", sid or "-", exc)
             return _response("400 Bad Request", "")
         if body is None:
+            logger.info("session %s: POST over %d bytes refused (413)", sid or "-",
+                        server.options.max_http_buffer_size)
             if session is not None:
                 # "7:::1+0" on its transport, not "0::": the client reconnects
                 # (told "0::" it counts as booted, and a JSONP client, which
