@@ -9,9 +9,11 @@ ends the session's use of the connection (see ``ThreadWebSocket``).
 
 from __future__ import annotations
 
+import concurrent.futures.thread  # noqa: F401  (its exit hook must be registered before ours)
 import logging
 import socket
 import threading
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -96,7 +98,9 @@ def reader_thread(target: Callable[[], None]) -> threading.Thread:
         finally:
             signal.ended()
 
-    return threading.Thread(target=run)
+    # (a daemon: a reader blocked on a client that neither answers nor hangs
+    # up must not keep the process from exiting)
+    return threading.Thread(target=run, daemon=True)
 
 
 class SerialSocket:
@@ -332,11 +336,52 @@ class ThreadWebSocket:
                 pass
 
 
+#: the connections being served, closed when the process exits (see _at_exit)
+_open: weakref.WeakSet[ThreadWebSocket] = weakref.WeakSet()
+_exit_hook_lock = threading.Lock()
+_exit_hook_registered = False
+#: the close code a connection ends with when its process exits
+GOING_AWAY = 1001
+
+
+def _at_exit() -> None:
+    """The interpreter is exiting: end every WebSocket this process serves.
+
+    A request thread serves each one as long as its client stays, and the
+    interpreter joins the WSGI server's request threads before it exits
+    (gunicorn's gthread worker runs them in a ``ThreadPoolExecutor``): a
+    worker told to stop, or whose master died, would otherwise live on,
+    serving its clients, and they would never reconnect elsewhere. Run by
+    ``threading`` before it joins those threads."""
+    for transport in list(_open):
+        transport.close_code = GOING_AWAY
+        transport.wakeup.set()
+
+
+def _register_exit_hook() -> None:
+    global _exit_hook_registered
+    with _exit_hook_lock:
+        if _exit_hook_registered:
+            return
+        _exit_hook_registered = True
+    # ``threading._register_atexit`` (Python 3.9+) runs before the interpreter
+    # joins non-daemon threads, and after the hooks registered later: ours
+    # comes after ``concurrent.futures``' (imported above), which joins them
+    register = getattr(threading, "_register_atexit", None)
+    if register is not None:
+        try:
+            register(_at_exit)
+        except RuntimeError:  # the interpreter is exiting already
+            pass
+
+
 def serve(server: Server, ws: Any, session: Session | None, environ: dict[str, Any],
           start_response: StartResponse) -> Iterable[bytes]:
     """Serve ``session`` (None: the sid was unknown) on the upgraded ``ws``
     until either side closes, then end the WSGI call."""
     transport = ThreadWebSocket(ws)
+    _register_exit_hook()
+    _open.add(transport)
     try:
         if session is None:
             ws.event.ready(None)
@@ -353,9 +398,21 @@ def serve(server: Server, ws: Any, session: Session | None, environ: dict[str, A
         # when the answer comes. Closing with the client's bytes unread would reset
         # the connection and could destroy our last frames (a "0::") in flight.
         ws.thread.join(timeout=CLOSE_HANDSHAKE_SECONDS)
+        if ws.thread.is_alive():
+            # no answer (a client gone silent): end the connection here. This
+            # wakes the reader from its recv, and spares the WSGI server a
+            # linger of its own when it closes the socket (gunicorn waits up
+            # to 2 s for the client's end of stream, on its main thread, which
+            # accepts nothing meanwhile)
+            try:
+                transport.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            ws.thread.join(timeout=CLOSE_HANDSHAKE_SECONDS)
     finally:
         ws.event.ready(None)  # (does nothing once the session was attached)
         transport.done = True
+        _open.discard(transport)
     return _end_upgraded_call(ws, environ, start_response)
 
 
