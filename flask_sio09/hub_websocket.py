@@ -18,6 +18,10 @@ from .session import Session
 
 logger = logging.getLogger("flask_sio09")
 
+#: encoded characters a handler run on the hub thread may queue for one
+#: connection before they are written at once rather than after the handler
+WRITE_AHEAD = 65536
+
 
 class HubWebSocket(HubConnection):
     """A WebSocket (or flashsocket) carrying one session, framed by wsframe."""
@@ -99,9 +103,18 @@ class HubWebSocket(HubConnection):
     def wake(self) -> None:
         """The outbox gained data or the session closed. A handler thread
         writes the packets itself when the socket takes them all at once (the
-        common case), sparing the hub a wake-up; otherwise the hub flushes."""
+        common case), sparing the hub a wake-up; otherwise the hub flushes.
+        On the hub thread (a handler it runs) the packets wait for the end of
+        the round, one write per connection, unless they pile up: a handler
+        that emits a lot in one go has them written as it goes, so that the
+        outbox limit cuts off only clients that do not read."""
         hub = self.hub
-        if get_ident() == hub.leader or not self._write_direct():
+        if get_ident() == hub.leader:
+            session = self.session
+            if session is None or session.outbox_size() < WRITE_AHEAD or \
+                    not self._write_direct():
+                hub.mark(self)
+        elif not self._write_direct():
             hub.mark(self)
 
     def _write_direct(self) -> bool:

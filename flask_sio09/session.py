@@ -233,6 +233,10 @@ class Session:
                 return []
             return self._take()
 
+    def outbox_size(self) -> int:
+        """Encoded characters waiting in the outbox."""
+        return self._outbox_bytes
+
     def has_outbox(self) -> bool:
         """True when packets are waiting."""
         return bool(self._outbox)

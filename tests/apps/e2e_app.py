@@ -362,6 +362,15 @@ def emit_many(count, event="seq"):
     return int(count)
 
 
+@sio.on("burst")
+def burst(count, size):
+    """Broadcast ``count`` events ``b(i, text)`` of ``size`` characters, back to back."""
+    text = "x" * int(size)
+    for i in range(int(count)):
+        emit("b", i, text, broadcast=True)
+    return int(count)
+
+
 @sio.on("emit_texts")
 def emit_texts(texts):
     """Emit one ``text`` event per string, back to back (batched on polling)."""

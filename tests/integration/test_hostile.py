@@ -20,6 +20,7 @@ import base64
 import json
 import os
 import selectors
+import signal
 import socket
 import struct
 import threading
@@ -1450,3 +1451,96 @@ def test_binary_websocket_messages_are_dropped_in_both_modes(start, mode):
     finally:
         ws.close()
     assert_serves(server)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_worker_whose_master_died_ends_its_websockets_and_exits(live_server, mode):
+    """gunicorn's master is killed: the worker stops serving (after the
+    graceful timeout, 5 s here) and exits. Its WebSocket clients must see
+    their connection end then, to reconnect to a new server; in thread mode
+    the interpreter waited for the request threads serving them, forever."""
+    server = live_server("gunicorn", fresh=True, websocket_mode=mode, **BASE)
+    sid, ws = open_ws(server)
+    try:
+        ws.send_text('5:1+::{"name":"pid","args":[]}')
+        ack = ws.texts_until(lambda got: any(p.startswith("6:::1+") for p in got))[-1]
+        worker = json.loads(ack[len("6:::1+"):])[0]
+        os.kill(server.proc.pid, signal.SIGKILL)
+        # a close frame (1001, going away) in thread mode; the hub's
+        # connections end with the process
+        assert ws.close_code() in (1001, None)
+
+        def exited() -> bool:  # (or a zombie: its parent, the master, is gone)
+            try:
+                with open(f"/proc/{worker}/stat") as stat:
+                    return stat.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+            except FileNotFoundError:
+                return True
+
+        wait_until(exited, timeout=60, message="the orphaned worker to exit")
+    finally:
+        ws.close()
+        server.stop()
+
+
+def test_silent_websocket_clients_do_not_hold_up_gunicorns_main_thread(live_server):
+    """Thread mode: clients that stop answering (and never hang up) time out
+    together. Each connection must end on its own thread: gunicorn closes a
+    connection on its main thread, and lingered there up to 2 s for each
+    client's end of stream, one after the other, accepting nothing meanwhile
+    (12 silent clients: 22 s or more)."""
+    server = live_server("gunicorn", fresh=True, websocket_mode="thread",
+                         **{**BASE, "heartbeat_interval": 1, "heartbeat_timeout": 3})
+    silent = [open_ws(server) for _ in range(12)]
+    try:
+        # they read nothing more and answer no heartbeat: each session ends
+        # after heartbeat_timeout, and its connection with it
+        for sid, _ in silent:
+            server.wait_events(lambda evs: any(e["event"] == "disconnect" for e in evs),
+                               sid=sid, what="the silent client's session to time out")
+        ended_by = time.monotonic() + 12
+        for _, ws in silent:
+            ws.sock.settimeout(max(0.1, ended_by - time.monotonic()))
+            try:
+                while ws.sock.recv(65536):  # (frames, the close frame among them)
+                    pass
+            except socket.timeout:
+                raise AssertionError("a silent client's connection still open 12 s after "
+                                     "the sessions ended") from None
+            except ConnectionResetError:
+                pass
+        assert_serves(server)
+    finally:
+        for _, ws in silent:
+            ws.close()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_burst_larger_than_the_outbox_limit_reaches_clients_that_read(live_server, mode):
+    """One handler broadcasts 3 MB (3,000 events of 1 KB) with an outbox limit
+    of 1 MB. Clients that read as fast as they can get every event: the limit
+    is for clients that fall behind, and in hub mode the handler's packets go
+    out as they pile up, not only after it returns."""
+    server = live_server("gunicorn", fresh=True, websocket_mode=mode,
+                         **{**BASE, "max_outbox_bytes": 1_000_000})
+    clients = [open_ws(server) for _ in range(3)]
+    counts = [0] * len(clients)
+
+    def read(index: int, ws: RawWs) -> None:
+        got = ws.texts_until(lambda texts: sum(t.startswith('5:::{"name":"b"') for t in texts)
+                             >= 3000)
+        counts[index] = sum(t.startswith('5:::{"name":"b"') for t in got)
+
+    readers = [Background(read, i, ws) for i, (_, ws) in enumerate(clients)]
+    try:
+        sender = clients[0][1]
+        sender.send_text('5:1+::{"name":"burst","args":[3000,1000]}')
+        for reader in readers:
+            reader.join(timeout=120)
+        assert counts == [3000] * len(clients)
+        assert_serves(server)
+        new_log = server.log_path.read_text(errors="replace")
+        assert "outbox over" not in new_log
+    finally:
+        for _, ws in clients:
+            ws.close()
