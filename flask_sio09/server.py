@@ -539,6 +539,9 @@ class Server:
         if kind == "event":
             name = pkt.get("name")
             if not isinstance(name, str) or name in BLACKLISTED_EVENTS:
+                # (bad JSON decodes to an event with no name, as in Node)
+                logger.info("session %s: an event %s dropped", session.sid,
+                            "without a name (bad JSON)" if name is None else "named 'disconnect'")
                 return
             args = pkt.get("args", [])
         else:

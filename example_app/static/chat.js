@@ -13,14 +13,15 @@
     return;
   }
 
-  // ?transports=xhr-polling,websocket forces the client's transport list.
-  var options = {};
+  // ?transports=xhr-polling,websocket forces the client's transport list. (Not
+  // through io.connect's options: 0.9.16 merges that list into its defaults index by
+  // index. The socket is made without connecting, given the list, then connected.)
   var forced = /[?&]transports=([^&]+)/.exec(window.location.search);
+  var socket = io.connect('/chat', forced ? {'auto connect': false} : {});
   if (forced) {
-    options.transports = decodeURIComponent(forced[1]).split(',');
+    socket.socket.options.transports = decodeURIComponent(forced[1]).split(',');
+    socket.socket.connect();
   }
-
-  var socket = io.connect('/chat', options);
   var myNick = null;
   var currentRoom = 'lobby';
   var typers = {};

@@ -128,3 +128,27 @@ def test_classic_chat(server, open_chat, alice_transport, bob_transport):
     bob.evaluate("() => classicSocket.disconnect()")
     wait_line(alice, None, "bob has disconnected")
     wait_online(alice, ["alice"])
+
+
+@pytest.mark.parametrize("transport", ["websocket", "xhr-polling", "jsonp-polling"])
+@pytest.mark.parametrize("path", ["/", "/classic"])
+def test_the_chat_pages_connect_on_the_transport_the_url_forces(server, browser,
+                                                                vendor_client, path,
+                                                                transport):
+    """``?transports=`` (docs/quickstart.md) puts the page on that transport,
+    whatever its place in the client's default list."""
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.set_default_timeout(30_000)
+        # (not until "load": a JSONP poll is a script tag, which the load event
+        # may wait for as long as the poll waits for packets)
+        page.goto(f"{server.url}{path}?transports={transport}", wait_until="domcontentloaded")
+        page.wait_for_function(  # (both pages say so in #status)
+            "() => document.getElementById('status').textContent.indexOf('connected (') === 0",
+            polling=50,
+        )
+        assert page.evaluate("() => io.sockets[Object.keys(io.sockets)[0]].transport.name") \
+            == transport
+    finally:
+        context.close()

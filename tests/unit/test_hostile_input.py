@@ -176,9 +176,12 @@ def test_malformed_packets_from_a_client_are_dropped_and_logged_once_each(server
     caplog.set_level("INFO", logger="flask_sio09")
     server.receive(session, "4:::1e400")
     server.receive(session, "4:::" + nested(MAX_JSON_DEPTH + 1))
+    server.receive(session, '5:::{"name":"ev","args":[1')  # an event whose JSON is cut
+    server.receive(session, '5:::/chat:{"name":"ev","args":[1]}')  # not JSON at all
     assert not session.closed
     assert session.take_outbox() == []
-    assert [r.levelname for r in caplog.records if r.levelno >= 20] == ["INFO", "INFO"]
+    assert [r.levelname for r in caplog.records if r.levelno >= 20] == ["INFO"] * 4
+    assert "an event without a name (bad JSON) dropped" in caplog.text
     assert not any(r.exc_info for r in caplog.records)
 
 
