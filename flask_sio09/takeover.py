@@ -11,6 +11,7 @@ import logging
 import os
 import select
 import socket
+import ssl
 import threading
 from typing import Any
 
@@ -33,9 +34,15 @@ def client_socket(environ: dict[str, Any]) -> socket.socket | None:
 
 def can_take_over(environ: dict[str, Any]) -> bool:
     """True when the WSGI server exposes a plain (non-TLS) socket that the hub
-    can adopt: gunicorn and Werkzeug do."""
+    can adopt: gunicorn and Werkzeug do.
+
+    The socket says whether it carries TLS, not ``wsgi.url_scheme``: a proxy's
+    ``X-Forwarded-Proto`` sets the scheme (gunicorn trusts it from local
+    proxies, ``ProxyFix`` from anyone), so ``http`` on a TLS socket would hand
+    TLS records to the hub, and ``https`` behind a TLS-ending proxy would keep
+    plain connections away from it."""
     sock = client_socket(environ)
-    return sock is not None and environ.get("wsgi.url_scheme") != "https" \
+    return sock is not None and not isinstance(sock, ssl.SSLSocket) \
         and sock.type == socket.SOCK_STREAM
 
 

@@ -685,8 +685,8 @@ def use_hub(server: Server, environ: dict[str, Any]) -> bool:
         # said once per server: every long-poll and upgrade comes here
         level = logging.DEBUG if server in _told_no_hub else logging.WARNING
         _told_no_hub.add(server)
-        logger.log(level, "websocket_mode='hub' but this server does not expose its socket; "
-                   "using a thread for this connection")
+        logger.log(level, "websocket_mode='hub' but this server does not expose a plain "
+                   "socket (none, or TLS); using a thread for this connection")
     return False
 
 

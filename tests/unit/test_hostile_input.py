@@ -320,7 +320,7 @@ def test_hub_mode_without_a_socket_warns_once_per_server(caplog):
                 assert use_hub(server, {"wsgi.url_scheme": "https"}) is False
         warnings = [r for r in caplog.records if r.levelname == "WARNING"]
         assert len(warnings) == 2
-        assert "does not expose its socket" in warnings[0].getMessage()
+        assert "does not expose a plain socket" in warnings[0].getMessage()
     finally:
         for server in servers:
             server.shutdown()

@@ -5,10 +5,11 @@ dead socket."""
 from __future__ import annotations
 
 import socket
+import ssl
 
 import pytest
 
-from flask_sio09.takeover import client_socket, peer_closed, take_over_socket
+from flask_sio09.takeover import can_take_over, client_socket, peer_closed, take_over_socket
 
 
 @pytest.fixture
@@ -82,3 +83,26 @@ def test_client_socket_is_the_wsgi_servers_socket():
         assert client_socket({}) is None
     finally:
         sock.close()
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_a_plain_socket_is_taken_over_whatever_the_scheme_says(tcp_pair, scheme):
+    """``wsgi.url_scheme`` follows X-Forwarded-Proto behind a TLS-ending proxy:
+    the connection itself is plain, and the hub may have it."""
+    server_side, _ = tcp_pair
+    assert can_take_over({"gunicorn.socket": server_side, "wsgi.url_scheme": scheme})
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_a_tls_socket_is_never_taken_over_whatever_the_scheme_says(tcp_pair, scheme):
+    """An X-Forwarded-Proto: http (trusted by gunicorn from local addresses,
+    by ProxyFix from anyone) must not hand TLS records to the hub."""
+    server_side, _ = tcp_pair
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    tls = context.wrap_socket(server_side, server_hostname="localhost",
+                              do_handshake_on_connect=False)
+    try:
+        for key in ("gunicorn.socket", "werkzeug.socket"):
+            assert not can_take_over({key: tls, "wsgi.url_scheme": scheme})
+    finally:
+        tls.close()
