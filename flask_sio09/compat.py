@@ -448,6 +448,11 @@ class _ClassNamespace(Namespace):
             instance = self._create(socket)
             if kind == "connect" and self.namespace == "":
                 return True  # gevent-socketio never sees a global connect packet
+        if kind == "disconnect" and socket._session.closed:
+            # the connection ended: gevent-socketio's Socket.disconnect calls
+            # recv_disconnect itself, not through process_packet and the ACL
+            # (whose usual ["recv_connect"] would skip the cleanup)
+            return instance.call_method("recv_disconnect", packet)
         ack = self.take_ack()
         instance._ack = ack
         try:

@@ -197,6 +197,30 @@ def test_acl_refuses_and_logs_until_lifted(app_sio, caplog):
     assert events(client) == []
 
 
+def test_the_end_of_the_connection_runs_recv_disconnect_whatever_the_acl(app_sio):
+    """As gevent-socketio's Socket.disconnect: recv_disconnect is called, not
+    dispatched through the ACL, when the connection ends; a client's own
+    ``0::/ns`` packet still goes through the ACL."""
+    app, sio = app_sio
+    log = []
+
+    class Guarded(BaseNamespace):
+        def get_initial_acl(self):
+            return ["recv_connect"]
+
+        def recv_disconnect(self):
+            log.append(self.socket.sessid)
+            super().recv_disconnect()
+
+    socketio_manage(sio, {"/g": Guarded})
+    ending = sio.test_client(app, namespace="/g")
+    ending.disconnect("/")
+    assert log == [ending.sid]
+    leaving = sio.test_client(app, namespace="/g")
+    leaving.disconnect("/g")
+    assert log == [ending.sid]  # the ACL refused it, as in gevent-socketio
+
+
 def test_acl_methods(app_sio):
     app, sio = app_sio
     results = {}
