@@ -159,6 +159,11 @@ class Cluster:
         """``disconnect(sid=)`` for a session that another process may hold."""
         self.manager.publish({"op": "disconnect", "sid": sid, "ns": namespace})
 
+    def forward_refused_upload(self, sid: str) -> None:
+        """A POST too large for a session that another process holds: that
+        process ends it as ``Server.refuse_upload`` does."""
+        self.manager.publish({"op": "refuse_upload", "sid": sid})
+
     def emit_with_callback(self, pkt: dict[str, Any], namespace: str, sid: str,
                            callback: Callable[..., Any]) -> bool:
         """Have the process that holds ``sid`` send ``pkt`` and forward the
@@ -181,6 +186,11 @@ class Cluster:
             sid, namespace = message["sid"], message["ns"]
             if isinstance(sid, str) and isinstance(namespace, str):
                 self.server.disconnect(sid, namespace, forward=False)
+        elif op == "refuse_upload":
+            sid = message["sid"]
+            session = self.server.sessions.get(sid) if isinstance(sid, str) else None
+            if session is not None and not session.closed:
+                self.server.refuse_upload(session)
         elif op == "claimed":
             if isinstance(message["sid"], str):
                 self.drop_unclaimed(message["sid"])

@@ -45,6 +45,12 @@ CONNECT_ECHO = "1::"
 HEARTBEAT = "2::"
 DISCONNECT = "0::"
 NOOP = "8::"
+NOT_HANDSHAKEN = "7:::1+0"
+#: why a session ends when its client POSTs more than ``max_http_buffer_size``
+UPLOAD_TOO_LARGE = "upload too large"
+#: ``answer_poll``'s answer when the poll must fail with an HTTP error rather
+#: than carry a payload (no payload is empty)
+POLL_FAILED = ""
 
 
 def namespace_refused(endpoint: str) -> str:
@@ -340,11 +346,29 @@ class Server:
         queued (framed when several), ``0::`` for a session that ended, or the
         noop ``8::``."""
         packets = self.release(session, transport)
+        if session.closed and session.close_reason == UPLOAD_TOO_LARGE:
+            # a failed poll: socket.io-client 0.9 then reconnects at once. Told
+            # "0::" it would give up (booted); told "7:::1+0" it sends "0::",
+            # which a JSONP client, one POST at a time, may send only to its
+            # next session, ending that one too
+            return POLL_FAILED
         if packets:
             return packet_codec.frame(packets)
         if session.closed and session.transport is None:
             return DISCONNECT
         return NOOP
+
+    def refuse_upload(self, session: Session) -> None:
+        """The client POSTed more than ``max_http_buffer_size``: end the
+        session so that the client reconnects. Its poll fails
+        (``answer_poll``); a stream (htmlfile) is told ``7:::1+0``."""
+        session.send_last(NOT_HANDSHAKEN)  # (a poll woken by it would carry it)
+        self.close_session(session, UPLOAD_TOO_LARGE)
+
+    def refuse_upload_elsewhere(self, sid: str) -> None:
+        """``refuse_upload`` for a session another process holds (it does it)."""
+        assert self.cluster is not None
+        self.cluster.forward_refused_upload(sid)
 
     def close_session(self, session: Session, reason: str) -> None:
         """End the session; disconnect handlers run once per namespace."""

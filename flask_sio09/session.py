@@ -216,6 +216,14 @@ class Session:
             transport.wake()
         return True
 
+    def send_last(self, encoded: str) -> None:
+        """Queue a last packet without waking the transport: the caller closes
+        the session next, which wakes it once, to find both."""
+        with self.lock:
+            if not self.closed:
+                self._outbox.append(encoded)
+                self._outbox_bytes += len(encoded)
+
     def _take(self) -> list[str]:
         packets, self._outbox = self._outbox, []
         self._outbox_bytes = 0

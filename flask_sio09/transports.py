@@ -23,7 +23,7 @@ from urllib.parse import parse_qs
 from . import packet as packet_codec
 from . import protocol, wsframe
 from .http11 import date_line
-from .server import NOOP, Server
+from .server import NOOP, NOT_HANDSHAKEN, POLL_FAILED, Server
 from .session import IllegalTransition, Session
 from .takeover import can_take_over, client_socket, peer_closed, take_over_socket
 
@@ -37,7 +37,6 @@ SCRIPT = "text/javascript; charset=UTF-8"
 # N answers the JSONP handshake with this type, and polls with SCRIPT
 HANDSHAKE_SCRIPT = "application/javascript"
 HTML = "text/html; charset=UTF-8"
-NOT_HANDSHAKEN = "7:::1+0"
 #: how long a long-poll GET waits in its WSGI thread, in hub mode, before the
 #: hub takes it over (see handle_request)
 POLL_GRACE_SECONDS = 0.05
@@ -440,7 +439,8 @@ class XHRPolling:
             query: dict[str, list[str]]) -> Response | LongPoll:
         if session is None:
             return _response("200 OK", NOT_HANDSHAKEN)
-        return LongPoll(session, lambda payload: _response("200 OK", payload))
+        return LongPoll(session, lambda payload: _response("200 OK", payload)
+                        if payload != POLL_FAILED else _poll_failed())
 
     @staticmethod
     def decode_body(body: bytes) -> str:
@@ -462,13 +462,9 @@ class XHRPolling:
             logger.info("session %s: POST over %d bytes refused (413)", sid or "-",
                         server.options.max_http_buffer_size)
             if session is not None:
-                # "7:::1+0" on its transport, not "0::": the client reconnects
-                # (told "0::" it counts as booted, and a JSONP client, which
-                # cannot see the 413 of its form POST, would stay away)
-                server.send_to_session(session, NOT_HANDSHAKEN)
-                server.close_session(session, "upload too large")
+                server.refuse_upload(session)
             elif held_elsewhere is not None:  # it ends where it is held
-                server.disconnect(held_elsewhere)
+                server.refuse_upload_elsewhere(held_elsewhere)
             return _response("413 Request Entity Too Large", "")
         if sid is None:
             # answered "1" as N does; its next poll tells the client the session is gone
@@ -500,11 +496,19 @@ class JSONPPolling(XHRPolling):
             return _response("400 Bad Request", "bad jsonp index")
         if session is None:
             return _jsonp_answer(index, NOT_HANDSHAKEN)
-        return LongPoll(session, lambda payload: _jsonp_answer(index, payload))
+        return LongPoll(session, lambda payload: _jsonp_answer(index, payload)
+                        if payload != POLL_FAILED else _poll_failed())
 
     @staticmethod
     def decode_body(body: bytes) -> str:
         return protocol.decode_jsonp_body(body)
+
+
+def _poll_failed() -> Response:
+    """A poll of a session that ended so that its client reconnects: an HTTP
+    error fails the poll (an XHR's status, a script tag's onerror), and
+    socket.io-client 0.9 makes a new handshake (``Server.answer_poll``)."""
+    return _response("410 Gone", "session ended: reconnect")
 
 
 def _jsonp_answer(index: int, payload: str) -> Response:

@@ -19,7 +19,7 @@ import requests
 
 from flask_sio09 import SocketIO
 from tests.conftest import wait_until
-from tests.integration.helpers import (REQUEST_TIMEOUT, SioPage, WsClient, XhrClient,
+from tests.integration.helpers import (REQUEST_TIMEOUT, Background, SioPage, WsClient, XhrClient,
                                        event_packet, handshake, parse_event)
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(240)]
@@ -254,11 +254,17 @@ def test_a_post_that_reaches_another_process_is_forwarded(two_processes):
 
 
 def test_a_forwarded_post_too_large_ends_the_session_where_it_is_held(two_processes):
+    """...and its waiting poll fails, so that the client reconnects (told
+    "0::", socket.io-client 0.9 would give up: reason "booted")."""
     one, two, _ = two_processes
     client = XhrClient.open(one)
+    waiting = Background(client.get, timeout=60)
+    one.wait_events(lambda evs: any(e["event"] == "connect" for e in evs), sid=client.sid)
     answer = XhrClient(two, sid=client.sid).post("x" * 1_100_000)  # over max_http_buffer_size
     assert answer.status_code == 413
     one.wait_events(lambda evs: any(e["event"] == "disconnect" for e in evs), sid=client.sid)
+    waiting.join(timeout=60)
+    assert waiting.result.status_code == 410
 
 
 @pytest.mark.gunicorn
