@@ -449,10 +449,10 @@ class HubHTTP(HubConnection):
             "CONTENT_LENGTH": head.get("content-length") or "",
             "wsgi.input": io.BytesIO(body),
         }
-        for name in ("origin", "referer", "host"):
+        for name in ("origin", "referer", "host", "sec-fetch-site"):  # (the origin check's)
             value = head.get(name)
             if value is not None:
-                environ["HTTP_" + name.upper()] = value
+                environ["HTTP_" + name.upper().replace("-", "_")] = value
         # a session adopted here (message_queue) keeps the whole request
         full_environ = (lambda: transports.keep_environ(
             hub_wsgi.build_environ(self.template, head, None))) \

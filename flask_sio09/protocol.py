@@ -255,7 +255,8 @@ def _same_origin(origin: str | None, host: str | None) -> bool:
 
 
 def origin_allowed(origin: str | None, referer: str | None,
-                   allowed: str | Iterable[str] | None, *, host: str | None = None) -> bool:
+                   allowed: str | Iterable[str] | None, *, host: str | None = None,
+                   fetch_site: str | None = None) -> bool:
     """Whether a request's origin may use the server.
 
     :param origin: the ``Origin`` header, or None.
@@ -283,20 +284,28 @@ def origin_allowed(origin: str | None, referer: str | None,
         names) is always allowed, so a list never locks out the app's own
         pages, whose same-origin requests carry only a Referer.
     :param host: the request's ``Host`` header.
+    :param fetch_site: the ``Sec-Fetch-Site`` header, which browsers since
+        2020 send and no page can set: ``same-origin`` is allowed whatever
+        the other two say (a page whose referrer policy is ``no-referrer``
+        sends ``Origin: null`` on a form POST); a request with neither Origin
+        nor Referer that a browser marks ``same-site`` or ``cross-site`` is
+        refused (that policy also hides a page elsewhere).
     """
-    if allowed == "*":
+    if allowed == "*" or fetch_site == "same-origin":
         return True
-    if allowed is None:
-        # (the Referer counts too: a JSONP script tag, a form POST of an old
-        # browser send no Origin, and a page elsewhere must not pass for one
-        # of the server's own)
-        return _same_origin(origin or referer, host)
-    patterns = allowed.replace(",", " ").split() if isinstance(allowed, str) else list(allowed)
-    if "*" in patterns:
+    patterns = None if allowed is None else \
+        allowed.replace(",", " ").split() if isinstance(allowed, str) else list(allowed)
+    if patterns is not None and "*" in patterns:
         return True
     candidate = origin or referer
     if not candidate:
-        return True
+        # a non-browser client, an old browser, or a page that hides its origin
+        return fetch_site is None or fetch_site == "none"
+    if patterns is None:
+        # (the Referer counts too: a JSONP script tag, a form POST of an old
+        # browser send no Origin, and a page elsewhere must not pass for one
+        # of the server's own)
+        return _same_origin(candidate, host)
     if host and candidate != "null" and _same_origin(candidate, host):
         return True
     parsed = None if candidate == "null" else _split_origin(candidate)

@@ -63,7 +63,8 @@ def _origin_ok(server: Server, environ: dict[str, Any], use_referer: bool = True
     referer = environ.get("HTTP_REFERER") if use_referer else None
     return protocol.origin_allowed(environ.get("HTTP_ORIGIN"), referer,
                                    server.options.cors_allowed_origins,
-                                   host=environ.get("HTTP_HOST"))
+                                   host=environ.get("HTTP_HOST"),
+                                   fetch_site=environ.get("HTTP_SEC_FETCH_SITE"))
 
 
 @dataclass

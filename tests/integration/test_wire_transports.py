@@ -366,3 +366,30 @@ def test_cors_upgrade_refused_origin(cors_server, transport):
         assert ws.recv() == "1::"
     finally:
         ws.close()
+
+
+@pytest.mark.parametrize(("kind", "mode"), [p.values[0] for p in KINDS],
+                         ids=[p.id for p in KINDS])
+def test_a_page_elsewhere_that_hides_its_referrer_is_refused(live_server, kind, mode):
+    """Default origin rule. A page with ``Referrer-Policy: no-referrer`` sends
+    neither Origin nor Referer on its script tags; the browser's
+    ``Sec-Fetch-Site`` still tells a cross-site request from the server's own
+    pages. Checked on the handshake and on polls, the second poll of a kept
+    connection included (the hub reads those requests itself)."""
+    server = live_server(kind, websocket_mode=mode, **OPTIONS)
+    cross = {"Sec-Fetch-Site": "cross-site"}
+    jsonp = requests.get(f"{server.url}/socket.io/1/", params={"jsonp": "0"}, headers=cross,
+                         timeout=30)
+    assert jsonp.text == 'io.j[0](new Error("handshake bad origin"));'
+    own = {"Sec-Fetch-Site": "same-origin"}
+    with requests.Session() as kept:
+        answer = kept.get(f"{server.url}/socket.io/1/", headers=own, timeout=30)
+        sid = answer.text.split(":")[0]
+        url = f"{server.url}/socket.io/1/jsonp-polling/{sid}"
+        assert kept.get(url, params={"i": "1"}, headers=own, timeout=30).text == 'io.j[1]("1::");'
+        refused = kept.get(url, params={"i": "1"}, headers=cross, timeout=30)
+        assert refused.status_code == 403
+        # a no-referrer page's own form POST carries "Origin: null"
+        posted = kept.post(url, params={"i": "1"}, data={"d": '"3:::hi"'},
+                           headers={**own, "Origin": "null"}, timeout=30)
+        assert (posted.status_code, posted.text) == (200, "1")

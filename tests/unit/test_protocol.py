@@ -307,6 +307,33 @@ def test_origin_star_allows_everything(origin, referer):
     assert protocol.origin_allowed(origin, referer, ["*"]) is True
 
 
+FETCH_SITE = [
+    # (allowed, origin, referer, Sec-Fetch-Site, expected): what a browser says
+    # about the request, which no page can set
+    (None, None, None, "cross-site", False),  # a page elsewhere hiding its referrer
+    (None, None, None, "same-site", False),  # another port of the same host
+    (None, None, None, "same-origin", True),
+    (None, None, None, "none", True),  # typed in the address bar
+    (None, None, None, None, True),  # not a browser, or an old one
+    (None, "null", None, "same-origin", True),  # a no-referrer page's form POST
+    (None, "null", None, "cross-site", False),
+    (None, "http://h", None, "same-site", True),  # the Origin names the server
+    (["http://a.b"], None, None, "cross-site", False),
+    (["http://a.b"], None, None, None, True),
+    (["http://a.b"], "null", None, "same-origin", True),
+    (["http://a.b"], "http://a.b", None, "cross-site", True),
+    (["*"], None, None, "cross-site", True),
+    ("*", "null", None, "cross-site", True),
+]
+
+
+@pytest.mark.parametrize(("allowed", "origin", "referer", "fetch_site", "expected"), FETCH_SITE)
+def test_origin_with_the_browsers_sec_fetch_site(allowed, origin, referer, fetch_site,
+                                                  expected):
+    assert protocol.origin_allowed(origin, referer, allowed, host="h",
+                                   fetch_site=fetch_site) is expected
+
+
 ORIGIN_LISTS = [
     # (allowed, origin, referer, expected)
     (["http://example.com:8000"], "http://example.com:8000", None, True),
