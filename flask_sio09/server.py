@@ -433,10 +433,11 @@ class Server:
     def _client_left(self, session: Session, endpoint: str) -> None:
         """The client sent a disconnect packet: for the session (global
         namespace) or for one namespace."""
+        session.leaving.discard(endpoint)
         if endpoint == "":
             self.client_disconnect(session)
         elif session.is_connected(endpoint):
-            self._leave(session, endpoint)
+            self._leave(session, endpoint, now=True)
 
     def _pop_leave_after_connect(self, sid: str, endpoint: str) -> bool:
         with self._lock:
@@ -445,7 +446,10 @@ class Server:
             self._leave_after_connect.discard((sid, endpoint))
             return True
 
-    def _leave(self, session: Session, endpoint: str) -> None:
+    def _leave(self, session: Session, endpoint: str, now: bool = False) -> None:
+        """Take the client out of ``endpoint`` and run its disconnect handler:
+        on the job queue, or here with ``now`` (the caller is a job of the
+        session: a rejoin queued behind it then finds the leave done)."""
         # Whoever takes the namespace out of the session runs its disconnect
         # handler; racing callers (a close during a connect handler) get False.
         if not session.leave_namespace(endpoint):
@@ -460,15 +464,26 @@ class Server:
             finally:
                 self.manager.disconnect(session.sid, endpoint)
 
-        self.workers.submit(session, job)
+        if now:
+            job()
+        else:
+            self.workers.submit(session, job)
 
-    def _connect_namespace(self, session: Session, endpoint: str, query: str) -> None:
+    def _connect_namespace(self, session: Session, endpoint: str, query: str,
+                           now: bool = False) -> None:
+        """Join ``endpoint``, then run its connect handler: on the job queue,
+        or here with ``now`` (the caller is a job of the session)."""
         if len(session.namespaces) >= MAX_NAMESPACES_PER_SESSION:
             logger.info("session %s: too many namespaces, one more refused", session.sid)
             logger.debug("session %s: namespace %r refused", session.sid, endpoint)
             session.send(namespace_refused(endpoint))
             return
         if not session.begin_namespace(endpoint):
+            if endpoint in session.leaving and not now:
+                # "0::/ns" then "1::/ns" in one read: the leave waits in the
+                # job queue, so the join comes after it there
+                self.workers.submit(session, lambda: self._connect_namespace(
+                    session, endpoint, query, now=True))
             return
 
         def job() -> None:
@@ -499,7 +514,10 @@ class Server:
             if endpoint == "":
                 self.disconnect(session.sid)
 
-        self.workers.submit(session, job)
+        if now:
+            job()
+        else:
+            self.workers.submit(session, job)
 
     # -- incoming --------------------------------------------------------
 
@@ -548,6 +566,8 @@ class Server:
         elif kind == "disconnect":
             # after the handlers of what came before it (they may still wait
             # for a thread): an event and a 0:: can arrive in one read
+            if endpoint:
+                session.leaving.add(endpoint)
             self.workers.submit(session, lambda: self._client_left(session, endpoint), inline)
         elif kind == "error":
             self.workers.submit(session, lambda: self.app.error(

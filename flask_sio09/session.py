@@ -94,6 +94,8 @@ class Session:
         self._held: dict[str, list[str]] = {}
         #: endpoints joined (or being joined) by this client
         self.namespaces: set[str] = set()
+        #: namespaces the client left whose leaving waits in the job queue
+        self.leaving: set[str] = set()
         self._ack_ids = itertools.count(1)
         self._callbacks: dict[tuple[str, int], Callable[..., Any]] = {}
         #: per-session data for the application (e.g. the Flask session copy)

@@ -1546,3 +1546,18 @@ def test_a_burst_larger_than_the_outbox_limit_reaches_clients_that_read(live_ser
     finally:
         for _, ws in clients:
             ws.close()
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_namespace_left_and_joined_again_in_one_post(start, kind, mode):
+    """``0::/ns`` then ``1::/ns`` in one payload: the client is in the
+    namespace again (the server echoes the join a second time)."""
+    server = start(kind, mode)
+    client = XhrClient.open(server)
+    assert client.post("1::/again").text == "1"
+    client.collect(lambda got: "1::/again" in got)
+    parts = ["0::/again", "1::/again"]
+    rejoin = "".join(f"{FRAME}{len(part)}{FRAME}{part}" for part in parts)  # (all ASCII)
+    assert client.post(rejoin).text == "1"
+    client.collect(lambda got: got.count("1::/again") == 2)

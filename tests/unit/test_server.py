@@ -382,3 +382,31 @@ def test_a_session_whose_handler_runs_is_not_timed_out_for_heartbeats(app, clock
     srv.monitor_step(clock.now)
     assert session.closed and session.close_reason == "heartbeat timeout"
     srv.shutdown()
+
+
+def test_a_namespace_left_and_joined_again_in_one_read(app, clock):
+    """``0::/chat``, ``1::/chat`` and an event in one payload, their jobs
+    deferred as on the hub thread: the disconnect handler, then the connect
+    handler (and its echo), then the event, in that order."""
+    import threading
+
+    opts = Options(heartbeat_interval=5, heartbeat_timeout=12, close_timeout=20)
+    srv = Server(opts, app, clock=clock, monitor=False)
+    try:
+        srv.workers.defer_to(threading.get_ident())
+        session, _ = open_session(srv)
+        srv.receive(session, "1::/chat")
+        srv.workers.run_deferred()
+        assert session.is_connected("/chat")
+        session.take_outbox()
+        app.calls.clear()
+        srv.receive(session, packet.frame(["0::/chat", "1::/chat:?again=1",
+                                           '5::/chat:{"name":"after"}']))
+        srv.workers.run_deferred()
+        assert app.calls == [("disconnect", "/chat"), ("connect", "/chat", "again=1"),
+                             ("event", "/chat", "after", [])]
+        assert session.take_outbox() == ["1::/chat"]
+        assert session.is_connected("/chat") and not session.leaving
+        assert srv.manager.recipients("/chat", session.sid) == [session.sid]
+    finally:
+        srv.shutdown()
