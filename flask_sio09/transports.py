@@ -440,8 +440,7 @@ class XHRPolling:
             query: dict[str, list[str]]) -> Response | LongPoll:
         if session is None:
             return _response("200 OK", NOT_HANDSHAKEN)
-        return LongPoll(session, lambda payload: _response("200 OK", payload)
-                        if payload != POLL_FAILED else _poll_failed())
+        return _long_poll(session, lambda payload: _response("200 OK", payload))
 
     @staticmethod
     def decode_body(body: bytes) -> str:
@@ -497,19 +496,23 @@ class JSONPPolling(XHRPolling):
             return _response("400 Bad Request", "bad jsonp index")
         if session is None:
             return _jsonp_answer(index, NOT_HANDSHAKEN)
-        return LongPoll(session, lambda payload: _jsonp_answer(index, payload)
-                        if payload != POLL_FAILED else _poll_failed())
+        return _long_poll(session, lambda payload: _jsonp_answer(index, payload))
 
     @staticmethod
     def decode_body(body: bytes) -> str:
         return protocol.decode_jsonp_body(body)
 
 
-def _poll_failed() -> Response:
-    """A poll of a session that ended so that its client reconnects: an HTTP
-    error fails the poll (an XHR's status, a script tag's onerror), and
-    socket.io-client 0.9 makes a new handshake (``Server.answer_poll``)."""
-    return _response("410 Gone", "session ended: reconnect")
+def _long_poll(session: Session, answer: Callable[[str], Response]) -> LongPoll:
+    """A poll answered by ``answer(payload)``, or failed with an HTTP error when
+    its session ended so that its client reconnects (``Server.answer_poll``):
+    a failed poll (an XHR's status, a script tag's onerror) makes
+    socket.io-client 0.9 start a new handshake."""
+    def render(payload: str) -> Response:
+        if payload == POLL_FAILED:
+            return _response("410 Gone", "session ended: reconnect")
+        return answer(payload)
+    return LongPoll(session, render)
 
 
 def _jsonp_answer(index: int, payload: str) -> Response:
