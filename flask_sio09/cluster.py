@@ -42,6 +42,30 @@ CLAIMED_ELSEWHERE = "claimed by another process"
 SID_PATTERN = re.compile(r"[A-Za-z0-9_-]{20}")
 
 
+class ForwardedAck:
+    """The callback of a packet sent here for another process
+    (``emit_with_callback`` there): the client's ack goes back to that
+    process. When the client can no longer answer (it left the namespace, its
+    session ended), the session calls ``abandon`` and that process forgets its
+    callback, which would otherwise wait there for ever."""
+
+    __slots__ = ("manager", "origin", "callback_id")
+
+    def __init__(self, manager: RedisManager, origin: Any, callback_id: Any) -> None:
+        self.manager = manager
+        self.origin = origin
+        self.callback_id = callback_id
+
+    def __call__(self, *args: Any) -> None:
+        self.manager.publish({"op": "ack", "to": self.origin, "cb": self.callback_id,
+                              "args": list(args)})
+
+    def abandon(self) -> None:
+        """The client will not answer."""
+        self.manager.publish({"op": "forget_callback", "to": self.origin,
+                              "cb": self.callback_id})
+
+
 class Cluster:
     """The sessions of ``server`` among the application's processes.
 
@@ -171,9 +195,14 @@ class Cluster:
         processes ``callback=`` needs one client, named by its sid)."""
         if not SID_PATTERN.fullmatch(sid):
             return False
-        callback_id = self.manager.remember_callback(namespace, callback)
-        self.manager.publish({"op": "emit_callback", "sid": sid, "ns": namespace,
-                              "pkt": pkt, "cb": callback_id})
+        if self.manager.session_known(sid) is False:
+            # as for a sid unknown in one process (nothing would ever answer,
+            # and the callback would wait here for ever)
+            raise ValueError("callback= needs exactly one recipient, this emit reaches 0: "
+                             f"no process holds session {sid}")
+        self.manager.publish_with_callback({"op": "emit_callback", "sid": sid,
+                                            "ns": namespace, "pkt": pkt},
+                                           namespace, callback)
         return True
 
     # -- messages from the other processes ---------------------------------------
@@ -204,6 +233,10 @@ class Cluster:
         elif op == "ack":
             if message.get("to") == self.manager.host_id:
                 self._run_callback(message)
+        elif op == "forget_callback":
+            if message.get("to") == self.manager.host_id:
+                # its client left before answering
+                self.manager.pop_callback(message["cb"])
         else:
             logger.warning("message queue: unknown message %r dropped", op)
 
@@ -214,14 +247,13 @@ class Cluster:
         # (not get_session: it would claim a copy handshaken here, whose
         # transport may be on its way to another process)
         session = self.server.sessions.get(sid)
-        if session is None or session.closed or not session.is_connected(namespace):
+        if session is None or sid in self.unclaimed or session.close_reason == CLAIMED_ELSEWHERE:
             return  # not this process's client
-        origin, callback_id, manager = message["host"], message["cb"], self.manager
-
-        def forward_ack(*args: Any) -> None:
-            manager.publish({"op": "ack", "to": origin, "cb": callback_id, "args": list(args)})
-
-        self.server.send_with_callback(session, pkt, namespace, forward_ack)
+        ack = ForwardedAck(self.manager, message["host"], message["cb"])
+        if session.closed or not session.is_connected(namespace):
+            ack.abandon()  # this process's client, which cannot answer there
+            return
+        self.server.send_with_callback(session, pkt, namespace, ack)
 
     def _run_callback(self, message: dict[str, Any]) -> None:
         args = message["args"]

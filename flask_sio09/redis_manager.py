@@ -186,6 +186,11 @@ class RedisManager(MemoryManager):
     def publish(self, message: dict[str, Any]) -> bool:
         """Send ``message`` to the other processes; False when Redis could
         not be reached (logged: the message is lost)."""
+        return self._publish(message) is True
+
+    def _publish(self, message: dict[str, Any]) -> bool | None:
+        # True: sent; False: surely lost; None: Redis did not answer in time,
+        # so it may or may not have it
         data = json.dumps({**message, "host": self.host_id}, separators=(",", ":"))
         if len(data) > MAX_MESSAGE_BYTES:
             logger.error("message queue: a %r of %d bytes is too large to publish "
@@ -201,13 +206,21 @@ class RedisManager(MemoryManager):
             except redis.TimeoutError as exc:
                 # never again: Redis may have it (delivery is at most once)
                 self._log_unreachable(f"publish {message.get('op')!r}", exc)
-                return False
+                return None
             except redis.ConnectionError as exc:
                 # a pooled connection that Redis dropped (it restarted) fails
                 # before the command leaves: once more, on a new connection
                 if attempt == 2:
                     self._log_unreachable(f"publish {message.get('op')!r}", exc)
         return False
+
+    def publish_with_callback(self, message: dict[str, Any], namespace: str,
+                              callback: Callable[..., Any]) -> None:
+        """Publish ``message`` (given ``cb``, the id of ``callback``, kept here
+        until another process forwards the answer or says none will come)."""
+        callback_id = self.remember_callback(namespace, callback)
+        if self._publish({**message, "cb": callback_id}) is False:
+            self.pop_callback(callback_id)  # never left: no answer can come
 
     def _log_unreachable(self, what: str, exc: Exception) -> None:
         """One ERROR line per ``ERROR_LOG_INTERVAL`` while Redis is away
@@ -323,6 +336,13 @@ class RedisManager(MemoryManager):
                                     args=[self.host_id], client=pipeline)
             pipeline.execute()
         self._guarded("forget the sessions of an exiting process", run)
+
+    def session_known(self, sid: str) -> bool | None:
+        """Whether a process holds the session ``sid`` or its handshake waits
+        for a first transport request; None when Redis cannot be reached."""
+        found = self._guarded("look up a session", lambda: self._client.exists(
+            self._key("session", sid), self._key("handshake", sid)))
+        return None if found is None else found > 0
 
     def held_elsewhere(self, sid: str) -> bool:
         """Whether another process holds the session ``sid`` now."""

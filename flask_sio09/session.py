@@ -180,9 +180,11 @@ class Session:
             self._transition("close")
             self.close_reason = reason
             transport = self.transport
+            dropped = list(self._callbacks.values())
             self._callbacks.clear()
         if transport is not None:
             transport.wake()
+        _abandon(dropped)
         return True
 
     def touch(self, now: float) -> None:
@@ -278,6 +280,8 @@ class Session:
         with self.lock:
             self._held.pop(endpoint, None)
             self.namespaces.discard(endpoint)
+            dropped = self._drop_callbacks(endpoint)
+        _abandon(dropped)
 
     def leave_namespace(self, endpoint: str) -> bool:
         """Leave ``endpoint``. Returns True if the client had joined it."""
@@ -286,9 +290,13 @@ class Session:
             if endpoint not in self.namespaces:
                 return False
             self.namespaces.discard(endpoint)
-            for key in [k for k in self._callbacks if k[0] == endpoint]:
-                del self._callbacks[key]
-            return True
+            dropped = self._drop_callbacks(endpoint)
+        _abandon(dropped)
+        return True
+
+    def _drop_callbacks(self, endpoint: str) -> list[Callable[..., Any]]:
+        # (under the lock) the client left ``endpoint``: its acks there never come
+        return [self._callbacks.pop(key) for key in list(self._callbacks) if key[0] == endpoint]
 
     def is_connected(self, endpoint: str) -> bool:
         """True when ``endpoint`` is joined and its connect handler accepted."""
@@ -307,3 +315,13 @@ class Session:
         """The callback waiting for ``ack_id`` on ``endpoint``, removed; or None."""
         with self.lock:
             return self._callbacks.pop((endpoint, ack_id), None)
+
+
+def _abandon(callbacks: list[Callable[..., Any]]) -> None:
+    """Callbacks whose client can no longer answer: those that want to know
+    (``abandon``: one that forwards the ack to another process, which then
+    forgets its own callback) are told."""
+    for callback in callbacks:
+        abandon = getattr(callback, "abandon", None)
+        if abandon is not None:
+            abandon()

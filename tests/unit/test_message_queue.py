@@ -132,16 +132,90 @@ def test_a_callback_answered_by_another_process_client_runs_here(two_apps):
     assert answers2 == [(None, ["yes", "ready?"])]
 
 
-def test_a_callback_to_a_sid_no_process_holds_never_runs(two_apps):
+def test_a_callback_to_a_sid_no_process_holds_is_refused_and_not_kept(two_apps):
     (app1, sio1, answers1), (app2, sio2, _) = two_apps
     a = sio1.test_client(app1)
-    a.emit("ask", "n" * 20)  # a well-formed sid: the question is published
     manager1 = app1.extensions["sio09"].server.manager
-    assert len(manager1._remote_callbacks) == 1  # waiting for an ack that never comes
-    sio1.emit("marker", to=a.sid)  # published after the question: when it is back, so is any ack
-    sio2.emit("marker2")
-    Inbox(a).wait_for(("marker2", []))
-    assert answers1 == []
+    # a well-formed sid that no process holds: as in one process, a ValueError,
+    # and no callback waits for an answer that cannot come
+    with app1.app_context(), pytest.raises(ValueError, match="no process holds"):
+        sio1.emit("question", "ready?", to="n" * 20, callback=print)
+    assert len(manager1._remote_callbacks) == 0
+    # a sid whose session ended: the same
+    b = sio2.test_client(app2)
+    gone = b.sid
+    b.disconnect()
+    with app1.app_context(), pytest.raises(ValueError, match="no process holds"):
+        sio1.emit("question", "ready?", to=gone, callback=print)
+    assert len(manager1._remote_callbacks) == 0
+    a.emit("ask", "n" * 20)  # from a handler: its error, logged; nothing kept
+    assert len(manager1._remote_callbacks) == 0 and answers1 == []
+
+
+def test_a_callback_whose_client_leaves_before_answering_is_forgotten(two_apps):
+    (app1, sio1, answers1), (app2, sio2, _) = two_apps
+    a, b = sio1.test_client(app1), sio2.test_client(app2)
+    manager2 = app2.extensions["sio09"].server.manager
+    asked, release = threading.Event(), threading.Event()
+
+    def slow_answer(text):  # the test client answers when this returns
+        asked.set()
+        release.wait(DEADLINE)
+        return "too late"
+
+    a.on("question", slow_answer)
+    b.emit("ask", a.sid)
+    try:
+        assert asked.wait(DEADLINE)
+        assert len(manager2._remote_callbacks) == 1
+        # a's session ends unanswered: a's process tells b's that no answer will come
+        app1.extensions["sio09"].server.disconnect(a.sid)
+        wait_until(lambda: len(manager2._remote_callbacks) == 0, timeout=DEADLINE,
+                   message="the callback forgotten")
+    finally:
+        release.set()
+    assert answers1 == [] and b.is_connected()
+
+
+def test_a_callback_whose_client_left_the_namespace_is_forgotten(two_apps):
+    (app1, sio1, _), (app2, sio2, answers2) = two_apps
+    a, b = sio1.test_client(app1), sio2.test_client(app2)
+    a.connect("/chat")
+    manager2 = app2.extensions["sio09"].server.manager
+    asked, release = threading.Event(), threading.Event()
+    a.on("question", lambda: asked.set() or release.wait(DEADLINE), namespace="/chat")
+    with app2.app_context():
+        sio2.emit("question", to=a.sid, namespace="/chat", callback=print)
+    try:
+        assert asked.wait(DEADLINE)
+        assert len(manager2._remote_callbacks) == 1
+        app1.extensions["sio09"].server.disconnect(a.sid, "/chat")  # its acks there never come
+        wait_until(lambda: len(manager2._remote_callbacks) == 0, timeout=DEADLINE,
+                   message="the callback forgotten")
+    finally:
+        release.set()
+    assert answers2 == []
+    # asked on a namespace the client is not in: forgotten at once by its process
+    with app2.app_context():
+        sio2.emit("question", to=a.sid, namespace="/chat", callback=print)
+    wait_until(lambda: len(manager2._remote_callbacks) == 0, timeout=DEADLINE,
+               message="the callback forgotten")
+    assert b.is_connected() and a.is_connected()
+
+
+def test_a_callback_whose_question_could_not_be_published_is_not_kept(fresh_redis):
+    redis = fresh_redis()
+    app, sio, _ = make_app(redis.url, "alone")
+    try:
+        client = sio.test_client(app)
+        manager = app.extensions["sio09"].server.manager
+        redis.stop()  # the question cannot leave: no answer can come back
+        with app.app_context():
+            sio.emit("question", to="n" * 20, callback=print)
+        assert len(manager._remote_callbacks) == 0
+        assert client.is_connected()
+    finally:
+        app.extensions["sio09"].server.shutdown()
 
 
 def test_a_write_only_emitter_reaches_the_clients_of_every_process(two_apps, fresh_redis):
