@@ -35,11 +35,12 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-from . import hub_wsgi, protocol, transports
+from . import hub_wsgi, protocol, transports, wsframe
 from .http11 import MAX_HEAD_BYTES, HTTPError, RequestHead, date_line, parse_head
 from .hub import READ, Hub, HubConnection
 from .server import Server
 from .session import IllegalTransition, Session
+from .takeover import read_ahead, take_over_socket
 
 logger = logging.getLogger("flask_sio09")
 
@@ -389,7 +390,7 @@ class HubHTTP(HubConnection):
     def _websocket_route(self, head: RequestHead) -> protocol.Route | None:
         """The route of a WebSocket upgrade of ours, or None."""
         upgrade = head.get("upgrade")
-        if head.method != "GET" or upgrade is None or "websocket" not in upgrade.lower():
+        if head.method != "GET" or upgrade is None or not wsframe.names_websocket(upgrade):
             return None
         route = self._route(head)
         if route is None or route.transport not in transports.WEBSOCKET_TRANSPORTS \
@@ -401,14 +402,13 @@ class HubHTTP(HubConnection):
         """A WebSocket upgrade on a kept connection (a client that reuses its
         polling connection to upgrade): checked as on the WSGI path, then the
         socket becomes a ``HubWebSocket``."""
-        from . import wsframe
         from .hub_websocket import HubWebSocket
 
         self.keep_alive = False  # whatever the answer, this connection ends as HTTP
         environ = hub_wsgi.build_environ(self.template, head, None)
-        if self.buf or head.content_length:
+        if head.content_length:
             self.respond(transports.complete_response({}, ("400 Bad Request", [
-                ("Content-Type", transports.TEXT)], b"bytes after an upgrade request"), False))
+                ("Content-Type", transports.TEXT)], b"a body on an upgrade request"), False))
             return
         if not transports.origin_ok(self.server, environ, use_referer=False):
             self.respond(transports.complete_response({}, ("403 Forbidden", [
@@ -421,6 +421,9 @@ class HubHTTP(HubConnection):
             self.respond(transports.complete_response({}, (
                 exc.status, list(exc.headers), str(exc).encode("utf-8")), False))
             return
+        # what the client sent behind the request (its first frames, sent
+        # before the 101 came) is the WebSocket's, as if it came after
+        early = bytes(self.buf)
         self._let_go()
         server, hub, sock, limit, sid = self.server, self.hub, self.sock, self.limit, route.sid or ""
 
@@ -428,7 +431,7 @@ class HubHTTP(HubConnection):
             return server.get_session(sid, adopt=lambda: transports.keep_environ(environ))
 
         def open_websocket(session: Session | None) -> None:
-            HubWebSocket(hub, sock, session, limit).start(answer)
+            HubWebSocket(hub, sock, session, limit).start(answer, early)
 
         def look_up_then_open() -> None:  # (a pool thread)
             session = find_session()
@@ -542,30 +545,6 @@ TEMPLATE_KEYS = ("SERVER_NAME", "SERVER_PORT", "SCRIPT_NAME", "REMOTE_ADDR", "RE
                  "wsgi.multithread", "wsgi.multiprocess", "wsgi.run_once")
 
 
-def _buffered_input(environ: dict[str, Any]) -> Callable[[], bytes] | None:
-    """How to take the bytes the WSGI server read past this request (a
-    pipelined request), or None when they cannot be found: such a
-    connection is not kept. The returned callable is for after the takeover."""
-    stream = environ.get("wsgi.input")
-    unreader = getattr(getattr(stream, "reader", None), "unreader", None)
-    buf = getattr(unreader, "buf", None)
-    if isinstance(buf, io.BytesIO):  # gunicorn
-        def from_gunicorn() -> bytes:
-            data = unreader.buf.getvalue()
-            unreader.buf = io.BytesIO()
-            return data
-        return from_gunicorn
-    if isinstance(stream, io.BufferedReader):  # Werkzeug's rfile
-        def from_werkzeug() -> bytes:
-            # after the takeover a raw read hits the dead socket (end of
-            # stream), so this returns the buffer without waiting
-            data = stream.peek()
-            stream.read(len(data))
-            return data
-        return from_werkzeug
-    return None
-
-
 def can_keep(server: Server, environ: dict[str, Any]) -> bool:
     """Whether the hub may adopt this request's connection and keep it alive:
     the client allows it (HTTP/1.1, no ``Connection: close``), the WSGI server
@@ -575,7 +554,7 @@ def can_keep(server: Server, environ: dict[str, Any]) -> bool:
         return False
     if "close" in environ.get("HTTP_CONNECTION", "").lower():
         return False
-    return _buffered_input(environ) is not None and callable(getattr(server.app, "app", None))
+    return read_ahead(environ) is not None and callable(getattr(server.app, "app", None))
 
 
 def keep_in_hub(server: Server, environ: dict[str, Any], first: Callable[[HubHTTP], None]
@@ -583,13 +562,11 @@ def keep_in_hub(server: Server, environ: dict[str, Any], first: Callable[[HubHTT
     """Adopt the request's connection for the hub; ``first`` finishes the
     request on the hub thread (answers it, or waits for its packets). The
     caller then ends its WSGI call without a response."""
-    from .takeover import take_over_socket
-
     hub = transports.get_hub(server)
-    read_ahead = _buffered_input(environ)
-    assert read_ahead is not None
+    take_read_ahead = read_ahead(environ)
+    assert take_read_ahead is not None
     template = {key: environ[key] for key in TEMPLATE_KEYS if key in environ}
     sock = take_over_socket(environ)  # (with TCP_NODELAY: each answer is one write)
     # server.app is the extension's bridge; its .app is the Flask app (checked in can_keep)
-    conn = HubHTTP(hub, sock, template, read_ahead(), server.app.app)  # type: ignore[attr-defined]
+    conn = HubHTTP(hub, sock, template, take_read_ahead(), server.app.app)  # type: ignore[attr-defined]
     hub.call(lambda: conn.start(first))

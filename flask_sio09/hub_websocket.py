@@ -36,8 +36,13 @@ class HubWebSocket(HubConnection):
         #: set once an end waits for the handlers of what came before it
         self._ending = False
 
-    def start(self, handshake: bytes) -> None:
-        """Send the 101 answer and attach to the session (hub thread)."""
+    def start(self, handshake: bytes, early: bytes = b"") -> None:
+        """Send the 101 answer and attach to the session (hub thread).
+
+        :param early: what the client sent behind its upgrade request that
+                      the server had read already (frames sent before the
+                      101 came): read as if they came after it.
+        """
         self.hub.register(self, READ)
         self.write(handshake)
         if self.session is None or self.session.closed:
@@ -49,11 +54,17 @@ class HubWebSocket(HubConnection):
         except Exception:  # the session closed between lookup and attach
             self.write(wsframe.encode_text("7:::1+0"))
             self.end(1000)
+            return
+        if early:
+            self._feed(early)
 
     def on_readable(self) -> None:
         data = self.read()
         if data is None or self._ending:
             return  # (what the peer sends after its close frame is dropped)
+        self._feed(data)
+
+    def _feed(self, data: bytes) -> None:
         try:
             events = self.reader.feed(data)
         except wsframe.WebSocketError as exc:

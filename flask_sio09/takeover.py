@@ -7,12 +7,14 @@ as if nothing happened, so the server's thread is free at once.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import select
 import socket
 import ssl
 import threading
+from collections.abc import Callable
 from typing import Any
 
 logger = logging.getLogger("flask_sio09")
@@ -98,6 +100,41 @@ def peer_closed(sock: socket.socket) -> bool:
         return False
     except OSError:
         return True
+
+
+def read_ahead(environ: dict[str, Any]) -> Callable[[], bytes] | None:
+    """How to take the bytes the WSGI server read past this request's head
+    (a pipelined request, or a WebSocket client's first frames sent before
+    the 101 came), or None when they cannot be found. The returned callable
+    never waits for more."""
+    stream = environ.get("wsgi.input")
+    unreader = getattr(getattr(stream, "reader", None), "unreader", None)
+    buf = getattr(unreader, "buf", None)
+    if isinstance(buf, io.BytesIO):  # gunicorn
+        def from_gunicorn() -> bytes:
+            data = unreader.buf.getvalue()
+            unreader.buf = io.BytesIO()
+            return data
+        return from_gunicorn
+    if isinstance(stream, io.BufferedReader):  # Werkzeug's rfile
+        def from_werkzeug() -> bytes:
+            # peek() reads the socket when nothing is buffered: without
+            # waiting (after a takeover it is the dead socket: end of stream)
+            sock = client_socket(environ)
+            timeout = sock.gettimeout() if sock is not None else None
+            try:
+                if sock is not None:
+                    sock.setblocking(False)
+                data = stream.peek()
+            except OSError:  # (nothing to read: TLS says so by raising)
+                data = b""
+            finally:
+                if sock is not None:
+                    sock.settimeout(timeout)
+            stream.read(len(data))
+            return data
+        return from_werkzeug
+    return None
 
 
 def take_over_socket(environ: dict[str, Any]) -> socket.socket:

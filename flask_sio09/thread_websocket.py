@@ -20,13 +20,16 @@ from typing import Any
 from . import wsframe
 from .server import Server
 from .session import Session
-from .takeover import take_over_socket
+from .takeover import read_ahead, take_over_socket
 from .transports import NOT_HANDSHAKEN, StartResponse
 
 logger = logging.getLogger("flask_sio09")
 
 #: how long the request thread waits for the client's closing answer
 CLOSE_HANDSHAKE_SECONDS = 2.0
+#: close codes for a client that broke the protocol (RFC 6455 §7.4.1): wsproto
+#: closes with them, and a client may too
+PROTOCOL_ERRORS = frozenset({1002, 1003, 1007, 1009})
 #: how long simple-websocket's reader waits for the session to be attached
 #: before it drops what it read (the request thread attaches at once)
 ATTACH_WAIT_SECONDS = 10.0
@@ -103,14 +106,55 @@ def reader_thread(target: Callable[[], None]) -> threading.Thread:
     return threading.Thread(target=run, daemon=True)
 
 
+def upgrade_environ(environ: dict[str, Any]) -> dict[str, Any]:
+    """The environ simple-websocket upgrades with.
+
+    Its wsproto takes ``Upgrade: websocket`` only alone (a list naming it is
+    as valid), and it would agree to permessage-deflate, which the hub does
+    not: the copy says ``websocket`` and offers no extension, so that both
+    modes answer alike. Bytes the WSGI server read past the head (frames a
+    client sent before the 101 came) reach simple-websocket's reader first
+    (``EarlySocket``), as the hub reads them.
+    """
+    copy = dict(environ)
+    copy["HTTP_UPGRADE"] = "websocket"
+    copy.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
+    take = read_ahead(environ)
+    early = take() if take is not None else b""
+    if early:
+        for key in ("werkzeug.socket", "gunicorn.socket"):
+            if isinstance(copy.get(key), socket.socket):
+                copy[key] = EarlySocket(copy[key], early)
+    return copy
+
+
+class EarlySocket:
+    """A socket whose first reads return bytes read from it already."""
+
+    def __init__(self, sock: socket.socket, early: bytes) -> None:
+        self.wrapped = sock
+        self._early = early
+
+    def recv(self, size: int, *flags: int) -> bytes:
+        early = self._early
+        if not early:
+            return self.wrapped.recv(size, *flags)
+        self._early = early[size:]
+        return early[:size]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.wrapped, name)
+
+
 class SerialSocket:
     """simple-websocket's socket once a transport serves it: its reader's
     ``recv`` and everything else are the real socket's, but what it sends
     goes through ``ThreadWebSocket.send_for_reader``."""
 
-    def __init__(self, sock: socket.socket, transport: ThreadWebSocket) -> None:
+    def __init__(self, sock: socket.socket, transport: ThreadWebSocket,
+                 recv: Callable[..., bytes]) -> None:
         self._sock = sock
-        self.recv = sock.recv  # (an attribute: the reader calls it for every read)
+        self.recv = recv  # (an attribute: the reader calls it for every read)
         self.send = transport.send_for_reader
 
     def __getattr__(self, name: str) -> Any:
@@ -144,8 +188,9 @@ class ThreadWebSocket:
         self.ws = ws
         #: the connection itself; simple-websocket's own writes go through
         #: ``SerialSocket`` (see send_for_reader)
-        self.sock: socket.socket = ws.sock
-        ws.sock = SerialSocket(self.sock, self)
+        sock = ws.sock
+        self.sock: socket.socket = sock.wrapped if isinstance(sock, EarlySocket) else sock
+        ws.sock = SerialSocket(self.sock, self, sock.recv)
         #: set once the request is over and the socket is the WSGI server's again
         self.done = False
         #: set by the request thread when it lets go (or by the reader when the
@@ -409,6 +454,10 @@ def serve(server: Server, ws: Any, session: Session | None, environ: dict[str, A
             except OSError:
                 pass
             ws.thread.join(timeout=CLOSE_HANDSHAKE_SECONDS)
+        if ws.close_reason in PROTOCOL_ERRORS:  # (wsproto's close; the hub logs its own)
+            logger.info("websocket of %s: protocol error %s (%s)",
+                        session.sid if session is not None else "-", int(ws.close_reason),
+                        ws.close_message)
     finally:
         ws.event.ready(None)  # (does nothing once the session was attached)
         transport.done = True

@@ -25,7 +25,7 @@ from . import protocol, wsframe
 from .http11 import date_line
 from .server import NOOP, NOT_HANDSHAKEN, POLL_FAILED, Server
 from .session import IllegalTransition, Session
-from .takeover import can_take_over, client_socket, peer_closed, take_over_socket
+from .takeover import can_take_over, client_socket, peer_closed, read_ahead, take_over_socket
 
 logger = logging.getLogger("flask_sio09")
 
@@ -82,7 +82,7 @@ def handle_request(server: Server, route: protocol.Route, environ: dict[str, Any
     method = environ.get("REQUEST_METHOD", "GET")
     transport = route.transport
     if transport in WEBSOCKET_TRANSPORTS and method == "GET" and \
-            environ.get("HTTP_UPGRADE", "").lower() == "websocket" and \
+            wsframe.names_websocket(environ.get("HTTP_UPGRADE", "")) and \
             transport in server.options.transports:
         if not _origin_ok(server, environ, use_referer=False):
             return _finish(environ, start_response, _response("403 Forbidden", "bad origin"),
@@ -662,7 +662,7 @@ def serve_websocket(server: Server, sid: str, environ: dict[str, Any],
         return _finish(environ, start_response,
                        (exc.status, list(exc.headers), str(exc).encode("utf-8")))
     try:
-        ws = simple_websocket.Server(environ,
+        ws = simple_websocket.Server(thread_websocket.upgrade_environ(environ),
                                      max_message_size=server.options.max_http_buffer_size,
                                      thread_class=thread_websocket.reader_thread,
                                      event_class=thread_websocket.ReaderSignal)
@@ -819,8 +819,10 @@ def serve_websocket_in_hub(server: Server, sid: str, environ: dict[str, Any],
         refusal = (exc.status, list(exc.headers), str(exc).encode("utf-8"))
         return _finish(environ, start_response, refusal)
     hub = get_hub(server)
+    take_early = read_ahead(environ)
     sock = take_over_socket(environ)
+    early = take_early() if take_early is not None else b""
     session = server.get_session(sid, adopt=lambda: keep_environ(environ))
     conn = HubWebSocket(hub, sock, session, server.options.max_http_buffer_size)
-    hub.call(lambda: conn.start(answer))
+    hub.call(lambda: conn.start(answer, early))
     return _end_taken_over(environ, start_response)

@@ -161,6 +161,12 @@ def _tokens(value: str) -> list[str]:
     return [token.strip().lower() for token in value.split(",")]
 
 
+def names_websocket(upgrade: str) -> bool:
+    """Whether an ``Upgrade`` header's value (a comma-separated list, RFC 9110
+    §7.8) names websocket."""
+    return "websocket" in _tokens(upgrade)
+
+
 def handshake_response(environ: dict) -> bytes:
     """Validate the upgrade request in a WSGI ``environ``; return the 101 response.
 
@@ -181,7 +187,7 @@ def handshake_response(environ: dict) -> bytes:
     protocol = environ.get("SERVER_PROTOCOL", "HTTP/1.1")
     if protocol in ("HTTP/1.0", "HTTP/0.9"):
         raise HandshakeError(f"a WebSocket upgrade needs HTTP/1.1, not {protocol}")
-    if "websocket" not in _tokens(environ.get("HTTP_UPGRADE", "")):
+    if not names_websocket(environ.get("HTTP_UPGRADE", "")):
         raise HandshakeError("the Upgrade header does not name websocket")
     if "upgrade" not in _tokens(environ.get("HTTP_CONNECTION", "")):
         raise HandshakeError("the Connection header does not name upgrade")

@@ -210,14 +210,17 @@ def poll_path(sid: str, transport: str = "xhr-polling") -> str:
 class RawWs:
     """RFC 6455 by hand: any frame, masked or not, sent whole or byte by byte."""
 
-    def __init__(self, server, sid: str, rcvbuf: int | None = None, timeout: float = 30.0):
+    def __init__(self, server, sid: str, rcvbuf: int | None = None, timeout: float = 30.0,
+                 upgrade: str = "websocket", headers: str = "", early: bytes = b""):
+        """Upgrade (``headers``: more header lines, each ending in CRLF);
+        ``early`` goes out in the same write as the request, before the 101."""
         self.sock = connect(server, timeout, rcvbuf)
         key = base64.b64encode(os.urandom(16)).decode()
         self.sock.sendall(
             f"GET /socket.io/1/websocket/{sid} HTTP/1.1\r\nHost: {server.host}\r\n"
-            f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-            f"Sec-WebSocket-Version: 13\r\n\r\n".encode())
-        status, _, self.buffer = read_response(self.sock)
+            f"Upgrade: {upgrade}\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            f"Sec-WebSocket-Version: 13\r\n{headers}\r\n".encode() + early)
+        status, self.headers, self.buffer = read_response(self.sock)
         assert status == 101, status
 
     @staticmethod
@@ -590,6 +593,73 @@ def test_bad_websocket_upgrades(start, kind, mode):
     ws = RawWs(server, sid)
     assert ws.texts_until(lambda got: "1::" in got) == ["1::"]
     ws.close()
+    assert_serves(server)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("kind", KINDS)
+def test_frames_sent_before_the_101_count_as_the_websockets(start, kind, mode):
+    # RFC 6455 §4.1 has the client wait for the 101; one that does not must
+    # not lose what it sent, even when the WSGI server read part of it along
+    # with the request (it reads ahead), the rest coming from the socket
+    server = start(kind, mode)
+    sid = handshake(server)[0]
+    big = "x" * 20_000
+    early = RawWs.frame(event_packet("echo", "first", ack_id=1).encode()) + \
+        RawWs.frame(b"ping", opcode=9) + \
+        RawWs.frame(event_packet("echo", big, ack_id=2).encode())
+    ws = RawWs(server, sid, early=early)
+    try:
+        got = ws.texts_until(lambda got: ack_of(got, 2) is not None)
+        assert got[0] == "1::"
+        assert ack_of(got, 1) == '6:::1+["first"]'
+        assert ack_of(got, 2) == f'6:::2+["{big}"]'
+        assert got.index(ack_of(got, 1)) < got.index(ack_of(got, 2))
+    finally:
+        ws.close()
+    assert_serves(server)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("kind", KINDS)
+def test_upgrade_header_lists_and_extension_offers(start, kind, mode):
+    server = start(kind, mode)
+    # Upgrade is a list (RFC 9110 §7.8): one that names websocket upgrades
+    ws = RawWs(server, handshake(server)[0], upgrade="websocket, foo/2")
+    assert ws.texts_until(lambda got: "1::" in got) == ["1::"]
+    ws.close()
+    # no extension is agreed to, in either mode: frames are never compressed
+    ws = RawWs(server, handshake(server)[0],
+               headers="Sec-WebSocket-Extensions: permessage-deflate; "
+                       "client_max_window_bits\r\n")
+    try:
+        assert "sec-websocket-extensions" not in ws.headers, ws.headers
+        ws.texts_until(lambda got: "1::" in got)
+        ws.send_text(event_packet("echo", "plain", ack_id=1))
+        assert ack_of(ws.texts_until(lambda got: ack_of(got, 1)), 1) == '6:::1+["plain"]'
+        # a compressed frame (RSV1) breaks the protocol, since none was agreed
+        frame = bytearray(RawWs.frame(b"\xf2\x48\xcd\xc9\xc9\x07\x00"))
+        frame[0] |= 0x40
+        ws.sock.sendall(bytes(frame))
+        assert ws.close_code() == 1002
+    finally:
+        ws.close()
+    assert_serves(server)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("kind", KINDS)
+def test_websocket_protocol_errors_are_logged_in_both_modes(start, kind, mode):
+    server = start(kind, mode)
+    log = Watched(server)
+    sid, ws = open_ws(server)
+    try:
+        ws.sock.sendall(RawWs.frame(b"\xff\xfe"))  # not UTF-8
+        assert ws.close_code() == 1007
+    finally:
+        ws.close()
+    wait_until(lambda: f"websocket of {sid}: protocol error 1007" in log.new_log(),
+               timeout=30, message=lambda: f"the protocol error logged: {log.new_log()[-2000:]}")
     assert_serves(server)
 
 

@@ -22,8 +22,8 @@ import pytest
 from flask_sio09 import hub_wsgi
 from tests.integration.helpers import decode_payload, event_packet, handshake
 from tests.conftest import wait_until
-from tests.integration.test_hostile import (BASE, LIMIT, Watched, assert_serves,  # noqa: F401
-                                            start)
+from tests.integration.test_hostile import (BASE, LIMIT, RawWs, Watched,  # noqa: F401
+                                            assert_serves, start)
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -337,6 +337,24 @@ def test_a_websocket_upgrade_on_a_kept_connection(start, kind):
         while b"over_ws" not in conn.buf:
             conn._fill()
         assert b"\x81" in conn.buf
+    finally:
+        conn.close()
+    assert_serves(server, websocket=False)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_frames_sent_with_an_upgrade_on_a_kept_connection_count(start, kind):
+    # the client did not wait for the 101 (RFC 6455 §4.1 says it should): what
+    # it sent behind the request is the WebSocket's, as on a new connection
+    server = start(kind)
+    conn, sid = open_kept(server)
+    try:
+        assert echo_on(conn, sid, 1, "polled") == ['6:::1+["polled"]']
+        conn.send(conn.request("GET", f"/socket.io/1/websocket/{sid}", headers=UPGRADE)
+                  + RawWs.frame(event_packet("echo", "early", ack_id=2).encode()))
+        while b'6:::2+["early"]' not in conn.buf:
+            conn._fill()
+        assert conn.buf.startswith(b"HTTP/1.1 101 ")
     finally:
         conn.close()
     assert_serves(server, websocket=False)
