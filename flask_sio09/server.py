@@ -577,8 +577,11 @@ class Server:
                       inline: bool) -> None:
         ack_kind = pkt.get("ack")
         if ack_kind is True:  # automatic ack, before dispatch (as N does)
+            # queued at once, not held with the namespace's packets while its
+            # connect handler runs: a refusal drops those, and the client
+            # waits for this ack whatever the handler decides
             self.send_to_session(session, packet_codec.encode(
-                {"type": "ack", "ackId": pkt["id"], "endpoint": endpoint, "args": []}), endpoint)
+                {"type": "ack", "ackId": pkt["id"], "endpoint": endpoint, "args": []}))
         kind = pkt["type"]
         if kind == "event":
             name = pkt.get("name")

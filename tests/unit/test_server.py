@@ -410,3 +410,27 @@ def test_a_namespace_left_and_joined_again_in_one_read(app, clock):
         assert srv.manager.recipients("/chat", session.sid) == [session.sid]
     finally:
         srv.shutdown()
+
+
+@pytest.mark.parametrize("refused", [True, False])
+def test_a_plain_ack_is_sent_at_once_while_its_namespace_connects(server, app, refused):
+    # an event asking for a plain ack arrives while /ns's connect handler runs:
+    # its ack goes out at once (before dispatch, as Node), not held with the
+    # namespace's packets, which a refusal drops
+    session = server.new_session({"QUERY_STRING": ""})
+    server.attach(session, Transport())
+    session.take_outbox()
+    original = app.connect
+
+    def connect(s, namespace, query):
+        if namespace == "/ns":
+            server.receive(s, '5:12:/ns:{"name":"hi","args":[]}')
+        return original(s, namespace, query)
+
+    app.connect = connect
+    if refused:
+        app.refuse.add("/ns")
+    server.receive(session, "1::/ns")
+    out = session.take_outbox()
+    assert out[0] == "6::/ns:12"
+    assert out[1:] == (["7::/ns:2"] if refused else ["1::/ns"])
