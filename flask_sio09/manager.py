@@ -52,9 +52,14 @@ class MemoryManager:
                 del self._rooms[namespace]
 
     def enter_room(self, sid: str, namespace: str, room: str) -> None:
-        """Add ``sid`` to ``room``."""
+        """Add ``sid`` to ``room``, if it is a client of ``namespace`` here
+        (one that left, or never came, would stay in the room for ever: its
+        leaving has already emptied its rooms)."""
         with self._lock:
-            self._rooms.setdefault(namespace, {}).setdefault(room, set()).add(sid)
+            rooms = self._rooms.get(namespace)
+            if rooms is None or sid not in rooms.get(None, ()):
+                return
+            rooms.setdefault(room, set()).add(sid)
 
     def leave_room(self, sid: str, namespace: str, room: str) -> None:
         """Remove ``sid`` from ``room``."""

@@ -71,6 +71,19 @@ def test_rooms_of_the_global_namespace(manager):
     assert manager.recipients("/chat", "lobby") == ["b"]  # another namespace's room
 
 
+def test_only_a_client_of_the_namespace_enters_a_room(manager):
+    manager.disconnect("b", "/chat")  # b left /chat (its disconnect handler ran)
+    manager.enter_room("b", "/chat", "late")  # join_room(sid=b) from elsewhere, too late
+    manager.enter_room("zz", "/chat", "late")  # a sid that never came
+    manager.enter_room("a", "/nowhere", "late")  # a namespace a never joined
+    assert manager.recipients("/chat", "late") == []
+    assert manager.get_rooms("b", "/chat") == [] and manager.get_rooms("zz", "/chat") == []
+    assert manager.get_participants("/nowhere", "late") == []
+    manager.connect("b", "/chat")  # back again: it can enter rooms
+    manager.enter_room("b", "/chat", "late")
+    assert manager.recipients("/chat", "late") == ["b"]
+
+
 def test_disconnect_leaves_every_room_of_that_namespace_only(manager):
     manager.enter_room("a", "/chat", "lobby")
     manager.disconnect("a", "/chat")
