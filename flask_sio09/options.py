@@ -8,6 +8,7 @@ here, at ``init_app``, with a message that names the option.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -41,7 +42,10 @@ class OptionError(ValueError):
 
 
 def _positive_number(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+    # (NaN and infinity too: a NaN deadline never comes, and the handshake
+    # would tell clients "inf", which none reads as a number)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+            not math.isfinite(value) or value <= 0:
         raise OptionError(f"option {name!r} must be a positive number of seconds, got {value!r}")
     return value
 
@@ -61,6 +65,8 @@ def _transports(value: Any) -> tuple[str, ...]:
     if unknown:
         raise OptionError(f"option 'transports' has unknown transports {unknown!r}; "
                           f"known: {sorted(KNOWN_TRANSPORTS)}")
+    if len(set(value)) != len(value):
+        raise OptionError(f"option 'transports' names a transport twice: {list(value)!r}")
     return tuple(value)
 
 

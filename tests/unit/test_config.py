@@ -70,7 +70,12 @@ INVALID = [
     ("resource", 5),
     ("transports", ["carrier-pigeon"]),
     ("transports", []),
+    ("transports", ["websocket", "xhr-polling", "websocket"]),
     ("heartbeat_timeout", 0),
+    ("heartbeat_timeout", float("inf")),
+    ("heartbeat_interval", float("nan")),
+    ("polling_duration", float("nan")),
+    ("close_timeout", float("inf")),
     ("heartbeat_timeout", "60"),
     ("heartbeat_interval", 90),  # not below heartbeat_timeout
     ("close_timeout", -1),
