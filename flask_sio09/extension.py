@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import signal
 import sys
 import threading
 import time
@@ -568,6 +569,12 @@ class SocketIO:
 
         kwargs.setdefault("use_reloader", debug)
         kwargs.setdefault("use_debugger", debug)
+        if not kwargs["use_reloader"] and threading.current_thread() is threading.main_thread() \
+                and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            # a plain TERM would end the process on the spot; exiting instead
+            # lets the sessions end first (stopping.py), as Werkzeug's
+            # reloader does for its own processes
+            signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         run_simple(host, port, app, threaded=True, **kwargs)
 
 

@@ -15,6 +15,7 @@ from threading import get_ident
 from . import wsframe
 from .hub import HIGH_WATER, READ, Hub, HubConnection
 from .session import Session
+from .stopping import GOING_AWAY, GOING_AWAY_CODE
 
 logger = logging.getLogger("flask_sio09")
 
@@ -165,7 +166,7 @@ class HubWebSocket(HubConnection):
                 with self.lock:
                     self.out += data
         if session.closed or session.transport is not self:
-            self.end(1000)
+            self.end(GOING_AWAY_CODE if session.close_reason == GOING_AWAY else 1000)
             return
         self._send()
 

@@ -26,7 +26,9 @@ from typing import Any, Protocol
 from . import packet as packet_codec
 from .manager import MemoryManager
 from .cluster import Cluster
+from . import stopping
 from .session import IllegalTransition, Session, Transport
+from .stopping import GOING_AWAY
 from .workers import Workers
 
 logger = logging.getLogger("flask_sio09")
@@ -217,6 +219,16 @@ class Server:
         self._want_monitor = monitor
         self._monitor: threading.Thread | None = None
         _after_fork_reset.add(self)
+        #: whether the sessions end when the process stops (the test client
+        #: turns it off: it has no one to tell, and a test run's exit must not
+        #: run the app's handlers)
+        self.stop_with_process = monitor
+        #: set once the process stops serving (``go_away``)
+        self.going_away = False
+        #: the sessions ``go_away`` ended, until they are gone
+        self._going: list[Session] = []
+        if monitor:  # (a server of the tests' that drive it by hand is left alone)
+            stopping.watch(self)
 
     def _new_manager(self) -> MemoryManager:
         url = self.options.message_queue
@@ -346,6 +358,10 @@ class Server:
         queued (framed when several), ``0::`` for a session that ended, or the
         noop ``8::``."""
         packets = self.release(session, transport)
+        if session.closed and session.close_reason == GOING_AWAY:
+            # the process stops: what was queued still goes out; else a failed
+            # poll makes the client handshake again, with a process that serves
+            return packet_codec.frame(packets) if packets else POLL_FAILED
         if session.closed and session.close_reason == UPLOAD_TOO_LARGE:
             # a failed poll: socket.io-client 0.9 then reconnects at once. Told
             # "0::" it would give up (booted); told "7:::1+0" it sends "0::",
@@ -727,11 +743,44 @@ class Server:
         opts = self.options
         tick = min(opts.heartbeat_interval, opts.heartbeat_timeout, opts.close_timeout) / 5
         tick = max(0.05, min(1.0, tick))
+        # (looked up here, in the process that serves: the monitor starts
+        # with the first session, after a gunicorn worker set its signals)
+        worker = stopping.gunicorn_worker()
         while not self._stop.wait(tick):
             try:
+                if not self.going_away and stopping.worker_stopping(worker):
+                    self.go_away()
                 self.monitor_step(self.clock())
             except Exception:  # the monitor must outlive any one bad session
                 logger.exception("monitor pass failed")
+
+    # -- the process stops (see stopping.py) ------------------------------
+
+    def serving(self) -> bool:
+        """Whether ``go_away`` has sessions to end when the process stops:
+        not once ``shutdown`` was called, nor for the test client's server."""
+        return self.stop_with_process and not self._stop.is_set()
+
+    def go_away(self) -> None:
+        """This process stops serving: end every session so that its client
+        reconnects to a process that serves, the disconnect handlers running
+        as for a client that left. Once; later calls return at once."""
+        with self._lock:
+            if self.going_away:
+                return
+            self.going_away = True
+            sessions = [s for s in self.sessions.values() if not s.closed]
+            self._going = sessions
+        if sessions:
+            logger.info("the server stops: %d sessions end, their clients reconnect "
+                        "elsewhere", len(sessions))
+        for session in sessions:
+            self.close_session(session, GOING_AWAY)
+
+    def gone(self) -> bool:
+        """After ``go_away``: whether every session it ended has run its
+        disconnect handlers and been let go by its transport."""
+        return all(not s.jobs_running and s.transport is None for s in self._going)
 
     def shutdown(self) -> None:
         """Stop the monitor and the worker threads (sessions are left as they are)."""

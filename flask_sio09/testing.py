@@ -89,6 +89,8 @@ class SocketIOTestClient:
         self.server = state.server
         # handlers run on the test's thread (see the module docstring)
         self.server.workers.synchronous = True
+        # no remote client to tell when the process stops (stopping.py)
+        self.server.stop_with_process = False
         self.namespace = normalize_namespace(namespace)
         # without a cookie jar of its own, so that a Cookie header passes through
         # (Werkzeug's jar replaces that header with its own content)

@@ -20,6 +20,7 @@ from typing import Any
 from . import wsframe
 from .server import Server
 from .session import Session
+from .stopping import GOING_AWAY, GOING_AWAY_CODE
 from .takeover import read_ahead, take_over_socket
 from .transports import NOT_HANDSHAKEN, StartResponse
 
@@ -385,8 +386,6 @@ class ThreadWebSocket:
 _open: weakref.WeakSet[ThreadWebSocket] = weakref.WeakSet()
 _exit_hook_lock = threading.Lock()
 _exit_hook_registered = False
-#: the close code a connection ends with when its process exits
-GOING_AWAY = 1001
 
 
 def _at_exit() -> None:
@@ -399,8 +398,13 @@ def _at_exit() -> None:
     serving its clients, and they would never reconnect elsewhere. Run by
     ``threading`` before it joins those threads."""
     for transport in list(_open):
-        transport.close_code = GOING_AWAY
+        transport.close_code = GOING_AWAY_CODE
         transport.wakeup.set()
+
+
+def open_count() -> int:
+    """How many WebSockets this process serves in thread mode now."""
+    return len(_open)
 
 
 def _register_exit_hook() -> None:
@@ -433,6 +437,8 @@ def serve(server: Server, ws: Any, session: Session | None, environ: dict[str, A
             _write_quietly(transport.sock, wsframe.encode_text(NOT_HANDSHAKEN))
         else:
             _pump(server, session, transport)
+            if session.close_reason == GOING_AWAY and transport.close_code is None:
+                transport.close_code = GOING_AWAY_CODE
         transport.close_writes()
         try:
             ws.close(transport.close_code)

@@ -15,6 +15,7 @@ variables so that one module serves every server kind the fixtures start
 - ``SIO09_TEST_MESSAGE_QUEUE``: ``message_queue`` (a Redis URL)
 - ``SIO09_TEST_HANDLER_THREADS``: ``handler_threads``
 - ``SIO09_TEST_LOGGER``: ``logger`` (``1`` means ``True``)
+- ``SIO09_TEST_JOURNAL``: a file the event journal (``/events``) is also written to
 - ``SIO09_TEST_LOG_LEVELS``: ``1`` writes every log line as ``LEVEL:logger:message``
   (so that tests can count ERROR lines); Werkzeug's access lines are then left out
 - ``SIO09_TEST_CORS_ALLOWED_ORIGINS``: ``cors_allowed_origins`` (``*`` or a comma
@@ -37,6 +38,7 @@ transport that keeps using it (``websocket_mode="thread"``).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -157,6 +159,8 @@ def kill_connections():
 # ---------------------------------------------------------------------------
 
 _events: list[dict] = []
+#: SIO09_TEST_JOURNAL: a file that every recorded event is appended to as well
+JOURNAL = os.environ.get("SIO09_TEST_JOURNAL")
 _events_lock = threading.Lock()
 
 
@@ -170,6 +174,9 @@ def record(kind: str, **fields) -> None:
     entry.update(fields)
     with _events_lock:
         _events.append(entry)
+        if JOURNAL:  # (outlives the process: what a stopping server did)
+            with open(JOURNAL, "a", encoding="utf-8") as journal:
+                journal.write(json.dumps(entry, default=repr) + "\n")
 
 
 def _multidict(query) -> dict:
@@ -216,6 +223,13 @@ def session_count():
     """How many sessions the server holds (handshakes not yet used included),
     for tests that wait for the server to forget some."""
     return jsonify(len(app.extensions["sio09"].server.sessions))
+
+
+@app.get("/attached")
+def attached():
+    """Whether session ``sid`` has a transport now (a poll waiting, say)."""
+    session = app.extensions["sio09"].server.sessions.get(request.args.get("sid", ""))
+    return jsonify(session is not None and session.transport is not None)
 
 
 @app.post("/server_emit")

@@ -434,3 +434,64 @@ def test_a_plain_ack_is_sent_at_once_while_its_namespace_connects(server, app, r
     out = session.take_outbox()
     assert out[0] == "6::/ns:12"
     assert out[1:] == (["7::/ns:2"] if refused else ["1::/ns"])
+
+
+def test_go_away_ends_every_session_so_that_clients_come_back(server, app):
+    from flask_sio09.server import POLL_FAILED
+
+    websocket = server.new_session({"QUERY_STRING": ""})
+    server.attach(websocket, Transport(persistent=True))
+    server.receive(websocket, "1::/chat")
+    polling = server.new_session({"QUERY_STRING": ""})
+    poll = Transport(persistent=False)
+    server.attach(polling, poll)
+    polling.take_outbox()
+    waiting = server.new_session({"QUERY_STRING": ""})
+    parked = Transport(persistent=False)
+    server.attach(waiting, parked)
+    waiting.take_outbox()
+    server.emit_packet({"type": "message", "data": "last"}, "", to=waiting.sid)
+    app.calls.clear()
+
+    server.go_away()
+    server.go_away()  # once
+    for session in (websocket, polling, waiting):
+        assert session.closed and session.close_reason == "server going away"
+    # every namespace's disconnect handler ran, once, the global one last
+    assert app.calls.count(("disconnect", "")) == 3
+    assert app.calls.count(("disconnect", "/chat")) == 1
+    assert app.calls.index(("disconnect", "/chat")) < app.calls.index(("disconnect", ""))
+    # a waiting poll fails (a 0.9 client told "0::" would not come back),
+    # unless it has packets to carry: they still go out
+    assert server.answer_poll(polling, poll) == POLL_FAILED
+    assert server.answer_poll(waiting, parked) == "3:::last"
+    assert "0::" not in websocket.take_outbox()
+    assert not server.gone()  # the WebSocket has not let go yet
+    server.release(websocket, websocket.transport)
+    assert server.gone()
+
+
+def test_a_gunicorn_worker_is_found_by_its_term_handler_and_its_stop_seen():
+    import signal
+    import types
+
+    from flask_sio09 import stopping
+
+    worker_class = types.new_class("ThreadWorker")
+    worker_class.__module__ = "gunicorn.workers.gthread"
+    worker = worker_class()
+    worker.alive = True
+    worker.handle_exit = types.MethodType(lambda self, sig, frame: setattr(self, "alive", False),
+                                          worker)
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        assert stopping.gunicorn_worker() is None  # (pytest's own handler, or none)
+        signal.signal(signal.SIGTERM, worker.handle_exit)
+        found = stopping.gunicorn_worker()
+        assert found is worker and not stopping.worker_stopping(found)
+        worker.handle_exit(signal.SIGTERM, None)  # what gunicorn's TERM does
+        assert stopping.worker_stopping(found)
+        signal.signal(signal.SIGTERM, lambda *_: None)  # any other handler: no worker
+        assert stopping.gunicorn_worker() is None
+    finally:
+        signal.signal(signal.SIGTERM, before)

@@ -1,0 +1,101 @@
+"""When the process stops, its sessions end so that their clients reconnect elsewhere.
+
+A gunicorn worker told to stop (TERM, HUP, ``--max-requests``), a Werkzeug
+reloader restarting its child, an interpreter that exits: without a word, the
+sessions of the process would vanish with it, their clients cut off mid-frame
+and their disconnect handlers never run. ``Server.go_away`` ends each session
+as if its client had left: the disconnect handlers run, a WebSocket gets the
+close code 1001 (going away), a waiting poll fails (socket.io-client 0.9 then
+handshakes again, reaching a process that serves), and nothing says ``0::``,
+which tells a 0.9 client not to come back.
+
+Two moments start it:
+
+* the interpreter's exit, by a hook that ``threading`` runs before it joins the
+  WSGI server's threads (hub mode under gunicorn ends up there at once: the
+  hub's connections are no requests of gunicorn's, so it has none to wait for);
+* under gunicorn, the server's monitor seeing the worker's graceful stop begin
+  (``worker_stopping``): a gthread worker waits up to ``--graceful-timeout``
+  for its requests, and thread mode's WebSockets and long polls are requests,
+  which end only when told to.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures.thread  # noqa: F401  (its exit hook must be registered before ours)
+import signal
+import sys
+import threading
+import time
+import weakref
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .server import Server
+
+#: why a session ends when its process stops
+GOING_AWAY = "server going away"
+#: the close code of a WebSocket whose server goes away (RFC 6455 §7.4.1)
+GOING_AWAY_CODE = 1001
+#: how long the exit waits for the disconnect handlers and the last writes
+EXIT_WAIT_SECONDS = 5.0
+
+_servers: weakref.WeakSet[Server] = weakref.WeakSet()
+_hook_lock = threading.Lock()
+_hooked = False
+
+
+def watch(server: Server) -> None:
+    """Have ``server``'s sessions end when the interpreter exits."""
+    global _hooked
+    _servers.add(server)
+    with _hook_lock:
+        if _hooked:
+            return
+        _hooked = True
+    # ``threading._register_atexit`` (Python 3.9+) runs before the interpreter
+    # joins non-daemon threads and before ``atexit``'s hooks (the message
+    # queue's, which forgets the sessions' records: the handlers run first)
+    register = getattr(threading, "_register_atexit", None)
+    if register is not None:
+        try:
+            register(_at_exit)
+        except RuntimeError:  # the interpreter is exiting already
+            pass
+
+
+def _at_exit() -> None:
+    servers = [server for server in list(_servers) if server.serving()]
+    for server in servers:
+        server.go_away()
+    deadline = time.monotonic() + EXIT_WAIT_SECONDS
+    while time.monotonic() < deadline and not all(server.gone() for server in servers):
+        time.sleep(0.02)
+    # thread mode's WebSockets end on their own threads, their close frame
+    # after the session let go of them (Werkzeug's threads are daemons: the
+    # interpreter would not wait for them)
+    thread_websocket = sys.modules.get(__package__ + ".thread_websocket")
+    while thread_websocket is not None and time.monotonic() < deadline and \
+            thread_websocket.open_count():
+        time.sleep(0.02)
+
+
+def gunicorn_worker() -> Any | None:
+    """The gunicorn worker this process runs, or None. gunicorn shows it
+    nowhere but in the signal handlers it installs: ``handle_exit``, its
+    SIGTERM handler, is a method of the worker."""
+    try:
+        handler = signal.getsignal(signal.SIGTERM)
+    except (ValueError, OSError):
+        return None
+    worker = getattr(handler, "__self__", None)
+    if worker is None or not type(worker).__module__.startswith("gunicorn.") \
+            or not hasattr(worker, "alive"):
+        return None
+    return worker
+
+
+def worker_stopping(worker: Any | None) -> bool:
+    """Whether the gunicorn ``worker`` (from ``gunicorn_worker``) has begun
+    to stop: its SIGTERM handler turned ``alive`` off."""
+    return worker is not None and worker.alive is False

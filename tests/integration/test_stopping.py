@@ -1,0 +1,84 @@
+"""A server that stops ends its sessions so that their clients reconnect
+elsewhere (stopping.py): gunicorn's graceful stop (TERM to the master, which
+stops its worker), and ``sio.run`` told TERM or INT. Real processes, raw
+clients; what the stopped process did is read from the e2e app's journal file
+(``SIO09_TEST_JOURNAL``), which outlives it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import pytest
+import requests
+
+from tests.conftest import wait_until
+from tests.integration.helpers import Background, XhrClient
+from tests.integration.test_hostile import BASE, open_ws
+
+pytestmark = pytest.mark.timeout(300)
+
+MODES = ["hub", "thread"]
+#: how long the stopped process may take to exit
+EXIT_DEADLINE = 30
+
+
+def journal_of(path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("kind,stop_signal", [("gunicorn", signal.SIGTERM),
+                                              ("sio_run", signal.SIGTERM),
+                                              ("sio_run", signal.SIGINT)],
+                         ids=["gunicorn-TERM", "sio_run-TERM", "sio_run-INT"])
+def test_a_stopping_server_ends_its_sessions_so_that_clients_come_back(
+        live_server, tmp_path, kind, stop_signal, mode):
+    journal = tmp_path / "journal.jsonl"
+    options = {**BASE, "polling_duration": 15, "close_timeout": 30}
+    options.pop("log_levels")
+    server = live_server(kind, fresh=True, websocket_mode=mode, journal=str(journal), **options)
+    ws_sid, ws = open_ws(server)
+    xhr = XhrClient.open(server)
+    # a poll that waits for packets when the server stops
+    waiting = Background(lambda: xhr.get(timeout=60))
+    wait_until(lambda: requests.get(f"{server.url}/attached", params={"sid": xhr.sid},
+                                    timeout=10).json(),
+               timeout=30, message="the poll waiting in the server")
+    os.kill(server.proc.pid, stop_signal)
+
+    # the WebSocket ends with "going away", and nothing said "0::" (a 0.9
+    # client told "0::" would not reconnect)
+    texts, code = [], None
+    for _ in range(1000):
+        try:
+            opcode, payload = ws.recv_frame()
+        except (ConnectionError, OSError):
+            break
+        if opcode == 8:
+            code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
+            break
+        if opcode == 1:
+            texts.append(payload.decode())
+    ws.close()
+    assert code == 1001, (code, texts)
+    assert "0::" not in texts
+    # the waiting poll failed: socket.io-client 0.9 handshakes again at once
+    try:
+        answer = waiting.join(timeout=60)
+        assert answer.status_code == 410 or (answer.status_code == 200 and "0::" not in answer.text), \
+            (answer.status_code, answer.text)
+    except requests.ConnectionError:
+        raise AssertionError("the waiting poll got no answer")
+
+    # both sessions' disconnect handlers ran before the process ended (under
+    # gunicorn, before its master would kill the worker: --graceful-timeout 5)
+    assert wait_until(lambda: server.proc.poll() is not None, timeout=EXIT_DEADLINE,
+                      message="the server process to exit")
+    gone = {e["sid"] for e in journal_of(journal) if e["event"] == "disconnect"}
+    assert {ws_sid, xhr.sid} <= gone, (ws_sid, xhr.sid, journal_of(journal))
+    assert "SIGKILL" not in server.log_tail(200)
+    server.stop()
