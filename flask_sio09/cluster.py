@@ -27,7 +27,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .session import Session
+from .session import ForwardingCallback, Session
 from .workers import JobQueue
 
 if TYPE_CHECKING:
@@ -42,11 +42,11 @@ CLAIMED_ELSEWHERE = "claimed by another process"
 SID_PATTERN = re.compile(r"[A-Za-z0-9_-]{20}")
 
 
-class ForwardedAck:
+class ForwardedAck(ForwardingCallback):
     """The callback of a packet sent here for another process
     (``emit_with_callback`` there): the client's ack goes back to that
     process. When the client can no longer answer (it left the namespace, its
-    session ended), the session calls ``abandon`` and that process forgets its
+    session ended), the session calls ``unanswered`` and that process forgets its
     callback, which would otherwise wait there for ever."""
 
     __slots__ = ("manager", "origin", "callback_id")
@@ -60,7 +60,7 @@ class ForwardedAck:
         self.manager.publish({"op": "ack", "to": self.origin, "cb": self.callback_id,
                               "args": list(args)})
 
-    def abandon(self) -> None:
+    def unanswered(self) -> None:
         """The client will not answer."""
         self.manager.publish({"op": "forget_callback", "to": self.origin,
                               "cb": self.callback_id})
@@ -251,7 +251,7 @@ class Cluster:
             return  # not this process's client
         ack = ForwardedAck(self.manager, message["host"], message["cb"])
         if session.closed or not session.is_connected(namespace):
-            ack.abandon()  # this process's client, which cannot answer there
+            ack.unanswered()  # this process's client, which cannot answer there
             return
         self.server.send_with_callback(session, pkt, namespace, ack)
 

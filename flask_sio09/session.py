@@ -184,7 +184,7 @@ class Session:
             self._callbacks.clear()
         if transport is not None:
             transport.wake()
-        _abandon(dropped)
+        _tell_unanswered(dropped)
         return True
 
     def touch(self, now: float) -> None:
@@ -281,7 +281,7 @@ class Session:
             self._held.pop(endpoint, None)
             self.namespaces.discard(endpoint)
             dropped = self._drop_callbacks(endpoint)
-        _abandon(dropped)
+        _tell_unanswered(dropped)
 
     def leave_namespace(self, endpoint: str) -> bool:
         """Leave ``endpoint``. Returns True if the client had joined it."""
@@ -291,7 +291,7 @@ class Session:
                 return False
             self.namespaces.discard(endpoint)
             dropped = self._drop_callbacks(endpoint)
-        _abandon(dropped)
+        _tell_unanswered(dropped)
         return True
 
     def _drop_callbacks(self, endpoint: str) -> list[Callable[..., Any]]:
@@ -317,11 +317,20 @@ class Session:
             return self._callbacks.pop((endpoint, ack_id), None)
 
 
-def _abandon(callbacks: list[Callable[..., Any]]) -> None:
+def _tell_unanswered(callbacks: list[Callable[..., Any]]) -> None:
     """Callbacks whose client can no longer answer: those that want to know
-    (``abandon``: one that forwards the ack to another process, which then
-    forgets its own callback) are told."""
+    (``ForwardingCallback``) are told."""
     for callback in callbacks:
-        abandon = getattr(callback, "abandon", None)
-        if abandon is not None:
-            abandon()
+        if isinstance(callback, ForwardingCallback):
+            callback.unanswered()
+
+
+class ForwardingCallback:
+    """A callback that stands for one kept elsewhere (``cluster.ForwardedAck``:
+    in another process, which forwarded the packet): ``unanswered`` tells it
+    that the client can no longer answer, so that the other side forgets it."""
+
+    __slots__ = ()
+
+    def unanswered(self) -> None:
+        raise NotImplementedError

@@ -2,7 +2,8 @@
 
 import pytest
 
-from flask_sio09.session import IllegalTransition, Session, State, TRANSITIONS
+from flask_sio09.session import (TRANSITIONS, ForwardingCallback, IllegalTransition, Session,
+                                 State)
 
 
 class FakeTransport:
@@ -156,3 +157,33 @@ def test_replace_hands_over_only_from_the_current_transport():
     session.attach(newer, 2.0)
     assert not session.replace(hub_poll, FakeTransport())
     assert session.transport is newer
+
+
+class Forwarded(ForwardingCallback):
+    """Stands for a callback of another process (cluster.ForwardedAck)."""
+
+    def __init__(self, told):
+        self.told = told
+
+    def __call__(self, *args):
+        pass
+
+    def unanswered(self):
+        self.told.append(self)
+
+
+def test_callbacks_that_can_no_longer_be_answered_are_told_so():
+    told = []
+    session = make()
+    for endpoint in ("/a", "/b", "/c", ""):
+        assert session.begin_namespace(endpoint)
+    kept = {endpoint: Forwarded(told) for endpoint in ("/a", "/b", "/c", "")}
+    for endpoint, callback in kept.items():
+        session.add_callback(endpoint, callback)
+    session.add_callback("", lambda: None)  # an app's own callable: nothing to tell
+    session.refuse_namespace("/a")  # its connect handler said no
+    assert told == [kept["/a"]]
+    session.leave_namespace("/b")
+    assert told == [kept["/a"], kept["/b"]]
+    session.close("gone")  # the rest, each once
+    assert len(told) == 4 and {id(c) for c in told[2:]} == {id(kept["/c"]), id(kept[""])}
