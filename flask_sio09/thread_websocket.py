@@ -17,6 +17,8 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from wsproto.connection import ConnectionState
+
 from . import wsframe
 from .server import Server
 from .session import Session
@@ -28,9 +30,6 @@ logger = logging.getLogger("flask_sio09")
 
 #: how long the request thread waits for the client's closing answer
 CLOSE_HANDSHAKE_SECONDS = 2.0
-#: close codes for a client that broke the protocol (RFC 6455 §7.4.1): wsproto
-#: closes with them, and a client may too
-PROTOCOL_ERRORS = frozenset({1002, 1003, 1007, 1009})
 #: how long simple-websocket's reader waits for the session to be attached
 #: before it drops what it read (the request thread attaches at once)
 ATTACH_WAIT_SECONDS = 10.0
@@ -272,12 +271,21 @@ class ThreadWebSocket:
         written as it is queued, see ``wake``)."""
         try:
             self.receive_waiting()
-            if not self.ws.connected:
+            ws = self.ws
+            state = ws.ws.state
+            if not ws.connected or state is not ConnectionState.OPEN:
                 # simple-websocket answers the close (or gives up on a broken
-                # frame) and closes the socket when this returns: the handlers
-                # of the messages before it finish (one may still be queued
-                # behind the connect handler on the pool), and what they
-                # queued goes out first
+                # frame, or on a message over its size limit) and closes the
+                # socket when this returns: the handlers of the messages
+                # before it finish (one may still be queued behind the connect
+                # handler on the pool), and what they queued goes out first
+                if state is ConnectionState.LOCAL_CLOSING and not self._write_closed:
+                    # wsproto closes first: the client broke a rule (a client
+                    # that closes first leaves REMOTE_CLOSING, then CLOSED)
+                    code, reason = (ws.close_reason, ws.close_message) if not ws.connected \
+                        else (wsframe.MESSAGE_TOO_BIG, "message over the size limit")
+                    logger.info("websocket of %s: protocol error %s (%s)",
+                                self.session.sid if self.session else "-", int(code), reason)
                 self._wait_for_handlers()
                 self.flush()
                 self.close_writes()
@@ -460,10 +468,6 @@ def serve(server: Server, ws: Any, session: Session | None, environ: dict[str, A
             except OSError:
                 pass
             ws.thread.join(timeout=CLOSE_HANDSHAKE_SECONDS)
-        if ws.close_reason in PROTOCOL_ERRORS:  # (wsproto's close; the hub logs its own)
-            logger.info("websocket of %s: protocol error %s (%s)",
-                        session.sid if session is not None else "-", int(ws.close_reason),
-                        ws.close_message)
     finally:
         ws.event.ready(None)  # (does nothing once the session was attached)
         transport.done = True

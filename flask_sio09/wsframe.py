@@ -196,6 +196,9 @@ def handshake_response(environ: dict) -> bytes:
         raise HandshakeError("the Sec-WebSocket-Version header is missing")
     if version.strip() != "13":
         raise UnsupportedVersion(f"unsupported Sec-WebSocket-Version {version!r}")
+    if environ.get("CONTENT_LENGTH", "0") not in ("", "0") or environ.get("HTTP_TRANSFER_ENCODING"):
+        # (what follows the head is the WebSocket's, as frames)
+        raise HandshakeError("a body on an upgrade request")
     key = environ.get("HTTP_SEC_WEBSOCKET_KEY", "").strip()
     try:
         raw = base64.b64decode(key.encode("ascii"), validate=True)

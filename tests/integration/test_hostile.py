@@ -583,9 +583,12 @@ def test_bad_websocket_upgrades(start, kind, mode):
         (f"{upgrade}\r\nSec-WebSocket-Key: {key}", 400),  # no version
         (f"{upgrade}\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 8", 426),
         (f"{upgrade}\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 99999999999", 426),
+        # a body: what follows the head would be read as frames
+        (f"{upgrade}\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+         f"Content-Length: 5", 400),
     ]
     for head, expected in cases:
-        status, headers, _ = raw_request(server, head)
+        status, headers, _ = raw_request(server, head, b"hello" if "Content-Length" in head else b"")
         assert status == expected, (head, status)
         if expected == 426:
             assert headers.get("sec-websocket-version") == "13"
@@ -650,16 +653,63 @@ def test_upgrade_header_lists_and_extension_offers(start, kind, mode):
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("kind", KINDS)
 def test_websocket_protocol_errors_are_logged_in_both_modes(start, kind, mode):
-    server = start(kind, mode)
+    server = start(kind, mode, max_http_buffer_size=10_000)
     log = Watched(server)
+    sids = []
+    for frame, code in [(RawWs.frame(b"\xff\xfe"), 1007),  # not UTF-8
+                        (RawWs.frame(b"x" * 10_001), 1009)]:  # over the limit
+        sid, ws = open_ws(server)
+        sids.append((sid, code))
+        try:
+            ws.sock.sendall(frame)
+            assert ws.close_code() == code
+        finally:
+            ws.close()
+    for sid, code in sids:
+        wait_until(lambda: f"websocket of {sid}: protocol error {code}" in log.new_log(),
+                   timeout=30, message=lambda: f"{code} logged: {log.new_log()[-2000:]}")
+    # a client that closes with such a code itself broke no rule of ours
     sid, ws = open_ws(server)
     try:
-        ws.sock.sendall(RawWs.frame(b"\xff\xfe"))  # not UTF-8
-        assert ws.close_code() == 1007
+        ws.sock.sendall(RawWs.frame(struct.pack("!H", 1003) + b"client says bye", opcode=8))
+        assert ws.close_code() is not None
     finally:
         ws.close()
-    wait_until(lambda: f"websocket of {sid}: protocol error 1007" in log.new_log(),
-               timeout=30, message=lambda: f"the protocol error logged: {log.new_log()[-2000:]}")
+    assert_serves(server)
+    assert f"websocket of {sid}: protocol error" not in log.new_log()
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("kind", KINDS)
+def test_what_came_before_a_message_over_the_limit_goes_out_before_the_close(start, kind, mode):
+    # the hub and thread mode alike: the ack of the echo sent first, then
+    # 1009, nothing after it; with the frames sent before the 101, too, so
+    # that they are read at once (thread mode wrote 1009 first, at times)
+    server = start(kind, mode, max_http_buffer_size=10_000)
+    for attempt in range(10):
+        early = RawWs.frame(event_packet("echo", "first", ack_id=1).encode()) + \
+            RawWs.frame(b"y" * 15_000)
+        ws = RawWs(server, handshake(server)[0], early=early if attempt % 2 == 0 else b"")
+        try:
+            if attempt % 2:
+                ws.sock.sendall(early)
+            texts, code = [], None
+            for _ in range(100):
+                opcode, payload = ws.recv_frame()
+                if opcode == 8:
+                    code = struct.unpack("!H", payload[:2])[0]
+                    break
+                if opcode == 1:
+                    texts.append(payload.decode())
+            assert code == 1009, (attempt, texts)
+            assert texts == ["1::", '6:::1+["first"]'], (attempt, texts)
+            ws.sock.settimeout(5)
+            try:  # nothing after the close frame: its end, or a reset
+                assert ws.sock.recv(100) == b""
+            except (ConnectionResetError, socket.timeout):
+                pass
+        finally:
+            ws.close()
     assert_serves(server)
 
 
