@@ -61,9 +61,10 @@ class ForwardedAck(ForwardingCallback):
                               "args": list(args)})
 
     def unanswered(self) -> None:
-        """The client will not answer."""
-        self.manager.publish({"op": "forget_callback", "to": self.origin,
-                              "cb": self.callback_id})
+        """The client will not answer. (Published by the manager's own thread:
+        the caller may be the hub's, which must not wait for a slow Redis.)"""
+        message = {"op": "forget_callback", "to": self.origin, "cb": self.callback_id}
+        self.manager.later(lambda: self.manager.publish(message))
 
 
 class Cluster:
@@ -106,6 +107,7 @@ class Cluster:
         self.manager.stop()
 
     def _forget_all(self) -> None:
+        self.manager.run_later_now()  # (what the sessions that ended asked for)
         sids = [sid for sid, session in list(self.server.sessions.items())
                 if not session.closed]
         if sids:
@@ -165,7 +167,10 @@ class Cluster:
         """A session of this process ended: its records go (unless another
         process claimed it: the records are then that process's)."""
         if reason != CLAIMED_ELSEWHERE:
-            self.manager.forget(sid)  # (only this process's own records)
+            # (only this process's own records; on the manager's thread: the
+            # caller may be the hub's, which must not wait for a slow Redis)
+            manager = self.manager
+            manager.later(lambda: manager.forget(sid))
         self.unclaimed.discard(sid)
 
     def held_elsewhere(self, sid: str) -> bool:
@@ -195,11 +200,16 @@ class Cluster:
         processes ``callback=`` needs one client, named by its sid)."""
         if not SID_PATTERN.fullmatch(sid):
             return False
-        if self.manager.session_known(sid) is False:
-            # as for a sid unknown in one process (nothing would ever answer,
-            # and the callback would wait here for ever)
+        session = self.server.sessions.get(sid)
+        if session is not None and not session.closed and sid not in self.unclaimed:
+            # this process's client, not in the namespace: as in one process
             raise ValueError("callback= needs exactly one recipient, this emit reaches 0: "
-                             f"no process holds session {sid}")
+                             f"session {sid} is not in namespace {namespace!r}")
+        # the answer comes through the channel: listen, if this process has
+        # not yet (it subscribes with its first session)
+        self.start()
+        # Kept until the answer, or word that none will come, or, when no
+        # process takes the question (the client is gone), for a while
         self.manager.publish_with_callback({"op": "emit_callback", "sid": sid,
                                             "ns": namespace, "pkt": pkt},
                                            namespace, callback)
@@ -233,6 +243,9 @@ class Cluster:
         elif op == "ack":
             if message.get("to") == self.manager.host_id:
                 self._run_callback(message)
+        elif op == "callback_taken":
+            if message.get("to") == self.manager.host_id:
+                self.manager.callback_taken(message["cb"])
         elif op == "forget_callback":
             if message.get("to") == self.manager.host_id:
                 # its client left before answering
@@ -249,10 +262,14 @@ class Cluster:
         session = self.server.sessions.get(sid)
         if session is None or sid in self.unclaimed or session.close_reason == CLAIMED_ELSEWHERE:
             return  # not this process's client
-        ack = ForwardedAck(self.manager, message["host"], message["cb"])
-        if session.closed or not session.is_connected(namespace):
+        origin, callback_id = message["host"], message["cb"]
+        ack = ForwardedAck(self.manager, origin, callback_id)
+        if session.closed or namespace not in session.namespaces:
             ack.unanswered()  # this process's client, which cannot answer there
             return
+        self.manager.publish({"op": "callback_taken", "to": origin, "cb": callback_id})
+        # (held with the namespace's packets while its connect handler runs;
+        # a refusal then tells the asking process, as a leave does)
         self.server.send_with_callback(session, pkt, namespace, ack)
 
     def _run_callback(self, message: dict[str, Any]) -> None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import queue
 import threading
 import time
 import uuid
@@ -63,6 +64,10 @@ SUBSCRIBE_WAIT = 5.0
 #: callbacks waiting for an ack from another process's client; past this the
 #: oldest is forgotten (its client may never answer)
 MAX_REMOTE_CALLBACKS = 10_000
+#: a callback whose question no process took within this many seconds is
+#: forgotten: no process held the client (it had gone, its process had died),
+#: so no answer can come (the process that takes it says so at once)
+CALLBACK_TAKEN_SECONDS = 30.0
 
 #: how long a claimed session's record is kept at most (it is deleted when the
 #: session ends; this bounds what a process that died leaves behind)
@@ -148,6 +153,8 @@ class RedisManager(MemoryManager):
         self._callback_ids = itertools.count(1)
         #: callback id -> (namespace, callback) for acks other processes forward
         self._remote_callbacks: OrderedDict[int, tuple[str, Callable[..., Any]]] = OrderedDict()
+        #: callback id -> when it is forgotten, for those no process took yet
+        self._untaken: OrderedDict[int, float] = OrderedDict()
         self._start_lock = threading.Lock()
         self._new_process()
         database = self._client.connection_pool.connection_kwargs.get("db", 0)
@@ -165,6 +172,9 @@ class RedisManager(MemoryManager):
         self._listener: threading.Thread | None = None
         self._subscribed = threading.Event()
         self._stopped = threading.Event()
+        #: Redis operations nobody waits for (``later``), and their thread
+        self._later: queue.SimpleQueue[Callable[[], Any]] = queue.SimpleQueue()
+        self._later_thread: threading.Thread | None = None
 
     def _no_retry(self) -> Any:
         """redis-py's retry policy that never retries: it would send again a
@@ -217,10 +227,43 @@ class RedisManager(MemoryManager):
     def publish_with_callback(self, message: dict[str, Any], namespace: str,
                               callback: Callable[..., Any]) -> None:
         """Publish ``message`` (given ``cb``, the id of ``callback``, kept here
-        until another process forwards the answer or says none will come)."""
+        until another process forwards the answer or says none will come, or
+        none takes the question: see ``CALLBACK_TAKEN_SECONDS``)."""
         callback_id = self.remember_callback(namespace, callback)
         if self._publish({**message, "cb": callback_id}) is False:
             self.pop_callback(callback_id)  # never left: no answer can come
+
+    def later(self, operation: Callable[[], Any]) -> None:
+        """Run ``operation`` (a publish, a record to delete) on this manager's
+        own thread, in order: for a caller that must not wait for Redis, such
+        as the hub's thread closing a session while Redis is slow."""
+        self._later.put(operation)
+        if self._later_thread is None:
+            with self._start_lock:
+                if self._later_thread is None:
+                    self._later_thread = threading.Thread(
+                        target=self._run_later, daemon=True, name="sio09-message-queue-later")
+                    self._later_thread.start()
+
+    def _run_later(self) -> None:
+        while True:
+            operation = self._later.get()
+            try:
+                operation()
+            except Exception:  # (each operation logs its own Redis errors)
+                logger.exception("message queue: a deferred operation failed")
+
+    def run_later_now(self) -> None:
+        """Run here what waits for ``later``'s thread (the process exits)."""
+        while True:
+            try:
+                operation = self._later.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                operation()
+            except Exception:
+                logger.exception("message queue: a deferred operation failed")
 
     def _log_unreachable(self, what: str, exc: Exception) -> None:
         """One ERROR line per ``ERROR_LOG_INTERVAL`` while Redis is away
@@ -277,18 +320,39 @@ class RedisManager(MemoryManager):
         return count
 
     def remember_callback(self, namespace: str, callback: Callable[..., Any]) -> int:
-        """Keep ``callback`` for an ack another process will forward; its id."""
+        """Keep ``callback`` for an ack another process will forward; its id.
+        Until a process takes the question (``callback_taken``) it is kept
+        ``CALLBACK_TAKEN_SECONDS`` at most."""
         callback_id = next(self._callback_ids)
+        now = time.monotonic()
         with self._lock:
+            untaken = self._untaken
+            while untaken:  # (oldest first: all wait the same time)
+                oldest, deadline = next(iter(untaken.items()))
+                if deadline > now:
+                    break
+                del untaken[oldest]
+                if self._remote_callbacks.pop(oldest, None) is not None:
+                    logger.info("message queue: callback %d forgotten: no process held "
+                                "its client", oldest)
             self._remote_callbacks[callback_id] = (namespace, callback)
+            untaken[callback_id] = now + CALLBACK_TAKEN_SECONDS
             while len(self._remote_callbacks) > MAX_REMOTE_CALLBACKS:
                 forgotten, _ = self._remote_callbacks.popitem(last=False)
+                untaken.pop(forgotten, None)
                 logger.info("message queue: callback %d forgotten: no ack came", forgotten)
         return callback_id
 
-    def pop_callback(self, callback_id: int) -> tuple[str, Callable[..., Any]] | None:
+    def callback_taken(self, callback_id: Any) -> None:
+        """A process holds the client the question went to: the callback now
+        waits for its answer, or for word that none will come."""
+        with self._lock:
+            self._untaken.pop(callback_id, None)
+
+    def pop_callback(self, callback_id: Any) -> tuple[str, Callable[..., Any]] | None:
         """The callback ``remember_callback`` kept as ``callback_id``, removed."""
         with self._lock:
+            self._untaken.pop(callback_id, None)
             return self._remote_callbacks.pop(callback_id, None)
 
     # -- which process holds a session ------------------------------------------
@@ -336,13 +400,6 @@ class RedisManager(MemoryManager):
                                     args=[self.host_id], client=pipeline)
             pipeline.execute()
         self._guarded("forget the sessions of an exiting process", run)
-
-    def session_known(self, sid: str) -> bool | None:
-        """Whether a process holds the session ``sid`` or its handshake waits
-        for a first transport request; None when Redis cannot be reached."""
-        found = self._guarded("look up a session", lambda: self._client.exists(
-            self._key("session", sid), self._key("handshake", sid)))
-        return None if found is None else found > 0
 
     def held_elsewhere(self, sid: str) -> bool:
         """Whether another process holds the session ``sid`` now."""

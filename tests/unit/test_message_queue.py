@@ -132,24 +132,92 @@ def test_a_callback_answered_by_another_process_client_runs_here(two_apps):
     assert answers2 == [(None, ["yes", "ready?"])]
 
 
-def test_a_callback_to_a_sid_no_process_holds_is_refused_and_not_kept(two_apps):
+def test_a_callback_no_process_takes_is_forgotten(two_apps, monkeypatch):
+    from flask_sio09 import redis_manager
+
     (app1, sio1, answers1), (app2, sio2, _) = two_apps
-    a = sio1.test_client(app1)
+    a, b = sio1.test_client(app1), sio2.test_client(app2)
     manager1 = app1.extensions["sio09"].server.manager
-    # a well-formed sid that no process holds: as in one process, a ValueError,
-    # and no callback waits for an answer that cannot come
-    with app1.app_context(), pytest.raises(ValueError, match="no process holds"):
+    # a question that no process takes (the sid's client is gone, or its process
+    # died) waits CALLBACK_TAKEN_SECONDS at most: here none, so the next one
+    # asked sweeps it away
+    monkeypatch.setattr(redis_manager, "CALLBACK_TAKEN_SECONDS", 0)
+    with app1.app_context():
         sio1.emit("question", "ready?", to="n" * 20, callback=print)
-    assert len(manager1._remote_callbacks) == 0
-    # a sid whose session ended: the same
-    b = sio2.test_client(app2)
+    assert len(manager1._remote_callbacks) == 1
     gone = b.sid
     b.disconnect()
-    with app1.app_context(), pytest.raises(ValueError, match="no process holds"):
+    with app1.app_context():
         sio1.emit("question", "ready?", to=gone, callback=print)
+    assert list(manager1._remote_callbacks) == [max(manager1._remote_callbacks)]
+    # one that a process takes waits for its answer however long it takes
+    asked, release = threading.Event(), threading.Event()
+    c = sio2.test_client(app2)
+    c.on("question", lambda text: asked.set() or release.wait(DEADLINE) and "late")
+    a.emit("ask", c.sid)
+    try:
+        assert asked.wait(DEADLINE)
+        wait_until(lambda: not manager1._untaken, timeout=DEADLINE, message="taken")
+        with app1.app_context():
+            sio1.emit("question", "ready?", to="m" * 20, callback=print)  # sweeps
+        assert len(manager1._remote_callbacks) == 2  # c's, and the one just asked
+    finally:
+        release.set()
+    wait_until(lambda: answers1, timeout=DEADLINE, message="c's late answer")
+    assert answers1 == [(None, ["late"])]  # (no request: see the test above)
+
+
+def test_a_callback_to_a_client_of_this_process_outside_the_namespace_raises(two_apps):
+    (app1, sio1, _), _ = two_apps
+    a = sio1.test_client(app1)
+    manager1 = app1.extensions["sio09"].server.manager
+    with app1.app_context(), pytest.raises(ValueError, match="not in namespace '/chat'"):
+        sio1.emit("question", to=a.sid, namespace="/chat", callback=print)
     assert len(manager1._remote_callbacks) == 0
-    a.emit("ask", "n" * 20)  # from a handler: its error, logged; nothing kept
-    assert len(manager1._remote_callbacks) == 0 and answers1 == []
+
+
+def test_a_callback_to_a_client_whose_connect_handler_runs_waits_for_it(two_apps):
+    (app1, sio1, _), (app2, sio2, answers2) = two_apps
+    a = sio1.test_client(app1)
+    manager2 = app2.extensions["sio09"].server.manager
+    a.on("question", lambda: ("here",), namespace="/wait")
+
+    @sio1.on("connect", namespace="/wait")
+    def connecting():  # another process asks meanwhile
+        with app2.app_context():
+            sio2.emit("question", to=request.sid, namespace="/wait",
+                      callback=lambda *args: answers2.append(list(args)))
+        wait_until(lambda: not manager2._untaken, timeout=DEADLINE, message="taken")
+
+    a.connect("/wait")
+    wait_until(lambda: answers2, timeout=DEADLINE, message="the answer")
+    assert answers2 == [["here"]] and len(manager2._remote_callbacks) == 0
+
+
+def test_telling_another_process_a_callback_goes_unanswered_never_waits_for_redis(two_apps):
+    from flask_sio09.cluster import ForwardedAck
+
+    (app1, _, _), _ = two_apps
+    manager1 = app1.extensions["sio09"].server.manager
+    redis_answers = threading.Event()
+    published = []
+
+    def stalled_publish(message):  # Redis does not answer until told to
+        redis_answers.wait(DEADLINE)
+        published.append(message)
+        return True
+
+    manager1.publish = stalled_publish
+    ack = ForwardedAck(manager1, "origin", 7)
+    caller = threading.Thread(target=ack.unanswered)  # (the hub's thread, say)
+    caller.start()
+    caller.join(DEADLINE)
+    try:
+        assert not caller.is_alive() and published == []
+    finally:
+        redis_answers.set()
+    wait_until(lambda: published, timeout=DEADLINE, message="published after all")
+    assert published == [{"op": "forget_callback", "to": "origin", "cb": 7}]
 
 
 def test_a_callback_whose_client_leaves_before_answering_is_forgotten(two_apps):
@@ -264,3 +332,28 @@ def test_callback_across_processes_takes_a_sid_not_a_room(two_apps):
     a.emit("join", "den")  # its only member is the other process's client
     with pytest.raises(ValueError, match="callback= takes a sid"):
         sio2.emit("question", to="den", callback=lambda *args: None)
+
+
+def test_a_session_that_ends_never_waits_for_redis_to_forget_its_records(two_apps):
+    (app1, sio1, _), _ = two_apps
+    a = sio1.test_client(app1)
+    server1 = app1.extensions["sio09"].server
+    redis_answers = threading.Event()
+    forgotten = []
+
+    def stalled_forget(sid):  # Redis does not answer until told to
+        redis_answers.wait(DEADLINE)
+        forgotten.append(sid)
+
+    server1.manager.forget = stalled_forget
+    session = server1.sessions[a.sid]
+    # the hub's thread, say: it must go on serving every other client
+    closer = threading.Thread(target=server1.close_session, args=(session, "gone"))
+    closer.start()
+    closer.join(DEADLINE)
+    try:
+        assert not closer.is_alive() and session.closed and forgotten == []
+    finally:
+        redis_answers.set()
+    wait_until(lambda: forgotten, timeout=DEADLINE, message="forgotten after all")
+    assert forgotten == [a.sid]
