@@ -303,6 +303,12 @@ class HubHTTP(HubConnection):
             self.head_since = None
             self._arm(now + KEEP_ALIVE_SECONDS)
             return False
+        if self.server.going_away:
+            # this process stops serving: a connection closed before any byte
+            # of the answer makes the browser send its request again, on a new
+            # connection, which a process that serves accepts
+            self.close()
+            return False
         if self.head_since is None:
             self.head_since = now
         try:

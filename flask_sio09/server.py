@@ -764,14 +764,14 @@ class Server:
     def go_away(self) -> None:
         """This process stops serving: end every session so that its client
         reconnects to a process that serves, the disconnect handlers running
-        as for a client that left. Once; later calls return at once."""
+        as for a client that left. From now on no handshake is taken; a
+        later call ends the sessions that came meanwhile."""
         with self._lock:
-            if self.going_away:
-                return
+            first = not self.going_away
             self.going_away = True
             sessions = [s for s in self.sessions.values() if not s.closed]
-            self._going = sessions
-        if sessions:
+            self._going.extend(sessions)
+        if first:
             logger.info("the server stops: %d sessions end, their clients reconnect "
                         "elsewhere", len(sessions))
         for session in sessions:
@@ -780,7 +780,11 @@ class Server:
     def gone(self) -> bool:
         """After ``go_away``: whether every session it ended has run its
         disconnect handlers and been let go by its transport."""
-        return all(not s.jobs_running and s.transport is None for s in self._going)
+        return not self.left_behind()
+
+    def left_behind(self) -> int:
+        """How many of the sessions ``go_away`` ended are not gone yet."""
+        return sum(1 for s in self._going if s.jobs_running or s.transport is not None)
 
     def shutdown(self) -> None:
         """Stop the monitor and the worker threads (sessions are left as they are)."""

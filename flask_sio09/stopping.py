@@ -23,6 +23,7 @@ Two moments start it:
 from __future__ import annotations
 
 import concurrent.futures.thread  # noqa: F401  (its exit hook must be registered before ours)
+import logging
 import signal
 import sys
 import threading
@@ -32,6 +33,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .server import Server
+
+logger = logging.getLogger("flask_sio09")
 
 #: why a session ends when its process stops
 GOING_AWAY = "server going away"
@@ -67,10 +70,15 @@ def watch(server: Server) -> None:
 def _at_exit() -> None:
     servers = [server for server in list(_servers) if server.serving()]
     for server in servers:
-        server.go_away()
-    deadline = time.monotonic() + EXIT_WAIT_SECONDS
+        server.go_away()  # (again, if the monitor began: the sessions that came since)
+    wait = exit_wait(gunicorn_worker())
+    deadline = time.monotonic() + wait
     while time.monotonic() < deadline and not all(server.gone() for server in servers):
         time.sleep(0.02)
+    left = sum(server.left_behind() for server in servers)
+    if left:
+        logger.warning("the server stops: %d sessions still had disconnect handlers running "
+                       "(or waiting) after %.1f s; the process exits without them", left, wait)
     # thread mode's WebSockets end on their own threads, their close frame
     # after the session let go of them (Werkzeug's threads are daemons: the
     # interpreter would not wait for them)
@@ -78,6 +86,16 @@ def _at_exit() -> None:
     while thread_websocket is not None and time.monotonic() < deadline and \
             thread_websocket.open_count():
         time.sleep(0.02)
+
+
+def exit_wait(worker: Any | None) -> float:
+    """How long the exit waits for the disconnect handlers: at most
+    ``EXIT_WAIT_SECONDS``, and well within a gunicorn worker's
+    ``--graceful-timeout``, after which its master kills it."""
+    graceful = getattr(getattr(worker, "cfg", None), "graceful_timeout", None)
+    if isinstance(graceful, (int, float)) and graceful > 0:
+        return min(EXIT_WAIT_SECONDS, 0.6 * graceful)
+    return EXIT_WAIT_SECONDS
 
 
 def gunicorn_worker() -> Any | None:

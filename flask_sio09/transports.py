@@ -243,6 +243,10 @@ def handshake(server: Server, environ: dict[str, Any], query: dict[str, list[str
             return _response("200 OK", protocol.jsonp_error(jsonp, message), HANDSHAKE_SCRIPT)
         return _response(status, message)
 
+    if server.going_away:
+        # this process stops serving: the client tries again, and reaches one
+        # that serves (a session made here would end with the process)
+        return error("503 Service Unavailable", "server stopping")
     if not _origin_ok(server, environ):
         logger.info("handshake refused: bad origin %r", environ.get("HTTP_ORIGIN"))
         if jsonp is not None:

@@ -82,3 +82,41 @@ def test_a_stopping_server_ends_its_sessions_so_that_clients_come_back(
     assert {ws_sid, xhr.sid} <= gone, (ws_sid, xhr.sid, journal_of(journal))
     assert "SIGKILL" not in server.log_tail(200)
     server.stop()
+
+
+def test_a_stopping_hub_takes_no_new_session_and_says_what_it_left(live_server, tmp_path):
+    from tests.integration.helpers import event_packet
+    from tests.integration.test_kept_connections import open_kept, poll_path
+
+    options = {**BASE, "polling_duration": 15, "close_timeout": 30}
+    options.pop("log_levels")
+    server = live_server("gunicorn", fresh=True, websocket_mode="hub", **options)
+    # a handler that never returns: the session's disconnect handler waits
+    # behind it, and with it the process's exit, up to its limit
+    ws_sid, ws = open_ws(server)
+    ws.send_text(event_packet("wait_gate", "never", ack_id=1))
+    wait_until(lambda: requests.get(f"{server.url}/gates/never", timeout=10).json()["waiting"],
+               timeout=30, message="the handler blocked")
+    conn, sid = open_kept(server)  # a polling client on a connection the hub keeps
+    conn.send(conn.request("GET", poll_path(sid)))
+    wait_until(lambda: requests.get(f"{server.url}/attached", params={"sid": sid},
+                                    timeout=10).json(),
+               timeout=30, message="the poll waiting in the server")
+    os.kill(server.proc.pid, signal.SIGTERM)
+    status, _, _ = conn.response()
+    assert status == 410  # the poll failed: the client handshakes again...
+    # ...on the same connection: not here (a session made here would end with
+    # the process); closed unanswered, so that the browser asks again elsewhere
+    conn.send(conn.request("GET", "/socket.io/1/?t=1"))
+    try:
+        data = conn.sock.recv(1000)
+    except ConnectionResetError:
+        data = b""
+    assert data == b"", data
+    conn.close()
+    ws.close()
+    assert wait_until(lambda: server.proc.poll() is not None, timeout=EXIT_DEADLINE,
+                      message="the server process to exit")
+    assert "1 sessions still had disconnect handlers running" in server.log_tail(200), \
+        server.log_tail(40)
+    server.stop()

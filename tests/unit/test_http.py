@@ -291,3 +291,15 @@ def test_options_from_config_and_argument_wins():
 def test_init_app_twice_is_an_error(app, sio):
     with pytest.raises(RuntimeError):
         sio.init_app(app)
+
+
+def test_a_stopping_server_takes_no_handshake(app, sio, client):
+    server = app.extensions["sio09"].server
+    sid = handshake(client).split(":")[0]
+    server.go_away()  # the process stops (stopping.py)
+    response = client.get("/socket.io/1/")
+    assert response.status_code == 503 and response.get_data(as_text=True) == "server stopping"
+    jsonp = client.get("/socket.io/1/?jsonp=2")
+    assert jsonp.status_code == 200
+    assert jsonp.get_data(as_text=True) == 'io.j[2](new Error("server stopping"));'
+    assert server.sessions.get(sid) is None  # (ended by go_away)

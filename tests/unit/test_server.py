@@ -495,3 +495,19 @@ def test_a_gunicorn_worker_is_found_by_its_term_handler_and_its_stop_seen():
         assert stopping.gunicorn_worker() is None
     finally:
         signal.signal(signal.SIGTERM, before)
+
+
+def test_go_away_again_ends_the_sessions_that_came_since(server, app):
+    first = server.new_session({"QUERY_STRING": ""})
+    server.attach(first, Transport(persistent=False))
+    server.go_away()
+    late = server.new_session({"QUERY_STRING": ""})  # (a handshake already under way)
+    late_transport = Transport(persistent=False)
+    server.attach(late, late_transport)
+    assert not late.closed
+    server.go_away()  # at the interpreter's exit, after the monitor's call
+    assert first.closed and late.closed and late.close_reason == "server going away"
+    assert server.left_behind() == 2  # their polls have not answered yet
+    server.answer_poll(first, first.transport)
+    server.answer_poll(late, late_transport)
+    assert server.gone() and server.left_behind() == 0
