@@ -57,8 +57,10 @@ def watch(server: Server) -> None:
             return
         _hooked = True
     # ``threading._register_atexit`` (Python 3.9+) runs before the interpreter
-    # joins non-daemon threads and before ``atexit``'s hooks (the message
-    # queue's, which forgets the sessions' records: the handlers run first)
+    # joins non-daemon threads (the WSGI server's request threads), after
+    # ``concurrent.futures``' own hook (registered earlier: imported above),
+    # and before ``atexit``'s hooks (the message queue's forgets the
+    # sessions' records: their disconnect handlers run first)
     register = getattr(threading, "_register_atexit", None)
     if register is not None:
         try:
@@ -80,12 +82,15 @@ def _at_exit() -> None:
         logger.warning("the server stops: %d sessions still had disconnect handlers running "
                        "(or waiting) after %.1f s; the process exits without them", left, wait)
     # thread mode's WebSockets end on their own threads, their close frame
-    # after the session let go of them (Werkzeug's threads are daemons: the
-    # interpreter would not wait for them)
+    # after the session let go of them; any still open (a session that was
+    # not this hook's to end) ends now. Waited for: the interpreter would not
+    # wait for Werkzeug's threads, which are daemons
     thread_websocket = sys.modules.get(__package__ + ".thread_websocket")
-    while thread_websocket is not None and time.monotonic() < deadline and \
-            thread_websocket.open_count():
-        time.sleep(0.02)
+    if thread_websocket is not None:
+        thread_websocket.end_all()
+        deadline = max(deadline, time.monotonic() + 1.0)
+        while time.monotonic() < deadline and thread_websocket.open_count():
+            time.sleep(0.02)
 
 
 def exit_wait(worker: Any | None) -> float:

@@ -9,7 +9,6 @@ ends the session's use of the connection (see ``ThreadWebSocket``).
 
 from __future__ import annotations
 
-import concurrent.futures.thread  # noqa: F401  (its exit hook must be registered before ours)
 import logging
 import socket
 import threading
@@ -390,21 +389,20 @@ class ThreadWebSocket:
                 pass
 
 
-#: the connections being served, closed when the process exits (see _at_exit)
+#: the connections being served, closed when the process exits (see end_all)
 _open: weakref.WeakSet[ThreadWebSocket] = weakref.WeakSet()
-_exit_hook_lock = threading.Lock()
-_exit_hook_registered = False
 
 
-def _at_exit() -> None:
+def end_all() -> None:
     """The interpreter is exiting: end every WebSocket this process serves.
 
     A request thread serves each one as long as its client stays, and the
     interpreter joins the WSGI server's request threads before it exits
     (gunicorn's gthread worker runs them in a ``ThreadPoolExecutor``): a
     worker told to stop, or whose master died, would otherwise live on,
-    serving its clients, and they would never reconnect elsewhere. Run by
-    ``threading`` before it joins those threads."""
+    serving its clients, and they would never reconnect elsewhere. Called
+    by ``stopping``'s exit hook, which runs before the interpreter joins
+    those threads, once the sessions had their chance to end in order."""
     for transport in list(_open):
         transport.close_code = GOING_AWAY_CODE
         transport.wakeup.set()
@@ -415,29 +413,11 @@ def open_count() -> int:
     return len(_open)
 
 
-def _register_exit_hook() -> None:
-    global _exit_hook_registered
-    with _exit_hook_lock:
-        if _exit_hook_registered:
-            return
-        _exit_hook_registered = True
-    # ``threading._register_atexit`` (Python 3.9+) runs before the interpreter
-    # joins non-daemon threads, and after the hooks registered later: ours
-    # comes after ``concurrent.futures``' (imported above), which joins them
-    register = getattr(threading, "_register_atexit", None)
-    if register is not None:
-        try:
-            register(_at_exit)
-        except RuntimeError:  # the interpreter is exiting already
-            pass
-
-
 def serve(server: Server, ws: Any, session: Session | None, environ: dict[str, Any],
           start_response: StartResponse) -> Iterable[bytes]:
     """Serve ``session`` (None: the sid was unknown) on the upgraded ``ws``
     until either side closes, then end the WSGI call."""
     transport = ThreadWebSocket(ws)
-    _register_exit_hook()
     _open.add(transport)
     try:
         if session is None:

@@ -278,6 +278,21 @@ class RawWs:
                     return got
         raise AssertionError(f"no match in {limit} frames")
 
+    def until_close(self, limit: int = 1000) -> tuple[list[str], int | None]:
+        """The text frames up to the server's close frame, and its code (None
+        when the connection ended without one, or the frame had no code)."""
+        texts: list[str] = []
+        for _ in range(limit):
+            try:
+                opcode, payload = self.recv_frame()
+            except (ConnectionError, OSError):
+                return texts, None
+            if opcode == 8:
+                return texts, struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else None
+            if opcode == 1:
+                texts.append(payload.decode("utf-8"))
+        raise AssertionError(f"no close frame in {limit} frames")
+
     def close_code(self) -> int | None:
         """Read until the server's close frame; its code (None if the TCP
         connection ended without one)."""
@@ -693,14 +708,7 @@ def test_what_came_before_a_message_over_the_limit_goes_out_before_the_close(sta
         try:
             if attempt % 2:
                 ws.sock.sendall(early)
-            texts, code = [], None
-            for _ in range(100):
-                opcode, payload = ws.recv_frame()
-                if opcode == 8:
-                    code = struct.unpack("!H", payload[:2])[0]
-                    break
-                if opcode == 1:
-                    texts.append(payload.decode())
+            texts, code = ws.until_close()
             assert code == 1009, (attempt, texts)
             assert texts == ["1::", '6:::1+["first"]'], (attempt, texts)
             ws.sock.settimeout(5)
@@ -1174,15 +1182,7 @@ def test_a_message_read_with_the_end_of_the_session_is_handled_first(start, kind
         ws.sock.sendall(RawWs.frame(f"3:1+::{tag}".encode()) + ENDINGS[ending])
         if ending == "end-of-stream":
             ws.sock.shutdown(socket.SHUT_WR)
-        texts = []
-        for _ in range(1000):
-            try:
-                opcode, payload = ws.recv_frame()
-            except (ConnectionError, OSError):
-                break
-            if opcode == 8:
-                break
-            texts.append(payload.decode("utf-8"))
+        texts, _ = ws.until_close()
         ws.close()
         if ending != "end-of-stream" or mode == "thread":
             assert f"6:::1+[{json.dumps(tag)}]" in texts, (attempt, texts)

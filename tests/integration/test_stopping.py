@@ -52,17 +52,7 @@ def test_a_stopping_server_ends_its_sessions_so_that_clients_come_back(
 
     # the WebSocket ends with "going away", and nothing said "0::" (a 0.9
     # client told "0::" would not reconnect)
-    texts, code = [], None
-    for _ in range(1000):
-        try:
-            opcode, payload = ws.recv_frame()
-        except (ConnectionError, OSError):
-            break
-        if opcode == 8:
-            code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
-            break
-        if opcode == 1:
-            texts.append(payload.decode())
+    texts, code = ws.until_close()
     ws.close()
     assert code == 1001, (code, texts)
     assert "0::" not in texts
