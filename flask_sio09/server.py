@@ -746,11 +746,18 @@ class Server:
         # (looked up here, in the process that serves: the monitor starts
         # with the first session, after a gunicorn worker set its signals)
         worker = stopping.gunicorn_worker()
-        while not self._stop.wait(tick):
+        # a stopping worker must stop taking handshakes at once (a session made
+        # then would end with it): its flag is looked at more often than the
+        # timers, which cost a pass over every session
+        look = min(tick, stopping.STOP_LOOK_SECONDS) if worker is not None else tick
+        next_step = time.monotonic() + tick
+        while not self._stop.wait(look):
             try:
                 if not self.going_away and stopping.worker_stopping(worker):
                     self.go_away()
-                self.monitor_step(self.clock())
+                if time.monotonic() >= next_step:
+                    next_step = time.monotonic() + tick
+                    self.monitor_step(self.clock())
             except Exception:  # the monitor must outlive any one bad session
                 logger.exception("monitor pass failed")
 

@@ -42,6 +42,8 @@ GOING_AWAY = "server going away"
 GOING_AWAY_CODE = 1001
 #: how long the exit waits for the disconnect handlers and the last writes
 EXIT_WAIT_SECONDS = 5.0
+#: how often the monitor looks whether its gunicorn worker began to stop
+STOP_LOOK_SECONDS = 0.1
 
 _servers: weakref.WeakSet[Server] = weakref.WeakSet()
 _hook_lock = threading.Lock()
