@@ -247,11 +247,7 @@ class RedisManager(MemoryManager):
 
     def _run_later(self) -> None:
         while True:
-            operation = self._later.get()
-            try:
-                operation()
-            except Exception:  # (each operation logs its own Redis errors)
-                logger.exception("message queue: a deferred operation failed")
+            _run_deferred(self._later.get())
 
     def run_later_now(self) -> None:
         """Run here what waits for ``later``'s thread (the process exits)."""
@@ -260,10 +256,7 @@ class RedisManager(MemoryManager):
                 operation = self._later.get_nowait()
             except queue.Empty:
                 return
-            try:
-                operation()
-            except Exception:
-                logger.exception("message queue: a deferred operation failed")
+            _run_deferred(operation)
 
     def _log_unreachable(self, what: str, exc: Exception) -> None:
         """One ERROR line per ``ERROR_LOG_INTERVAL`` while Redis is away
@@ -525,6 +518,13 @@ class RedisManager(MemoryManager):
             MemoryManager.close_room(self, _text(message["room"]), namespace)
         elif self._forwarded is not None:
             self._forwarded(message)
+
+
+def _run_deferred(operation: Callable[[], Any]) -> None:
+    try:
+        operation()
+    except Exception:  # (each operation logs its own Redis errors; this is the rest)
+        logger.exception("message queue: a deferred operation failed")
 
 
 def _text(value: Any) -> str:
