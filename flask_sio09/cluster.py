@@ -267,10 +267,18 @@ class Cluster:
         if session.closed or namespace not in session.namespaces:
             ack.unanswered()  # this process's client, which cannot answer there
             return
-        self.manager.publish({"op": "callback_taken", "to": origin, "cb": callback_id})
-        # (held with the namespace's packets while its connect handler runs;
-        # a refusal then tells the asking process, as a leave does)
-        self.server.send_with_callback(session, pkt, namespace, ack)
+        # The packet is held with the namespace's packets while its connect
+        # handler runs; a refusal then tells the asking process, as a leave
+        # does. "Taken" goes out once the session has the callback (a session
+        # that has just ended or left tells it at once instead): whatever
+        # happens to the client from then on reaches the asking process, in
+        # whichever order the two messages arrive there.
+        manager = self.manager
+
+        def taken() -> None:
+            manager.publish({"op": "callback_taken", "to": origin, "cb": callback_id})
+
+        self.server.send_with_callback(session, pkt, namespace, ack, kept=taken)
 
     def _run_callback(self, message: dict[str, Any]) -> None:
         args = message["args"]

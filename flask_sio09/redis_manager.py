@@ -319,15 +319,8 @@ class RedisManager(MemoryManager):
         callback_id = next(self._callback_ids)
         now = time.monotonic()
         with self._lock:
+            self._forget_untaken(now)
             untaken = self._untaken
-            while untaken:  # (oldest first: all wait the same time)
-                oldest, deadline = next(iter(untaken.items()))
-                if deadline > now:
-                    break
-                del untaken[oldest]
-                if self._remote_callbacks.pop(oldest, None) is not None:
-                    logger.info("message queue: callback %d forgotten: no process held "
-                                "its client", oldest)
             self._remote_callbacks[callback_id] = (namespace, callback)
             untaken[callback_id] = now + CALLBACK_TAKEN_SECONDS
             while len(self._remote_callbacks) > MAX_REMOTE_CALLBACKS:
@@ -335,6 +328,26 @@ class RedisManager(MemoryManager):
                 untaken.pop(forgotten, None)
                 logger.info("message queue: callback %d forgotten: no ack came", forgotten)
         return callback_id
+
+    def _forget_untaken(self, now: float) -> None:
+        # (under the lock) the questions no process took in time
+        untaken = self._untaken
+        while untaken:  # (oldest first: all wait the same time)
+            oldest, deadline = next(iter(untaken.items()))
+            if deadline > now:
+                return
+            del untaken[oldest]
+            if self._remote_callbacks.pop(oldest, None) is not None:
+                logger.info("message queue: callback %d forgotten: no process held "
+                            "its client", oldest)
+
+    def forget_untaken(self) -> None:
+        """Forget the questions no process took in ``CALLBACK_TAKEN_SECONDS``
+        (the listener calls this every second or so, so that they go even
+        when no other question is asked)."""
+        if self._untaken:
+            with self._lock:
+                self._forget_untaken(time.monotonic())
 
     def callback_taken(self, callback_id: Any) -> None:
         """A process holds the client the question went to: the callback now
@@ -450,6 +463,7 @@ class RedisManager(MemoryManager):
                 pinged = heard
                 while not self._stopped.is_set():
                     message = pubsub.get_message(timeout=1.0)
+                    self.forget_untaken()
                     now = time.monotonic()
                     if message is None:
                         if now - heard > 3 * HEALTH_INTERVAL:

@@ -676,9 +676,15 @@ class Server:
         self.send_with_callback(session, pkt, namespace, callback)
 
     def send_with_callback(self, session: Session, pkt: dict[str, Any], namespace: str,
-                           callback: Callable[..., Any]) -> None:
-        """Send ``pkt`` to ``session`` asking for a data ack that ``callback`` gets."""
+                           callback: Callable[..., Any],
+                           kept: Callable[[], None] | None = None) -> None:
+        """Send ``pkt`` to ``session`` asking for a data ack that ``callback``
+        gets; ``kept()`` runs once the session has the callback (or, ended,
+        has told it no answer will come), before the packet is queued (whose
+        queueing may run a handler: the test client's)."""
         pkt["id"] = session.add_callback(namespace, callback)
+        if kept is not None:
+            kept()
         pkt["ack"] = "data"
         encoded = packet_codec.encode(pkt)
         logger.debug("session %s: emit with callback: %s", session.sid, encoded)

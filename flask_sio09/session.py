@@ -305,10 +305,16 @@ class Session:
     # -- acks ------------------------------------------------------------
 
     def add_callback(self, endpoint: str, callback: Callable[..., Any]) -> int:
-        """Remember ``callback`` for the client's ack; returns the packet id."""
+        """Remember ``callback`` for the client's ack; returns the packet id.
+        A session that has ended, or left ``endpoint``, keeps nothing: no ack
+        can come (and a ``ForwardingCallback`` is told so at once)."""
         ack_id = next(self._ack_ids)
         with self.lock:
-            self._callbacks[(endpoint, ack_id)] = callback
+            kept = not self.closed and endpoint in self.namespaces
+            if kept:
+                self._callbacks[(endpoint, ack_id)] = callback
+        if not kept:
+            _tell_unanswered([callback])
         return ack_id
 
     def pop_callback(self, endpoint: str, ack_id: int) -> Callable[..., Any] | None:

@@ -139,17 +139,16 @@ def test_a_callback_no_process_takes_is_forgotten(two_apps, monkeypatch):
     a, b = sio1.test_client(app1), sio2.test_client(app2)
     manager1 = app1.extensions["sio09"].server.manager
     # a question that no process takes (the sid's client is gone, or its process
-    # died) waits CALLBACK_TAKEN_SECONDS at most: here none, so the next one
-    # asked sweeps it away
-    monkeypatch.setattr(redis_manager, "CALLBACK_TAKEN_SECONDS", 0)
-    with app1.app_context():
-        sio1.emit("question", "ready?", to="n" * 20, callback=print)
-    assert len(manager1._remote_callbacks) == 1
+    # died) waits CALLBACK_TAKEN_SECONDS at most (here 3), with no other question
+    # asked meanwhile: the listener forgets it
+    monkeypatch.setattr(redis_manager, "CALLBACK_TAKEN_SECONDS", 3)
     gone = b.sid
     b.disconnect()
     with app1.app_context():
+        sio1.emit("question", "ready?", to="n" * 20, callback=print)
         sio1.emit("question", "ready?", to=gone, callback=print)
-    assert list(manager1._remote_callbacks) == [max(manager1._remote_callbacks)]
+    assert len(manager1._remote_callbacks) == 2
+    wait_until(lambda: not manager1._remote_callbacks, timeout=DEADLINE, message="forgotten")
     # one that a process takes waits for its answer however long it takes
     asked, release = threading.Event(), threading.Event()
     c = sio2.test_client(app2)
@@ -159,12 +158,15 @@ def test_a_callback_no_process_takes_is_forgotten(two_apps, monkeypatch):
         assert asked.wait(DEADLINE)
         wait_until(lambda: not manager1._untaken, timeout=DEADLINE, message="taken")
         with app1.app_context():
-            sio1.emit("question", "ready?", to="m" * 20, callback=print)  # sweeps
-        assert len(manager1._remote_callbacks) == 2  # c's, and the one just asked
+            sio1.emit("question", "ready?", to="m" * 20, callback=print)
+        wait_until(lambda: len(manager1._remote_callbacks) == 1, timeout=DEADLINE,
+                   message="the untaken one forgotten")
+        assert len(manager1._remote_callbacks) == 1 and not manager1._untaken  # c's, kept
     finally:
         release.set()
     wait_until(lambda: answers1, timeout=DEADLINE, message="c's late answer")
     assert answers1 == [(None, ["late"])]  # (no request: see the test above)
+    assert not manager1._remote_callbacks
 
 
 def test_a_callback_to_a_client_of_this_process_outside_the_namespace_raises(two_apps):
@@ -357,3 +359,24 @@ def test_a_session_that_ends_never_waits_for_redis_to_forget_its_records(two_app
         redis_answers.set()
     wait_until(lambda: forgotten, timeout=DEADLINE, message="forgotten after all")
     assert forgotten == [a.sid]
+
+
+def test_a_callback_whose_client_ends_as_the_question_arrives_is_forgotten(two_apps):
+    (app1, sio1, _), (app2, sio2, answers2) = two_apps
+    a, b = sio1.test_client(app1), sio2.test_client(app2)
+    server1 = app1.extensions["sio09"].server
+    manager2 = app2.extensions["sio09"].server.manager
+    send_with_callback = server1.send_with_callback
+
+    def session_ends_first(session, *args, **kwargs):
+        # the race: the client's session ends between the holder's look at it
+        # and its keeping the callback
+        server1.close_session(session, "gone just then")
+        return send_with_callback(session, *args, **kwargs)
+
+    server1.send_with_callback = session_ends_first
+    b.emit("ask", a.sid)
+    wait_until(lambda: a.sid not in server1.sessions, timeout=DEADLINE, message="a gone")
+    wait_until(lambda: not manager2._remote_callbacks, timeout=DEADLINE,
+               message="the callback forgotten")
+    assert answers2 == [] and b.is_connected()

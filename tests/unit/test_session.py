@@ -126,6 +126,8 @@ def test_refused_namespace_drops_held_packets():
 
 def test_callbacks_are_per_endpoint_and_dropped_on_leave():
     session = make()
+    session.begin_namespace("")
+    session.accept_namespace("", "1::")
     session.begin_namespace("/a")
     session.accept_namespace("/a", "1::/a")
     first = session.add_callback("/a", print)
@@ -187,3 +189,18 @@ def test_callbacks_that_can_no_longer_be_answered_are_told_so():
     assert told == [kept["/a"], kept["/b"]]
     session.close("gone")  # the rest, each once
     assert len(told) == 4 and {id(c) for c in told[2:]} == {id(kept["/c"]), id(kept[""])}
+
+
+def test_a_session_that_ended_or_left_keeps_no_callback():
+    told = []
+    session = make()
+    session.begin_namespace("/a")
+    session.leave_namespace("/a")
+    gone_there = Forwarded(told)
+    ack_id = session.add_callback("/a", gone_there)  # asked as it left
+    assert session.pop_callback("/a", ack_id) is None and told == [gone_there]
+    session.begin_namespace("")
+    session.close("gone")
+    gone = Forwarded(told)
+    ack_id = session.add_callback("", gone)  # asked as it ended
+    assert session.pop_callback("", ack_id) is None and told == [gone_there, gone]
