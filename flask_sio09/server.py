@@ -425,6 +425,18 @@ class Server:
                 return
         if session is None or session.closed:
             return
+        if namespace in session.namespaces and not session.is_connected(namespace):
+            # its connect handler is running (this call may come from it): the
+            # connect job disconnects the client once the handler has accepted,
+            # so that the client gets its connect packet and what the handler
+            # sent, then the disconnect, as Node sends them
+            with self._lock:
+                self._leave_after_connect.add((sid, namespace))
+            if session.is_connected(namespace) and \
+                    self._pop_leave_after_connect(sid, namespace):
+                # accepted meanwhile, after the connect job had looked
+                self.disconnect(sid, namespace, forward=False)
+            return
         if namespace == "":
             session.send(DISCONNECT)
             self.close_session(session, "server disconnect")
@@ -432,11 +444,6 @@ class Server:
             session.send(packet_codec.encode({"type": "disconnect", "endpoint": namespace}),
                          namespace)
             self._leave(session, namespace)
-        elif namespace in session.namespaces:
-            # its connect handler is running (this call may come from it): the
-            # connect job disconnects the client once the handler has accepted
-            with self._lock:
-                self._leave_after_connect.add((sid, namespace))
 
     def client_disconnect(self, session: Session) -> None:
         """The client ended its session (``0::`` or ``?disconnect``). As N
@@ -514,8 +521,11 @@ class Server:
             if accepted:
                 logger.debug("session %s joined %r", session.sid, endpoint)
                 echo = packet_codec.encode({"type": "connect", "endpoint": endpoint, "qs": ""})
+                sent = session.accept_namespace(endpoint, echo)
+                # (looked at after the accept: a disconnect() that saw the
+                # namespace still connecting has asked by now, or sees it joined)
                 leave = self._pop_leave_after_connect(session.sid, endpoint)
-                if not session.accept_namespace(endpoint, echo):
+                if not sent:
                     self.close_session(session, "outbox overflow")
                 elif session.closed:  # closed while the handler ran: pair it
                     self._leave(session, endpoint)
@@ -652,8 +662,8 @@ class Server:
                     callback: Callable[..., Any] | None = None) -> None:
         """Send a packet dict to a sid, a room, several rooms or everyone.
 
-        With ``callback`` the packet asks for a data ack, and it must reach
-        exactly one client.
+        With ``callback`` the packet asks for an ack (``send_with_callback``),
+        and it must reach exactly one client.
         """
         pkt["endpoint"] = namespace
         if callback is None:
@@ -678,14 +688,19 @@ class Server:
     def send_with_callback(self, session: Session, pkt: dict[str, Any], namespace: str,
                            callback: Callable[..., Any],
                            kept: Callable[[], None] | None = None) -> None:
-        """Send ``pkt`` to ``session`` asking for a data ack that ``callback``
-        gets; ``kept()`` runs once the session has the callback (or, ended,
+        """Send ``pkt`` to ``session`` asking for an ack (a data ack for an
+        event, a plain one for a message) whose args ``callback`` gets; ``kept()`` runs once the session has the callback (or, ended,
         has told it no answer will come), before the packet is queued (whose
         queueing may run a handler: the test client's)."""
         pkt["id"] = session.add_callback(namespace, callback)
         if kept is not None:
             kept()
-        pkt["ack"] = "data"
+        # An event asks for a data ack, as the API says. A message or JSON
+        # message asks for a plain ack, as Node's and gevent-socketio's
+        # ``send`` did: socket.io-client 0.9.16 answers that by itself, where
+        # it would hand a data ack to the app's 'message' listener, which
+        # (written for those servers) never calls it
+        pkt["ack"] = "data" if pkt["type"] == "event" else True
         encoded = packet_codec.encode(pkt)
         logger.debug("session %s: emit with callback: %s", session.sid, encoded)
         self.send_to_session(session, encoded, namespace)

@@ -262,6 +262,10 @@ def server_emit():
 @sio.on("connect")
 def on_connect(query=None):
     record("connect", query=_multidict(query), args=request.args.to_dict(flat=False))
+    if query is not None and query.get("boot") == "1":
+        # accepted, told something, then disconnected: the client sees all three
+        emit("before_boot", 1)
+        disconnect()
 
 
 @sio.on("disconnect")
@@ -366,6 +370,19 @@ def ask_client(question):
 
     emit("question", question, callback=answered)
     return "asked"
+
+
+@sio.on("send_asking")
+def send_asking(text):
+    """``send`` with ``callback=``: the client's ack (automatic for a message,
+    as browsers answer one) is sent back as ``send_answered``."""
+    sid = request.sid
+
+    def answered(*answer):
+        record("send_answer", sid=sid, answer=list(answer))
+        sio.emit("send_answered", list(answer), to=sid)
+
+    send(text, callback=answered)
 
 
 @sio.on("emit_many")

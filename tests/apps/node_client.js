@@ -1,37 +1,70 @@
 // socket.io-client 0.9.16 as a Node.js program uses it: connect over one
 // transport, emit with an ack, join a room and get what is sent to it, answer
-// a server's question (callback=), disconnect. Prints one JSON line.
+// a server's question (callback=), get a message whose sender asked for an
+// ack (send(..., callback=)), disconnect. Prints one JSON line.
+//
+// With a third argument "boot" it connects with ?boot=1, which the server
+// accepts, then tells something, then disconnects: it prints the events seen.
 'use strict';
 const io = require('socket.io-client');
-const [url, transport] = [process.argv[2], process.argv[3]];
-const result = { connected: false, transport: null, ack: null, room: null, answered: null, errors: [] };
-const socket = io.connect(url, {
+const [url, transport, mode] = [process.argv[2], process.argv[3], process.argv[4]];
+const options = {
   transports: [transport], 'force new connection': true, reconnect: false,
   'connect timeout': 20000, 'try multiple transports': false,
-});
-let done = false;
-function finish() {
-  if (done) return;
-  done = true;
-  console.log(JSON.stringify(result));
-  socket.disconnect();
-  setTimeout(() => process.exit(0), 300);
-}
-setTimeout(finish, 40000);
-socket.on('error', (e) => result.errors.push(String(e)));
-socket.on('connect_failed', () => { result.errors.push('connect_failed'); finish(); });
-socket.on('question', (q, answer) => answer('node says', q));
-socket.on('client_answered', (answer) => { result.answered = answer; finish(); });
-socket.on('room_msg', (payload) => {
-  result.room = payload;
-  socket.emit('ask_client', 'ready?');
-});
-socket.on('connect', () => {
-  result.connected = true;
-  result.transport = socket.socket.transport.name;
-  socket.emit('echo', 'from node', 7, function () {
-    result.ack = Array.prototype.slice.call(arguments);
-    socket.emit('join', 'nodes');
-    socket.emit('to_room', 'nodes', { n: 1 }, true);
+};
+
+if (mode === 'boot') {
+  const seen = [];
+  const socket = io.connect(url + '?boot=1', options);
+  let done = false;
+  const finish = () => {
+    if (done) return;
+    done = true;
+    console.log(JSON.stringify({ seen }));
+    setTimeout(() => process.exit(0), 300);
+  };
+  setTimeout(finish, 40000);
+  socket.on('connect', () => seen.push('connect'));
+  socket.on('before_boot', (n) => seen.push('before_boot ' + n));
+  socket.on('disconnect', (reason) => { seen.push('disconnect ' + reason); finish(); });
+  socket.on('error', (e) => seen.push('error ' + e));
+  socket.on('connect_failed', () => { seen.push('connect_failed'); finish(); });
+} else {
+  const result = {
+    connected: false, transport: null, ack: null, room: null, answered: null,
+    message: null, sendAnswered: null, errors: [],
+  };
+  const socket = io.connect(url, options);
+  let done = false;
+  const finish = () => {
+    if (done) return;
+    done = true;
+    console.log(JSON.stringify(result));
+    socket.disconnect();
+    setTimeout(() => process.exit(0), 300);
+  };
+  setTimeout(finish, 40000);
+  socket.on('error', (e) => result.errors.push(String(e)));
+  socket.on('connect_failed', () => { result.errors.push('connect_failed'); finish(); });
+  socket.on('question', (q, answer) => answer('node says', q));
+  // an app's message listener, as written for Node's server: it takes no ack
+  socket.on('message', (m) => { result.message = m; });
+  socket.on('send_answered', (answer) => { result.sendAnswered = answer; finish(); });
+  socket.on('client_answered', (answer) => {
+    result.answered = answer;
+    socket.emit('send_asking', 'a message for node');
   });
-});
+  socket.on('room_msg', (payload) => {
+    result.room = payload;
+    socket.emit('ask_client', 'ready?');
+  });
+  socket.on('connect', () => {
+    result.connected = true;
+    result.transport = socket.socket.transport.name;
+    socket.emit('echo', 'from node', 7, function () {
+      result.ack = Array.prototype.slice.call(arguments);
+      socket.emit('join', 'nodes');
+      socket.emit('to_room', 'nodes', { n: 1 }, true);
+    });
+  });
+}

@@ -42,5 +42,21 @@ def test_node_client_over_websocket(live_server, node_client, kind, mode):
         result = json.loads(run.stdout.strip().splitlines()[-1])
         assert result == {
             "connected": True, "transport": "websocket", "ack": ["from node", 7],
-            "room": {"n": 1}, "answered": ["node says", "ready?"], "errors": [],
+            "room": {"n": 1}, "answered": ["node says", "ready?"],
+            "message": "a message for node", "sendAnswered": [], "errors": [],
         }, (result, run.stderr)
+
+
+@pytest.mark.parametrize("transport", ["websocket", "xhr-polling"])
+@pytest.mark.parametrize("mode", ["hub", "thread"])
+def test_disconnect_in_the_global_connect_handler(live_server, node_client, mode, transport):
+    """``disconnect()`` in the global connect handler: the client is accepted,
+    gets what the handler emitted, then is disconnected by the server ("booted",
+    so it does not reconnect), as with Node's server."""
+    server = live_server("gunicorn", websocket_mode=mode)
+    run = subprocess.run([node_client["node"], str(SCRIPT), server.url, transport, "boot"],
+                         capture_output=True, text=True, timeout=120,
+                         env=node_client["env"], check=False)
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result == {"seen": ["connect", "before_boot 1", "disconnect booted"]}, run.stderr

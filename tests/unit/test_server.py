@@ -511,3 +511,74 @@ def test_go_away_again_ends_the_sessions_that_came_since(server, app):
     server.answer_poll(first, first.transport)
     server.answer_poll(late, late_transport)
     assert server.gone() and server.left_behind() == 0
+
+
+@pytest.mark.parametrize("endpoint", ["", "/chat"])
+def test_disconnect_from_a_connect_handler_accepts_then_disconnects(server, app, endpoint):
+    # As Node does for `socket.disconnect()` in its connection handler: the
+    # client gets its connect packet, what the handler sent, then the
+    # disconnect, and the disconnect handler runs once.
+    session = server.new_session({"QUERY_STRING": ""})
+    original = app.connect
+
+    def connect_then_disconnect(s, namespace, query):
+        accepted = original(s, namespace, query)
+        if namespace == endpoint:
+            server.send_to_session(s, packet.encode(
+                {"type": "event", "name": "after", "args": [1], "endpoint": namespace}), namespace)
+            server.disconnect(s.sid, namespace)
+        return accepted
+
+    app.connect = connect_then_disconnect
+    server.attach(session, Transport())
+    if endpoint:
+        server.receive(session, "1::" + endpoint)
+    prefix = f"{endpoint}:" if endpoint else ":"
+    wire = session.take_outbox() if endpoint else session.release(session.transport, 0)
+    tail = ["1::" + endpoint, f'5::{prefix}{{"name":"after","args":[1]}}', "0::" + endpoint]
+    assert wire[-3:] == tail
+    assert app.calls.count(("disconnect", endpoint)) == 1
+    assert session.closed == (endpoint == "")
+
+
+def test_a_disconnect_that_races_the_acceptance_is_not_lost(server, app):
+    # disconnect() from another thread sees the namespace still connecting,
+    # and the connect job accepts and looks for a pending disconnect before
+    # disconnect() has asked for one: disconnect() then does it itself
+    session, _ = open_session(server)
+    session.take_outbox()
+    assert session.begin_namespace("/chat")  # its connect handler runs
+    real_is_connected = session.is_connected
+    raced = []
+
+    def is_connected(endpoint):
+        answer = real_is_connected(endpoint)
+        if not raced:  # disconnect()'s first look: the job finishes right after it
+            raced.append(endpoint)
+            assert session.accept_namespace("/chat", "1::/chat")
+            assert not server._pop_leave_after_connect(session.sid, "/chat")
+        return answer
+
+    session.is_connected = is_connected
+    server.disconnect(session.sid, "/chat")
+    assert raced == ["/chat"]
+    assert session.take_outbox() == ["1::/chat", "0::/chat"]
+    assert ("disconnect", "/chat") in app.calls
+    assert not server._leave_after_connect
+
+
+def test_send_with_callback_asks_for_a_plain_ack_as_node_does(server, app):
+    # socket.io-client 0.9.16 answers a plain ack on a message by itself, but
+    # hands a data ack to the app's 'message' listener, which rarely calls it:
+    # Node and gevent-socketio ask for a plain ack, and so do we
+    session, _ = open_session(server)
+    session.take_outbox()
+    got = []
+    server.emit_packet({"type": "message", "data": "m"}, "", to=session.sid,
+                       callback=lambda *a: got.append(a))
+    server.emit_packet({"type": "json", "data": {"a": 1}}, "", to=session.sid,
+                       callback=lambda *a: got.append(("json",) + a))
+    assert session.take_outbox() == ["3:1::m", '4:2::{"a":1}']
+    server.receive(session, "6:::1")
+    server.receive(session, "6:::2")
+    assert got == [(), ("json",)]
