@@ -219,6 +219,36 @@ def test_server_callback_from_outside_a_handler(make_app):
     assert got == [(42,)]
 
 
+def test_a_server_send_with_callback_is_answered_by_itself(make_app):
+    # a plain ack, which the client answers as a browser does, with no args
+    app, sio = make_app()
+    client = sio.test_client(app)
+    got = []
+    sio.send("hello", to=client.sid, callback=lambda *a: got.append(("message", a)))
+    sio.send({"a": 1}, json=True, to=client.sid, callback=lambda *a: got.append(("json", a)))
+    assert got == [("message", ()), ("json", ())]
+    assert [r["name"] for r in client.get_received()] == ["message", "json"]
+
+
+def test_disconnect_in_the_global_connect_handler(make_app):
+    app, sio = make_app()
+    left = []
+
+    @sio.on("connect")
+    def connect():
+        emit("before", 1)
+        sio_disconnect()
+
+    @sio.on("disconnect")
+    def gone():
+        left.append(request.sid)
+
+    client = sio.test_client(app)
+    assert not client.is_connected()
+    assert client.get_received() == [{"name": "before", "args": [1], "namespace": "/"}]
+    assert left == [client.sid]
+
+
 def test_rooms_and_broadcasts_between_two_clients(make_app):
     app, sio = make_app()
 
