@@ -26,6 +26,9 @@ MAX_HEAD_BYTES = 16384
 MAX_HEADERS = 100
 #: decimal digits of a Content-Length at most (larger is refused, not parsed)
 MAX_LENGTH_DIGITS = 15
+#: empty lines skipped before a request line (RFC 9112 §2.2: a client may send
+#: one after a body; more than these are refused as a bad request line)
+MAX_EMPTY_LINES = 4
 
 _TOKEN_CHARS = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _TOKEN = re.compile(_TOKEN_CHARS)
@@ -33,6 +36,9 @@ _REQUEST_LINE = re.compile("(" + _TOKEN_CHARS + r") ([\x21-\x7e]+) (HTTP/[0-9]\.
 # control characters a head may not hold (HTAB is allowed; CR and LF are
 # checked apart, as they end lines)
 _CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# an absolute-form target (RFC 9112 §3.2.2, as a client sends to a proxy):
+# what follows the authority is the origin-form target
+_ABSOLUTE_FORM = re.compile(r"[Hh][Tt][Tt][Pp][Ss]?://[^/?#]*([^#]*)")
 
 
 class HTTPError(Exception):
@@ -85,7 +91,12 @@ def parse_head(buf: bytes | bytearray, max_head: int = MAX_HEAD_BYTES,
     :raises HTTPError: the bytes are not a request we accept (the status to
                        answer is in the exception), or the head is too large.
     """
-    end = buf.find(b"\r\n\r\n", 0, max_head)
+    start = 0
+    while start < 2 * MAX_EMPTY_LINES and buf.startswith(b"\r\n", start):
+        start += 2
+    if start == len(buf):
+        return None  # empty lines so far: the request line is still to come
+    end = buf.find(b"\r\n\r\n", start, start + max_head)
     if end < 0:
         if len(buf) >= max_head:
             if buf.find(b"\r\n", 0, max_head) < 0:
@@ -95,7 +106,7 @@ def parse_head(buf: bytes | bytearray, max_head: int = MAX_HEAD_BYTES,
             # a bare LF would never end the head: refuse now, not at the timeout
             raise HTTPError("400 Bad Request", "bare LF in the request head")
         return None
-    raw = bytes(buf[:end])
+    raw = bytes(buf[start:end])
     # CR and LF only as line ends, no other control character but HTAB: then
     # no line or value below can hold one
     if _CONTROL.search(raw) or raw.count(b"\r") != raw.count(b"\r\n") \
@@ -110,7 +121,11 @@ def parse_head(buf: bytes | bytearray, max_head: int = MAX_HEAD_BYTES,
     method, target, version = match.groups()
     if version not in ("HTTP/1.1", "HTTP/1.0"):
         raise HTTPError("505 HTTP Version Not Supported", "unsupported version")
-    if not (target.startswith("/") or (target == "*" and method == "OPTIONS")):
+    absolute = _ABSOLUTE_FORM.fullmatch(target)
+    if absolute is not None:  # a server must accept it; routing wants the path
+        rest = absolute.group(1)
+        target = rest if rest.startswith("/") else "/" + rest
+    elif not (target.startswith("/") or (target == "*" and method == "OPTIONS")):
         raise HTTPError("400 Bad Request", "request target not in origin form")
     headers: list[tuple[str, str]] = []
     index: dict[str, str] = {}

@@ -47,6 +47,10 @@ logger = logging.getLogger("flask_sio09")
 #: how long a kept connection may sit without a whole request (idle, or a
 #: request that stopped arriving) before the hub closes it
 KEEP_ALIVE_SECONDS = 10.0
+#: the slowest a request body may arrive, on average, in bytes a second: a
+#: body gets KEEP_ALIVE_SECONDS plus its length at this rate, from its head's
+#: end, so that one sent a byte now and then does not hold the connection
+MIN_BODY_RATE = 8192
 #: bytes a client may send ahead while its long poll waits (pipelining);
 #: more than this closes the connection
 PIPELINE_LIMIT = 65536
@@ -106,6 +110,8 @@ class HubHTTP(HubConnection):
         self.discard_left = 0
         #: when the first byte of the head being read arrived
         self.head_since: float | None = None
+        #: when the body being read (or dropped) must have arrived
+        self.body_deadline = math.inf
         self.deadline = math.inf
         self._timer_at: float | None = None
         options = self.server.options
@@ -276,7 +282,7 @@ class HubHTTP(HubConnection):
                 head = self.head
                 assert head is not None
                 if len(self.buf) < head.content_length:
-                    self._arm(self.hub.clock() + KEEP_ALIVE_SECONDS)
+                    self._arm(self.body_deadline)
                     return
                 if self.route is None:  # the whole app's request, its body read
                     self._elsewhere(head)  # (the body goes with the bytes read ahead)
@@ -289,7 +295,7 @@ class HubHTTP(HubConnection):
                 del self.buf[:taken]
                 self.discard_left -= taken
                 if self.discard_left:
-                    self._arm(self.hub.clock() + KEEP_ALIVE_SECONDS)
+                    self._arm(self.body_deadline)
                     return
                 assert self.head is not None
                 self._serve(self.head, b"")
@@ -350,7 +356,7 @@ class HubHTTP(HubConnection):
                 # as gunicorn sends it, before the app has seen the request.
                 if head.expect_continue:
                     self.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-                self.state = BODY
+                self._await_body(BODY, now, length)
                 return True
             self._elsewhere(head)
             return False
@@ -358,16 +364,23 @@ class HubHTTP(HubConnection):
         if length > self.limit:
             if length <= 2 * self.limit and not head.expect_continue:
                 # read and drop it, so the client reads our 413, not a reset
-                self.state, self.discard_left = DISCARD, length
+                self.discard_left = length
+                self._await_body(DISCARD, now, length)
             else:
                 self._serve(head, b"")
         elif length:
             if head.expect_continue:
                 self.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-            self.state = BODY
+            self._await_body(BODY, now, length)
         else:
             self._serve(head, b"")
         return True
+
+    def _await_body(self, state: str, now: float, length: int) -> None:
+        """Read (or drop) a body of ``length`` bytes next, by a deadline that
+        counts from now, not from its latest byte."""
+        self.state = state
+        self.body_deadline = now + KEEP_ALIVE_SECONDS + length / MIN_BODY_RATE
 
     def _route(self, head: RequestHead) -> protocol.Route | None:
         """The route under ``/<resource>/1/`` that the app's middleware would

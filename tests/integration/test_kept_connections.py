@@ -694,6 +694,51 @@ def test_a_request_head_sent_a_byte_at_a_time_is_cut_off(start, kind):
         conn.close()
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_request_body_sent_a_byte_at_a_time_is_cut_off(start, kind):
+    """A body gets KEEP_ALIVE_SECONDS plus its length at MIN_BODY_RATE (here
+    about 10 s) from its head's end: a byte now and then does not keep it open."""
+    server = start(kind)
+    conn, sid = open_kept(server)
+    try:
+        conn.send(f"POST {poll_path(sid)} HTTP/1.1\r\nHost: {server.host}\r\n"
+                  "Content-Length: 200\r\n\r\n".encode())
+        conn.sock.settimeout(1.0)
+        began = time.monotonic()
+        closed = False
+        while not closed and time.monotonic() < began + 40:
+            try:
+                conn.send(b"a")
+                closed = conn.sock.recv(65536) == b""
+            except socket.timeout:
+                continue
+            except OSError:
+                closed = True
+        assert closed, "the body was still being read after 40 s"
+        assert time.monotonic() - began > 5  # (not cut off before its time)
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_empty_line_and_an_absolute_target_on_a_kept_connection(start, kind):
+    """RFC 9112: an empty line before a request line is skipped (a client may
+    send one after a body), and an absolute-form target is accepted."""
+    server = start(kind)
+    conn, sid = open_kept(server)
+    try:
+        body = event_packet("echo", "after", ack_id=1).encode()
+        conn.send(conn.request("POST", poll_path(sid), body) + b"\r\n")
+        status, _, answer = conn.response()
+        assert (status, answer) == (200, b"1")
+        target = f"http://{server.host}:{server.port}{poll_path(sid)}"
+        status, headers, answer = conn.ask("GET", target)
+        assert status == 200 and "server" not in headers, headers
+        assert decode_payload(answer.decode("utf-8")) == ['6:::1+["after"]']
+    finally:
+        conn.close()
+
+
 def _one_date(headers: dict[str, str]) -> None:
     """A Date header that parses as an HTTP date in GMT (RFC 9110 §5.6.7)."""
     assert headers.get("date", "").endswith(" GMT"), headers

@@ -70,6 +70,25 @@ def test_options_star():
     assert head is not None and head.target == "*"
 
 
+@pytest.mark.parametrize("target, path, query", [
+    ("http://h/socket.io/1/?t=1", "/socket.io/1/", "t=1"),
+    ("HTTPS://h:8443/a%2Fb", "/a%2Fb", ""),
+    ("http://h", "/", ""),
+    ("http://h?x=1", "/", "x=1"),
+])
+def test_an_absolute_form_target_is_read_as_its_path(target, path, query):
+    head = parse_head(f"GET {target} HTTP/1.1\r\nHost: h\r\n\r\n".encode())
+    assert head is not None and (head.path, head.query) == (path, query)
+
+
+def test_empty_lines_before_a_request_line_are_skipped():
+    data = b"\r\n\r\nGET /a HTTP/1.1\r\nHost: h\r\n\r\nrest"
+    head = parse_head(data)
+    assert head is not None and head.target == "/a"
+    assert data[head.size:] == b"rest"
+    assert parse_head(b"\r\n") is None and parse_head(b"\r\n\r\n") is None
+
+
 @pytest.mark.parametrize("partial", [
     b"", b"G", b"GET / HTTP/1.1", b"GET / HTTP/1.1\r\n", b"GET / HTTP/1.1\r\nHost: h\r\n",
     b"GET / HTTP/1.1\r\nHost: h\r\n\r",
@@ -88,7 +107,10 @@ def test_an_incomplete_head_asks_for_more(partial):
     (b"GET / HTTP/2.0\r\nHost: h\r\n\r\n", "505"),
     (b"GET / HTTP/0.9\r\nHost: h\r\n\r\n", "505"),
     (b"GET / http/1.1\r\nHost: h\r\n\r\n", "400"),
-    (b"GET http://h/ HTTP/1.1\r\nHost: h\r\n\r\n", "400"),
+    (b"GET ftp://h/ HTTP/1.1\r\nHost: h\r\n\r\n", "400"),
+    (b"GET //h/ x HTTP/1.1\r\nHost: h\r\n\r\n", "400"),
+    (b"\r\n" * 5 + b"GET / HTTP/1.1\r\nHost: h\r\n\r\n", "400"),
+    (b"\nGET / HTTP/1.1\r\nHost: h\r\n\r\n", "400"),
     (b"GET * HTTP/1.1\r\nHost: h\r\n\r\n", "400"),
     (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", "400"),  # a TLS hello
     # header lines
