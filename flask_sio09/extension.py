@@ -564,9 +564,16 @@ class SocketIO:
 
     def run(self, app: flask.Flask, host: str = "127.0.0.1", port: int = 5000,
             debug: bool = False, **kwargs: Any) -> None:
-        """Serve ``app`` with Werkzeug's threaded server (WebSocket included)."""
+        """Serve ``app`` with Werkzeug's threaded server (WebSocket included).
+
+        ``debug=True`` does what it does for ``app.run``: ``app.debug`` is set
+        (so that errors reach Werkzeug's debugger), with the reloader and the
+        debugger on unless ``use_reloader``/``use_debugger`` say otherwise.
+        """
         from werkzeug.serving import run_simple
 
+        if debug:
+            app.debug = True
         kwargs.setdefault("use_reloader", debug)
         kwargs.setdefault("use_debugger", debug)
         if not kwargs["use_reloader"] and threading.current_thread() is threading.main_thread() \

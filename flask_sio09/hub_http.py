@@ -568,12 +568,15 @@ def can_keep(server: Server, environ: dict[str, Any]) -> bool:
     """Whether the hub may adopt this request's connection and keep it alive:
     the client allows it (HTTP/1.1, no ``Connection: close``), the WSGI server
     lets us see what it read ahead, and there is a whole app to run the
-    requests the hub does not serve itself."""
+    requests the hub does not serve itself. Not for an app in debug mode:
+    Werkzeug's debugger wraps it from outside, and would miss the requests of
+    a kept connection (their errors would get a bare 500)."""
     if environ.get("SERVER_PROTOCOL") != "HTTP/1.1" or environ.get("sio09.kept"):
         return False
     if "close" in environ.get("HTTP_CONNECTION", "").lower():
         return False
-    return read_ahead(environ) is not None and callable(getattr(server.app, "app", None))
+    app = getattr(server.app, "app", None)
+    return read_ahead(environ) is not None and callable(app) and not getattr(app, "debug", False)
 
 
 def keep_in_hub(server: Server, environ: dict[str, Any], first: Callable[[HubHTTP], None]

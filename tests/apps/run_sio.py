@@ -1,6 +1,7 @@
 """Serve an app with ``sio.run``: ``python -m tests.apps.run_sio PORT [MODULE]``.
 
-``MODULE`` (default ``tests.apps.e2e_app``) must define ``app`` and ``sio``.
+``MODULE`` (default ``tests.apps.e2e_app``) must define ``app`` and ``sio``;
+with ``RUN_DEBUG = True`` it is served with ``debug=True`` (the debugger, no reloader).
 """
 
 import importlib
@@ -10,7 +11,8 @@ import sys
 def main(argv: list[str]) -> None:
     port = int(argv[1])
     module = importlib.import_module(argv[2] if len(argv) > 2 else "tests.apps.e2e_app")
-    module.sio.run(module.app, host="127.0.0.1", port=port, debug=False)
+    debug = getattr(module, "RUN_DEBUG", False)
+    module.sio.run(module.app, host="127.0.0.1", port=port, debug=debug, use_reloader=False)
 
 
 if __name__ == "__main__":

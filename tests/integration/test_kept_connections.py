@@ -201,6 +201,31 @@ def test_other_routes_and_a_handshake_on_a_kept_connection(start, kind):
         conn.close()
 
 
+def test_an_app_in_debug_mode_shows_the_debugger_on_every_connection(live_server):
+    """``sio.run(app, debug=True)``: the app's errors reach Werkzeug's
+    debugger, which wraps the app from outside: the hub keeps no connection of
+    a debug app, whose requests would miss it."""
+    server = live_server("sio_run", app="tests.apps.debug_app")
+    sid = handshake(server)[0]
+    conn = RawConnection(server)
+    try:
+        status, headers, body = conn.ask("GET", poll_path(sid))
+        # answered by Werkzeug, which closes it: no request of this connection
+        # can go past the debugger
+        assert (status, body) == (200, b"1::") and "server" in headers, headers
+        assert headers.get("connection") == "close", headers
+    finally:
+        conn.close()
+    for _ in range(2):
+        conn = RawConnection(server)
+        try:
+            status, _, body = conn.ask("GET", "/boom")
+            assert status == 500 and b"Werkzeug Debugger" in body, body[:200]
+            assert b"boom, for the debugger" in body
+        finally:
+            conn.close()
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_pipelined_requests_are_answered_in_order(start, kind):
     server = start(kind)

@@ -212,3 +212,29 @@ def test_factory_pattern_with_several_apps_in_one_process(made):
     assert a1.get_received() == []
     # the apps' own routes are untouched
     assert one.test_client().get("/name").get_data(as_text=True) == "one"
+
+
+def test_run_with_debug_sets_app_debug_as_app_run_does(monkeypatch):
+    # else Flask answers a plain 500 page and Werkzeug's debugger never sees an error
+    import werkzeug.serving
+
+    from flask import Flask
+
+    from flask_sio09 import SocketIO
+
+    import signal
+
+    # (run installs a TERM handler when none is set; this process keeps its own)
+    monkeypatch.setattr(signal, "signal", lambda *args: None)
+    served = []
+    monkeypatch.setattr(werkzeug.serving, "run_simple",
+                        lambda host, port, app, **kw: served.append((app, kw)))
+    app = Flask(__name__)
+    sio = SocketIO(app)
+    try:
+        sio.run(app, port=5999, use_reloader=False)
+        assert not app.debug and served[-1][1]["use_debugger"] is False
+        sio.run(app, port=5999, debug=True, use_reloader=False)
+        assert app.debug and served[-1][1]["use_debugger"] is True
+    finally:
+        app.extensions["sio09"].server.shutdown()
