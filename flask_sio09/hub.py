@@ -504,6 +504,14 @@ class HubConnection:
 
     def on_writable(self) -> None:
         self._send()
+        # A stream (WebSocket, htmlfile) takes no more from the outbox while a
+        # megabyte waits on its socket (HIGH_WATER). Now that the client reads
+        # again, the rest follows: else it would wait for the next packet's
+        # wake-up, a heartbeat seconds away.
+        session = self.session
+        if session is not None and session.transport is self and not self.closed \
+                and len(self.out) < HIGH_WATER and session.has_outbox():
+            self.flush()
 
     def on_readable(self) -> None:
         raise NotImplementedError

@@ -192,6 +192,39 @@ def test_slow_reader_hits_outbox_limit_and_is_closed(server, hub):
     assert len(conn.out) < 4 * (1 << 20)
 
 
+@pytest.mark.parametrize("kind", ["websocket", "htmlfile"])
+def test_packets_left_in_the_outbox_past_the_high_water_mark_follow_when_the_client_reads(
+        app, kind):
+    # A client that does not read for a while: the hub stops taking packets
+    # from the session's outbox once a megabyte waits on the socket. When the
+    # client reads again, the rest must follow without waiting for another
+    # packet to wake the connection (it waited for the next heartbeat).
+    srv = Server(Options(max_outbox_bytes=16_000_000), app, monitor=False)
+    hub = srv.hub = Hub(srv)
+    try:
+        if kind == "websocket":
+            session, conn, client = open_websocket(srv, hub)
+        else:
+            session = srv.new_session({"QUERY_STRING": ""})
+            conn, client = open_stream(srv, hub, session)
+            assert client.read_until(b"\r\n1::\r\n")
+        client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        big = "x" * 50_000
+        for i in range(40):  # 2 MB, from a thread other than the hub's
+            srv.emit_packet({"type": "message", "data": f"{i:02d}" + big}, "", to=session.sid)
+        assert wait_until(lambda: len(conn.out) >= (1 << 20) and not session.has_outbox())
+        for i in range(40, 60):  # these stay in the outbox
+            srv.emit_packet({"type": "message", "data": f"{i:02d}" + big}, "", to=session.sid)
+        assert wait_until(lambda: session.has_outbox())
+        if kind == "websocket":
+            got = [client.text()[4:6] for _ in range(60)]  # (each read waits up to 10 s)
+            assert got == [f"{i:02d}" for i in range(60)]
+        else:  # the last packet comes (each read waits up to 10 s)
+            assert client.read_until(b"3:::59" + b"x" * 50_000)
+    finally:
+        srv.shutdown()
+
+
 def test_unknown_session_gets_error_packet(server, hub):
     ours, theirs = socket.socketpair()
     ours.setblocking(False)
