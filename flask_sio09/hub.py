@@ -223,10 +223,22 @@ class Hub:
         self.connections += 1
 
     def modify(self, conn: HubConnection, events: int) -> None:
-        self._poller.modify(conn.fd, events)
+        """Change what ``conn`` is watched for. Watched for nothing (it reads
+        no more for now, and has nothing to write), it leaves the poller until
+        it wants something again: epoll would report its hang-up, whatever it
+        is watched for, on every poll."""
+        if not events:
+            if self._poller.unregister(conn.fd, conn):
+                conn.unwatched = True
+        elif conn.unwatched:
+            conn.unwatched = False
+            self._poller.register(conn.fd, events, conn)
+        else:
+            self._poller.modify(conn.fd, events)
 
     def unregister(self, conn: HubConnection) -> None:
-        if self._poller.unregister(conn.fd, conn):
+        if self._poller.unregister(conn.fd, conn) or conn.unwatched:
+            conn.unwatched = False
             self.connections -= 1
 
     def add_timer(self, deadline: float, conn: HubConnection) -> None:
@@ -400,6 +412,11 @@ class HubConnection:
         #: when a connection still flushing its last bytes is dropped anyway
         self._flush_deadline: float | None = None
         self._events = READ
+        #: False while the connection reads nothing (see HubWebSocket's
+        #: back-pressure); what it waits for is then WRITE or nothing
+        self.reading = True
+        #: out of the poller, watched for nothing (see Hub.modify)
+        self.unwatched = False
         # guards ``out``, sending and closing: a handler thread may write
         # directly (see HubWebSocket.wake); never held across server calls
         self.lock = threading.Lock()
@@ -443,6 +460,7 @@ class HubConnection:
         except OSError:
             self.close()
             return
+        self.reading = True  # (its end of stream, or what it still sends, is read)
         if self._events != READ:
             self._events = READ
             self.hub.modify(self, READ)
@@ -497,7 +515,7 @@ class HubConnection:
         if not pending and self._close_when_flushed:
             self._finish()
             return
-        wanted = READ | WRITE if pending else READ
+        wanted = (READ if self.reading else 0) | (WRITE if pending else 0)
         if wanted != self._events:
             self._events = wanted
             self.hub.modify(self, wanted)

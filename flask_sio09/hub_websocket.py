@@ -22,6 +22,11 @@ logger = logging.getLogger("flask_sio09")
 #: encoded characters a handler run on the hub thread may queue for one
 #: connection before they are written at once rather than after the handler
 WRITE_AHEAD = 65536
+#: bytes read from a client whose handlers have not all run yet (at least;
+#: the largest message allowed, if more) before the hub stops reading it until
+#: they have: a client that sends faster than its handlers run (slow ones, on
+#: the pool) waits in the kernel's buffers and its own, not in our memory
+INBOUND_LIMIT = 1 << 20
 
 
 class HubWebSocket(HubConnection):
@@ -36,6 +41,9 @@ class HubWebSocket(HubConnection):
         self._ended = False
         #: set once an end waits for the handlers of what came before it
         self._ending = False
+        #: bytes read since the handlers last caught up (see INBOUND_LIMIT)
+        self._unhandled = 0
+        self._inbound_limit = max(INBOUND_LIMIT, max_message_size)
 
     def start(self, handshake: bytes, early: bytes = b"") -> None:
         """Send the 101 answer and attach to the session (hub thread).
@@ -64,6 +72,27 @@ class HubWebSocket(HubConnection):
         if data is None or self._ending:
             return  # (what the peer sends after its close frame is dropped)
         self._feed(data)
+        self._unhandled += len(data)
+        if self._unhandled > self._inbound_limit and not self._ending and not self._ended \
+                and not self.closed and self.session is not None:
+            self._hold_reading()
+
+    def _hold_reading(self) -> None:
+        """Read no more until the handlers of what was read so far have run
+        (back-pressure). Fast handlers run on the hub by the end of this
+        round, so this costs a client that the hub keeps up with one round
+        per INBOUND_LIMIT bytes."""
+        assert self.session is not None
+        self.reading = False
+        self._send()  # (watched for writing only, or for nothing)
+        hub = self.hub
+        self.server.workers.submit(self.session, lambda: hub.call(self._read_again))
+
+    def _read_again(self) -> None:
+        self._unhandled = 0
+        if not self.closed and not self.lingering and not self.reading:
+            self.reading = True
+            self._send()  # (watched for reading again)
 
     def _feed(self, data: bytes) -> None:
         try:

@@ -225,6 +225,49 @@ def test_packets_left_in_the_outbox_past_the_high_water_mark_follow_when_the_cli
         srv.shutdown()
 
 
+def test_a_client_that_sends_faster_than_its_handlers_run_is_read_no_further(app):
+    # A handler that waits: what the client sends meanwhile stays in the
+    # kernel's buffers once about INBOUND_LIMIT bytes wait for their handlers,
+    # instead of growing the session's job queue without a bound; reading
+    # goes on once the handlers catch up, and nothing is lost.
+    from flask_sio09 import hub_websocket
+
+    gate = threading.Event()
+    echo = app.event
+
+    def event(session, namespace, name, args, ack):
+        if name == "wait":
+            gate.wait(30)
+        echo(session, namespace, name, args, ack)
+
+    app.event = event
+    server = Server(Options(max_outbox_bytes=16_000_000), app, monitor=False)
+    hub = server.hub = Hub(server)
+    session, conn, client = open_websocket(server, hub)
+    client.sock.sendall(client_frame('5:1+::{"name":"wait","args":[]}'))
+    pad = "y" * 10_000
+    count = 600  # 6 MB: far more than the limit and the kernel's buffers
+
+    def flood():
+        for i in range(count):
+            client.sock.sendall(client_frame(f'5:{i + 2}+::{{"name":"n","args":["{pad}"]}}'))
+
+    sender = threading.Thread(target=flood, daemon=True)
+    sender.start()
+    most = hub_websocket.INBOUND_LIMIT // 10_000 + 20
+    assert wait_until(lambda: not conn.reading)
+    for _ in range(50):  # while the handler waits, the queue stays bounded
+        assert len(session.jobs) <= most, len(session.jobs)
+        gate.wait(0.01)
+    assert sender.is_alive()  # its sends wait for our reads
+    gate.set()
+    answers = [client.text() for _ in range(count + 1)]
+    assert answers[0] == "6:::1" and answers[-1] == f'6:::{count + 1}+["{pad}"]'
+    sender.join(20)
+    assert conn.reading
+    server.shutdown()
+
+
 def test_unknown_session_gets_error_packet(server, hub):
     ours, theirs = socket.socketpair()
     ours.setblocking(False)
