@@ -87,3 +87,22 @@ def test_chat_across_transports(live_server, kind):
     finally:
         alice.close()
         bob.close()
+
+
+def test_the_example_command_line():
+    """``python -m example_app`` (what ``make run`` starts): ``--help`` lists
+    its options, and a bad ``PORT`` is a clear error, not a traceback."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT
+
+    command = [sys.executable, "-m", "example_app"]
+    shown = subprocess.run(command + ["--help"], capture_output=True, text=True,
+                           cwd=REPO_ROOT, timeout=60, check=False)
+    assert shown.returncode == 0 and "--port" in shown.stdout, shown
+    refused = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT,
+                             timeout=60, check=False, env={**os.environ, "PORT": "abc"})
+    assert refused.returncode == 2, refused
+    assert "PORT must be a number" in refused.stderr and "Traceback" not in refused.stderr
