@@ -63,6 +63,7 @@ IDLE = "idle"            # waiting for (the rest of) a request head
 BODY = "body"            # waiting for the rest of a body
 DISCARD = "discard"      # dropping a body somewhat over the limit, before the 413
 POLL = "poll"            # a long-poll GET waits for packets
+HELD = "held"            # an upload's answer waits for its session's handlers
 ELSEWHERE = "elsewhere"  # a worker thread serves a request on the socket
 CLOSING = "closing"      # the last answer is on its way
 
@@ -168,6 +169,24 @@ class HubHTTP(HubConnection):
             self.close_after_flush()
         else:
             self.state = IDLE
+
+    def respond_when_handled(self, session: Session, response: transports.Response) -> None:
+        """Answer an upload once the session's handlers have caught up with
+        what it received (``Server.upload_received``); the connection reads
+        no further request meanwhile."""
+        self.state = HELD
+        self.deadline = math.inf
+        self.reading = False  # what the client sends meanwhile waits in the kernel
+        self._send()
+        hub = self.hub
+
+        def answer() -> None:
+            if not self.closed and self.state is HELD:
+                self.reading = True
+                self.respond(response)
+                self._advance()
+
+        self.server.when_handled(session, lambda: hub.call(answer))
 
     def write(self, data: bytes) -> None:
         """Queue ``data`` and send what the socket takes now. What it does not
@@ -483,6 +502,9 @@ class HubHTTP(HubConnection):
         cors = transports.origin_ok(self.server, environ)
         if isinstance(result, transports.LongPoll):
             self.begin_poll(result, environ, cors, head.keep_alive)
+        elif isinstance(result, transports.HeldAnswer):
+            self.respond_when_handled(
+                result.session, transports.complete_response(environ, result.response, cors))
         elif isinstance(result, transports.Stream):
             transports.add_cors(environ, result.headers, cors)
             self._become_stream(result)

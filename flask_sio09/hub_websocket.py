@@ -14,6 +14,7 @@ from threading import get_ident
 
 from . import wsframe
 from .hub import HIGH_WATER, READ, Hub, HubConnection
+from .server import INBOUND_LIMIT
 from .session import Session
 from .stopping import GOING_AWAY, GOING_AWAY_CODE
 
@@ -22,11 +23,6 @@ logger = logging.getLogger("flask_sio09")
 #: encoded characters a handler run on the hub thread may queue for one
 #: connection before they are written at once rather than after the handler
 WRITE_AHEAD = 65536
-#: bytes read from a client whose handlers have not all run yet (at least;
-#: the largest message allowed, if more) before the hub stops reading it until
-#: they have: a client that sends faster than its handlers run (slow ones, on
-#: the pool) waits in the kernel's buffers and its own, not in our memory
-INBOUND_LIMIT = 1 << 20
 
 
 class HubWebSocket(HubConnection):
@@ -79,14 +75,14 @@ class HubWebSocket(HubConnection):
 
     def _hold_reading(self) -> None:
         """Read no more until the handlers of what was read so far have run
-        (back-pressure). Fast handlers run on the hub by the end of this
-        round, so this costs a client that the hub keeps up with one round
-        per INBOUND_LIMIT bytes."""
+        (back-pressure: see server.INBOUND_LIMIT). Fast handlers run on the
+        hub by the end of this round, so this costs a client that the hub
+        keeps up with one round per INBOUND_LIMIT bytes."""
         assert self.session is not None
         self.reading = False
         self._send()  # (watched for writing only, or for nothing)
         hub = self.hub
-        self.server.workers.submit(self.session, lambda: hub.call(self._read_again))
+        self.server.when_handled(self.session, lambda: hub.call(self._read_again))
 
     def _read_again(self) -> None:
         self._unhandled = 0

@@ -42,6 +42,12 @@ BLACKLISTED_EVENTS = frozenset({"disconnect"})
 UNUSED_HANDSHAKE_TIMEOUT = 30.0
 #: the most namespaces one client may join (each costs server memory)
 MAX_NAMESPACES_PER_SESSION = 100
+#: bytes a client's messages may wait for their handlers (at least; the
+#: largest message or upload allowed, if more) before the server reads no
+#: more from it (a WebSocket) or holds the answer to its upload (polling)
+#: until they have run: a client that sends faster than slow handlers run
+#: must not grow the server's memory without a bound
+INBOUND_LIMIT = 1 << 20
 
 CONNECT_ECHO = "1::"
 HEARTBEAT = "2::"
@@ -633,6 +639,28 @@ class Server:
                             inline)
 
     # -- outgoing --------------------------------------------------------
+
+    def upload_received(self, session: Session, size: int) -> bool:
+        """Count a polling upload's ``size`` bytes, just queued (``receive``),
+        until its handlers have run. True when the session's uploads waiting
+        for them are past the inbound limit: the upload's answer should then
+        wait for them (``when_handled``), and so the client's next upload."""
+        limit = max(INBOUND_LIMIT, self.options.max_http_buffer_size)
+        with session.lock:
+            session.uploads_waiting += size
+            over = session.uploads_waiting > limit
+
+        def handled() -> None:
+            with session.lock:
+                session.uploads_waiting -= size
+
+        self.workers.submit(session, handled)
+        return over
+
+    def when_handled(self, session: Session, then: Callable[[], None]) -> None:
+        """Call ``then`` once the handlers of what the session has received
+        so far have run (on the thread that runs the session's jobs)."""
+        self.workers.submit(session, then)
 
     def send_to_session(self, session: Session, encoded: str, endpoint: str = "") -> None:
         """Queue an encoded packet; close the session if its outbox overflows."""

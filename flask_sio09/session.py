@@ -103,6 +103,8 @@ class Session:
         # handler jobs of this session, run one at a time (see workers.py)
         self.jobs: deque[Callable[[], None]] = deque()
         self.jobs_running = False
+        #: bytes of polling uploads whose handlers have not all run yet
+        self.uploads_waiting = 0
 
     # -- state -----------------------------------------------------------
 

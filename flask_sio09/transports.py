@@ -68,6 +68,16 @@ def _origin_ok(server: Server, environ: dict[str, Any], use_referer: bool = True
 
 
 @dataclass
+class HeldAnswer:
+    """The answer to an upload whose session's handlers lag behind
+    (``Server.upload_received``): sent once they have run, which holds the
+    client's next upload back until then."""
+
+    session: Session
+    response: Response
+
+
+@dataclass
 class LongPoll:
     """A GET to answer later, once, with the session's packets: ``render``
     turns the payload (packets, ``8::`` or ``0::``) into the response."""
@@ -126,6 +136,18 @@ def handle_request(server: Server, route: protocol.Route, environ: dict[str, Any
             return stream_in_hub(server, result, environ, start_response)
         start_response("200 OK", result.headers)  # no length: sent chunked
         return stream_chunks(server, result, client_socket(environ))
+    if isinstance(result, HeldAnswer):
+        held = result
+        if use_hub(server, environ) and _keeps_alive(server, environ):
+            answer = _complete(environ, held.response, cors)
+            return _keep_in_hub(server, environ, start_response,
+                                lambda conn: conn.respond_when_handled(held.session, answer))
+        handled = threading.Event()
+        server.when_handled(held.session, handled.set)
+        if not handled.wait(server.options.close_timeout):
+            logger.info("session %s: its handlers still lag behind its uploads after %s s; "
+                        "answered anyway", held.session.sid, server.options.close_timeout)
+        result = held.response
     if method == "POST" and transport in KEPT_TRANSPORTS and result[0] == "200 OK" and \
             use_hub(server, environ) and _keeps_alive(server, environ):
         answer = _complete(environ, result, cors)
@@ -479,11 +501,14 @@ class XHRPolling:
         except (UnicodeDecodeError, packet_codec.PacketError) as exc:
             logger.info("session %s: undecodable POST dropped (%s)", sid, exc)
             return _response("400 Bad Request", "")
+        answer = _response("200 OK", "1", headers=[("X-XSS-Protection", "0")])
         if session is not None:
             server.receive(session, text)
+            if server.upload_received(session, len(text)):
+                return HeldAnswer(session, answer)
         elif not server.forward_payload(sid, text):  # (logged)
             return _response("503 Service Unavailable", "")
-        return _response("200 OK", "1", headers=[("X-XSS-Protection", "0")])
+        return answer
 
 
 class JSONPPolling(XHRPolling):

@@ -49,7 +49,7 @@ import requests
 import websocket
 
 from tests.conftest import wait_until
-from tests.integration.helpers import WsClient, event_packet
+from tests.integration.helpers import WsClient, XhrClient, event_packet
 from tests.integration.test_hostile import ack_of, checked_servers, worker_pid
 
 pytestmark = pytest.mark.timeout(300)
@@ -493,3 +493,44 @@ def test_blocked_sessions_outlive_the_heartbeat_timeout(start, make_gate, client
     heartbeats_for_longer_than_the_timeout(blocked)
     assert gate.state()["waiting"] == len(blocked)
     release_and_check_alive(server, gate, blocked, [])
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("kind", KINDS)
+def test_uploads_past_the_inbound_limit_wait_for_their_handlers(start, make_gate, kind, mode):
+    """A polling client that uploads faster than its handlers run: once about
+    1 MB (server.INBOUND_LIMIT) waits for them, the answer to its upload waits
+    too, and with it the client's next upload, instead of the server queueing
+    what comes without a bound. Nothing is lost when the handlers go on."""
+    server = start(kind, mode)
+    gate = make_gate(server)
+    client = XhrClient.open(server)
+    assert client.post(event_packet("wait_gate", gate.name, "first", ack_id=1)).text == "1"
+    gate.wait_waiting(1)
+    pad = "z" * 200_000
+    answered: list[int] = []
+    failed: list[BaseException] = []
+
+    def upload() -> None:  # one upload after another, as socket.io-client sends them
+        try:
+            for i in range(10):
+                answered.append(client.post(event_packet("echo", pad, ack_id=i + 2),
+                                            timeout=120).status_code)
+        except BaseException as exc:  # noqa: BLE001 (reported below)
+            failed.append(exc)
+
+    uploader = threading.Thread(target=upload, daemon=True)
+    uploader.start()
+    # five uploads (1.0 MB) are answered; the sixth passes the limit and its
+    # answer waits for the blocked handler: it does not come while the gate
+    # stays shut
+    wait_until(lambda: len(answered) >= 5 or failed, timeout=DEADLINE,
+               message=lambda: f"five answered uploads; {answered} {failed}")
+    uploader.join(3)
+    assert answered == [200] * 5 and not failed, (answered, failed)
+    gate.open()
+    uploader.join(DEADLINE)
+    assert answered == [200] * 10 and not failed, (answered, failed)
+    client.collect(lambda _: all(client.ack_for(n) for n in range(1, 12)), timeout=DEADLINE)
+    assert client.ack_for(1) == '6:::1+["released","first"]'
+    assert client.ack_for(11) == f'6:::11+["{pad}"]'

@@ -230,7 +230,7 @@ def test_a_client_that_sends_faster_than_its_handlers_run_is_read_no_further(app
     # kernel's buffers once about INBOUND_LIMIT bytes wait for their handlers,
     # instead of growing the session's job queue without a bound; reading
     # goes on once the handlers catch up, and nothing is lost.
-    from flask_sio09 import hub_websocket
+    from flask_sio09 import server as server_module
 
     gate = threading.Event()
     echo = app.event
@@ -254,7 +254,7 @@ def test_a_client_that_sends_faster_than_its_handlers_run_is_read_no_further(app
 
     sender = threading.Thread(target=flood, daemon=True)
     sender.start()
-    most = hub_websocket.INBOUND_LIMIT // 10_000 + 20
+    most = server_module.INBOUND_LIMIT // 10_000 + 20
     assert wait_until(lambda: not conn.reading)
     for _ in range(50):  # while the handler waits, the queue stays bounded
         assert len(session.jobs) <= most, len(session.jobs)
