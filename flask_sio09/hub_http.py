@@ -113,6 +113,8 @@ class HubHTTP(HubConnection):
         self.head_since: float | None = None
         #: when the body being read (or dropped) must have arrived
         self.body_deadline = math.inf
+        #: the answer to an upload that waits for its session's handlers
+        self._held_answer: transports.Response | None = None
         self.deadline = math.inf
         self._timer_at: float | None = None
         options = self.server.options
@@ -175,18 +177,22 @@ class HubHTTP(HubConnection):
         what it received (``Server.upload_received``); the connection reads
         no further request meanwhile."""
         self.state = HELD
-        self.deadline = math.inf
+        self._held_answer = response
         self.reading = False  # what the client sends meanwhile waits in the kernel
         self._send()
+        # as a request thread waits in thread mode: handlers stuck for good
+        # must not hold the connection for ever
+        self._arm(self.hub.clock() + self.server.options.close_timeout)
         hub = self.hub
+        self.server.when_handled(session, lambda: hub.call(self._release_held))
 
-        def answer() -> None:
-            if not self.closed and self.state is HELD:
-                self.reading = True
-                self.respond(response)
-                self._advance()
-
-        self.server.when_handled(session, lambda: hub.call(answer))
+    def _release_held(self) -> None:
+        response, self._held_answer = self._held_answer, None
+        if response is not None and not self.closed and self.state is HELD:
+            self.deadline = math.inf
+            self.reading = True
+            self.respond(response)
+            self._advance()
 
     def write(self, data: bytes) -> None:
         """Queue ``data`` and send what the socket takes now. What it does not
@@ -266,6 +272,10 @@ class HubHTTP(HubConnection):
         elif self.state is POLL:
             self._answer_poll(None)
             self._advance()
+        elif self.state is HELD and self._held_answer is not None:
+            logger.info("kept connection: its session's handlers still lag behind its "
+                        "uploads after %s s; answered anyway", self.server.options.close_timeout)
+            self._release_held()
         elif self.state in (IDLE, BODY, DISCARD):
             # idle past keep-alive, or a request that stopped arriving
             if self.buf or self.state is not IDLE:

@@ -68,3 +68,31 @@ def test_a_100_continue_the_client_does_not_take_still_ends_the_connection(serve
         assert wait_until(lambda: conn.closed, deadline=hub_http.KEEP_ALIVE_SECONDS + 20)
     finally:
         theirs.close()
+
+
+def test_an_upload_answer_held_for_handlers_that_never_finish_goes_after_close_timeout(server):
+    """An upload's answer waits for its session's handlers (the inbound limit),
+    but at most ``close_timeout`` (1 s here), as a request thread waits in
+    thread mode: a handler stuck for good must not hold the connection."""
+    import threading
+
+    conn, theirs = kept_connection(server, fill=False)
+    session = server.new_session({"QUERY_STRING": ""})
+    stuck = threading.Event()
+    server.workers.submit(session, lambda: stuck.wait(30))
+    answer = ("200 OK", [("Content-Length", "1")], b"1")
+    try:
+        server.hub.call(lambda: conn._back(True, b""))  # the connection is the hub's again
+        assert wait_until(lambda: conn.state == hub_http.IDLE)
+        server.hub.call(lambda: conn.respond_when_handled(session, answer))
+        theirs.settimeout(20)
+        got = b""
+        while b"\r\n\r\n1" not in got:
+            chunk = theirs.recv(4096)
+            assert chunk, got
+            got += chunk
+        assert got.startswith(b"HTTP/1.1 200 OK") and not stuck.is_set()
+        assert wait_until(lambda: conn.state == hub_http.IDLE)
+    finally:
+        stuck.set()
+        theirs.close()
