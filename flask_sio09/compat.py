@@ -139,16 +139,33 @@ class Socket:
         return self.sio.start_background_task(run)
 
 
-def _positional_capacity(method: Callable[..., Any]) -> tuple[int, list[str]]:
-    """How many positional arguments ``method`` takes, and their names."""
+#: names of an optional parameter that takes the ack callable (see call_method)
+ACK_PARAMETER_NAMES = frozenset({"ack", "callback"})
+
+
+def _takes_ack_after(method: Callable[..., Any], count: int) -> bool:
+    """Whether ``method``, called with ``count`` positional args, takes the
+    ack callable as the next one: that parameter exists and is required, or
+    is named as an ack. Never a ``*args`` (gevent-socketio's handlers took
+    the event's args there)."""
     try:
-        params = list(inspect.signature(method).parameters.values())
+        params = [p for p in inspect.signature(method).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     except (TypeError, ValueError):
-        return 1 << 30, []
-    names = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    if any(p.kind is p.VAR_POSITIONAL for p in params):
-        return 1 << 30, names
-    return len(names), names
+        return False
+    if count >= len(params):
+        return False
+    following = params[count]
+    return following.default is following.empty or following.name in ACK_PARAMETER_NAMES
+
+
+def _positional_names(method: Callable[..., Any]) -> list[str]:
+    """The names of ``method``'s positional parameters."""
+    try:
+        params = inspect.signature(method).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    return [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
 
 
 class BaseNamespace:
@@ -259,18 +276,22 @@ class BaseNamespace:
     def call_method(self, method_name: str, packet: dict[str, Any], *args: Any) -> Any:
         """Call a method: with the packet alone if its one parameter is named
         ``packet``; else with ``args``, plus the ack callable when the packet
-        asked for a data ack and the method takes one more argument."""
+        asked for a data ack and the method's next positional parameter is
+        required or is named ``ack`` or ``callback`` (a flask_sio09
+        addition: gevent-socketio passed ``args`` alone, so a ported method
+        with an optional parameter or ``*args`` gets ``args`` alone)."""
         method = getattr(self, method_name, None)
         if not callable(method):
             self.error("no_such_method", f'The method "{method_name}" was not found')
             return None
-        capacity, names = _positional_capacity(method)
+        names = _positional_names(method)
         decorate = getattr(self, "exception_handler_decorator", None)
         if decorate is not None:
             method = decorate(method)
         if names == ["packet"]:
             return method(packet)
-        if packet.get("ack") == "data" and self._ack is not None and capacity > len(args):
+        if packet.get("ack") == "data" and self._ack is not None and \
+                _takes_ack_after(method, len(args)):
             ack, self._ack = self._ack, None
             return method(*args, ack)
         return method(*args)
@@ -371,6 +392,17 @@ class RoomsMixin:
     def _get_room_name(self, room: str) -> str:
         return f"{self.ns_name}_{room}"
 
+    def _restore_rooms(self) -> None:
+        """The client (re)joins this namespace: it is in the rooms its
+        ``session["rooms"]`` names for it, as gevent-socketio, which looked
+        rooms up there, saw it (leaving the namespace had taken it out of
+        flask_sio09's room index)."""
+        prefix = f"{self.ns_name}_"
+        manager = self.socket.server.manager
+        for name in list(self.session.get("rooms", ())):
+            if name.startswith(prefix):
+                manager.enter_room(self.socket.sessid, self.ns_name, name)
+
     def join(self, room: str) -> None:
         """Enter ``room`` of this namespace."""
         name = self._get_room_name(room)
@@ -432,10 +464,13 @@ class _ClassNamespace(Namespace):
         request = self.manage_request if self.manage_request is not None \
             else flask.request._get_current_object()  # type: ignore[attr-defined]
         instance = self.cls(socket.environ, self.namespace, request=request)
-        socket.active_ns[self.namespace] = instance
         for klass in type(instance).__mro__:
             if "initialize" in vars(klass):
                 klass.initialize(instance)  # type: ignore[attr-defined]
+        # kept only once every initialize has returned, as gevent-socketio
+        # did: one that raises (a check that refuses the client) runs again
+        # for the next packet, instead of leaving a half-made object in use
+        socket.active_ns[self.namespace] = instance
         return instance
 
     def process_packet(self, packet: dict[str, Any]) -> Any:
@@ -453,6 +488,10 @@ class _ClassNamespace(Namespace):
             # recv_disconnect itself, not through process_packet and the ACL
             # (whose usual ["recv_connect"] would skip the cleanup)
             return instance.call_method("recv_disconnect", packet)
+        if kind == "connect":
+            restore = getattr(instance, "_restore_rooms", None)
+            if restore is not None:  # (RoomsMixin: a namespace joined again)
+                restore()
         ack = self.take_ack()
         instance._ack = ack
         try:

@@ -123,8 +123,13 @@ def test_ack_callable_is_appended_positionally(app_sio):
         def on_packet(self, packet):
             return packet["name"], packet["args"], packet.get("ack")
 
-        def on_star(self, *args):
-            args[-1](len(args) - 1)
+        def on_star(self, *args):  # gevent-socketio passed the event's args alone
+            seen.append(("star", args))
+            return len(args)
+
+        def on_join(self, room, password=None):  # the same: an optional parameter
+            seen.append(("join", room, password))
+            return "joined " + room
 
     socketio_manage(sio, {"/a": Acks})
     client = sio.test_client(app, namespace="/a")
@@ -137,7 +142,12 @@ def test_ack_callable_is_appended_positionally(app_sio):
     assert client.emit("returns_none", callback=True) == [None]  # gevent-socketio sends [null]
     assert client.emit("returns_tuple", callback=True) == [1, 2]
     assert client.emit("packet", "x", callback=True) == ["packet", ["x"], "data"]
+    # a ported method with *args or an optional parameter (not named ack or
+    # callback) gets the event's args alone, as in gevent-socketio
     assert client.emit("star", "a", "b", callback=True) == [2]
+    assert client.emit("join", "lobby", callback=True) == ["joined lobby"]
+    assert client.emit("join", "lobby", "pw", callback=True) == ["joined lobby"]
+    assert seen[3:] == [("star", ("a", "b")), ("join", "lobby", None), ("join", "lobby", "pw")]
 
 
 def test_recv_message_and_recv_json(app_sio):
@@ -519,3 +529,54 @@ def test_mixins_first_in_the_bases_work_too(app_sio):
     client = sio.test_client(app, namespace="/f")
     assert client.emit("join", "x", callback=True) == [["/f_x"]]
     assert events(client) == [("joined", ["x"])]
+
+
+def test_an_initialize_that_raises_refuses_every_attempt(app_sio):
+    # gevent-socketio kept a namespace object only once every initialize had
+    # returned: a check there refuses each connect, not just the first
+    app, sio = app_sio
+    made = []
+
+    class Guarded(BaseNamespace):
+        def initialize(self):
+            made.append(self)
+            if not self.session.get("user"):
+                raise PermissionError("not logged in")
+
+        def on_whoami(self):
+            ran.append(self)
+
+    ran = []
+    socketio_manage(sio, {"/guarded": Guarded})
+    client = sio.test_client(app)
+    for _ in range(3):
+        client.connect("/guarded")
+        assert not client.is_connected("/guarded")
+        client.emit("whoami", namespace="/guarded")
+    assert len(made) == 3 and ran == []
+
+
+def test_rooms_of_the_session_hold_when_a_namespace_is_joined_again(app_sio):
+    # gevent-socketio found room members through session["rooms"], which a
+    # namespace's leave kept: after a rejoin the client still gets the room
+    app, sio = app_sio
+
+    class Chat(BaseNamespace, RoomsMixin):
+        def on_join(self, room):
+            self.join(room)
+
+        def on_say(self, room, text):
+            self.emit_to_room(room, "said", text)
+
+    socketio_manage(sio, {"/chat": Chat})
+    x = sio.test_client(app, namespace="/chat")
+    y = sio.test_client(app, namespace="/chat")
+    x.emit("join", "main", namespace="/chat")
+    y.emit("say", "main", "before", namespace="/chat")
+    assert events(x, "/chat") == [("said", ["before"])]
+    x.disconnect("/chat")
+    x.connect("/chat")
+    assert x.is_connected("/chat")
+    x.get_received("/chat")
+    y.emit("say", "main", "after", namespace="/chat")
+    assert events(x, "/chat") == [("said", ["after"])]
