@@ -61,6 +61,7 @@ __all__ = [
     "frame",
     "split_payload",
     "utf16_len",
+    "without_lone_surrogates",
 ]
 
 #: Packet type names; the index is the wire digit.
@@ -178,11 +179,16 @@ def _escape_surrogate(match: re.Match[str]) -> str:
     return f"\\u{ord(match.group()):04x}"
 
 
-def _raw_text(text: str) -> str:
-    """Raw (non-JSON) wire text, with any lone surrogate made U+FFFD."""
+def without_lone_surrogates(text: str) -> str:
+    """``text`` with any lone UTF-16 surrogate made U+FFFD (one UTF-16 unit
+    too, so payload framing is unchanged): raw wire text, which a handler
+    must be able to write as UTF-8."""
     if not text.isascii() and _SURROGATE.search(text):
         return _SURROGATE.sub("\ufffd", text)
     return text
+
+
+_raw_text = without_lone_surrogates
 
 
 def _dumps(value: Any) -> str:

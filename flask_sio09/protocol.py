@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
-from .packet import PacketError, utf16_len
+from .packet import PacketError, utf16_len, without_lone_surrogates
 
 __all__ = [
     "HTMLFILE_PREAMBLE",
@@ -179,7 +179,10 @@ def decode_jsonp_body(body: bytes) -> str:
         raise PacketError("JSONP 'd' field is not a JSON string") from exc
     if type(decoded) is not str:
         raise PacketError("JSONP 'd' field is not a JSON string")
-    return decoded
+    # the client's JSON escapes a lone surrogate of its raw text (a message's
+    # data), which decodes to one here; the other transports' bytes cannot
+    # carry one (the browser or the UTF-8 check replaced it)
+    return without_lone_surrogates(decoded)
 
 
 def htmlfile_chunk(payload: str) -> str:

@@ -177,6 +177,10 @@ def test_jsonp_wrap_property(payload, index):
     (b"d=%223%3A%3A%3Aline%5Cnbreak%22", "3:::line\nbreak"),
     (b"d=%223%3A%3A%3Araw%0Anewline%22", "3:::raw\nnewline"),
     (bytearray(b"d=2%3A%3A"), "2::"),
+    # a lone surrogate of a message's raw text, escaped by the client's JSON:
+    # U+FFFD, as handlers must be able to write the data as UTF-8 (a pair stays)
+    (b"d=%223%3A%3A%3Aa%5Cud800b%22", "3:::a\ufffdb"),
+    (b"d=%223%3A%3A%3A%5Cud83d%5Cude00%22", "3:::\U0001f600"),
 ])
 def test_decode_jsonp_body(body, payload):
     assert protocol.decode_jsonp_body(body) == payload
