@@ -163,6 +163,8 @@ class _EventJob:
 
     def __call__(self) -> None:
         session, endpoint = self.session, self.endpoint
+        if endpoint in session.left_by_client and not session.closed:
+            self.server.rejoin_left(session, endpoint)
         if session.is_connected(endpoint) and not session.closed:
             server = self.server
             ack = None if self.ack_id is None else Ack(server, session, endpoint, self.ack_id)
@@ -467,6 +469,20 @@ class Server:
             self.client_disconnect(session)
         elif session.is_connected(endpoint):
             self._leave(session, endpoint, now=True)
+            session.left_by_client.add(endpoint)
+
+    def rejoin_left(self, session: Session, endpoint: str) -> None:
+        """An event came on a namespace the client left itself (a job of the
+        session runs this). socket.io-client 0.9.16 keeps a namespace it left
+        and never sends ``1::/ns`` for it again, while Node went on running
+        its handlers: the client joins it again here, through its connect
+        handler (which may refuse), with the query of its first join and no
+        ``1::/ns`` echo, which the client did not ask for."""
+        session.left_by_client.discard(endpoint)
+        query = session.connect_queries.get(endpoint, "")
+        logger.debug("session %s: an event on %r, which it left, joins it again",
+                     session.sid, endpoint)
+        self._connect_namespace(session, endpoint, query, now=True, echo=False)
 
     def _pop_leave_after_connect(self, sid: str, endpoint: str) -> bool:
         with self._lock:
@@ -499,9 +515,10 @@ class Server:
             self.workers.submit(session, job)
 
     def _connect_namespace(self, session: Session, endpoint: str, query: str,
-                           now: bool = False) -> None:
+                           now: bool = False, echo: bool = True) -> None:
         """Join ``endpoint``, then run its connect handler: on the job queue,
-        or here with ``now`` (the caller is a job of the session)."""
+        or here with ``now`` (the caller is a job of the session). ``echo``:
+        the client is told ``1::/ns`` when its handler accepts."""
         if len(session.namespaces) >= MAX_NAMESPACES_PER_SESSION:
             logger.info("session %s: too many namespaces, one more refused", session.sid)
             logger.debug("session %s: namespace %r refused", session.sid, endpoint)
@@ -514,6 +531,8 @@ class Server:
                 self.workers.submit(session, lambda: self._connect_namespace(
                     session, endpoint, query, now=True))
             return
+        session.left_by_client.discard(endpoint)
+        session.connect_queries[endpoint] = query
 
         def job() -> None:
             # (in the job: the disconnect job of an earlier visit to this
@@ -526,8 +545,8 @@ class Server:
                 accepted = False
             if accepted:
                 logger.debug("session %s joined %r", session.sid, endpoint)
-                echo = packet_codec.encode({"type": "connect", "endpoint": endpoint, "qs": ""})
-                sent = session.accept_namespace(endpoint, echo)
+                sent = session.accept_namespace(endpoint, packet_codec.encode(
+                    {"type": "connect", "endpoint": endpoint, "qs": ""}) if echo else None)
                 # (looked at after the accept: a disconnect() that saw the
                 # namespace still connecting has asked by now, or sees it joined)
                 leave = self._pop_leave_after_connect(session.sid, endpoint)

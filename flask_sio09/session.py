@@ -96,6 +96,12 @@ class Session:
         self.namespaces: set[str] = set()
         #: namespaces the client left whose leaving waits in the job queue
         self.leaving: set[str] = set()
+        #: endpoint -> the query its connect handler got, for each namespace
+        #: joined, and kept for one the client left (see Server.rejoin_left)
+        self.connect_queries: dict[str, str] = {}
+        #: namespaces the client left itself (``0::/ns``), which its next
+        #: event there joins again, as Node went on serving them
+        self.left_by_client: set[str] = set()
         self._ack_ids = itertools.count(1)
         self._callbacks: dict[tuple[str, int], Callable[..., Any]] = {}
         #: per-session data for the application (e.g. the Flask session copy)
@@ -267,12 +273,12 @@ class Session:
             self._held[endpoint] = []
             return True
 
-    def accept_namespace(self, endpoint: str, echo: str) -> bool:
-        """Finish joining: queue ``echo`` (the connect packet) then the held
-        packets. Returns False on outbox overflow."""
+    def accept_namespace(self, endpoint: str, echo: str | None) -> bool:
+        """Finish joining: queue ``echo`` (the connect packet; None: none)
+        then the held packets. Returns False on outbox overflow."""
         with self.lock:
             held = self._held.pop(endpoint, [])
-        ok = self.send(echo, endpoint)
+        ok = self.send(echo, endpoint) if echo is not None else True
         for encoded in held:
             ok = self.send(encoded, endpoint) and ok
         return ok

@@ -5,6 +5,7 @@
 //
 // With a third argument "boot" it connects with ?boot=1, which the server
 // accepts, then tells something, then disconnects: it prints the events seen.
+// With "rejoin" it leaves a namespace and uses it again (see below).
 'use strict';
 const io = require('socket.io-client');
 const [url, transport, mode] = [process.argv[2], process.argv[3], process.argv[4]];
@@ -13,7 +14,33 @@ const options = {
   'connect timeout': 20000, 'try multiple transports': false,
 };
 
-if (mode === 'boot') {
+if (mode === 'rejoin') {
+  // leave a namespace, take it again with io.connect (the same object comes
+  // back, and the client sends no 1::/private), and emit there
+  const seen = [];
+  const url2 = url + '/private?token=ok';
+  let done = false;
+  const finish = () => {
+    if (done) return;
+    done = true;
+    console.log(JSON.stringify({ seen }));
+    setTimeout(() => process.exit(0), 300);
+  };
+  setTimeout(finish, 40000);
+  // (one connection for both: 'force new connection' would make a new one)
+  const shared = Object.assign({}, options, { 'force new connection': false });
+  const first = io.connect(url2, shared);
+  first.on('connect_failed', () => { seen.push('connect_failed'); finish(); });
+  first.once('connect', () => {
+    first.emit('echo', 'before', function (x) {
+      seen.push('ack ' + x);
+      first.disconnect();
+      const again = io.connect(url2, shared);
+      seen.push(again === first ? 'same object' : 'new object');
+      again.emit('echo', 'after', function (y) { seen.push('ack ' + y); finish(); });
+    });
+  });
+} else if (mode === 'boot') {
   const seen = [];
   const socket = io.connect(url + '?boot=1', options);
   let done = false;

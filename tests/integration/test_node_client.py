@@ -60,3 +60,18 @@ def test_disconnect_in_the_global_connect_handler(live_server, node_client, mode
     assert run.returncode == 0, run.stderr
     result = json.loads(run.stdout.strip().splitlines()[-1])
     assert result == {"seen": ["connect", "before_boot 1", "disconnect booted"]}, run.stderr
+
+
+@pytest.mark.parametrize("transport", ["websocket", "xhr-polling"])
+def test_a_namespace_left_and_taken_again(live_server, node_client, transport):
+    """socket.io-client 0.9.16 keeps a namespace it left: ``io.connect`` gives
+    the same object back and sends no ``1::/ns``. Its events must still be
+    answered (Node's server went on serving the namespace): the server joins
+    the client again through the connect handler."""
+    server = live_server("gunicorn", websocket_mode="hub")
+    run = subprocess.run([node_client["node"], str(SCRIPT), server.url, transport, "rejoin"],
+                         capture_output=True, text=True, timeout=120,
+                         env=node_client["env"], check=False)
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result == {"seen": ["ack before", "same object", "ack after"]}, run.stderr

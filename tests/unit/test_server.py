@@ -582,3 +582,41 @@ def test_send_with_callback_asks_for_a_plain_ack_as_node_does(server, app):
     server.receive(session, "6:::1")
     server.receive(session, "6:::2")
     assert got == [(), ("json",)]
+
+
+def test_an_event_on_a_namespace_the_client_left_joins_it_again(server, app):
+    # socket.io-client 0.9.16 keeps a namespace it left and never sends
+    # 1::/ns for it again; Node went on serving it. The connect handler runs
+    # again (with the first join's query), then the event; no 1::/ns echo.
+    session, _ = open_session(server)
+    session.take_outbox()
+    server.receive(session, "1::/chat:?token=1")
+    assert session.take_outbox() == ["1::/chat"]
+    server.receive(session, "0::/chat")
+    assert ("disconnect", "/chat") in app.calls and not session.is_connected("/chat")
+    app.calls.clear()
+    app.answers["q"] = ("yes",)
+    server.receive(session, '5:7+:/chat:{"name":"q","args":[1]}')
+    assert app.calls == [("connect", "/chat", "token=1"), ("event", "/chat", "q", [1])]
+    assert session.take_outbox() == ['6::/chat:7+["yes"]']
+    assert session.is_connected("/chat")
+
+
+def test_a_namespace_the_server_left_or_the_handler_refused_stays_left(server, app):
+    session, _ = open_session(server)
+    server.receive(session, "1::/chat")
+    server.disconnect(session.sid, "/chat")  # the server's decision holds
+    session.take_outbox()
+    app.calls.clear()
+    server.receive(session, '5:1+:/chat:{"name":"q","args":[]}')
+    assert app.calls == [] and session.take_outbox() == []
+    # left by the client, then refused on the way back: one attempt only
+    server.receive(session, "1::/other")
+    server.receive(session, "0::/other")
+    app.refuse.add("/other")
+    session.take_outbox()
+    app.calls.clear()
+    server.receive(session, '5:2+:/other:{"name":"q","args":[]}')
+    server.receive(session, '5:3+:/other:{"name":"q","args":[]}')
+    assert app.calls == [("connect", "/other", "")]
+    assert session.take_outbox() == ["7::/other:2"]
