@@ -14,19 +14,27 @@ const options = {
   'connect timeout': 20000, 'try multiple transports': false,
 };
 
+// A function that prints result() once (then exits), called when the run is
+// over or after 40 s; before() runs first (a disconnect, say).
+function finisher(result, before) {
+  let done = false;
+  const finish = () => {
+    if (done) return;
+    done = true;
+    console.log(JSON.stringify(result()));
+    if (before) before();
+    setTimeout(() => process.exit(0), 300);
+  };
+  setTimeout(finish, 40000);
+  return finish;
+}
+
 if (mode === 'rejoin') {
   // leave a namespace, take it again with io.connect (the same object comes
   // back, and the client sends no 1::/private), and emit there
   const seen = [];
   const url2 = url + '/private?token=ok';
-  let done = false;
-  const finish = () => {
-    if (done) return;
-    done = true;
-    console.log(JSON.stringify({ seen }));
-    setTimeout(() => process.exit(0), 300);
-  };
-  setTimeout(finish, 40000);
+  const finish = finisher(() => ({ seen }));
   // (one connection for both: 'force new connection' would make a new one)
   const shared = Object.assign({}, options, { 'force new connection': false });
   const first = io.connect(url2, shared);
@@ -43,14 +51,7 @@ if (mode === 'rejoin') {
 } else if (mode === 'boot') {
   const seen = [];
   const socket = io.connect(url + '?boot=1', options);
-  let done = false;
-  const finish = () => {
-    if (done) return;
-    done = true;
-    console.log(JSON.stringify({ seen }));
-    setTimeout(() => process.exit(0), 300);
-  };
-  setTimeout(finish, 40000);
+  const finish = finisher(() => ({ seen }));
   socket.on('connect', () => seen.push('connect'));
   socket.on('before_boot', (n) => seen.push('before_boot ' + n));
   socket.on('disconnect', (reason) => { seen.push('disconnect ' + reason); finish(); });
@@ -62,15 +63,7 @@ if (mode === 'rejoin') {
     message: null, sendAnswered: null, errors: [],
   };
   const socket = io.connect(url, options);
-  let done = false;
-  const finish = () => {
-    if (done) return;
-    done = true;
-    console.log(JSON.stringify(result));
-    socket.disconnect();
-    setTimeout(() => process.exit(0), 300);
-  };
-  setTimeout(finish, 40000);
+  const finish = finisher(() => result, () => socket.disconnect());
   socket.on('error', (e) => result.errors.push(String(e)));
   socket.on('connect_failed', () => { result.errors.push('connect_failed'); finish(); });
   socket.on('question', (q, answer) => answer('node says', q));

@@ -695,6 +695,23 @@ def test_slow_large_bodies_for_the_app_leave_threads_for_the_others(start, kind)
             conn.close()
 
 
+def trickled_until_closed(conn: RawConnection, seconds: float) -> bool:
+    """Send a byte about every second until the server closes the
+    connection (True) or ``seconds`` pass (False)."""
+    conn.sock.settimeout(1.0)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            conn.send(b"a")
+            if conn.sock.recv(65536) == b"":
+                return True
+        except socket.timeout:
+            continue
+        except OSError:
+            return True
+    return False
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_request_head_sent_a_byte_at_a_time_is_cut_off(start, kind):
     """KEEP_ALIVE_SECONDS (10 s) bound the whole head, counted from its
@@ -703,18 +720,7 @@ def test_a_request_head_sent_a_byte_at_a_time_is_cut_off(start, kind):
     conn, _ = open_kept(server)
     try:
         conn.send(f"GET /healthz HTTP/1.1\r\nHost: {server.host}\r\nX-Slow: ".encode())
-        conn.sock.settimeout(1.0)
-        closed = False
-        deadline = time.monotonic() + 40
-        while not closed and time.monotonic() < deadline:
-            try:
-                conn.send(b"a")
-                closed = conn.sock.recv(65536) == b""
-            except socket.timeout:
-                continue
-            except OSError:
-                closed = True
-        assert closed, "the head was still being read after 40 s"
+        assert trickled_until_closed(conn, 40), "the head was still being read after 40 s"
     finally:
         conn.close()
 
@@ -728,18 +734,8 @@ def test_a_request_body_sent_a_byte_at_a_time_is_cut_off(start, kind):
     try:
         conn.send(f"POST {poll_path(sid)} HTTP/1.1\r\nHost: {server.host}\r\n"
                   "Content-Length: 200\r\n\r\n".encode())
-        conn.sock.settimeout(1.0)
         began = time.monotonic()
-        closed = False
-        while not closed and time.monotonic() < began + 40:
-            try:
-                conn.send(b"a")
-                closed = conn.sock.recv(65536) == b""
-            except socket.timeout:
-                continue
-            except OSError:
-                closed = True
-        assert closed, "the body was still being read after 40 s"
+        assert trickled_until_closed(conn, 40), "the body was still being read after 40 s"
         assert time.monotonic() - began > 5  # (not cut off before its time)
     finally:
         conn.close()

@@ -28,6 +28,15 @@ def node_client() -> dict:
     return node_with(NODE_MODULES, "socket.io-client")
 
 
+def run_client(node_client: dict, server, transport: str, *mode: str) -> dict:
+    """Run node_client.js against ``server``; its JSON line, parsed."""
+    run = subprocess.run([node_client["node"], str(SCRIPT), server.url, transport, *mode],
+                         capture_output=True, text=True, timeout=120,
+                         env=node_client["env"], check=False)
+    assert run.returncode == 0, run.stderr
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
 @pytest.mark.parametrize("mode", ["hub", "thread"])
 @pytest.mark.parametrize("kind", ["sio_run", "gunicorn"])
 def test_node_client_over_websocket(live_server, node_client, kind, mode):
@@ -35,16 +44,11 @@ def test_node_client_over_websocket(live_server, node_client, kind, mode):
     message, a server's question answered through the client's callback."""
     server = live_server(kind, websocket_mode=mode)
     for _ in range(2):
-        run = subprocess.run([node_client["node"], str(SCRIPT), server.url, "websocket"],
-                             capture_output=True, text=True, timeout=120,
-                             env=node_client["env"], check=False)
-        assert run.returncode == 0, run.stderr
-        result = json.loads(run.stdout.strip().splitlines()[-1])
-        assert result == {
+        assert run_client(node_client, server, "websocket") == {
             "connected": True, "transport": "websocket", "ack": ["from node", 7],
             "room": {"n": 1}, "answered": ["node says", "ready?"],
             "message": "a message for node", "sendAnswered": [], "errors": [],
-        }, (result, run.stderr)
+        }
 
 
 @pytest.mark.parametrize("transport", ["websocket", "xhr-polling"])
@@ -54,12 +58,8 @@ def test_disconnect_in_the_global_connect_handler(live_server, node_client, mode
     gets what the handler emitted, then is disconnected by the server ("booted",
     so it does not reconnect), as with Node's server."""
     server = live_server("gunicorn", websocket_mode=mode)
-    run = subprocess.run([node_client["node"], str(SCRIPT), server.url, transport, "boot"],
-                         capture_output=True, text=True, timeout=120,
-                         env=node_client["env"], check=False)
-    assert run.returncode == 0, run.stderr
-    result = json.loads(run.stdout.strip().splitlines()[-1])
-    assert result == {"seen": ["connect", "before_boot 1", "disconnect booted"]}, run.stderr
+    assert run_client(node_client, server, transport, "boot") == {
+        "seen": ["connect", "before_boot 1", "disconnect booted"]}
 
 
 @pytest.mark.parametrize("transport", ["websocket", "xhr-polling"])
@@ -69,9 +69,5 @@ def test_a_namespace_left_and_taken_again(live_server, node_client, transport):
     answered (Node's server went on serving the namespace): the server joins
     the client again through the connect handler."""
     server = live_server("gunicorn", websocket_mode="hub")
-    run = subprocess.run([node_client["node"], str(SCRIPT), server.url, transport, "rejoin"],
-                         capture_output=True, text=True, timeout=120,
-                         env=node_client["env"], check=False)
-    assert run.returncode == 0, run.stderr
-    result = json.loads(run.stdout.strip().splitlines()[-1])
-    assert result == {"seen": ["ack before", "same object", "ack after"]}, run.stderr
+    assert run_client(node_client, server, transport, "rejoin") == {
+        "seen": ["ack before", "same object", "ack after"]}
