@@ -469,20 +469,24 @@ class Server:
             self.client_disconnect(session)
         elif session.is_connected(endpoint):
             self._leave(session, endpoint, now=True)
-            session.left_by_client.add(endpoint)
+            left = session.left_by_client
+            left[endpoint] = None
+            if len(left) > MAX_NAMESPACES_PER_SESSION:  # a bound for a hostile client
+                del left[next(iter(left))]
 
     def rejoin_left(self, session: Session, endpoint: str) -> None:
         """An event came on a namespace the client left itself (a job of the
         session runs this). socket.io-client 0.9.16 keeps a namespace it left
         and never sends ``1::/ns`` for it again, while Node went on running
         its handlers: the client joins it again here, through its connect
-        handler (which may refuse), with the query of its first join and no
-        ``1::/ns`` echo, which the client did not ask for."""
-        session.left_by_client.discard(endpoint)
-        query = session.connect_queries.get(endpoint, "")
+        handler (which may refuse), with the handshake's query (what that
+        client sends for a namespace) and no ``1::/ns`` echo, which the
+        client did not ask for."""
+        session.left_by_client.pop(endpoint, None)
         logger.debug("session %s: an event on %r, which it left, joins it again",
                      session.sid, endpoint)
-        self._connect_namespace(session, endpoint, query, now=True, echo=False)
+        self._connect_namespace(session, endpoint, session.environ.get("QUERY_STRING", ""),
+                                now=True, echo=False)
 
     def _pop_leave_after_connect(self, sid: str, endpoint: str) -> bool:
         with self._lock:
@@ -530,9 +534,13 @@ class Server:
                 # job queue, so the join comes after it there
                 self.workers.submit(session, lambda: self._connect_namespace(
                     session, endpoint, query, now=True))
+            elif echo and session.is_connected(endpoint):
+                # asked again (say after an event joined it again, unasked):
+                # answered again, as Node did; the handler does not run again
+                self.send_to_session(session, packet_codec.encode(
+                    {"type": "connect", "endpoint": endpoint, "qs": ""}), endpoint)
             return
-        session.left_by_client.discard(endpoint)
-        session.connect_queries[endpoint] = query
+        session.left_by_client.pop(endpoint, None)
 
         def job() -> None:
             # (in the job: the disconnect job of an earlier visit to this

@@ -96,12 +96,10 @@ class Session:
         self.namespaces: set[str] = set()
         #: namespaces the client left whose leaving waits in the job queue
         self.leaving: set[str] = set()
-        #: endpoint -> the query its connect handler got, for each namespace
-        #: joined, and kept for one the client left (see Server.rejoin_left)
-        self.connect_queries: dict[str, str] = {}
         #: namespaces the client left itself (``0::/ns``), which its next
-        #: event there joins again, as Node went on serving them
-        self.left_by_client: set[str] = set()
+        #: event there joins again, as Node went on serving them; the latest
+        #: MAX_NAMESPACES_PER_SESSION, oldest first (a dict for its order)
+        self.left_by_client: dict[str, None] = {}
         self._ack_ids = itertools.count(1)
         self._callbacks: dict[tuple[str, int], Callable[..., Any]] = {}
         #: per-session data for the application (e.g. the Flask session copy)

@@ -587,10 +587,11 @@ def test_send_with_callback_asks_for_a_plain_ack_as_node_does(server, app):
 def test_an_event_on_a_namespace_the_client_left_joins_it_again(server, app):
     # socket.io-client 0.9.16 keeps a namespace it left and never sends
     # 1::/ns for it again; Node went on serving it. The connect handler runs
-    # again (with the first join's query), then the event; no 1::/ns echo.
-    session, _ = open_session(server)
+    # again (with the handshake's query, which that client sends for a
+    # namespace), then the event; no 1::/ns echo.
+    session, _ = open_session(server, "token=1")
     session.take_outbox()
-    server.receive(session, "1::/chat:?token=1")
+    server.receive(session, "1::/chat")
     assert session.take_outbox() == ["1::/chat"]
     server.receive(session, "0::/chat")
     assert ("disconnect", "/chat") in app.calls and not session.is_connected("/chat")
@@ -600,6 +601,23 @@ def test_an_event_on_a_namespace_the_client_left_joins_it_again(server, app):
     assert app.calls == [("connect", "/chat", "token=1"), ("event", "/chat", "q", [1])]
     assert session.take_outbox() == ['6::/chat:7+["yes"]']
     assert session.is_connected("/chat")
+    # a client that asks now is answered (as Node did), without a second connect
+    server.receive(session, "1::/chat")
+    assert session.take_outbox() == ["1::/chat"]
+    assert app.calls.count(("connect", "/chat", "token=1")) == 1
+
+
+def test_the_namespaces_a_client_left_are_remembered_within_a_bound(server, app):
+    # a hostile client joining and leaving new names must not grow the session
+    from flask_sio09.server import MAX_NAMESPACES_PER_SESSION
+
+    session, _ = open_session(server)
+    for i in range(3 * MAX_NAMESPACES_PER_SESSION):
+        server.receive(session, f"1::/n{i}")
+        server.receive(session, f"0::/n{i}")
+    assert len(session.left_by_client) == MAX_NAMESPACES_PER_SESSION
+    assert f"/n{3 * MAX_NAMESPACES_PER_SESSION - 1}" in session.left_by_client
+    assert session.namespaces == {""}
 
 
 def test_a_namespace_the_server_left_or_the_handler_refused_stays_left(server, app):

@@ -249,6 +249,29 @@ def test_disconnect_in_the_global_connect_handler(make_app):
     assert left == [client.sid]
 
 
+def test_a_namespace_left_then_used_again(make_app):
+    # as a browser does: after leaving, an emit there joins it again (the
+    # connect handler runs again); connect() then answers at once
+    app, sio = make_app()
+    joins = []
+
+    @sio.on("connect", namespace="/ns")
+    def joined():
+        joins.append(request.sid)
+
+    @sio.on("echo", namespace="/ns")
+    def echo(x):
+        return x
+
+    client = sio.test_client(app, namespace="/ns")
+    client.disconnect("/ns")
+    assert not client.is_connected("/ns")
+    assert client.emit("echo", "b", namespace="/ns", callback=True) == ["b"]
+    assert len(joins) == 2
+    client.connect("/ns")
+    assert client.is_connected("/ns") and len(joins) == 2
+
+
 def test_rooms_and_broadcasts_between_two_clients(make_app):
     app, sio = make_app()
 
