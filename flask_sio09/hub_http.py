@@ -184,14 +184,20 @@ class HubHTTP(HubConnection):
         # must not hold the connection for ever
         self._arm(self.hub.clock() + self.server.options.close_timeout)
         hub = self.hub
-        self.server.when_handled(session, lambda: hub.call(self._release_held))
+        self.server.when_handled(session, lambda: hub.call(lambda: self._release_held(response)))
 
-    def _release_held(self) -> None:
-        response, self._held_answer = self._held_answer, None
-        if response is not None and not self.closed and self.state is HELD:
+    def _release_held(self, response: transports.Response | None = None) -> None:
+        """Send the held answer: ``response`` when the handlers caught up
+        (not if it was sent already, on time, and another waits now), or
+        whichever waits (None: the deadline passed)."""
+        held = self._held_answer
+        if held is None or (response is not None and held is not response):
+            return
+        self._held_answer = None
+        if not self.closed and self.state is HELD:
             self.deadline = math.inf
             self.reading = True
-            self.respond(response)
+            self.respond(held)
             self._advance()
 
     def write(self, data: bytes) -> None:

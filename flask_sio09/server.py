@@ -744,8 +744,9 @@ class Server:
                            callback: Callable[..., Any],
                            kept: Callable[[], None] | None = None) -> None:
         """Send ``pkt`` to ``session`` asking for an ack (a data ack for an
-        event, a plain one for a message) whose args ``callback`` gets; ``kept()`` runs once the session has the callback (or, ended,
-        has told it no answer will come), before the packet is queued (whose
+        event, a plain one for a message) whose args ``callback`` gets.
+        ``kept()`` runs once the session has the callback (or, ended, has
+        told it no answer will come), before the packet is queued (whose
         queueing may run a handler: the test client's)."""
         pkt["id"] = session.add_callback(namespace, callback)
         if kept is not None:

@@ -96,3 +96,50 @@ def test_an_upload_answer_held_for_handlers_that_never_finish_goes_after_close_t
     finally:
         stuck.set()
         theirs.close()
+
+
+def test_an_answer_sent_at_its_deadline_does_not_release_the_next_one_early(server):
+    """The handlers of the first held upload finish after its deadline sent
+    its answer; by then the next upload's answer waits for handlers of its
+    own, and must go on waiting for them."""
+    import threading
+
+    conn, theirs = kept_connection(server, fill=False)
+    session = server.new_session({"QUERY_STRING": ""})
+    first_gate, second_gate = threading.Event(), threading.Event()
+    server.workers.submit(session, lambda: first_gate.wait(30))
+    first = ("200 OK", [("Content-Length", "1")], b"A")
+    second = ("200 OK", [("Content-Length", "1")], b"B")
+    theirs.settimeout(20)
+
+    def read_until(marker: bytes) -> bytes:
+        got = b""
+        while marker not in got:
+            chunk = theirs.recv(4096)
+            assert chunk, got
+            got += chunk
+        return got
+
+    try:
+        server.hub.call(lambda: conn._back(True, b""))
+        assert wait_until(lambda: conn.state == hub_http.IDLE)
+        server.hub.call(lambda: conn.respond_when_handled(session, first))
+        read_until(b"\r\n\r\nA")  # at close_timeout (1 s), the handler still stuck
+        assert wait_until(lambda: conn.state == hub_http.IDLE)
+        server.workers.submit(session, lambda: second_gate.wait(30))
+        server.hub.call(lambda: conn.respond_when_handled(session, second))
+        assert wait_until(lambda: conn.state == hub_http.HELD)
+        first_gate.set()  # the first upload's handlers are done: not the second's
+        theirs.settimeout(0.5)
+        try:
+            early = theirs.recv(4096)
+        except TimeoutError:
+            early = b""
+        assert b"B" not in early, early
+        theirs.settimeout(20)
+        second_gate.set()
+        read_until(b"\r\n\r\nB")
+    finally:
+        first_gate.set()
+        second_gate.set()
+        theirs.close()
