@@ -243,29 +243,32 @@ def test_a_client_that_sends_faster_than_its_handlers_run_is_read_no_further(app
     app.event = event
     server = Server(Options(max_outbox_bytes=16_000_000), app, monitor=False)
     hub = server.hub = Hub(server)
-    session, conn, client = open_websocket(server, hub)
-    client.sock.sendall(client_frame('5:1+::{"name":"wait","args":[]}'))
-    pad = "y" * 10_000
-    count = 600  # 6 MB: far more than the limit and the kernel's buffers
+    try:
+        session, conn, client = open_websocket(server, hub)
+        client.sock.sendall(client_frame('5:1+::{"name":"wait","args":[]}'))
+        pad = "y" * 10_000
+        count = 600  # 6 MB: far more than the limit and the kernel's buffers
 
-    def flood():
-        for i in range(count):
-            client.sock.sendall(client_frame(f'5:{i + 2}+::{{"name":"n","args":["{pad}"]}}'))
+        def flood():
+            for i in range(count):
+                client.sock.sendall(client_frame(f'5:{i + 2}+::{{"name":"n","args":["{pad}"]}}'))
 
-    sender = threading.Thread(target=flood, daemon=True)
-    sender.start()
-    most = server_module.INBOUND_LIMIT // 10_000 + 20
-    assert wait_until(lambda: not conn.reading)
-    for _ in range(50):  # while the handler waits, the queue stays bounded
-        assert len(session.jobs) <= most, len(session.jobs)
-        gate.wait(0.01)
-    assert sender.is_alive()  # its sends wait for our reads
-    gate.set()
-    answers = [client.text() for _ in range(count + 1)]
-    assert answers[0] == "6:::1" and answers[-1] == f'6:::{count + 1}+["{pad}"]'
-    sender.join(20)
-    assert conn.reading
-    server.shutdown()
+        sender = threading.Thread(target=flood, daemon=True)
+        sender.start()
+        most = server_module.INBOUND_LIMIT // 10_000 + 20
+        assert wait_until(lambda: not conn.reading)
+        for _ in range(50):  # while the handler waits, the queue stays bounded
+            assert len(session.jobs) <= most, len(session.jobs)
+            gate.wait(0.01)
+        assert sender.is_alive()  # its sends wait for our reads
+        gate.set()
+        answers = [client.text() for _ in range(count + 1)]
+        assert answers[0] == "6:::1" and answers[-1] == f'6:::{count + 1}+["{pad}"]'
+        sender.join(20)
+        assert wait_until(lambda: conn.reading)  # (the last round's resume may follow)
+    finally:
+        gate.set()
+        server.shutdown()
 
 
 def test_unknown_session_gets_error_packet(server, hub):
