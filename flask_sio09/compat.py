@@ -143,29 +143,24 @@ class Socket:
 ACK_PARAMETER_NAMES = frozenset({"ack", "callback"})
 
 
-def _takes_ack_after(method: Callable[..., Any], count: int) -> bool:
-    """Whether ``method``, called with ``count`` positional args, takes the
-    ack callable as the next one: that parameter exists and is required, or
-    is named as an ack. Never a ``*args`` (gevent-socketio's handlers took
-    the event's args there)."""
-    try:
-        params = [p for p in inspect.signature(method).parameters.values()
-                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    except (TypeError, ValueError):
-        return False
-    if count >= len(params):
-        return False
-    following = params[count]
-    return following.default is following.empty or following.name in ACK_PARAMETER_NAMES
-
-
-def _positional_names(method: Callable[..., Any]) -> list[str]:
-    """The names of ``method``'s positional parameters."""
+def _positional_params(method: Callable[..., Any]) -> list[inspect.Parameter]:
+    """``method``'s positional parameters (none known: an empty list)."""
     try:
         params = inspect.signature(method).parameters.values()
     except (TypeError, ValueError):
         return []
-    return [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+
+
+def _takes_ack_after(params: list[inspect.Parameter], count: int) -> bool:
+    """Whether a method with positional ``params``, called with ``count``
+    args, takes the ack callable as the next one: that parameter exists and
+    is required, or is named as an ack. Never a ``*args`` (gevent-socketio's
+    handlers took the event's args there)."""
+    if count >= len(params):
+        return False
+    following = params[count]
+    return following.default is following.empty or following.name in ACK_PARAMETER_NAMES
 
 
 class BaseNamespace:
@@ -284,14 +279,14 @@ class BaseNamespace:
         if not callable(method):
             self.error("no_such_method", f'The method "{method_name}" was not found')
             return None
-        names = _positional_names(method)
+        params = _positional_params(method)
         decorate = getattr(self, "exception_handler_decorator", None)
         if decorate is not None:
             method = decorate(method)
-        if names == ["packet"]:
+        if len(params) == 1 and params[0].name == "packet":
             return method(packet)
         if packet.get("ack") == "data" and self._ack is not None and \
-                _takes_ack_after(method, len(args)):
+                _takes_ack_after(params, len(args)):
             ack, self._ack = self._ack, None
             return method(*args, ack)
         return method(*args)

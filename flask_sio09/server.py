@@ -163,8 +163,9 @@ class _EventJob:
 
     def __call__(self) -> None:
         session, endpoint = self.session, self.endpoint
-        if endpoint in session.left_by_client and not session.closed:
-            self.server.rejoin_left(session, endpoint)
+        if not session.is_connected(endpoint) and endpoint in session.left_by_client \
+                and not session.closed:
+            self.server.rejoin_left(session, endpoint)  # (off the common path)
         if session.is_connected(endpoint) and not session.closed:
             server = self.server
             ack = None if self.ack_id is None else Ack(server, session, endpoint, self.ack_id)
