@@ -188,9 +188,6 @@ def without_lone_surrogates(text: str) -> str:
     return text
 
 
-_raw_text = without_lone_surrogates
-
-
 def _dumps(value: Any) -> str:
     text = _print_json(value)
     if not text.isascii():
@@ -353,7 +350,7 @@ def _head(code: str, packet: Packet, with_id: bool) -> str:
     elif type(endpoint) is not str or ":" in endpoint:
         raise PacketError(f"bad endpoint: {endpoint!r}")
     else:
-        endpoint = _raw_text(endpoint)
+        endpoint = without_lone_surrogates(endpoint)
     pid = packet.get("id") if with_id else None
     if pid is None:
         return f"{code}::{endpoint}"
@@ -371,7 +368,7 @@ def _text(packet: Packet, key: str) -> str:
         return ""
     if type(value) is not str:
         raise PacketError(f"{key} must be a str")
-    return _raw_text(value)
+    return without_lone_surrogates(value)
 
 
 def _args(packet: Packet) -> list[Any] | tuple[Any, ...]:
@@ -430,7 +427,7 @@ def encode_ack(ack_id: int, args: list[Any] | tuple[Any, ...] | None,
     if endpoint:
         if type(endpoint) is not str or ":" in endpoint:
             raise PacketError(f"bad endpoint: {endpoint!r}")
-        endpoint = _raw_text(endpoint)
+        endpoint = without_lone_surrogates(endpoint)
     if args is not None and not isinstance(args, (list, tuple)):
         raise PacketError("args must be a list")
     if not args:
