@@ -391,12 +391,13 @@ class SocketIO:
     """The Socket.IO 0.9 extension.
 
     :param app: the Flask app, or None to call ``init_app`` later.
-    :param options: the options of API.md (``resource``, ``transports``,
-                    ``heartbeat_timeout``, ``heartbeat_interval``,
-                    ``close_timeout``, ``polling_duration``,
-                    ``cors_allowed_origins``, ``max_http_buffer_size``,
+    :param options: the options of docs/quickstart.md ("Options"):
+                    ``resource``, ``transports``, ``heartbeat_timeout``,
+                    ``heartbeat_interval``, ``close_timeout``,
+                    ``polling_duration``, ``cors_allowed_origins``,
+                    ``max_http_buffer_size``, ``max_outbox_bytes``,
                     ``message_queue``, ``logger``, ``websocket_mode``,
-                    ``handler_threads``, ``write_only``); each may also come
+                    ``handler_threads``, ``write_only``; each may also come
                     from ``app.config["SIO09_<NAME>"]``, an argument wins.
     """
 
@@ -441,6 +442,11 @@ class SocketIO:
 
     def on(self, event: str, namespace: str | None = None) -> Callable[[Handler], Handler]:
         """Decorator: register a handler for ``event`` on ``namespace``."""
+        if not isinstance(event, str):
+            # ``@sio.on`` without its parentheses would register nothing
+            raise TypeError("sio.on() takes the event name: write @sio.on('my_event'), "
+                            f"not @sio.on (got {type(event).__name__})")
+
         def decorator(fn: Handler) -> Handler:
             self.on_event(event, fn, namespace)
             return fn
@@ -448,6 +454,10 @@ class SocketIO:
 
     def on_event(self, event: str, handler: Handler, namespace: str | None = None) -> None:
         """Register ``handler`` for ``event`` on ``namespace`` (no decorator)."""
+        if not isinstance(event, str):
+            raise TypeError(f"the event name is a str, not {type(event).__name__}")
+        if not callable(handler):
+            raise TypeError(f"the handler of {event!r} is not callable")
         ns = normalize_namespace(namespace)
         self.handlers.setdefault(ns, {})[event] = _Registered.of(handler)
 
@@ -596,11 +606,44 @@ def message_packet(data: Any, json: bool) -> dict[str, Any]:
 
 def _context() -> tuple[Server, str, str]:
     """The server, sid and namespace of the handler that is running."""
-    request = flask.request
-    sid = getattr(request, "sid", None)
+    # (checked before reading flask.request, whose own error outside any
+    # request speaks of Flask's testing docs, not of the mistake made here)
+    sid = getattr(flask.request, "sid", None) if flask.has_request_context() else None
     if sid is None:
-        raise RuntimeError("this helper works only inside a Socket.IO handler")
-    return flask.current_app.extensions["sio09"].server, sid, request.namespace
+        raise RuntimeError(
+            "emit() and send() work only inside a Socket.IO handler; elsewhere use the "
+            "SocketIO object's methods, e.g. sio.emit(event, data, to=sid, namespace='/chat')")
+    return flask.current_app.extensions["sio09"].server, sid, flask.request.namespace
+
+
+def _client_context(sid: str | None, what: str) -> tuple[Server, str, str]:
+    """The server, client and default namespace for a room or disconnect
+    helper: the running handler's, or outside one (a background thread, a
+    view), those of the current app, the client named by ``sid`` and the
+    global namespace, as Flask-SocketIO allows with an app context."""
+    if flask.has_request_context() and getattr(flask.request, "sid", None) is not None:
+        server, current_sid, namespace = _context()
+        return server, sid or current_sid, namespace
+    state = flask.current_app.extensions.get("sio09") if flask.has_app_context() else None
+    if sid is None or state is None:
+        raise RuntimeError(
+            f"{what}() outside a Socket.IO handler needs the client's sid and the app's "
+            "context, e.g. with app.app_context(): "
+            f"{what}(..., sid=sid, namespace='/chat')")
+    return state.server, sid, ""
+
+
+def _server_context(what: str) -> tuple[Server, str]:
+    """The server and default namespace for ``close_room``: the running
+    handler's, or outside one the current app's and the global namespace."""
+    if flask.has_request_context() and getattr(flask.request, "sid", None) is not None:
+        server, _, namespace = _context()
+        return server, namespace
+    state = flask.current_app.extensions.get("sio09") if flask.has_app_context() else None
+    if state is None:
+        raise RuntimeError(f"{what}() outside a Socket.IO handler needs the app's context "
+                           f"(with app.app_context(): ...), or use sio.{what}()")
+    return state.server, ""
 
 
 def _targets(sid: str, to: Any, broadcast: bool, include_self: bool) -> tuple[Any, Any]:
@@ -633,36 +676,41 @@ def send(data: Any, json: bool = False, to: str | Iterable[str] | None = None,
 
 
 def join_room(room: str, sid: str | None = None, namespace: str | None = None) -> None:
-    """Put a client (the current one by default) in ``room``."""
-    server, current_sid, current = _context()
+    """Put a client (the current one by default) in ``room``. Outside a
+    handler, give the ``sid`` (and the namespace: the global one by default)."""
+    server, sid, current = _client_context(sid, "join_room")
     ns = current if namespace is None else normalize_namespace(namespace)
-    server.manager.enter_room(sid or current_sid, ns, room)
+    server.manager.enter_room(sid, ns, room)
 
 
 def leave_room(room: str, sid: str | None = None, namespace: str | None = None) -> None:
-    """Take a client (the current one by default) out of ``room``."""
-    server, current_sid, current = _context()
+    """Take a client (the current one by default) out of ``room``. Outside a
+    handler, give the ``sid`` (and the namespace: the global one by default)."""
+    server, sid, current = _client_context(sid, "leave_room")
     ns = current if namespace is None else normalize_namespace(namespace)
-    server.manager.leave_room(sid or current_sid, ns, room)
+    server.manager.leave_room(sid, ns, room)
 
 
 def close_room(room: str, namespace: str | None = None) -> None:
-    """Empty ``room``."""
-    server, _, current = _context()
+    """Empty ``room`` (outside a handler: of the global namespace by default)."""
+    server, current = _server_context("close_room")
     ns = current if namespace is None else normalize_namespace(namespace)
     server.manager.close_room(room, ns)
 
 
 def rooms(sid: str | None = None, namespace: str | None = None) -> list[str]:
-    """The rooms a client (the current one by default) is in."""
-    server, current_sid, current = _context()
+    """The rooms a client (the current one by default) is in. Outside a
+    handler, give the ``sid`` (and the namespace: the global one by default)."""
+    server, sid, current = _client_context(sid, "rooms")
     ns = current if namespace is None else normalize_namespace(namespace)
-    return server.manager.get_rooms(sid or current_sid, ns)
+    return server.manager.get_rooms(sid, ns)
 
 
 def disconnect(sid: str | None = None, namespace: str | None = None) -> None:
     """Disconnect a client (the current one by default) from a namespace; the
-    global namespace ends its whole session."""
-    server, current_sid, current = _context()
+    global namespace ends its whole session. Outside a handler (a background
+    thread with the app's context, a view), give the ``sid``; the namespace is
+    then the global one unless given."""
+    server, sid, current = _client_context(sid, "disconnect")
     ns = current if namespace is None else normalize_namespace(namespace)
-    server.disconnect(sid or current_sid, ns)
+    server.disconnect(sid, ns)

@@ -270,3 +270,70 @@ def test_disconnect_inside_a_connect_handler_on_the_wire():
         assert not session.is_connected("/chat")
     finally:
         server.shutdown()
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: emit("x", 1), r"only inside a Socket\.IO handler.*sio\.emit"),
+    (lambda: __import__("flask_sio09").send("x"), r"only inside a Socket\.IO handler"),
+    (lambda: __import__("flask_sio09").join_room("r"), r"join_room\(\) outside.*sid"),
+    (lambda: __import__("flask_sio09").leave_room("r"), r"leave_room\(\) outside.*sid"),
+    (lambda: __import__("flask_sio09").rooms(), r"rooms\(\) outside.*sid"),
+    (lambda: disconnect(), r"disconnect\(\) outside.*sid"),
+])
+def test_a_handler_helper_outside_a_handler_says_what_it_needs(app_sio, call, message):
+    app, _ = app_sio
+    # with no context at all, in the app's context, and inside a plain Flask
+    # request (a view): Flask's own error would speak of its testing docs
+    with pytest.raises(RuntimeError, match=message):
+        call()
+    with app.app_context(), pytest.raises(RuntimeError, match=message):
+        call()
+    with app.test_request_context("/"), pytest.raises(RuntimeError, match=message):
+        call()
+
+
+def test_room_and_disconnect_helpers_work_outside_a_handler_given_the_sid(app_sio):
+    """As with Flask-SocketIO: a background thread or a view with the app's
+    context names the client; the namespace is the global one unless given."""
+    from flask_sio09 import close_room, join_room, leave_room, rooms
+
+    app, sio = app_sio
+    client = sio.test_client(app)
+    chat = sio.test_client(app, namespace="/chat")
+    with pytest.raises(RuntimeError, match="app's context"):
+        close_room("r")  # no app context: which app's room?
+    outcome = {}
+
+    def background():
+        with app.app_context():
+            join_room("r", sid=client.sid)
+            join_room("r", sid=chat.sid, namespace="/chat")
+            sio.emit("news", 1, to="r")
+            sio.emit("news", 2, to="r", namespace="/chat")
+            leave_room("r", sid=client.sid)
+            outcome["rooms"] = sorted(rooms(sid=client.sid))
+            outcome["chat rooms"] = sorted(rooms(sid=chat.sid, namespace="/chat"))
+            close_room("r", namespace="/chat")
+            outcome["closed"] = sorted(rooms(sid=chat.sid, namespace="/chat"))
+            disconnect(sid=chat.sid, namespace="/chat")
+            disconnect(sid=client.sid)
+
+    sio.start_background_task(background).join(10)
+    assert outcome == {"rooms": [client.sid], "chat rooms": [chat.sid, "r"],
+                       "closed": [chat.sid]}
+    assert client.get_received() == [{"name": "news", "args": [1], "namespace": "/"}]
+    assert chat.get_received("/chat") == [{"name": "news", "args": [2], "namespace": "/chat"}]
+    assert not client.is_connected()
+    assert not chat.is_connected("/chat")
+
+
+def test_sio_on_without_its_parentheses_is_refused(app_sio):
+    _, sio = app_sio
+    with pytest.raises(TypeError, match=r"@sio\.on\('my_event'\)"):
+        @sio.on
+        def my_event(data):
+            return data
+    with pytest.raises(TypeError, match="event name"):
+        sio.on_event(lambda: None, lambda: None)
+    with pytest.raises(TypeError, match="not callable"):
+        sio.on_event("x", "not a function")
