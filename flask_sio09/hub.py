@@ -628,6 +628,45 @@ class HubPoll(HubConnection):
         return self.hub.clock()
 
 
+class HubHeldAnswer(HubConnection):
+    """The answer to a polling upload that waits for its session's handlers
+    (``Server.upload_received``), on a connection the hub does not keep alive
+    (HTTP/1.0, ``Connection: close``): held here rather than by a WSGI
+    thread, so that such uploads cannot take all of them. Sent once the
+    handlers have run, or after ``close_timeout`` as in thread mode; then the
+    connection closes. It carries no session: it is not a transport."""
+
+    def __init__(self, hub: Hub, sock: socket.socket, waits_for: Session, answer: bytes) -> None:
+        super().__init__(hub, sock, None)
+        self.waits_for = waits_for
+        self.answer = answer
+        self.sent = False
+
+    def start(self) -> None:
+        """Watch the connection and wait for the handlers (hub thread)."""
+        self.hub.register(self, READ)
+        self.hub.add_timer(self.hub.clock() + self.server.options.close_timeout, self)
+        hub = self.hub
+        self.server.when_handled(self.waits_for, lambda: hub.call(self.release))
+
+    def release(self) -> None:
+        """Send the answer, then close (hub thread)."""
+        if self.sent or self.closed:
+            return
+        self.sent = True
+        self.write(self.answer)
+        self.close_after_flush()
+
+    def on_timer(self, now: float) -> None:
+        if not self.sent:
+            logger.info("session %s: its handlers still lag behind its uploads after %s s; "
+                        "answered anyway", self.waits_for.sid, self.server.options.close_timeout)
+            self.release()
+
+    def on_readable(self) -> None:
+        self.read()  # (a request behind a Connection: close one is not served)
+
+
 class HubStream(HubConnection):
     """A streaming response (htmlfile) carrying one session: the head and a
     preamble, then one chunk per flush, until the session ends or a newer

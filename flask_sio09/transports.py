@@ -138,10 +138,12 @@ def handle_request(server: Server, route: protocol.Route, environ: dict[str, Any
         return stream_chunks(server, result, client_socket(environ))
     if isinstance(result, HeldAnswer):
         held = result
-        if use_hub(server, environ) and _keeps_alive(server, environ):
+        if use_hub(server, environ):
             answer = _complete(environ, held.response, cors)
-            return _keep_in_hub(server, environ, start_response,
-                                lambda conn: conn.respond_when_handled(held.session, answer))
+            if _keeps_alive(server, environ):
+                return _keep_in_hub(server, environ, start_response,
+                                    lambda conn: conn.respond_when_handled(held.session, answer))
+            return hold_answer_in_hub(server, held.session, answer, environ, start_response)
         handled = threading.Event()
         server.when_handled(held.session, handled.set)
         if not handled.wait(server.options.close_timeout):
@@ -811,6 +813,19 @@ def park_in_hub(server: Server, poll: LongPoll, environ: dict[str, Any],
     deadline = server.clock() + server.options.polling_duration
     conn = HubPoll(hub, sock, poll.session, render, deadline, replaces=waiter)
     hub.call(conn.start)
+    return _end_taken_over(environ, start_response)
+
+
+def hold_answer_in_hub(server: Server, session: Session, answer: Response,
+                       environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    """Hand a held upload answer (``HeldAnswer``) on a connection that is not
+    kept alive to the hub, which sends it once the session's handlers have
+    run and closes; this thread returns at once."""
+    from .hub import HubHeldAnswer
+
+    conn = HubHeldAnswer(get_hub(server), take_over_socket(environ), session,
+                         http_bytes(answer))
+    conn.hub.call(conn.start)
     return _end_taken_over(environ, start_response)
 
 

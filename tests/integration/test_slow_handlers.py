@@ -49,7 +49,7 @@ import requests
 import websocket
 
 from tests.conftest import wait_until
-from tests.integration.helpers import WsClient, XhrClient, event_packet
+from tests.integration.helpers import WsClient, XhrClient, event_packet, handshake
 from tests.integration.test_hostile import ack_of, checked_servers, worker_pid
 
 pytestmark = pytest.mark.timeout(300)
@@ -534,3 +534,49 @@ def test_uploads_past_the_inbound_limit_wait_for_their_handlers(start, make_gate
     client.collect(lambda _: all(client.ack_for(n) for n in range(1, 12)), timeout=DEADLINE)
     assert client.ack_for(1) == '6:::1+["released","first"]'
     assert client.ack_for(11) == f'6:::11+["{pad}"]'
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_held_upload_answers_on_connections_not_kept_alive_hold_no_thread(start, make_gate, kind):
+    """In hub mode a held upload answer (above) on a connection the hub does
+    not keep alive (``Connection: close``, HTTP/1.0: a proxy speaking 1.0 to
+    its backend) waits in the hub, not in a WSGI thread: more of them than
+    gunicorn has threads (50) do not stop the server answering others."""
+    import socket
+
+    server = start(kind, "hub", fresh=True, close_timeout=120)
+    gate = make_gate(server)
+    client = XhrClient.open(server)
+    assert client.post(event_packet("wait_gate", gate.name, "first", ack_id=1)).text == "1"
+    gate.wait_waiting(1)
+    for _ in range(5):  # 1.0 MB waits for the gate: just under the inbound limit
+        assert client.post(event_packet("echo", "z" * 200_000)).status_code == 200
+    path = f"/socket.io/1/xhr-polling/{client.sid}"
+    held = []
+    for n in range(60):
+        # the first passes the limit: from then on every answer waits for the gate
+        body = event_packet("echo", "z" * 200_000 if n == 0 else n, ack_id=n + 10).encode()
+        version = "HTTP/1.0" if n % 2 else "HTTP/1.1"
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=DEADLINE)
+        sock.sendall(f"POST {path} {version}\r\nHost: {server.host}\r\nConnection: close\r\n"
+                     f"Content-Type: text/plain\r\nContent-Length: {len(body)}\r\n\r\n"
+                     .encode() + body)
+        held.append(sock)
+    try:
+        # the server answers others while all 60 wait (before, each held a
+        # thread until close_timeout, and this handshake waited behind them)
+        assert len(handshake(server)[0]) > 0
+        assert requests.get(f"{server.url}/gates/{gate.name}", timeout=DEADLINE).ok
+        assert gate.state()["waiting"] == 1
+        gate.open()
+        for sock in held:
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+            assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b"\r\n\r\n1"), answer
+    finally:
+        for sock in held:
+            sock.close()
+    client.collect(lambda _: all(client.ack_for(n + 10) for n in range(60)), timeout=DEADLINE)
+    assert [client.ack_for(n + 10) for n in range(1, 60)] == \
+        [f"6:::{n + 10}+[{n}]" for n in range(1, 60)]

@@ -143,3 +143,61 @@ def test_an_answer_sent_at_its_deadline_does_not_release_the_next_one_early(serv
         first_gate.set()
         second_gate.set()
         theirs.close()
+
+
+def held_answer(server, session):
+    """A held upload answer on a connection not kept alive (hub.HubHeldAnswer)."""
+    from flask_sio09.hub import HubHeldAnswer
+
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    conn = HubHeldAnswer(server.hub, ours, session, b"HTTP/1.1 200 OK\r\n\r\n1")
+    server.hub.call(conn.start)
+    return conn, theirs
+
+
+def read_to_end(sock) -> bytes:
+    sock.settimeout(20)
+    got = b""
+    while chunk := sock.recv(4096):
+        got += chunk
+    return got
+
+
+def test_a_held_answer_not_kept_alive_goes_when_the_handlers_have_run_then_closes(server):
+    import threading
+
+    session = server.new_session({"QUERY_STRING": ""})
+    gate = threading.Event()
+    server.workers.submit(session, lambda: gate.wait(30))
+    conn, theirs = held_answer(server, session)
+    try:
+        theirs.settimeout(0.2)
+        with pytest.raises(TimeoutError):  # nothing while the handler runs
+            theirs.recv(1)
+        gate.set()
+        assert read_to_end(theirs) == b"HTTP/1.1 200 OK\r\n\r\n1"
+        assert wait_until(lambda: conn.closed)
+    finally:
+        gate.set()
+        theirs.close()
+
+
+def test_a_held_answer_not_kept_alive_goes_after_close_timeout_or_ends_with_its_client(server):
+    """Handlers stuck for good: the answer goes after close_timeout (1 s here);
+    a client that hangs up first just closes its connection."""
+    import threading
+
+    session = server.new_session({"QUERY_STRING": ""})
+    stuck = threading.Event()
+    server.workers.submit(session, lambda: stuck.wait(30))
+    late, late_peer = held_answer(server, session)
+    gone, gone_peer = held_answer(server, session)
+    try:
+        gone_peer.close()
+        assert wait_until(lambda: gone.closed)
+        assert read_to_end(late_peer) == b"HTTP/1.1 200 OK\r\n\r\n1"
+        assert not stuck.is_set() and wait_until(lambda: late.closed)
+    finally:
+        stuck.set()
+        late_peer.close()
