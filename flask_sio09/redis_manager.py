@@ -201,7 +201,7 @@ class RedisManager(MemoryManager):
     def _publish(self, message: dict[str, Any]) -> bool | None:
         # True: sent; False: surely lost; None: Redis did not answer in time,
         # so it may or may not have it
-        data = json.dumps({**message, "host": self.host_id}, separators=(",", ":"))
+        data = _message_bytes({**message, "host": self.host_id})
         if len(data) > MAX_MESSAGE_BYTES:
             logger.error("message queue: a %r of %d bytes is too large to publish "
                          "(at most %d); dropped", message.get("op"), len(data),
@@ -222,6 +222,9 @@ class RedisManager(MemoryManager):
                 # before the command leaves: once more, on a new connection
                 if attempt == 2:
                     self._log_unreachable(f"publish {message.get('op')!r}", exc)
+            except redis.RedisError as exc:  # an error reply (an ACL): not sent
+                self._log_unreachable(f"publish {message.get('op')!r}", exc)
+                return False
         return False
 
     def publish_with_callback(self, message: dict[str, Any], namespace: str,
@@ -372,11 +375,14 @@ class RedisManager(MemoryManager):
         return f"{self.channel}:{kind}:{sid}"
 
     def _guarded(self, what: str, call: Callable[[], Any]) -> Any:
-        """``call()``, or None when Redis cannot be reached (logged)."""
+        """``call()``, or None when Redis cannot be reached or answers with
+        an error (a replica made read-only by a failover, ``maxmemory``
+        reached, an ACL): logged, and treated alike, since either way the
+        operation did not happen."""
         redis = self._redis_module
         try:
             result = call()
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
+        except redis.RedisError as exc:
             self._log_unreachable(what, exc)
             return None
         self._reachable()
@@ -532,6 +538,19 @@ class RedisManager(MemoryManager):
             MemoryManager.close_room(self, _text(message["room"]), namespace)
         elif self._forwarded is not None:
             self._forwarded(message)
+
+
+def _message_bytes(message: dict[str, Any]) -> bytes:
+    """A message as published: UTF-8 JSON, whose text stays as it is (with
+    ``\\uXXXX`` escapes, the default, a non-Latin character would take 6
+    bytes instead of 2 or 3 of the size limit). A lone surrogate (a room
+    name from a client's bad UTF-16) cannot be UTF-8: escaped, such a
+    message still is."""
+    text = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(message, separators=(",", ":")).encode("ascii")
 
 
 def _run_deferred(operation: Callable[[], Any]) -> None:

@@ -692,6 +692,9 @@ def serve_websocket(server: Server, sid: str, environ: dict[str, Any],
         logger.info("websocket upgrade refused: %s", exc)
         return _finish(environ, start_response,
                        (exc.status, list(exc.headers), str(exc).encode("utf-8")))
+    # before the 101: should the lookup fail, the client gets a plain HTTP
+    # error, not one written into the upgraded stream
+    session = server.get_session(sid, adopt=lambda: keep_environ(environ))
     try:
         ws = simple_websocket.Server(thread_websocket.upgrade_environ(environ),
                                      max_message_size=server.options.max_http_buffer_size,
@@ -700,7 +703,6 @@ def serve_websocket(server: Server, sid: str, environ: dict[str, Any],
     except Exception as exc:
         logger.info("websocket upgrade failed: %s", exc)
         return _finish(environ, start_response, _response("400 Bad Request", ""))
-    session = server.get_session(sid, adopt=lambda: keep_environ(environ))
     return thread_websocket.serve(server, ws, session, environ, start_response)
 
 
@@ -862,11 +864,13 @@ def serve_websocket_in_hub(server: Server, sid: str, environ: dict[str, Any],
         logger.info("websocket upgrade refused: %s", exc)
         refusal = (exc.status, list(exc.headers), str(exc).encode("utf-8"))
         return _finish(environ, start_response, refusal)
+    # before the socket is taken: should the lookup fail, the client gets a
+    # plain HTTP error rather than a connection closed without a word
+    session = server.get_session(sid, adopt=lambda: keep_environ(environ))
     hub = get_hub(server)
     take_early = read_ahead(environ)
     sock = take_over_socket(environ)
     early = take_early() if take_early is not None else b""
-    session = server.get_session(sid, adopt=lambda: keep_environ(environ))
     conn = HubWebSocket(hub, sock, session, server.options.max_http_buffer_size)
     hub.call(lambda: conn.start(answer, early))
     return _end_taken_over(environ, start_response)

@@ -164,6 +164,50 @@ def test_requests_for_sessions_held_elsewhere_never_stall_the_hub_on_a_slow_redi
         witness.close()
 
 
+def test_a_redis_that_refuses_writes_is_treated_as_one_out_of_reach(two_processes):
+    """A failover that makes the Redis node a read-only replica (or a full
+    ``maxmemory``) answers writes with an error reply, not a dropped
+    connection. As when Redis cannot be reached: handshakes go on, a
+    process serves the sessions it handshook itself, and a transport that
+    cannot be claimed gets ``7:::1+0``, never a 500 (or, in thread mode, a
+    500 written into the upgraded stream)."""
+    import redis as redis_py
+
+    from tests.conftest import free_port
+
+    one, two, url = two_processes
+    admin = redis_py.Redis.from_url(url)
+    admin.execute_command("REPLICAOF", "127.0.0.1", str(free_port()))  # nobody there
+    try:
+        with pytest.raises(redis_py.exceptions.ReadOnlyError):
+            admin.set("probe", "1")
+        local = WsClient(one)  # handshake and transport on one process
+        try:
+            local.recv_until(lambda got: "1::" in got)
+            assert local.call("echo", "served", ack_id=1) == ["served"]
+        finally:
+            local.close()
+        answer = requests.get(f"{one.url}/socket.io/1/", timeout=REQUEST_TIMEOUT)
+        assert answer.status_code == 200, answer.text
+        # handshaken on one, transport on two: two cannot claim it
+        elsewhere = WsClient(two, handshake_with=one)
+        try:
+            elsewhere.recv_until(lambda got: NOT_HANDSHAKEN in got)
+        finally:
+            elsewhere.close()
+        poll = requests.get(f"{two.url}/socket.io/1/xhr-polling/{answer.text.split(':')[0]}",
+                            timeout=REQUEST_TIMEOUT)
+        assert (poll.status_code, poll.text) == (200, NOT_HANDSHAKEN)
+    finally:
+        admin.execute_command("REPLICAOF", "NO", "ONE")
+    after = WsClient(one)
+    try:
+        after.recv_until(lambda got: "1::" in got)
+        assert after.call("echo", "after", ack_id=1) == ["after"]
+    finally:
+        after.close()
+
+
 def test_a_handshake_disconnected_before_its_transport_stays_disconnected(two_processes):
     one, two, _ = two_processes
     kicker = WsClient(one)

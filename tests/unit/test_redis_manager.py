@@ -320,6 +320,22 @@ def test_a_message_too_large_for_redis_is_not_published(pair, monkeypatch, caplo
     assert two.got("b1") == ["small"]
 
 
+def test_non_ascii_text_counts_its_utf8_bytes_against_the_size_limit(pair, monkeypatch):
+    """Published as UTF-8, not with ``\\uXXXX`` escapes (6 bytes a character):
+    a 3,000,000-character "é" emit (6 MB) fitted under the 16 MB limit only
+    locally. A lone surrogate, which UTF-8 cannot hold, goes escaped."""
+    one, two = pair
+    monkeypatch.setattr(redis_manager, "MAX_MESSAGE_BYTES", 1000)
+    text = "é中😀" * 100  # 900 bytes as UTF-8; 1,800 escaped
+    assert one.manager.publish({"op": "emit", "ns": "/chat", "p": text, "to": ["b1"]})
+    wait_until(lambda: two.got("b1"), timeout=10)
+    assert two.got("b1") == [text]
+    two.manager.enter_room("b1", "/chat", "room\ud800")  # (a client's bad UTF-16)
+    one.manager.emit_encoded("to the odd room", "/chat", "room\ud800")
+    wait_until(lambda: len(two.got("b1")) == 2, timeout=10)
+    assert two.got("b1")[1] == "to the odd room"
+
+
 def test_a_message_nested_too_deep_costs_nothing_but_itself(pair, redis_server, caplog):
     one, two = pair
     raw = redis.Redis.from_url(redis_server.url)
