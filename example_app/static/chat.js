@@ -188,7 +188,14 @@
     var input = $('message');
     var text = input.value;
     if (!text.replace(/\s+/g, '')) { return; }
-    socket.emit('user message', text);
+    socket.emit('user message', text, function (sent) {
+      if (sent) { return; }
+      // the server refused it (longer than the page allows, or no nickname yet):
+      // say so, and give the text back to edit
+      addLine('announcement error', null,
+              'Your message was not sent: a message has at most 2000 characters and needs a nickname.');
+      if (!input.value) { input.value = text; }
+    });
     input.value = '';
     clearTimeout(typingTimer);
     setTyping(false);

@@ -89,6 +89,40 @@ def test_chat_across_transports(live_server, kind):
         bob.close()
 
 
+@pytest.mark.parametrize("transport", ["websocket", "xhr-polling"])
+def test_the_chat_page_in_a_browser_says_when_an_action_is_refused(live_server, browser,
+                                                                    transport):
+    """The page itself, in Chromium: a message is shown to its sender, and a
+    message the server refuses (longer than the page's limit, as a client
+    that bypasses it sends) or a bad room name gets a visible error instead
+    of vanishing."""
+    server = live_server("sio_run", app="example_app")
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.set_default_timeout(30_000)
+        page.goto(f"{server.url}/?transports={transport}")
+        page.wait_for_selector("#status:has-text('connected (')")
+        assert transport in page.inner_text("#status")
+        page.fill("#nick", "alice")
+        page.press("#nick", "Enter")
+        page.wait_for_selector("#chat-panel", state="visible")
+        page.fill("#message", "hello 😀")
+        page.press("#message", "Enter")
+        page.wait_for_selector("#messages li:has-text('hello 😀')")
+        page.evaluate("document.getElementById('message').removeAttribute('maxlength')")
+        page.fill("#message", "x" * 2001)
+        page.press("#message", "Enter")
+        page.wait_for_selector("#messages li.error:has-text('was not sent')")
+        assert page.input_value("#message") == "x" * 2001  # given back to edit
+        page.fill("#room", "bad/room!")
+        page.press("#room", "Enter")
+        page.wait_for_selector("#messages li.error:has-text('Cannot join')")
+        assert "connected" in page.inner_text("#status")
+    finally:
+        context.close()
+
+
 def test_the_example_command_line():
     """``python -m example_app`` (what ``make run`` starts): ``--help`` lists
     its options, and a bad ``PORT`` is a clear error, not a traceback."""
