@@ -1,8 +1,9 @@
 """Reading and checking the extension's options.
 
-Each option (the table in docs/quickstart.md, "Options") may be given as a keyword argument or as
-``SIO09_<NAME>`` in the app's config; the argument wins. Invalid values fail
-here, at ``init_app``, with a message that names the option.
+Each option (the table in docs/quickstart.md, "Options") may be given as a
+keyword argument or as ``SIO09_<NAME>`` in the app's config; the argument
+wins. Invalid values fail here, at ``init_app``, with a message that names
+the option.
 """
 
 from __future__ import annotations
