@@ -664,7 +664,15 @@ class HubHeldAnswer(HubConnection):
             self.release()
 
     def on_readable(self) -> None:
-        self.read()  # (a request behind a Connection: close one is not served)
+        # (what comes behind a Connection: close request is not served)
+        if self.receive() == b"":
+            # The client's end of stream: a client may half-close once its
+            # request is sent and still wait for the answer. Read no more
+            # (the poller would report the end again and again); a client
+            # that went away for good fails the answer's write, or is
+            # dropped at the deadline.
+            self.reading = False
+            self._send()
 
 
 class HubStream(HubConnection):

@@ -150,6 +150,10 @@ class RedisManager(MemoryManager):
         self._errors_not_logged = 0
         #: an ERROR was logged and no operation has reached Redis since
         self._failing = False
+        #: Redis answered a write with an error reply (a read-only replica,
+        #: ``maxmemory``) and has accepted none since: reads and PUBLISH may
+        #: still work meanwhile, so they do not end this
+        self._refusing = False
         self._callback_ids = itertools.count(1)
         #: callback id -> (namespace, callback) for acks other processes forward
         self._remote_callbacks: OrderedDict[int, tuple[str, Callable[..., Any]]] = OrderedDict()
@@ -211,7 +215,7 @@ class RedisManager(MemoryManager):
         for attempt in (1, 2):
             try:
                 self._client.publish(self.channel, data)
-                self._reachable()
+                self._reachable(wrote=False)  # (a read-only replica takes PUBLISH)
                 return True
             except redis.TimeoutError as exc:
                 # never again: Redis may have it (delivery is at most once)
@@ -262,27 +266,38 @@ class RedisManager(MemoryManager):
             _run_deferred(operation)
 
     def _log_unreachable(self, what: str, exc: Exception) -> None:
-        """One ERROR line per ``ERROR_LOG_INTERVAL`` while Redis is away
-        (each emit would otherwise log one), with the count of the others."""
+        """One ERROR line per ``ERROR_LOG_INTERVAL`` while Redis is away or
+        refuses (each emit would otherwise log one), with the count of the
+        others."""
+        if isinstance(exc, self._redis_module.ResponseError):
+            self._refusing = True
+        else:
+            self._failing = True
         now = time.monotonic()
         if now - self._last_error_log < ERROR_LOG_INTERVAL:
             self._errors_not_logged += 1
             return
         others, self._errors_not_logged = self._errors_not_logged, 0
         self._last_error_log = now
-        self._failing = True
         logger.error("message queue: cannot %s at %s: %s%s", what, self.url, exc,
                      f" ({others} more failures since the last report)" if others else "")
 
-    def _reachable(self) -> None:
-        """An operation reached Redis: after failures, say so once, with the
-        count of the failures not reported yet."""
+    def _reachable(self, wrote: bool) -> None:
+        """An operation reached Redis (``wrote``: a write that Redis
+        accepted): after failures, say so once, with the count of the
+        failures not reported yet."""
         if self._failing:
             self._failing = False
-            others, self._errors_not_logged = self._errors_not_logged, 0
-            logger.warning("message queue: %s reachable again%s", self.url,
-                           f" ({others} more failures since the last report)"
-                           if others else "")
+            state = "reachable again"
+        elif wrote and self._refusing:
+            state = "accepts writes again"
+        else:
+            return
+        if wrote:
+            self._refusing = False
+        others, self._errors_not_logged = self._errors_not_logged, 0
+        logger.warning("message queue: %s %s%s", self.url, state,
+                       f" ({others} more failures since the last report)" if others else "")
 
     # -- the manager's operations, across processes ------------------------
 
@@ -374,24 +389,29 @@ class RedisManager(MemoryManager):
     def _key(self, kind: str, sid: str) -> str:
         return f"{self.channel}:{kind}:{sid}"
 
-    def _guarded(self, what: str, call: Callable[[], Any]) -> Any:
+    def _guarded(self, what: str, call: Callable[[], Any], wrote: bool = False) -> Any:
         """``call()``, or None when Redis cannot be reached or answers with
         an error (a replica made read-only by a failover, ``maxmemory``
         reached, an ACL): logged, and treated alike, since either way the
-        operation did not happen."""
+        operation did not happen.
+
+        :param wrote: the call always writes when it succeeds, so its
+                      success shows that Redis accepts writes again (the
+                      scripts write only in some cases, reads never).
+        """
         redis = self._redis_module
         try:
             result = call()
         except redis.RedisError as exc:
             self._log_unreachable(what, exc)
             return None
-        self._reachable()
+        self._reachable(wrote)
         return result
 
     def record_handshake(self, sid: str, seconds: float) -> None:
         """Note a handshake made here, claimable for ``seconds``."""
         self._guarded("record a handshake", lambda: self._client.set(
-            self._key("handshake", sid), self.host_id, ex=max(1, int(seconds))))
+            self._key("handshake", sid), self.host_id, ex=max(1, int(seconds))), wrote=True)
 
     def claim(self, sid: str) -> bool | None:
         """Take the session ``sid``'s handshake for this process: True once,
@@ -486,7 +506,7 @@ class RedisManager(MemoryManager):
                         if self._subscribed.is_set():
                             logger.warning("message queue: subscribed to %s again", self.url)
                         self._subscribed.set()
-                        self._reachable()
+                        self._reachable(wrote=False)
                         backoff = 1.0
             except redis.RedisError as exc:
                 # (one line per ERROR_LOG_INTERVAL, as for the other operations)

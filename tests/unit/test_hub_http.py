@@ -183,21 +183,27 @@ def test_a_held_answer_not_kept_alive_goes_when_the_handlers_have_run_then_close
         theirs.close()
 
 
-def test_a_held_answer_not_kept_alive_goes_after_close_timeout_or_ends_with_its_client(server):
-    """Handlers stuck for good: the answer goes after close_timeout (1 s here);
-    a client that hangs up first just closes its connection."""
+def test_a_held_answer_not_kept_alive_goes_after_close_timeout_and_to_a_half_closed_client(
+        server):
+    """Handlers stuck for good: the answer goes after close_timeout (1 s here).
+    A client that half-closed once its request was sent still gets it; one
+    that went away for good costs its connection no longer than that."""
     import threading
 
     session = server.new_session({"QUERY_STRING": ""})
     stuck = threading.Event()
     server.workers.submit(session, lambda: stuck.wait(30))
     late, late_peer = held_answer(server, session)
+    half, half_peer = held_answer(server, session)
     gone, gone_peer = held_answer(server, session)
     try:
+        half_peer.shutdown(socket.SHUT_WR)
         gone_peer.close()
-        assert wait_until(lambda: gone.closed)
         assert read_to_end(late_peer) == b"HTTP/1.1 200 OK\r\n\r\n1"
-        assert not stuck.is_set() and wait_until(lambda: late.closed)
+        assert read_to_end(half_peer) == b"HTTP/1.1 200 OK\r\n\r\n1"
+        assert not stuck.is_set()
+        assert wait_until(lambda: late.closed and half.closed and gone.closed)
     finally:
         stuck.set()
         late_peer.close()
+        half_peer.close()

@@ -336,6 +336,41 @@ def test_non_ascii_text_counts_its_utf8_bytes_against_the_size_limit(pair, monke
     assert two.got("b1")[1] == "to the odd room"
 
 
+def test_a_redis_that_refuses_writes_is_reported_once_and_its_recovery_once(fresh_redis,
+                                                                           caplog):
+    """A read-only replica (a failover) refuses writes, answers reads and
+    takes PUBLISH: the refusal is an ERROR, and only a write it accepts again
+    ends it (not a read or a publish that works meanwhile, which said
+    "reachable again" every ten seconds while nothing had changed)."""
+    from tests.conftest import free_port
+
+    caplog.set_level(logging.WARNING, logger="flask_sio09")
+    server = fresh_redis()
+    manager = RedisManager(lambda *a: None, server.url, lambda m: None,
+                           channel=f"ro-{next(_channels)}")
+    admin = redis.Redis.from_url(server.url)
+    try:
+        admin.execute_command("REPLICAOF", "127.0.0.1", str(free_port()))
+        manager.record_handshake("r" * 20, 30)  # refused: ERROR
+        assert manager.claim("r" * 20) is not True  # (refused, or read: per Redis version)
+        assert not manager.held_elsewhere("r" * 20)
+        assert manager.publish({"op": "close_room", "ns": "/", "room": "x"})
+        manager.record_handshake("s" * 20, 30)  # refused again: counted
+        messages = [(r.levelname, r.getMessage()) for r in caplog.records]
+        assert [level for level, _ in messages] == ["ERROR"], messages
+        assert "read only replica" in messages[0][1]
+        admin.execute_command("REPLICAOF", "NO", "ONE")
+        wait_until(lambda: admin.info("replication")["role"] == "master", timeout=10)
+        manager.record_handshake("t" * 20, 30)
+        manager.record_handshake("u" * 20, 30)
+        messages = [(r.levelname, r.getMessage()) for r in caplog.records]
+        assert [level for level, _ in messages] == ["ERROR", "WARNING"], messages
+        assert "accepts writes again (" in messages[1][1]
+    finally:
+        admin.execute_command("REPLICAOF", "NO", "ONE")
+        manager.stop()
+
+
 def test_a_message_nested_too_deep_costs_nothing_but_itself(pair, redis_server, caplog):
     one, two = pair
     raw = redis.Redis.from_url(redis_server.url)
