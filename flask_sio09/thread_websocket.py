@@ -474,7 +474,17 @@ def _pump(server: Server, session: Session, transport: ThreadWebSocket) -> None:
             if not transport.flush():
                 break
     finally:
-        with transport._receive_lock:  # a handler running on the reader finishes first
+        # A handler running on the reader finishes first, so that what it
+        # queues goes out before the end. Not when the process stops: its
+        # clients must get their 1001 at once, as in hub mode, and a handler
+        # that runs on would hold the worker's exit (gunicorn waits for this
+        # request thread). The reader then runs no message after that one,
+        # and what the handler emits later goes nowhere (the session is over).
+        stopping = session.closed and session.close_reason == GOING_AWAY
+        if transport._receive_lock.acquire(blocking=not stopping):
+            transport.ending = True
+            transport._receive_lock.release()
+        else:
             transport.ending = True
         transport.flush(server.release(session, transport))
 

@@ -110,3 +110,33 @@ def test_a_stopping_hub_takes_no_new_session_and_says_what_it_left(live_server, 
     assert "1 sessions still had disconnect handlers running" in server.log_tail(200), \
         server.log_tail(40)
     server.stop()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_websocket_busy_in_a_handler_gets_its_going_away_at_once(live_server, tmp_path, mode):
+    """A WebSocket whose handler never returns when the worker stops: it gets
+    its 1001 at once, as the others do, and the worker exits before gunicorn's
+    master kills it (--graceful-timeout 5). In thread mode the handler runs on
+    the connection's reader thread; the request thread used to wait for it,
+    which held the exit until the master's SIGKILL, and the client got no
+    close frame at all."""
+    from tests.integration.helpers import event_packet
+
+    options = {**BASE, "polling_duration": 15, "close_timeout": 30}
+    options.pop("log_levels")
+    server = live_server("gunicorn", fresh=True, websocket_mode=mode, **options)
+    _, busy = open_ws(server)
+    busy.send_text(event_packet("wait_gate", "never", ack_id=1))
+    wait_until(lambda: requests.get(f"{server.url}/gates/never", timeout=10).json()["waiting"],
+               timeout=30, message="the handler blocked")
+    _, idle = open_ws(server)
+    os.kill(server.proc.pid, signal.SIGTERM)
+    for ws in (idle, busy):
+        texts, code = ws.until_close()
+        ws.close()
+        assert code == 1001, (code, texts)
+    assert wait_until(lambda: server.proc.poll() is not None, timeout=EXIT_DEADLINE,
+                      message="the server process to exit")
+    log = server.log_tail(200)
+    assert "SIGKILL" not in log and "1 sessions still had disconnect handlers running" in log, log
+    server.stop()
