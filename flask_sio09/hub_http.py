@@ -32,6 +32,7 @@ import io
 import logging
 import math
 import socket
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -614,7 +615,30 @@ def can_keep(server: Server, environ: dict[str, Any]) -> bool:
     if "close" in environ.get("HTTP_CONNECTION", "").lower():
         return False
     app = getattr(server.app, "app", None)
-    return read_ahead(environ) is not None and callable(app) and not getattr(app, "debug", False)
+    return read_ahead(environ) is not None and callable(app) and \
+        not getattr(app, "debug", False) and _served_as_the_whole_site(app)
+
+
+#: the modules whose code calls the WSGI application itself, in the servers
+#: whose connections the hub can keep (``read_ahead``)
+_WSGI_SERVER_MODULES = ("gunicorn.workers.", "werkzeug.serving")
+
+
+def _served_as_the_whole_site(app: Any) -> bool:
+    """Whether the WSGI server calls the Flask ``app`` itself, with nothing
+    around it. The hub runs a kept connection's other requests on ``app``: an
+    app mounted beside others (``DispatcherMiddleware``) would get their
+    requests, and middleware around it would be skipped. So the hub keeps a
+    connection only when ``app`` is the whole site, which the caller of its
+    ``__call__`` on this thread's stack tells."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name == "__call__" and frame.f_locals.get("self") is app:
+            caller = frame.f_back
+            module = caller.f_globals.get("__name__", "") if caller is not None else ""
+            return module.startswith(_WSGI_SERVER_MODULES)
+        frame = frame.f_back
+    return False
 
 
 def keep_in_hub(server: Server, environ: dict[str, Any], first: Callable[[HubHTTP], None]

@@ -18,6 +18,7 @@ from datetime import timedelta
 from email.utils import parsedate_to_datetime
 
 import pytest
+import requests
 
 from flask_sio09 import hub_wsgi
 from tests.integration.helpers import decode_payload, event_packet, handshake
@@ -798,3 +799,48 @@ def test_the_hubs_answers_carry_a_date(start, kind):
         _one_date(headers)
     finally:
         conn.close()
+
+
+@pytest.mark.parametrize("kind", ["gunicorn", "sio_run"])
+def test_an_app_mounted_beside_others_keeps_no_connection_for_them(live_server, kind):
+    """Mounted under /pre beside another app (DispatcherMiddleware), the
+    Socket.IO app does not keep a polling connection in the hub: the hub would
+    serve that connection's next requests with the mounted app, and the root
+    app's pages, asked on the browser's kept connection, got the mounted app's
+    index and 404s instead."""
+    server = live_server(kind, fresh=True, app="tests.apps.mounted_app", websocket_mode="hub")
+    answer = requests.get(f"{server.url}/pre/socket.io/1/", timeout=30)
+    assert answer.status_code == 200, answer.text
+    sid = answer.text.split(":")[0]
+    # one connection for every request, as a browser keeps it, unless the
+    # server closes it (Werkzeug's development server does after each answer)
+    conn: dict = {}
+
+    def ask(path: str) -> tuple[int, bytes]:
+        if not conn:
+            conn["sock"] = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+            conn["reader"] = conn["sock"].makefile("rb")
+        conn["sock"].sendall(f"GET {path} HTTP/1.1\r\nHost: {server.host}\r\n\r\n".encode())
+        reader = conn["reader"]
+        status = int(reader.readline().split()[1])
+        length, close = 0, False
+        while (line := reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode("latin-1").partition(":")
+            if name.lower() == "content-length":
+                length = int(value)
+            close = close or (name.lower() == "connection" and "close" in value.lower())
+        body = reader.read(length)
+        if close:
+            conn.pop("reader").close()
+            conn.pop("sock").close()
+        return status, body
+
+    try:
+        assert ask(f"/pre/socket.io/1/xhr-polling/{sid}") == (200, b"1::")
+        assert ask("/") == (200, b"root app")
+        assert ask("/other") == (200, b"root other")
+        assert ask("/pre/") == (200, b"mounted app")
+    finally:
+        if conn:
+            conn["reader"].close()
+            conn["sock"].close()
