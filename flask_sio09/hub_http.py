@@ -507,7 +507,8 @@ class HubHTTP(HubConnection):
             "CONTENT_LENGTH": head.get("content-length") or "",
             "wsgi.input": io.BytesIO(body),
         }
-        for name in ("origin", "referer", "host", "sec-fetch-site"):  # (the origin check's)
+        # (what the origin check reads)
+        for name in ("origin", "referer", "host", "sec-fetch-site", "cookie"):
             value = head.get(name)
             if value is not None:
                 environ["HTTP_" + name.upper().replace("-", "_")] = value

@@ -259,7 +259,7 @@ def _same_origin(origin: str | None, host: str | None) -> bool:
 
 def origin_allowed(origin: str | None, referer: str | None,
                    allowed: str | Iterable[str] | None, *, host: str | None = None,
-                   fetch_site: str | None = None) -> bool:
+                   fetch_site: str | None = None, credentialed_script: bool = False) -> bool:
     """Whether a request's origin may use the server.
 
     :param origin: the ``Origin`` header, or None.
@@ -293,6 +293,12 @@ def origin_allowed(origin: str | None, referer: str | None,
         sends ``Origin: null`` on a form POST); a request with neither Origin
         nor Referer that a browser marks ``same-site`` or ``cross-site`` is
         refused (that policy also hides a page elsewhere).
+    :param credentialed_script: the request is a JSONP script (its answer is
+        readable by the page that loads it, whatever its origin) that carries
+        the user's cookies. With neither Origin, Referer nor ``Sec-Fetch-Site``
+        it is refused unless everything is allowed: over plain HTTP browsers
+        send no ``Sec-Fetch-Site``, and a page elsewhere that hides its
+        Referer would otherwise read the user's packets.
     """
     if allowed == "*" or fetch_site == "same-origin":
         return True
@@ -302,6 +308,8 @@ def origin_allowed(origin: str | None, referer: str | None,
         return True
     candidate = origin or referer
     if not candidate:
+        if credentialed_script and fetch_site is None:
+            return False
         # a non-browser client, an old browser, or a page that hides its origin
         return fetch_site is None or fetch_site == "none"
     if patterns is None:

@@ -58,13 +58,16 @@ def _query(environ: dict[str, Any]) -> dict[str, list[str]]:
     return parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
 
 
-def _origin_ok(server: Server, environ: dict[str, Any], use_referer: bool = True) -> bool:
+def _origin_ok(server: Server, environ: dict[str, Any], use_referer: bool = True,
+               script: bool = False) -> bool:
+    """See ``protocol.origin_allowed``; ``script``: a JSONP handshake or poll."""
     # N checks a WebSocket upgrade by its Origin alone (PROTOCOL.md §1.4)
     referer = environ.get("HTTP_REFERER") if use_referer else None
     return protocol.origin_allowed(environ.get("HTTP_ORIGIN"), referer,
                                    server.options.cors_allowed_origins,
                                    host=environ.get("HTTP_HOST"),
-                                   fetch_site=environ.get("HTTP_SEC_FETCH_SITE"))
+                                   fetch_site=environ.get("HTTP_SEC_FETCH_SITE"),
+                                   credentialed_script=script and bool(environ.get("HTTP_COOKIE")))
 
 
 @dataclass
@@ -177,7 +180,8 @@ def route_request(server: Server, route: protocol.Route, method: str,
         return _preflight()
     if route.transport is None:
         return handshake(server, environ, query)
-    if not _origin_ok(server, environ):
+    if not _origin_ok(server, environ,
+                      script=method == "GET" and route.transport == "jsonp-polling"):
         return _response("403 Forbidden", "bad origin")
     if "disconnect" in query:
         return forced_disconnect(server, route.sid or "")
@@ -271,7 +275,7 @@ def handshake(server: Server, environ: dict[str, Any], query: dict[str, list[str
         # this process stops serving: the client tries again, and reaches one
         # that serves (a session made here would end with the process)
         return error("503 Service Unavailable", "server stopping")
-    if not _origin_ok(server, environ):
+    if not _origin_ok(server, environ, script=jsonp is not None):
         logger.info("handshake refused: bad origin %r", environ.get("HTTP_ORIGIN"))
         if jsonp is not None:
             return error("403 Forbidden", "handshake bad origin")

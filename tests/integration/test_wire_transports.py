@@ -393,3 +393,33 @@ def test_a_page_elsewhere_that_hides_its_referrer_is_refused(live_server, kind, 
         posted = kept.post(url, params={"i": "1"}, data={"d": '"3:::hi"'},
                            headers={**own, "Origin": "null"}, timeout=30)
         assert (posted.status_code, posted.text) == (200, "1")
+
+
+@pytest.mark.parametrize(("kind", "mode"), [p.values[0] for p in KINDS],
+                         ids=[p.id for p in KINDS])
+def test_a_jsonp_script_with_the_users_cookie_and_no_origin_at_all_is_refused(
+        live_server, kind, mode):
+    """Over plain HTTP a browser sends no ``Sec-Fetch-Site``: a page elsewhere
+    (another subdomain) with ``Referrer-Policy: no-referrer`` loads the JSONP
+    handshake and polls as script tags that carry the user's cookie and say
+    nothing of their origin, and reads the user's packets through ``io.j``.
+    Refused; without a cookie (a non-browser client), or with the app's own
+    Referer, such a request still passes. Checked on the handshake and on the
+    polls, the second poll of a kept connection included."""
+    server = live_server(kind, websocket_mode=mode, **OPTIONS)
+    cookie = {"Cookie": "session=the-users"}
+    jsonp = requests.get(f"{server.url}/socket.io/1/", params={"jsonp": "0"}, headers=cookie,
+                         timeout=30)
+    assert jsonp.text == 'io.j[0](new Error("handshake bad origin"));'
+    own = {**cookie, "Referer": f"{server.url}/page"}
+    with requests.Session() as kept:
+        answer = kept.get(f"{server.url}/socket.io/1/", params={"jsonp": "0"}, headers=own,
+                          timeout=30)
+        sid = answer.text.split('"')[1].split(":")[0]
+        url = f"{server.url}/socket.io/1/jsonp-polling/{sid}"
+        assert kept.get(url, params={"i": "1"}, headers=own, timeout=30).text == \
+            'io.j[1]("1::");'
+        refused = kept.get(url, params={"i": "1"}, headers=cookie, timeout=30)
+        assert refused.status_code == 403
+    bare = requests.get(f"{server.url}/socket.io/1/", params={"jsonp": "0"}, timeout=30)
+    assert bare.text.startswith('io.j[0]("') and "Error" not in bare.text

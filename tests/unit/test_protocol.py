@@ -338,6 +338,29 @@ def test_origin_with_the_browsers_sec_fetch_site(allowed, origin, referer, fetch
                                    fetch_site=fetch_site) is expected
 
 
+CREDENTIALED_SCRIPT = [
+    # (allowed, origin, referer, Sec-Fetch-Site, expected) for a JSONP script
+    # that carries the user's cookies: a page elsewhere that hides its Referer,
+    # over plain HTTP (no Sec-Fetch-Site), must not read the user's packets
+    (None, None, None, None, False),
+    (["http://a.b"], None, None, None, False),
+    (None, None, "http://h/page", None, True),  # the app's own page
+    (None, None, "http://evil/page", None, False),
+    (None, None, None, "same-origin", True),
+    (None, None, None, "cross-site", False),
+    ("*", None, None, None, True),  # everything allowed, as asked
+    (["*"], None, None, None, True),
+]
+
+
+@pytest.mark.parametrize(("allowed", "origin", "referer", "fetch_site", "expected"),
+                         CREDENTIALED_SCRIPT)
+def test_origin_of_a_jsonp_script_that_carries_cookies(allowed, origin, referer, fetch_site,
+                                                       expected):
+    assert protocol.origin_allowed(origin, referer, allowed, host="h", fetch_site=fetch_site,
+                                   credentialed_script=True) is expected
+
+
 ORIGIN_LISTS = [
     # (allowed, origin, referer, expected)
     (["http://example.com:8000"], "http://example.com:8000", None, True),
