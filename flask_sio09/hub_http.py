@@ -508,7 +508,8 @@ class HubHTTP(HubConnection):
             "wsgi.input": io.BytesIO(body),
         }
         # (what the origin check reads)
-        for name in ("origin", "referer", "host", "sec-fetch-site", "cookie"):
+        for name in ("origin", "referer", "host", "sec-fetch-site", "cookie",
+                     "authorization"):
             value = head.get(name)
             if value is not None:
                 environ["HTTP_" + name.upper().replace("-", "_")] = value
@@ -630,15 +631,18 @@ def _served_as_the_whole_site(app: Any) -> bool:
     around it. The hub runs a kept connection's other requests on ``app``: an
     app mounted beside others (``DispatcherMiddleware``) would get their
     requests, and middleware around it would be skipped. So the hub keeps a
-    connection only when ``app`` is the whole site, which the caller of its
-    ``__call__`` on this thread's stack tells."""
+    connection only when ``app`` is the whole site: when the call that the
+    server's own code made, found on this thread's stack, is a call on
+    ``app`` (its ``__call__``, or what replaced it: a subclass's, or a
+    tracer's patch of ``Flask.__call__``)."""
     frame = sys._getframe(1)
     while frame is not None:
-        if frame.f_code.co_name == "__call__" and frame.f_locals.get("self") is app:
-            caller = frame.f_back
-            module = caller.f_globals.get("__name__", "") if caller is not None else ""
-            return module.startswith(_WSGI_SERVER_MODULES)
-        frame = frame.f_back
+        caller = frame.f_back
+        if caller is not None and \
+                caller.f_globals.get("__name__", "").startswith(_WSGI_SERVER_MODULES):
+            called = frame.f_locals
+            return called.get("self") is app or called.get("instance") is app
+        frame = caller
     return False
 
 

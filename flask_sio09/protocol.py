@@ -295,7 +295,7 @@ def origin_allowed(origin: str | None, referer: str | None,
         refused (that policy also hides a page elsewhere).
     :param credentialed_script: the request is a JSONP script (its answer is
         readable by the page that loads it, whatever its origin) that carries
-        the user's cookies. With neither Origin, Referer nor ``Sec-Fetch-Site``
+        the user's credentials (cookies, HTTP authentication). With neither Origin, Referer nor ``Sec-Fetch-Site``
         it is refused unless everything is allowed: over plain HTTP browsers
         send no ``Sec-Fetch-Site``, and a page elsewhere that hides its
         Referer would otherwise read the user's packets.

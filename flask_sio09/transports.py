@@ -67,7 +67,13 @@ def _origin_ok(server: Server, environ: dict[str, Any], use_referer: bool = True
                                    server.options.cors_allowed_origins,
                                    host=environ.get("HTTP_HOST"),
                                    fetch_site=environ.get("HTTP_SEC_FETCH_SITE"),
-                                   credentialed_script=script and bool(environ.get("HTTP_COOKIE")))
+                                   credentialed_script=script and _credentialed(environ))
+
+
+def _credentialed(environ: dict[str, Any]) -> bool:
+    """Whether the request carries the user's credentials (what a browser
+    adds by itself: cookies, HTTP authentication)."""
+    return bool(environ.get("HTTP_COOKIE") or environ.get("HTTP_AUTHORIZATION"))
 
 
 @dataclass

@@ -844,3 +844,27 @@ def test_an_app_mounted_beside_others_keeps_no_connection_for_them(live_server, 
         if conn:
             conn["reader"].close()
             conn["sock"].close()
+
+
+@pytest.mark.parametrize(("wrap", "kept"), [("subclass", True), ("patched", True),
+                                            ("proxyfix", False), ("", True)])
+def test_a_connection_is_kept_when_the_app_is_the_whole_site(live_server, wrap, kept):
+    """Kept when the WSGI server calls the Flask app, through a subclass's
+    ``__call__`` or a tracer's patch of ``Flask.__call__`` too (the hub calls
+    the app the same way); not when middleware wraps the Flask object, which
+    the hub would skip. A kept connection's answers are the hub's, which
+    sends no ``Server`` header."""
+    server = live_server("gunicorn", fresh=True, app="tests.apps.wrapped_app",
+                         websocket_mode="hub", wrap=wrap)
+    sid = handshake(server)[0]
+    conn = RawConnection(server)
+    try:
+        assert conn.ask("GET", poll_path(sid))[2] == b"1::"
+        status, headers, body = conn.ask(
+            "POST", poll_path(sid), event_packet("echo", "w", ack_id=1).encode())
+        assert (status, body) == (200, b"1")
+        assert ("server" not in headers) is kept, headers
+        status, headers, body = conn.ask("GET", "/")
+        assert (status, body) == (200, b"wrapped app")
+    finally:
+        conn.close()

@@ -421,5 +421,8 @@ def test_a_jsonp_script_with_the_users_cookie_and_no_origin_at_all_is_refused(
             'io.j[1]("1::");'
         refused = kept.get(url, params={"i": "1"}, headers=cookie, timeout=30)
         assert refused.status_code == 403
+    basic = requests.get(f"{server.url}/socket.io/1/", params={"jsonp": "0"},
+                         headers={"Authorization": "Basic dXNlcjpwdw=="}, timeout=30)
+    assert basic.text == 'io.j[0](new Error("handshake bad origin"));'
     bare = requests.get(f"{server.url}/socket.io/1/", params={"jsonp": "0"}, timeout=30)
     assert bare.text.startswith('io.j[0]("') and "Error" not in bare.text
