@@ -494,15 +494,27 @@ def test_another_upgrade_on_a_kept_connection_is_answered_and_closed(start, kind
         conn.close()
 
 
-def test_thread_mode_leaves_connections_to_the_wsgi_server(start):
-    server = start("gunicorn", mode="thread")
+def post_after_the_first_poll(server) -> tuple[RawConnection, dict[str, str]]:
+    """A first poll, then an echo POST, on one connection: the connection and
+    the POST's answer headers (no ``Server`` header when the hub kept it)."""
     sid = handshake(server)[0]
     conn = RawConnection(server)
     try:
         assert conn.ask("GET", poll_path(sid))[2] == b"1::"
         status, headers, body = conn.ask(
             "POST", poll_path(sid), event_packet("echo", "t", ack_id=1).encode())
-        assert (status, body) == (200, b"1") and headers.get("server", "").startswith("gunicorn")
+        assert (status, body) == (200, b"1")
+    except BaseException:
+        conn.close()
+        raise
+    return conn, headers
+
+
+def test_thread_mode_leaves_connections_to_the_wsgi_server(start):
+    server = start("gunicorn", mode="thread")
+    conn, headers = post_after_the_first_poll(server)
+    try:
+        assert headers.get("server", "").startswith("gunicorn")
     finally:
         conn.close()
 
@@ -856,13 +868,8 @@ def test_a_connection_is_kept_when_the_app_is_the_whole_site(live_server, wrap, 
     sends no ``Server`` header."""
     server = live_server("gunicorn", fresh=True, app="tests.apps.wrapped_app",
                          websocket_mode="hub", wrap=wrap)
-    sid = handshake(server)[0]
-    conn = RawConnection(server)
+    conn, headers = post_after_the_first_poll(server)
     try:
-        assert conn.ask("GET", poll_path(sid))[2] == b"1::"
-        status, headers, body = conn.ask(
-            "POST", poll_path(sid), event_packet("echo", "w", ack_id=1).encode())
-        assert (status, body) == (200, b"1")
         assert ("server" not in headers) is kept, headers
         status, headers, body = conn.ask("GET", "/")
         assert (status, body) == (200, b"wrapped app")
