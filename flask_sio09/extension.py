@@ -475,8 +475,28 @@ class SocketIO:
         namespace_handler.socketio = self
         self.namespace_handlers[namespace_handler.namespace] = namespace_handler
 
+    def event(self, fn: Handler | None = None, *, namespace: str | None = None) -> Any:
+        """Decorator: register ``fn`` for the event named after it, as
+        Flask-SocketIO's ``@sio.event``; ``@sio.event(namespace="/chat")``
+        chooses the namespace."""
+        if fn is None:
+            def decorator(handler: Handler) -> Handler:
+                return self.event(handler, namespace=namespace)
+            return decorator
+        if not callable(fn) or not hasattr(fn, "__name__"):
+            raise TypeError("sio.event decorates a function named after its event, "
+                            f"not {type(fn).__name__}; write @sio.on('name') to choose one")
+        self.on_event(fn.__name__, fn, namespace)
+        return fn
+
     def on_error(self, namespace: str | None = None) -> Callable[[Handler], Handler]:
         """Decorator: handle exceptions raised by ``namespace``'s handlers."""
+        if namespace is not None and not isinstance(namespace, str):
+            # ``@sio.on_error`` without its parentheses would register nothing
+            raise TypeError("sio.on_error() takes the namespace: write @sio.on_error() or "
+                            "@sio.on_error('/chat'), not @sio.on_error "
+                            f"(got {type(namespace).__name__})")
+
         def decorator(fn: Handler) -> Handler:
             self.error_handlers[normalize_namespace(namespace)] = fn
             return fn
@@ -596,10 +616,16 @@ class SocketIO:
 
 
 def message_packet(data: Any, json: bool) -> dict[str, Any]:
-    """The packet dict of ``send``: type 4 with ``json``, else type 3."""
-    if json:
+    """The packet dict of ``send``: type 3 for a str, else type 4 (JSON).
+
+    ``json=True`` sends even a str as JSON. Data that is not a str goes as
+    JSON whatever ``json`` says: a 0.9 client hands a JSON message's decoded
+    value to its ``message`` listeners, which is what a Flask-SocketIO user
+    sending a dict expects, where a type 3 could carry only Python's repr.
+    """
+    if json or not isinstance(data, str):
         return {"type": "json", "data": data}
-    return {"type": "message", "data": data if isinstance(data, str) else str(data)}
+    return {"type": "message", "data": data}
 
 
 # -- helpers for use inside handlers ---------------------------------------

@@ -338,3 +338,12 @@ def test_sio_on_without_its_parentheses_is_refused(app_sio):
         sio.on_event(lambda: None, lambda: None)
     with pytest.raises(TypeError, match="not callable"):
         sio.on_event("x", "not a function")
+
+
+def test_sio_on_error_without_its_parentheses_is_refused(app_sio):
+    _, sio = app_sio
+    with pytest.raises(TypeError, match=r"@sio\.on_error\(\)"):
+        @sio.on_error
+        def oops(exc):
+            pass
+    assert sio.error_handlers == {}

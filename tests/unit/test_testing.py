@@ -8,6 +8,7 @@ from flask import Flask, request, session
 
 from flask_sio09 import SocketIO, emit, join_room, leave_room, packet, rooms, send
 from flask_sio09 import disconnect as sio_disconnect
+from flask_sio09.extension import message_packet
 
 
 @pytest.fixture
@@ -147,6 +148,45 @@ def test_send_message_and_json_and_receive_them(make_app):
         {"name": "message", "args": ["HI ✓ 😀"], "namespace": "/"},
         {"name": "json", "args": [{"echo": {"a": [1, 2]}}], "namespace": "/"},
     ]
+
+
+def test_send_of_data_that_is_not_a_str_goes_as_json(make_app):
+    """A type 3 message carries text only; a dict, list, number, bool or None
+    goes as a JSON message, whose decoded value a 0.9 client hands to its
+    ``message`` listeners (Python's repr on the wire helped no client)."""
+    app, sio = make_app()
+
+    @sio.on("message")
+    def on_message(data):
+        for value in ({"a": 1}, ["x", 2], 5, True, None):
+            send(value)
+
+    client = sio.test_client(app)
+    client.send("go")
+    assert client.get_received() == [
+        {"name": "json", "args": [value], "namespace": "/"}
+        for value in ({"a": 1}, ["x", 2], 5, True, None)]
+    assert [packet.encode({**message_packet(v, json=False), "endpoint": ""}) for v in
+            ("text", {"a": 1}, None)] == ["3:::text", '4:::{"a":1}', "4:::null"]
+
+
+def test_sio_event_registers_a_handler_named_after_the_function(make_app):
+    app, sio = make_app()
+
+    @sio.event
+    def shout(text):
+        return text.upper()
+
+    @sio.event(namespace="/chat")
+    def whisper(text):
+        return text.lower()
+
+    assert shout("a") == "A"  # the function itself is returned
+    assert sio.test_client(app).emit("shout", "hi", callback=True) == ["HI"]
+    chat = sio.test_client(app, namespace="/chat")
+    assert chat.emit("whisper", "HI", callback=True) == ["hi"]
+    with pytest.raises(TypeError, match="@sio.on"):
+        sio.event("name")
 
 
 def test_send_with_callback_returns_the_handlers_answer(make_app):
