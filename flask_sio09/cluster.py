@@ -121,9 +121,15 @@ class Cluster:
     # -- which process holds a session -----------------------------------------
 
     def handshaken(self, sid: str) -> None:
-        """A handshake made here: its transport may reach another process."""
+        """A handshake made here: its transport may reach another process,
+        once Redis has its record. Unrecorded (Redis away or refusing
+        writes), it is this process's alone: a claim would find no record
+        and take it for another process's (a full ``maxmemory`` still lets
+        the claim run and find nothing)."""
         self.unclaimed.add(sid)
-        self.manager.record_handshake(sid, self.unused_handshake_seconds)
+        if not self.manager.record_handshake(sid, self.unused_handshake_seconds):
+            with self._claim_lock:
+                self.unclaimed.discard(sid)
 
     def claim(self, session: Session) -> bool:
         """A session handshaken here meets its first transport request: hold

@@ -44,10 +44,17 @@ logger = logging.getLogger("flask_sio09")
 #: pub/sub ignores the database: the number keeps apps on two databases apart);
 #: ``?channel=<name>`` in the URL chooses another name
 CHANNEL = "flask_sio09"
-#: the largest message published: Redis disconnects a subscriber that falls
-#: 32 MB behind (``client-output-buffer-limit pubsub``), so one larger message
-#: would cut every process off the channel
-MAX_MESSAGE_BYTES = 16_000_000
+#: the largest message published. Redis's default ``client-output-buffer-limit
+#: pubsub 32mb 8mb 60`` cuts a subscriber off at 32 MB unsent, or once it has
+#: been past 8 MB unsent for 60 s; those 60 s count from the first time it was
+#: seen past 8 MB, and the small replies between do not reset them, so a
+#: second message over 8 MB a minute after the first cut every process off the
+#: channel at once, and the message was lost everywhere. The soft limit is the
+#: real one, and Redis counts what its allocator reserved for the reply:
+#: jemalloc rounds a block past 4 MiB up to a whole MiB, so a message over
+#: 7 MiB counts as 8 MiB and reaches the limit. 64 KiB are left for the
+#: framing and for other messages waiting in the same buffer
+MAX_MESSAGE_BYTES = 7 * 1024 * 1024 - 64 * 1024
 #: while Redis cannot be reached, one ERROR line per this many seconds
 ERROR_LOG_INTERVAL = 10.0
 #: seconds a publish or a connection attempt may take before it fails
@@ -408,10 +415,13 @@ class RedisManager(MemoryManager):
         self._reachable(wrote)
         return result
 
-    def record_handshake(self, sid: str, seconds: float) -> None:
-        """Note a handshake made here, claimable for ``seconds``."""
-        self._guarded("record a handshake", lambda: self._client.set(
-            self._key("handshake", sid), self.host_id, ex=max(1, int(seconds))), wrote=True)
+    def record_handshake(self, sid: str, seconds: float) -> bool:
+        """Note a handshake made here, claimable for ``seconds``; False when
+        Redis could not be reached or refused the write (no process can
+        claim it then, this one included)."""
+        return self._guarded("record a handshake", lambda: self._client.set(
+            self._key("handshake", sid), self.host_id, ex=max(1, int(seconds))),
+            wrote=True) is not None
 
     def claim(self, sid: str) -> bool | None:
         """Take the session ``sid``'s handshake for this process: True once,

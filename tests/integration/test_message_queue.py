@@ -164,22 +164,29 @@ def test_requests_for_sessions_held_elsewhere_never_stall_the_hub_on_a_slow_redi
         witness.close()
 
 
-def test_a_redis_that_refuses_writes_is_treated_as_one_out_of_reach(two_processes):
-    """A failover that makes the Redis node a read-only replica (or a full
-    ``maxmemory``) answers writes with an error reply, not a dropped
-    connection. As when Redis cannot be reached: handshakes go on, a
-    process serves the sessions it handshook itself, and a transport that
-    cannot be claimed gets ``7:::1+0``, never a 500 (or, in thread mode, a
-    500 written into the upgraded stream)."""
+@pytest.mark.parametrize("refusal", ["read-only replica", "maxmemory"])
+def test_a_redis_that_refuses_writes_is_treated_as_one_out_of_reach(two_processes, refusal):
+    """A failover that makes the Redis node a read-only replica, or a full
+    ``maxmemory`` with ``noeviction``, answers writes with an error reply,
+    not a dropped connection. As when Redis cannot be reached: handshakes
+    go on, a process serves the sessions it handshook itself, and a
+    transport that cannot be claimed gets ``7:::1+0``, never a 500 (or, in
+    thread mode, a 500 written into the upgraded stream). A full Redis
+    still runs the claim, which found no record of the handshake and once
+    took the process's own client for another's."""
     import redis as redis_py
 
     from tests.conftest import free_port
 
     one, two, url = two_processes
     admin = redis_py.Redis.from_url(url)
-    admin.execute_command("REPLICAOF", "127.0.0.1", str(free_port()))  # nobody there
+    if refusal == "maxmemory":
+        admin.config_set("maxmemory-policy", "noeviction")
+        admin.config_set("maxmemory", "1")  # less than Redis uses already
+    else:
+        admin.execute_command("REPLICAOF", "127.0.0.1", str(free_port()))  # nobody there
     try:
-        with pytest.raises(redis_py.exceptions.ReadOnlyError):
+        with pytest.raises(redis_py.exceptions.ResponseError):
             admin.set("probe", "1")
         local = WsClient(one)  # handshake and transport on one process
         try:
@@ -199,7 +206,10 @@ def test_a_redis_that_refuses_writes_is_treated_as_one_out_of_reach(two_processe
                             timeout=REQUEST_TIMEOUT)
         assert (poll.status_code, poll.text) == (200, NOT_HANDSHAKEN)
     finally:
-        admin.execute_command("REPLICAOF", "NO", "ONE")
+        if refusal == "maxmemory":
+            admin.config_set("maxmemory", "0")
+        else:
+            admin.execute_command("REPLICAOF", "NO", "ONE")
     after = WsClient(one)
     try:
         after.recv_until(lambda got: "1::" in got)

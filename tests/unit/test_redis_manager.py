@@ -320,6 +320,37 @@ def test_a_message_too_large_for_redis_is_not_published(pair, monkeypatch, caplo
     assert two.got("b1") == ["small"]
 
 
+def test_no_message_published_reaches_redis_pubsub_soft_limit(fresh_redis, caplog):
+    """Redis cuts a subscriber off once it has been past the soft limit (8 MB
+    unsent) for 60 s, counted from the first time, so a second message over
+    8 MB a minute after the first cut every process off the channel, the
+    message lost everywhere. Here the soft limit's 60 s are 1 s."""
+    server = fresh_redis()
+    admin = redis.Redis.from_url(server.url)
+    admin.config_set("client-output-buffer-limit", "pubsub 33554432 8388608 1")
+    caplog.set_level(logging.INFO, logger="flask_sio09")
+    channel = f"soft-{next(_channels)}"
+    one = Process(server.url, channel, ["a1"])
+    two = Process(server.url, channel, ["b1"])
+    try:
+        largest = "x" * (redis_manager.MAX_MESSAGE_BYTES - 200)  # with its JSON
+        for turn in (1, 2):
+            assert one.manager.publish({"op": "emit", "ns": "/chat", "p": largest,
+                                        "to": ["b1"]})
+            wait_until(lambda: len(two.got("b1")) == turn, timeout=30)
+            time.sleep(1.5)  # (Redis's 1 s must pass: it is what is tested)
+        over = "x" * (8 * 1024 * 1024)
+        assert one.manager.publish({"op": "emit", "ns": "/chat", "p": over}) is False
+        assert "too large to publish" in caplog.text
+        assert one.manager.publish({"op": "emit", "ns": "/chat", "p": "small", "to": ["b1"]})
+        wait_until(lambda: len(two.got("b1")) == 3, timeout=30)
+        assert two.got("b1")[2] == "small"
+        assert "cannot listen" not in caplog.text
+    finally:
+        one.manager.stop()
+        two.manager.stop()
+
+
 def test_non_ascii_text_counts_its_utf8_bytes_against_the_size_limit(pair, monkeypatch):
     """Published as UTF-8, not with ``\\uXXXX`` escapes (6 bytes a character):
     a 3,000,000-character "é" emit (6 MB) fitted under the 16 MB limit only
