@@ -450,9 +450,8 @@ class Server:
             session.send(DISCONNECT)
             self.close_session(session, "server disconnect")
         elif session.is_connected(namespace):
-            session.send(packet_codec.encode({"type": "disconnect", "endpoint": namespace}),
-                         namespace)
-            self._leave(session, namespace)
+            self._leave(session, namespace, farewell=packet_codec.encode(
+                {"type": "disconnect", "endpoint": namespace}))
 
     def client_disconnect(self, session: Session) -> None:
         """The client ended its session (``0::`` or ``?disconnect``). As N
@@ -496,13 +495,15 @@ class Server:
             self._leave_after_connect.discard((sid, endpoint))
             return True
 
-    def _leave(self, session: Session, endpoint: str, now: bool = False) -> None:
-        """Take the client out of ``endpoint`` and run its disconnect handler:
-        on the job queue, or here with ``now`` (the caller is a job of the
-        session: a rejoin queued behind it then finds the leave done)."""
+    def _leave(self, session: Session, endpoint: str, now: bool = False,
+               farewell: str | None = None) -> None:
+        """Take the client out of ``endpoint`` (telling it ``farewell``, the
+        server's ``0::/ns``, if given) and run its disconnect handler: on the
+        job queue, or here with ``now`` (the caller is a job of the session:
+        a rejoin queued behind it then finds the leave done)."""
         # Whoever takes the namespace out of the session runs its disconnect
         # handler; racing callers (a close during a connect handler) get False.
-        if not session.leave_namespace(endpoint):
+        if not session.leave_namespace(endpoint, farewell):
             return
 
         def job() -> None:
@@ -690,9 +691,11 @@ class Server:
         so far have run (on the thread that runs the session's jobs)."""
         self.workers.submit(session, then)
 
-    def send_to_session(self, session: Session, encoded: str, endpoint: str = "") -> None:
-        """Queue an encoded packet; close the session if its outbox overflows."""
-        if not session.send(encoded, endpoint):
+    def send_to_session(self, session: Session, encoded: str, endpoint: str = "",
+                        joined: bool = False) -> None:
+        """Queue an encoded packet (with ``joined``, only while the client is
+        in ``endpoint``); close the session if its outbox overflows."""
+        if not session.send(encoded, endpoint, joined):
             self.outbox_overflow(session)
 
     def outbox_overflow(self, session: Session) -> None:
@@ -710,8 +713,8 @@ class Server:
         session = self.sessions.get(sid)
         # (a client that left the namespace stays in its rooms while its
         # disconnect handler runs, but gets nothing more there)
-        if session is not None and endpoint in session.namespaces:
-            self.send_to_session(session, encoded, endpoint)
+        if session is not None:
+            self.send_to_session(session, encoded, endpoint, joined=True)
 
     def emit_packet(self, pkt: dict[str, Any], namespace: str, to: str | Iterable[str] | None = None,
                     skip_sid: str | Iterable[str] | None = None,
@@ -760,7 +763,7 @@ class Server:
         pkt["ack"] = "data" if pkt["type"] == "event" else True
         encoded = packet_codec.encode(pkt)
         logger.debug("session %s: emit with callback: %s", session.sid, encoded)
-        self.send_to_session(session, encoded, namespace)
+        self.send_to_session(session, encoded, namespace, joined=True)
 
     # -- timers ----------------------------------------------------------
 

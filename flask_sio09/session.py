@@ -199,18 +199,23 @@ class Session:
 
     # -- outbox ----------------------------------------------------------
 
-    def send(self, encoded: str, endpoint: str = "") -> bool:
+    def send(self, encoded: str, endpoint: str = "", joined: bool = False) -> bool:
         """Queue one encoded packet for the client.
 
         Packets for a namespace whose connect handler is still running are
         held back, so that the ``1::/ns`` echo goes out before them.
 
+        :param joined: drop the packet unless the client is in ``endpoint``,
+                       checked here under the lock: an emit from another
+                       thread that races the namespace's ``0::/ns`` (queued
+                       by ``leave_namespace`` under the same lock) never
+                       follows it.
         :return: False when the outbox overflowed (the caller must close the
                  session); True otherwise, including for a closed session,
                  where the packet is dropped.
         """
         with self.lock:
-            if self.closed:
+            if self.closed or (joined and endpoint not in self.namespaces):
                 return True
             if self._held:  # (most often empty: no namespace is connecting)
                 held = self._held.get(endpoint)
@@ -289,14 +294,22 @@ class Session:
             dropped = self._drop_callbacks(endpoint)
         _tell_unanswered(dropped)
 
-    def leave_namespace(self, endpoint: str) -> bool:
-        """Leave ``endpoint``. Returns True if the client had joined it."""
+    def leave_namespace(self, endpoint: str, farewell: str | None = None) -> bool:
+        """Leave ``endpoint``, queueing ``farewell`` (the server's ``0::/ns``)
+        in the same step. Returns True if the client had joined it."""
         with self.lock:
             self._held.pop(endpoint, None)
             if endpoint not in self.namespaces:
                 return False
             self.namespaces.discard(endpoint)
             dropped = self._drop_callbacks(endpoint)
+            transport = None
+            if farewell is not None and not self.closed:
+                self._outbox.append(farewell)
+                self._outbox_bytes += len(farewell)
+                transport = self.transport
+        if transport is not None:
+            transport.wake()
         _tell_unanswered(dropped)
         return True
 

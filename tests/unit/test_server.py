@@ -638,3 +638,40 @@ def test_a_namespace_the_server_left_or_the_handler_refused_stays_left(server, a
     server.receive(session, '5:3+:/other:{"name":"q","args":[]}')
     assert app.calls == [("connect", "/other", "")]
     assert session.take_outbox() == ["7::/other:2"]
+
+
+def test_no_emit_from_another_thread_follows_the_servers_namespace_disconnect(server):
+    """An emit racing ``disconnect(sid, "/a")`` either goes before the
+    ``0::/a`` or not at all: socket.io-client keeps the namespace object, so
+    a packet after it reached the page's listeners of a namespace it had
+    left. Threads switch every microsecond here, to widen the race."""
+    import sys
+    import threading
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    late = []
+    try:
+        for _ in range(60):
+            session, _ = open_session(server)
+            server.receive(session, "1::/a")
+            session.take_outbox()
+            stop = threading.Event()
+
+            def emit_on_a():
+                while not stop.is_set():
+                    server.emit_packet({"type": "event", "name": "bg", "args": []}, "/a")
+
+            emitters = [threading.Thread(target=emit_on_a) for _ in range(3)]
+            for thread in emitters:
+                thread.start()
+            server.disconnect(session.sid, "/a")
+            stop.set()
+            for thread in emitters:
+                thread.join(10)
+            sent = session.take_outbox()
+            late.extend(sent[sent.index("0::/a") + 1:])
+            server.disconnect(session.sid)
+    finally:
+        sys.setswitchinterval(interval)
+    assert late == []
