@@ -541,6 +541,12 @@ class Server:
                 # answered again, as Node did; the handler does not run again
                 self.send_to_session(session, packet_codec.encode(
                     {"type": "connect", "endpoint": endpoint, "qs": ""}), endpoint)
+            elif echo and not now and endpoint in session.namespaces:
+                # asked again while its connect handler runs: answered after
+                # it, in the job queue (accepted, the echo again; refused, a
+                # new attempt), as Node answered each
+                self.workers.submit(session, lambda: self._connect_namespace(
+                    session, endpoint, query, now=True))
             return
         session.left_by_client.pop(endpoint, None)
 

@@ -675,3 +675,28 @@ def test_no_emit_from_another_thread_follows_the_servers_namespace_disconnect(se
     finally:
         sys.setswitchinterval(interval)
     assert late == []
+
+
+@pytest.mark.parametrize("refused", [False, True])
+def test_a_namespace_asked_again_while_it_connects_is_answered_again(server, app, refused):
+    """``1::/ns`` twice, the second while the first's connect handler runs:
+    Node answered each (one was once dropped unanswered here)."""
+    session, _ = open_session(server)
+    session.take_outbox()
+    original = app.connect
+    asked_again = []
+
+    def connect(s, namespace, query):
+        if namespace == "/ns" and not asked_again:
+            asked_again.append(True)
+            server.receive(s, "1::/ns")
+        return original(s, namespace, query)
+
+    app.connect = connect
+    if refused:
+        app.refuse.add("/ns")
+    server.receive(session, "1::/ns")
+    assert session.take_outbox() == (["7::/ns:2", "7::/ns:2"] if refused
+                                     else ["1::/ns", "1::/ns"])
+    assert [c for c in app.calls if c[:2] == ("connect", "/ns")] == \
+        [("connect", "/ns", "")] * (2 if refused else 1)
