@@ -1057,27 +1057,22 @@ def holds_connection(pid: int, server_port: int, client: socket.socket) -> bool:
     return False
 
 
-def pipelined_handshakes(server, count: int, connections: int = 4, batch: int = 250) -> list[str]:
-    """``count`` handshakes, pipelined over a few keep-alive connections
-    (gunicorn keeps them alive); returns the sids."""
+def pipelined_handshakes(server, count: int, batch: int = 250) -> list[str]:
+    """``count`` handshakes, pipelined ``batch`` at a time on keep-alive
+    connections; returns the sids. Each batch has a connection of its own:
+    gunicorn closes a keep-alive connection idle for 2 s, which a connection
+    waiting for its next batch was on a loaded machine."""
     request = f"GET /socket.io/1/ HTTP/1.1\r\nHost: {server.host}\r\n\r\n".encode()
     sids: list[str] = []
-    socks = [connect(server) for _ in range(connections)]
-    try:
-        while len(sids) < count:
-            for sock in socks:
-                n = min(batch, count - len(sids))
-                if n <= 0:
-                    break
-                sock.sendall(request * n)
-                pending = bytearray()
-                for _ in range(n):
-                    status, _, body = read_response(sock, pending)
-                    assert status == 200, (status, body)
-                    sids.append(body.decode().split(":")[0])
-    finally:
-        for sock in socks:
-            sock.close()
+    while len(sids) < count:
+        n = min(batch, count - len(sids))
+        with connect(server) as sock:
+            sock.sendall(request * n)
+            pending = bytearray()
+            for _ in range(n):
+                status, _, body = read_response(sock, pending)
+                assert status == 200, (status, body)
+                sids.append(body.decode().split(":")[0])
     return sids
 
 

@@ -765,7 +765,7 @@ def test_an_empty_line_and_an_absolute_target_on_a_kept_connection(start, kind):
         conn.send(conn.request("POST", poll_path(sid), body) + b"\r\n")
         status, _, answer = conn.response()
         assert (status, answer) == (200, b"1")
-        target = f"http://{server.host}:{server.port}{poll_path(sid)}"
+        target = f"http://{server.host}{poll_path(sid)}"  # (host is host:port)
         status, headers, answer = conn.ask("GET", target)
         assert status == 200 and "server" not in headers, headers
         assert decode_payload(answer.decode("utf-8")) == ['6:::1+["after"]']

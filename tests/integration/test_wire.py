@@ -320,8 +320,14 @@ def test_packets_emitted_while_no_poll_is_open_are_buffered(server):
 
 def test_background_emits_spread_over_several_polls(server):
     client = XhrClient.open(server)
-    client.post(event_packet("emit_many_background", 50, 0.02))
-    polls = 0
+    # a poll waits before the emits start (its request goes first), so the
+    # first emit answers it and the others, 50 ms apart, need more polls;
+    # polling only after the POST, a test thread slower than the emits saw
+    # all 50 in one poll
+    first = Background(client.poll, timeout=60)
+    XhrClient(server, sid=client.sid).post(event_packet("emit_many_background", 50, 0.05))
+    first.join(90)
+    polls = 1
 
     def enough():
         nonlocal polls
