@@ -24,6 +24,11 @@ from dataclasses import dataclass, field
 MAX_HEAD_BYTES = 16384
 #: header lines in one request at most
 MAX_HEADERS = 100
+#: bytes of the request line, and of one header line, at most: gunicorn's
+#: defaults (``limit_request_line``, ``limit_request_field_size``), so that a
+#: kept connection takes nothing that a fresh one to gunicorn would refuse
+MAX_REQUEST_LINE = 4094
+MAX_HEADER_LINE = 8190
 #: decimal digits of a Content-Length at most (larger is refused, not parsed)
 MAX_LENGTH_DIGITS = 15
 #: empty lines skipped before a request line (RFC 9112 §2.2: a client may send
@@ -36,6 +41,8 @@ _REQUEST_LINE = re.compile("(" + _TOKEN_CHARS + r") ([\x21-\x7e]+) (HTTP/[0-9]\.
 # control characters a head may not hold (HTAB is allowed; CR and LF are
 # checked apart, as they end lines)
 _CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# what gunicorn refuses in a method: lower case, and "#"
+_METHOD_REFUSED = re.compile("[a-z#]")
 # an absolute-form target (RFC 9112 §3.2.2, as a client sends to a proxy):
 # what follows the authority is the origin-form target
 _ABSOLUTE_FORM = re.compile(r"[Hh][Tt][Tt][Pp][Ss]?://[^/?#]*([^#]*)")
@@ -66,6 +73,8 @@ class RequestHead:
     #: whether the client lets the connection live after this request
     keep_alive: bool = True
     expect_continue: bool = False
+    #: the target as sent (``target`` is its origin form, without a fragment)
+    raw_target: str = ""
     _index: dict[str, str] = field(default_factory=dict)
 
     def get(self, name: str) -> str | None:
@@ -96,11 +105,14 @@ def parse_head(buf: bytes | bytearray, max_head: int = MAX_HEAD_BYTES,
         start += 2
     if start == len(buf):
         return None  # empty lines so far: the request line is still to come
+    if buf.find(b"\r\n", start, start + MAX_REQUEST_LINE + 2) < 0:
+        # no line end yet: too long once a byte past the limit is not its CR
+        past = buf[start + MAX_REQUEST_LINE:start + MAX_REQUEST_LINE + 2]
+        if past and past != b"\r":
+            raise HTTPError("414 URI Too Long", "request line too long")
     end = buf.find(b"\r\n\r\n", start, start + max_head)
     if end < 0:
         if len(buf) >= max_head:
-            if buf.find(b"\r\n", 0, max_head) < 0:
-                raise HTTPError("414 URI Too Long", "request line too long")
             raise HTTPError("431 Request Header Fields Too Large", "request head too long")
         if buf.count(b"\n") != buf.count(b"\r\n"):
             # a bare LF would never end the head: refuse now, not at the timeout
@@ -115,12 +127,19 @@ def parse_head(buf: bytes | bytearray, max_head: int = MAX_HEAD_BYTES,
     lines = raw.decode("latin-1").split("\r\n")
     if len(lines) - 1 > max_headers:
         raise HTTPError("431 Request Header Fields Too Large", "too many headers")
+    if any(len(line) > MAX_HEADER_LINE for line in lines[1:]):
+        raise HTTPError("431 Request Header Fields Too Large", "header line too long")
     match = _REQUEST_LINE.fullmatch(lines[0])
     if match is None:
         raise HTTPError("400 Bad Request", "bad request line")
     method, target, version = match.groups()
+    if _METHOD_REFUSED.search(method) or not 3 <= len(method) <= 20:
+        # (methods are case-sensitive: "get" is not GET; gunicorn refuses it)
+        raise HTTPError("400 Bad Request", "bad request method")
     if version not in ("HTTP/1.1", "HTTP/1.0"):
         raise HTTPError("505 HTTP Version Not Supported", "unsupported version")
+    raw_target = target
+    target = target.partition("#")[0]  # (a fragment is no part of the path)
     absolute = _ABSOLUTE_FORM.fullmatch(target)
     if absolute is not None:  # a server must accept it; routing wants the path
         rest = absolute.group(1)
@@ -137,7 +156,8 @@ def parse_head(buf: bytes | bytearray, max_head: int = MAX_HEAD_BYTES,
         value = value.strip(" \t")
         headers.append((name, value))
         index[name] = f"{index[name]},{value}" if name in index else value
-    head = RequestHead(method, target, version, headers, end + 4, _index=index)
+    head = RequestHead(method, target, version, headers, end + 4, raw_target=raw_target,
+                       _index=index)
     _frame(head)
     return head
 
@@ -150,8 +170,9 @@ def _frame(head: RequestHead) -> None:
     """Work out the body's framing and the connection's fate, refusing what
     could be read two ways (request smuggling lives in such gaps)."""
     names = [name for name, _ in head.headers]
-    if head.version == "HTTP/1.1" and names.count("host") != 1:
-        raise HTTPError("400 Bad Request", "HTTP/1.1 needs exactly one Host")
+    hosts = names.count("host")
+    if hosts > 1 or (head.version == "HTTP/1.1" and hosts != 1):
+        raise HTTPError("400 Bad Request", "one Host at most, and HTTP/1.1 needs one")
     if names.count("content-length") > 1:
         raise HTTPError("400 Bad Request", "several Content-Length headers")
     declared = head.get("content-length")

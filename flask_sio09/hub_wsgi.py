@@ -180,8 +180,8 @@ def build_environ(template: dict[str, Any], head: RequestHead,
         "REQUEST_METHOD": head.method,
         "PATH_INFO": path,
         "QUERY_STRING": head.query,
-        "RAW_URI": head.target,
-        "REQUEST_URI": head.target,
+        "RAW_URI": head.raw_target or head.target,
+        "REQUEST_URI": head.raw_target or head.target,
         "SERVER_PROTOCOL": head.version,
         "wsgi.input": body if body is not None else io.BytesIO(b""),
         "wsgi.input_terminated": True,
@@ -282,6 +282,11 @@ class _Writer:
             self.send_head()
         if not data or self.no_body:
             return
+        if self.length is not None and self.written + len(data) > self.length:
+            # never past the app's own Content-Length: the rest would read as
+            # the next response to a proxy that reuses the connection
+            data = data[:max(0, self.length - self.written)]
+            self.keep_alive = False  # (the app's framing is wrong)
         self.written += len(data)
         if self.chunked:
             self._send(b"%x\r\n%s\r\n" % (len(data), data))

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from flask_sio09.http11 import MAX_HEAD_BYTES, MAX_HEADERS, HTTPError, parse_head
+from flask_sio09.http11 import (MAX_HEAD_BYTES, MAX_HEADER_LINE, MAX_HEADERS, MAX_REQUEST_LINE,
+                                HTTPError, parse_head)
 
 POLL = b"GET /socket.io/1/xhr-polling/abc?t=1 HTTP/1.1\r\nHost: h\r\n\r\n"
 
@@ -169,8 +170,12 @@ def test_too_many_headers_is_431():
 
 
 def test_a_head_of_exactly_the_limit_is_accepted():
-    prefix, suffix = b"GET / HTTP/1.1\r\nHost: h\r\nX: ", b"\r\n\r\n"
-    data = prefix + b"a" * (MAX_HEAD_BYTES - len(prefix) - len(suffix)) + suffix
+    data = b"GET / HTTP/1.1\r\nHost: h\r\n"
+    for i in range(5):  # header lines under their own limit, up to the head's
+        line = b"X-%d: " % i
+        room = MAX_HEAD_BYTES - len(data) - len(line) - 4
+        data += line + b"a" * min(4000, room) + b"\r\n"
+    data += b"\r\n"
     assert len(data) == MAX_HEAD_BYTES
     head = parse_head(data)
     assert head is not None and head.size == MAX_HEAD_BYTES
@@ -187,3 +192,40 @@ def test_random_bytes_never_crash_the_parser(seed):
             parse_head(cut)
         except HTTPError as refused:
             assert refused.status[:3] in {"400", "414", "417", "431", "501", "505"}
+
+
+def refusal(data: bytes) -> str:
+    with pytest.raises(HTTPError) as refused:
+        parse_head(data)
+    return refused.value.status[:3]
+
+
+def test_the_line_limits_are_gunicorns():
+    """A kept connection takes nothing a fresh one to gunicorn refuses: a
+    request line over 4094 bytes, a header line over 8190."""
+    line = b"GET /" + b"a" * (MAX_REQUEST_LINE - len(b"GET / HTTP/1.1")) + b" HTTP/1.1"
+    assert len(line) == MAX_REQUEST_LINE
+    assert parse_head(line + b"\r\nHost: h\r\n\r\n") is not None
+    assert refusal(line.replace(b"GET /", b"GET /a") + b"\r\nHost: h\r\n\r\n") == "414"
+    assert refusal(line.replace(b"GET /", b"GET /a")) == "414"  # (before the line ends)
+    field = b"X: " + b"a" * (MAX_HEADER_LINE - 3)
+    assert parse_head(b"GET / HTTP/1.1\r\nHost: h\r\n" + field + b"\r\n\r\n") is not None
+    assert refusal(b"GET / HTTP/1.1\r\nHost: h\r\n" + field + b"a\r\n\r\n") == "431"
+
+
+@pytest.mark.parametrize("line", [b"get / HTTP/1.1", b"Get / HTTP/1.1", b"GE / HTTP/1.1",
+                                  b"G#T / HTTP/1.1", b"A" * 21 + b" / HTTP/1.1"])
+def test_methods_gunicorn_refuses_are_refused(line):
+    assert refusal(line + b"\r\nHost: h\r\n\r\n") == "400"
+
+
+def test_one_host_at_most_in_http_1_0_too():
+    assert refusal(b"GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n") == "400"
+    assert parse_head(b"GET / HTTP/1.0\r\n\r\n") is not None
+
+
+def test_a_fragment_is_no_part_of_the_path_or_query():
+    head = parse_head(b"GET /echo?a=1#frag HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert (head.path, head.query, head.raw_target) == ("/echo", "a=1", "/echo?a=1#frag")
+    head = parse_head(b"GET http://h/echo#x HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert (head.path, head.raw_target) == ("/echo", "http://h/echo#x")

@@ -118,6 +118,17 @@ def test_a_generator_body_is_sent_chunked():
                                       b"2\r\nab\r\n3\r\ncde\r\n0\r\n\r\n")
 
 
+def test_nothing_goes_past_the_apps_content_length():
+    """Bytes past it would read as the next response to a proxy that reuses
+    the connection (gunicorn cuts them too); the connection then closes."""
+    evil = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nEVIL!"
+    served = Served(app_with(headers=[("Content-Length", "3")], body=iter([b"ab", b"c" + evil])),
+                    b"GET / HTTP/1.1\r\nHost: h\r\n\r\nGET /next")
+    assert served.wait()[0] is False
+    answer = served.received()
+    assert answer.endswith(b"\r\n\r\nabc") and b"EVIL" not in answer
+
+
 def test_http_1_0_without_a_length_is_delimited_by_the_close():
     served = Served(app_with(body=iter([b"x"])), b"GET / HTTP/1.0\r\n\r\n")
     assert served.wait()[0] is False
