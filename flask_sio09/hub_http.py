@@ -355,6 +355,8 @@ class HubHTTP(HubConnection):
             self.head_since = now
         try:
             head = parse_head(self.buf)
+            if head is not None:
+                hub_wsgi.check_forwarding(self.template, head)
         except HTTPError as exc:
             logger.info("kept connection: request refused (%s): %s", exc.status, exc)
             self.keep_alive = False
@@ -618,7 +620,7 @@ def can_keep(server: Server, environ: dict[str, Any]) -> bool:
         return False
     app = getattr(server.app, "app", None)
     return read_ahead(environ) is not None and callable(app) and \
-        not getattr(app, "debug", False) and _served_as_the_whole_site(app)
+        not getattr(app, "debug", False) and _served_as_the_whole_site(app) is not None
 
 
 #: the modules whose code calls the WSGI application itself, in the servers
@@ -626,7 +628,7 @@ def can_keep(server: Server, environ: dict[str, Any]) -> bool:
 _WSGI_SERVER_MODULES = ("gunicorn.workers.", "werkzeug.serving")
 
 
-def _served_as_the_whole_site(app: Any) -> bool:
+def _served_as_the_whole_site(app: Any) -> Any:
     """Whether the WSGI server calls the Flask ``app`` itself, with nothing
     around it. The hub runs a kept connection's other requests on ``app``: an
     app mounted beside others (``DispatcherMiddleware``) would get their
@@ -634,16 +636,23 @@ def _served_as_the_whole_site(app: Any) -> bool:
     connection only when ``app`` is the whole site: when the call that the
     server's own code made, found on this thread's stack, is a call on
     ``app`` (its ``__call__``, or what replaced it: a subclass's, or a
-    tracer's patch of ``Flask.__call__``)."""
+    tracer's patch of ``Flask.__call__``).
+
+    :return: None when it is not; else the server's object that made the
+             call (a gunicorn worker, whose ``cfg`` says which proxy headers
+             it honours).
+    """
     frame = sys._getframe(1)
     while frame is not None:
         caller = frame.f_back
         if caller is not None and \
                 caller.f_globals.get("__name__", "").startswith(_WSGI_SERVER_MODULES):
             called = frame.f_locals
-            return called.get("self") is app or called.get("instance") is app
+            if called.get("self") is app or called.get("instance") is app:
+                return caller.f_locals.get("self", caller)
+            return None
         frame = caller
-    return False
+    return None
 
 
 def keep_in_hub(server: Server, environ: dict[str, Any], first: Callable[[HubHTTP], None]
@@ -655,6 +664,9 @@ def keep_in_hub(server: Server, environ: dict[str, Any], first: Callable[[HubHTT
     take_read_ahead = read_ahead(environ)
     assert take_read_ahead is not None
     template = {key: environ[key] for key in TEMPLATE_KEYS if key in environ}
+    server_object = _served_as_the_whole_site(server.app.app)  # type: ignore[attr-defined]
+    template[hub_wsgi.FORWARDING] = hub_wsgi.forwarding_policy(
+        getattr(server_object, "cfg", None), environ.get("REMOTE_ADDR", ""))
     sock = take_over_socket(environ)  # (with TCP_NODELAY: each answer is one write)
     # server.app is the extension's bridge; its .app is the Flask app (checked in can_keep)
     conn = HubHTTP(hub, sock, template, take_read_ahead(), server.app.app)  # type: ignore[attr-defined]

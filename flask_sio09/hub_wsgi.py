@@ -12,16 +12,19 @@ back to the hub if the connection may live on.
 from __future__ import annotations
 
 import io
+import ipaddress
 import logging
+import os
 import socket
 import sys
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from .http11 import RequestHead, date_line
+from .http11 import HTTPError, RequestHead, date_line
 
 logger = logging.getLogger("flask_sio09")
 
@@ -170,12 +173,90 @@ def path_info(path: str, script_name: str) -> str:
     return decoded
 
 
+#: the template's key for ``forwarding_policy``'s answer
+FORWARDING = "sio09.forwarding"
+
+
+@dataclass(frozen=True)
+class Forwarding:
+    """The proxy headers gunicorn honours from a connection's peer (its
+    ``forwarded_allow_ips``): each of the connection's requests may set its
+    own scheme and ``SCRIPT_NAME`` with them, as gunicorn reads them anew for
+    each request (a proxy may send many clients' requests on one connection)."""
+
+    #: header name (upper case) -> the value that means https
+    secure_scheme_headers: dict[str, str]
+    #: headers with ``_`` that the proxy may set (upper case; ``*``: any)
+    forwarder_headers: frozenset[str]
+    #: the scheme when no such header says otherwise
+    scheme: str
+    #: the ``SCRIPT_NAME`` when no header sets it (gunicorn's is the process's)
+    script_name: str
+
+
+def forwarding_policy(cfg: Any, remote_addr: str) -> Forwarding | None:
+    """How gunicorn's config ``cfg`` treats proxy headers from ``remote_addr``;
+    None when they mean nothing (an untrusted peer, another server), and the
+    first request's scheme and ``SCRIPT_NAME`` hold for every request."""
+    if cfg is None or not hasattr(cfg, "secure_scheme_headers"):
+        return None
+    allowed = getattr(cfg, "forwarded_allow_ips", None) or []
+    trusted = "*" in allowed or remote_addr in allowed or not remote_addr
+    networks = getattr(cfg, "forwarded_allow_networks", None)
+    if not trusted and callable(networks):  # (gunicorn 23 and later: CIDR ranges too)
+        try:
+            address = ipaddress.ip_address(remote_addr)
+            trusted = any(address in network for network in networks())
+        except ValueError:
+            pass
+    if not trusted:
+        return None
+    return Forwarding(
+        {name.upper(): value for name, value in dict(cfg.secure_scheme_headers).items()},
+        frozenset(name.upper() for name in getattr(cfg, "forwarder_headers", None) or []),
+        "https" if getattr(cfg, "is_ssl", False) else "http",
+        os.environ.get("SCRIPT_NAME", ""))
+
+
+def _forwarded_scheme(forwarding: Forwarding, head: RequestHead) -> str:
+    """The scheme ``head``'s proxy headers give (gunicorn's rule)."""
+    scheme = None
+    for name, value in head.headers:
+        expected = forwarding.secure_scheme_headers.get(name.upper())
+        if expected is None:
+            continue
+        said = "https" if value == expected else "http"
+        if scheme is not None and said != scheme:
+            raise HTTPError("400 Bad Request", "contradictory scheme headers")
+        scheme = said
+    return scheme or forwarding.scheme
+
+
+def check_forwarding(template: dict[str, Any], head: RequestHead) -> None:
+    """Refuse (``HTTPError``) a request whose proxy headers contradict each
+    other, as gunicorn does."""
+    forwarding = template.get(FORWARDING)
+    if forwarding is not None:
+        _forwarded_scheme(forwarding, head)
+
+
+def _forwarded(forwarding: Forwarding, name: str) -> bool:
+    return name.upper() in forwarding.forwarder_headers or "*" in forwarding.forwarder_headers
+
+
 def build_environ(template: dict[str, Any], head: RequestHead,
                   body: Body | None) -> dict[str, Any]:
     """A WSGI environ for ``head``, as gunicorn builds one (PEP 3333);
     ``body`` is its ``wsgi.input`` (None: an empty one)."""
     environ = dict(template)
-    path = path_info(head.path, template.get("SCRIPT_NAME", ""))
+    forwarding: Forwarding | None = environ.pop(FORWARDING, None)
+    if forwarding is not None:
+        environ["wsgi.url_scheme"] = _forwarded_scheme(forwarding, head)
+        script_name = head.get("script_name") if _forwarded(forwarding, "SCRIPT_NAME") \
+            else None
+        environ["SCRIPT_NAME"] = forwarding.script_name if script_name is None \
+            else script_name
+    path = path_info(head.path, environ.get("SCRIPT_NAME", ""))
     environ.update({
         "REQUEST_METHOD": head.method,
         "PATH_INFO": path,
@@ -190,7 +271,7 @@ def build_environ(template: dict[str, Any], head: RequestHead,
         "sio09.kept": True,
     })
     for name in dict.fromkeys(name for name, _ in head.headers):
-        if "_" in name:
+        if "_" in name and (forwarding is None or not _forwarded(forwarding, name)):
             continue  # X_Forwarded_For must not pass for X-Forwarded-For
         key = name.upper().replace("-", "_")
         value = head.get(name) or ""

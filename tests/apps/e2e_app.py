@@ -218,6 +218,14 @@ def healthz():
     return "ok"
 
 
+@app.get("/scheme")
+def scheme():
+    """What the WSGI server made of the proxy headers (kept-connection tests)."""
+    return {"scheme": request.environ["wsgi.url_scheme"],
+            "script_name": request.environ.get("SCRIPT_NAME", ""),
+            "path": request.environ.get("PATH_INFO", "")}
+
+
 @app.get("/session_count")
 def session_count():
     """How many sessions the server holds (handshakes not yet used included),

@@ -12,6 +12,7 @@ No timing is asserted; every read has a generous deadline.
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from datetime import timedelta
@@ -873,5 +874,34 @@ def test_a_connection_is_kept_when_the_app_is_the_whole_site(live_server, wrap, 
         assert ("server" not in headers) is kept, headers
         status, headers, body = conn.ask("GET", "/")
         assert (status, body) == (200, b"wrapped app")
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_each_request_on_a_kept_connection_has_its_own_proxy_headers(start, kind):
+    """A proxy that reuses its connection sends many clients' requests on it:
+    gunicorn reads each one's scheme and SCRIPT_NAME headers from a peer it
+    trusts (127.0.0.1 by default), and so does the hub; the first request's
+    were kept for all. Werkzeug's server reads none of them."""
+    server = start(kind)
+    conn, _ = open_kept(server)
+    try:
+        def scheme(path="/scheme", **headers):
+            status, _, body = conn.ask("GET", path, headers=headers or None)
+            assert status == 200, (status, body)
+            return json.loads(body)
+
+        gunicorn = kind.startswith("gunicorn")
+        assert scheme(**{"X-Forwarded-Proto": "https"})["scheme"] == \
+            ("https" if gunicorn else "http")
+        assert scheme()["scheme"] == "http"
+        if gunicorn:
+            assert scheme("/app/scheme", SCRIPT_NAME="/app") == \
+                {"scheme": "http", "script_name": "/app", "path": "/scheme"}
+            status, _, _ = conn.ask("GET", "/scheme", headers={
+                "X-Forwarded-Proto": "https", "X-Forwarded-Ssl": "off"})
+            assert status == 400  # contradictory, as gunicorn answers
+            assert conn.ended()
     finally:
         conn.close()

@@ -202,3 +202,36 @@ def test_an_unread_body_is_drained_or_the_connection_closed(unread, keep_alive):
         assert served.wait()[0] is False
     else:
         assert served.wait() == (True, b"")
+
+
+class GunicornConfig:
+    """The settings of gunicorn's config that say which proxy headers count."""
+
+    secure_scheme_headers = {"X-FORWARDED-PROTO": "https", "X-FORWARDED-SSL": "on"}
+    forwarder_headers = ["SCRIPT_NAME", "PATH_INFO"]
+    is_ssl = False
+
+    def __init__(self, allowed):
+        self.forwarded_allow_ips = allowed
+
+
+def test_proxy_headers_count_only_from_a_peer_gunicorn_trusts():
+    assert hub_wsgi.forwarding_policy(GunicornConfig(["127.0.0.1"]), "10.0.0.9") is None
+    assert hub_wsgi.forwarding_policy(None, "127.0.0.1") is None  # (another server)
+    for allowed in (["127.0.0.1"], ["*"]):
+        policy = hub_wsgi.forwarding_policy(GunicornConfig(allowed), "127.0.0.1")
+        template = {**TEMPLATE, hub_wsgi.FORWARDING: policy}
+        environ = hub_wsgi.build_environ(template, head_of(
+            b"GET /app/x HTTP/1.1\r\nHost: h\r\nX-Forwarded-Proto: https\r\n"
+            b"SCRIPT_NAME: /app\r\nX_Other: 1\r\n\r\n"), None)
+        assert (environ["wsgi.url_scheme"], environ["SCRIPT_NAME"], environ["PATH_INFO"]) == \
+            ("https", "/app", "/x")
+        assert "HTTP_X_OTHER" not in environ and hub_wsgi.FORWARDING not in environ
+        plain = hub_wsgi.build_environ(template, head_of(b"GET /x HTTP/1.1\r\nHost: h\r\n\r\n"),
+                                       None)
+        assert (plain["wsgi.url_scheme"], plain["SCRIPT_NAME"]) == ("http", "")
+    untrusted = {**TEMPLATE, hub_wsgi.FORWARDING: None}
+    environ = hub_wsgi.build_environ(untrusted, head_of(
+        b"GET /x HTTP/1.1\r\nHost: h\r\nX-Forwarded-Proto: https\r\nSCRIPT_NAME: /a\r\n\r\n"),
+        None)
+    assert (environ["wsgi.url_scheme"], environ["SCRIPT_NAME"]) == ("http", "")
