@@ -577,7 +577,7 @@ class HubHTTP(HubConnection):
         if not hub_wsgi.serve(self.app, self.sock, self.template, head, buffered, done,
                               large_body):
             logger.warning("kept connection: %d requests with large bodies are being "
-                           "read already; %s %s answered 503", hub_wsgi.LARGE_BODY_THREADS,
+                           "read already; %s %s answered 503", hub_wsgi.large_body_threads(),
                            head.method, head.path)
             self.hub.register(self, READ)
             self.state, self.keep_alive = IDLE, False
@@ -665,8 +665,12 @@ def keep_in_hub(server: Server, environ: dict[str, Any], first: Callable[[HubHTT
     assert take_read_ahead is not None
     template = {key: environ[key] for key in TEMPLATE_KEYS if key in environ}
     server_object = _served_as_the_whole_site(server.app.app)  # type: ignore[attr-defined]
+    cfg = getattr(server_object, "cfg", None)
     template[hub_wsgi.FORWARDING] = hub_wsgi.forwarding_policy(
-        getattr(server_object, "cfg", None), environ.get("REMOTE_ADDR", ""))
+        cfg, environ.get("REMOTE_ADDR", ""))
+    threads = getattr(cfg, "threads", None)
+    if isinstance(threads, int):
+        hub_wsgi.size_pool(threads)
     sock = take_over_socket(environ)  # (with TCP_NODELAY: each answer is one write)
     # server.app is the extension's bridge; its .app is the Flask app (checked in can_keep)
     conn = HubHTTP(hub, sock, template, take_read_ahead(), server.app.app)  # type: ignore[attr-defined]

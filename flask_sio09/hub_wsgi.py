@@ -28,7 +28,8 @@ from .http11 import HTTPError, RequestHead, date_line
 
 logger = logging.getLogger("flask_sio09")
 
-#: threads that serve such requests at most (more wait their turn)
+#: threads that serve such requests at most (more wait their turn), unless
+#: the WSGI server has more threads of its own (``size_pool``)
 THREADS = 16
 #: seconds a blocking read or write may wait for the client
 IO_TIMEOUT_SECONDS = 30.0
@@ -40,11 +41,35 @@ DRAIN_LIMIT = 65536
 #: read first (one over ``max_http_buffer_size``, read as the app asks for it):
 #: such a body comes at the client's pace, and a client that sends it slowly
 #: must not take every thread from the pages and handshakes of the others
-LARGE_BODY_THREADS = THREADS // 2
+#: (half of the pool)
+LARGE_BODY_SHARE = 2
 
 _pool: ThreadPoolExecutor | None = None
+_pool_size = THREADS
 _pool_lock = threading.Lock()
 _large_bodies = 0
+
+
+def pool_size(server_threads: int | None) -> int:
+    """The pool's threads beside a WSGI server with ``server_threads``."""
+    return max(THREADS, server_threads or 0)
+
+
+def large_body_threads() -> int:
+    """How many of the pool's threads may read large bodies at once."""
+    return _pool_size // LARGE_BODY_SHARE
+
+
+def size_pool(server_threads: int) -> None:
+    """Give the pool as many threads as the WSGI server has (gunicorn's
+    ``--threads``), if more than ``THREADS``, before its first use. A client
+    that reads its answer slowly holds a thread while it is written, as it
+    would hold one of the server's: with a fixed 16, that many such clients
+    kept every other kept connection's pages and handshakes waiting."""
+    global _pool_size
+    with _pool_lock:
+        if _pool is None:
+            _pool_size = pool_size(server_threads)
 
 Done = Callable[[bool, bytes], None]
 
@@ -56,13 +81,13 @@ def serve(app: Callable[..., Any], sock: socket.socket, template: dict[str, Any]
     past this request).
 
     :param large_body: the body is still to be read from the client.
-    :return: False, and nothing done, when ``LARGE_BODY_THREADS`` such
-             requests are being served already.
+    :return: False, and nothing done, when half of the pool serves such
+             requests already.
     """
     global _large_bodies
     if large_body:
         with _pool_lock:
-            if _large_bodies >= LARGE_BODY_THREADS:
+            if _large_bodies >= large_body_threads():
                 return False
             _large_bodies += 1
 
@@ -85,7 +110,7 @@ def run_blocking(job: Callable[[], None]) -> None:
     global _pool
     with _pool_lock:
         if _pool is None:
-            _pool = ThreadPoolExecutor(THREADS, thread_name_prefix="sio09-http")
+            _pool = ThreadPoolExecutor(_pool_size, thread_name_prefix="sio09-http")
     _pool.submit(_guarded, job)
 
 

@@ -54,6 +54,8 @@ CHROMIUM_ARGS = [
 
 # gunicorn_preload: the app is made in gunicorn's master before the fork
 SERVER_KINDS = ("sio_run", "flask", "gunicorn", "gunicorn_preload")
+#: gunicorn's --threads in the servers the tests start
+GUNICORN_THREADS = 50
 E2E_APP = "tests.apps.e2e_app"
 
 _SERVERS_USED = pytest.StashKey[list]()
@@ -193,7 +195,8 @@ class LiveServer:
         preload = ["--preload"] if self.kind == "gunicorn_preload" else []
         return [
             sys.executable, "-m", "gunicorn",
-            "-k", "gthread", "--threads", "50", "-w", str(self.workers), *preload,
+            "-k", "gthread", "--threads", str(GUNICORN_THREADS), "-w", str(self.workers),
+            *preload,
             "-b", f"127.0.0.1:{port}",
             "--graceful-timeout", "5",
             "--access-logfile", "-",

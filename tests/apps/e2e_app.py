@@ -218,6 +218,13 @@ def healthz():
     return "ok"
 
 
+@app.get("/big")
+def big():
+    """16 MiB streamed in 64 KiB parts (a download a client may read slowly)."""
+    part = b"x" * 65536
+    return app.response_class((part for _ in range(256)), mimetype="application/octet-stream")
+
+
 @app.get("/scheme")
 def scheme():
     """What the WSGI server made of the proxy headers (kept-connection tests)."""

@@ -23,7 +23,7 @@ import requests
 
 from flask_sio09 import hub_wsgi
 from tests.integration.helpers import decode_payload, event_packet, handshake
-from tests.conftest import wait_until
+from tests.conftest import GUNICORN_THREADS, wait_until
 from tests.integration.test_hostile import (BASE, LIMIT, RawWs, Watched,  # noqa: F401
                                             assert_serves, start)
 
@@ -679,9 +679,12 @@ def test_slow_large_bodies_for_the_app_leave_threads_for_the_others(start, kind)
     ``hub_wsgi``'s pool: at most half the pool does that at once, the next
     such request gets 503, and pages and handshakes are still served."""
     server = start(kind)
+    # (the pool has as many threads as gunicorn's --threads, if more than 16)
+    readers = hub_wsgi.pool_size(GUNICORN_THREADS if kind == "gunicorn" else None) \
+        // hub_wsgi.LARGE_BODY_SHARE
     slow = []
     try:
-        for _ in range(hub_wsgi.LARGE_BODY_THREADS + 2):
+        for _ in range(readers + 2):
             conn, _ = open_kept(server)
             slow.append(conn)
             conn.send(f"POST /server_emit HTTP/1.1\r\nHost: {server.host}\r\n"
@@ -698,10 +701,10 @@ def test_slow_large_bodies_for_the_app_leave_threads_for_the_others(start, kind)
         # the others hang up mid-body: a line each in the log, no traceback (the
         # fixture fails the test on one), and their threads are free again
         watched = Watched(server)
-        for conn in slow[1:hub_wsgi.LARGE_BODY_THREADS]:
+        for conn in slow[1:readers]:
             conn.close()
         wait_until(lambda: watched.new_log().count("the client ended the body early")
-                   == hub_wsgi.LARGE_BODY_THREADS - 1, timeout=DEADLINE,
+                   == readers - 1, timeout=DEADLINE,
                    message="a log line for each body cut short")
         assert_another_kept_connection_is_served(server)
     finally:
@@ -905,3 +908,29 @@ def test_each_request_on_a_kept_connection_has_its_own_proxy_headers(start, kind
             assert conn.ended()
     finally:
         conn.close()
+
+
+def test_clients_that_read_slowly_leave_threads_for_the_others(start):
+    """Writing an answer to a client that does not read holds a thread of the
+    hub's pool, as it would hold one of gunicorn's: the pool has as many as
+    gunicorn's --threads. With 16 whatever --threads said, 16 such clients
+    kept every other kept connection's pages and handshakes waiting."""
+    server = start("gunicorn")
+    stuck = []
+    try:
+        for _ in range(20):  # more than 16, fewer than --threads
+            conn, _ = open_kept(server)
+            conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            conn.send(conn.request("GET", "/big"))  # and never read
+            stuck.append(conn)
+        other, _ = open_kept(server)
+        try:
+            other.sock.settimeout(10)  # (was 25 s and more with a pool of 16)
+            assert other.ask("GET", "/healthz")[::2] == (200, b"ok")
+            status, _, body = other.ask("GET", "/socket.io/1/")
+            assert status == 200 and body.count(b":") == 3
+        finally:
+            other.close()
+    finally:
+        for conn in stuck:
+            conn.close()
