@@ -138,7 +138,7 @@ class Cluster:
             if session.sid not in self.unclaimed:
                 return not session.closed  # decided by another thread
             self.unclaimed.discard(session.sid)
-            claimed = self.manager.claim(session.sid)
+            claimed = self.manager.claim(session.sid, own=True)
         if claimed is not False:  # (None: Redis is away; serve it here)
             return True
         logger.info("session %s: held by another process; this copy dropped", session.sid)

@@ -28,6 +28,7 @@ import itertools
 import json
 import logging
 import queue
+import re
 import threading
 import time
 import uuid
@@ -87,6 +88,19 @@ if redis.call('del', KEYS[1]) == 1 then
 end
 return 0
 """
+#: the claim of the handshake's own process: it holds the session unless
+#: another process claimed it first. A missing handshake record (Redis
+#: restarted without persistence, evicted it, was flushed) leaves it to this
+#: process: the client's requests reached it, and nobody else can claim it
+CLAIM_OWN_SCRIPT = """
+local holder = redis.call('get', KEYS[2])
+if holder and holder ~= ARGV[1] then
+  return 0
+end
+redis.call('del', KEYS[1])
+redis.call('set', KEYS[2], ARGV[1], 'EX', ARGV[2])
+return 1
+"""
 #: a process forgets a session's records (the session's and an unused
 #: handshake's) only while they are its own
 FORGET_SCRIPT = """
@@ -111,6 +125,20 @@ def import_redis() -> Any:
         raise RuntimeError("message_queue needs the 'redis' package: "
                            "pip install 'flask_sio09[redis]'") from None
     return redis
+
+
+def without_password(url: str) -> str:
+    """``url`` with its password, in the authority or as redis-py's
+    ``?password=``, replaced by ``***`` (for logs)."""
+    scheme, slashes, rest = url.partition("://")
+    if not slashes:
+        return url
+    authority, path = re.match(r"([^/?#]*)(.*)", rest, re.S).groups()  # type: ignore[union-attr]
+    credentials, at, host = authority.rpartition("@")
+    if at and ":" in credentials:
+        authority = credentials.partition(":")[0] + ":***@" + host
+    path = re.sub(r"([?&]password=)[^&#]*", r"\1***", path)
+    return f"{scheme}://{authority}{path}"
 
 
 def split_channel(url: str) -> tuple[str, str | None]:
@@ -150,6 +178,8 @@ class RedisManager(MemoryManager):
                  write_only: bool = False, channel: str | None = None) -> None:
         super().__init__(deliver or (lambda sid, endpoint, encoded: None))
         self.url, named = split_channel(url)
+        #: the URL as logged: without its password
+        self.shown_url = without_password(self.url)
         self.write_only = write_only
         self._forwarded = forwarded
         self._redis_module = import_redis()
@@ -179,6 +209,7 @@ class RedisManager(MemoryManager):
             retry=self._no_retry())
         # (EVALSHA once Redis knows them, not the script's text each time)
         self._claim_script = self._client.register_script(CLAIM_SCRIPT)
+        self._claim_own_script = self._client.register_script(CLAIM_OWN_SCRIPT)
         self._forget_script = self._client.register_script(FORGET_SCRIPT)
         self._listener: threading.Thread | None = None
         self._subscribed = threading.Event()
@@ -276,7 +307,9 @@ class RedisManager(MemoryManager):
         """One ERROR line per ``ERROR_LOG_INTERVAL`` while Redis is away or
         refuses (each emit would otherwise log one), with the count of the
         others."""
-        if isinstance(exc, self._redis_module.ResponseError):
+        if isinstance(exc, self._redis_module.exceptions.NoPermissionError):
+            pass  # an ACL denies a command: lasting, and other writes go on working
+        elif isinstance(exc, self._redis_module.ResponseError):
             self._refusing = True
         else:
             self._failing = True
@@ -286,7 +319,7 @@ class RedisManager(MemoryManager):
             return
         others, self._errors_not_logged = self._errors_not_logged, 0
         self._last_error_log = now
-        logger.error("message queue: cannot %s at %s: %s%s", what, self.url, exc,
+        logger.error("message queue: cannot %s at %s: %s%s", what, self.shown_url, exc,
                      f" ({others} more failures since the last report)" if others else "")
 
     def _reachable(self, wrote: bool) -> None:
@@ -303,7 +336,7 @@ class RedisManager(MemoryManager):
         if wrote:
             self._refusing = False
         others, self._errors_not_logged = self._errors_not_logged, 0
-        logger.warning("message queue: %s %s%s", self.url, state,
+        logger.warning("message queue: %s %s%s", self.shown_url, state,
                        f" ({others} more failures since the last report)" if others else "")
 
     # -- the manager's operations, across processes ------------------------
@@ -423,13 +456,20 @@ class RedisManager(MemoryManager):
             self._key("handshake", sid), self.host_id, ex=max(1, int(seconds))),
             wrote=True) is not None
 
-    def claim(self, sid: str) -> bool | None:
+    def claim(self, sid: str, own: bool = False) -> bool | None:
         """Take the session ``sid``'s handshake for this process: True once,
         for the first process that asks; False for the others and for a sid
-        no process handshook; None when Redis cannot be reached."""
-        claimed = self._guarded("claim a session", lambda: self._claim_script(
+        no process handshook; None when Redis cannot be reached.
+
+        :param own: the handshake was made here: True unless another process
+                    claimed it first, even when its record is gone.
+        """
+        script = self._claim_own_script if own else self._claim_script
+        claimed = self._guarded("claim a session", lambda: script(
             keys=[self._key("handshake", sid), self._key("session", sid)],
             args=[self.host_id, SESSION_RECORD_SECONDS]))
+        if claimed == 1:
+            self._reachable(wrote=True)  # (a claim writes when it succeeds)
         return None if claimed is None else claimed == 1
 
     def forget_many(self, sids: list[str]) -> None:
@@ -477,7 +517,7 @@ class RedisManager(MemoryManager):
             self._listener.start()
         if not self._subscribed.wait(SUBSCRIBE_WAIT):
             logger.error("message queue: not subscribed to %s yet; serving on, "
-                         "emits from other processes are lost until it is", self.url)
+                         "emits from other processes are lost until it is", self.shown_url)
 
     def stop(self) -> None:
         """End the listener thread (within a second)."""
@@ -514,7 +554,8 @@ class RedisManager(MemoryManager):
                         self.receive(message["data"])
                     elif message.get("type") == "subscribe":  # Redis confirmed it
                         if self._subscribed.is_set():
-                            logger.warning("message queue: subscribed to %s again", self.url)
+                            logger.warning("message queue: subscribed to %s again",
+                                           self.shown_url)
                         self._subscribed.set()
                         self._reachable(wrote=False)
                         backoff = 1.0

@@ -426,3 +426,26 @@ def test_browsers_on_gunicorn_with_two_workers(live_server, fresh_redis, new_pag
     assert pages[0].emit_ack("g", "to_room", "room", "hi", True) == ["sent"]
     for page in pages:
         assert page.wait_event("g", "room_msg")[0]["args"] == ["hi"]
+
+
+def test_a_handshake_whose_record_redis_lost_is_served_by_its_own_process(two_processes):
+    """Redis restarted without persistence, evicted the record (a shared
+    cache's ``volatile-ttl`` takes the shortest TTL first) or was flushed:
+    the process that made the handshake serves its own client (it took the
+    missing record for another process's claim, and refused it)."""
+    import redis as redis_py
+
+    one, two, url = two_processes
+    admin = redis_py.Redis.from_url(url)
+    sid = handshake(one)[0]
+    lost = list(admin.scan_iter(match=f"*:handshake:{sid}"))
+    assert len(lost) == 1 and admin.delete(*lost) == 1
+    poll = requests.get(f"{one.url}/socket.io/1/xhr-polling/{sid}", timeout=REQUEST_TIMEOUT)
+    assert (poll.status_code, poll.text) == (200, "1::")
+    assert list(admin.scan_iter(match=f"*:session:{sid}"))  # held here, as any claim
+    # a session another process claimed first is still not taken
+    sid = handshake(one)[0]
+    elsewhere = XhrClient(two, sid=sid)
+    assert elsewhere.get().text == "1::"
+    poll = requests.get(f"{one.url}/socket.io/1/xhr-polling/{sid}", timeout=REQUEST_TIMEOUT)
+    assert poll.text != "1::"

@@ -518,3 +518,41 @@ def test_an_exiting_process_forgets_its_records_in_one_go(pair):
     assert one.manager.held_elsewhere("x" * 20)  # the other process's: kept
     assert not two.manager.held_elsewhere("z" * 20)  # its own: gone
     assert two.manager.claim("y" * 20) is False  # its unused handshake: gone
+
+
+def test_the_password_of_the_url_never_reaches_the_log(fresh_redis, caplog):
+    from flask_sio09.redis_manager import without_password
+
+    assert without_password("redis://app:s3cret@h:6379/0?channel=c") == \
+        "redis://app:***@h:6379/0?channel=c"
+    assert without_password("redis://:s3cret@h") == "redis://:***@h"
+    assert without_password("unix:///run/redis.sock?db=1&password=s3cret") == \
+        "unix:///run/redis.sock?db=1&password=***"
+    assert without_password("redis://h:6379/0") == "redis://h:6379/0"
+    server = fresh_redis()
+    url = f"redis://:s3cret@127.0.0.1:{server.port}/0"
+    server.stop()  # (unreachable: every operation logs the URL)
+    caplog.set_level(logging.INFO, logger="flask_sio09")
+    manager = RedisManager(None, url, channel="pw", write_only=True)
+    assert manager.publish({"op": "close_room", "ns": "", "room": "x"}) is False
+    assert "redis://:***@127.0.0.1" in caplog.text and "s3cret" not in caplog.text
+
+
+def test_a_command_an_acl_denies_is_logged_once_per_interval_not_per_client(fresh_redis,
+                                                                           caplog):
+    """An ACL that denies the scripts (claims) but lets SET through: each
+    handshake's SET used to count as Redis accepting writes again, and
+    logged a WARNING per client between the failing claims."""
+    server = fresh_redis()
+    admin = redis.Redis.from_url(server.url)
+    admin.execute_command("ACL", "SETUSER", "app", "on", ">pw", "~*", "&*", "+@all",
+                          "-evalsha", "-eval", "-script")
+    caplog.set_level(logging.INFO, logger="flask_sio09")
+    url = f"redis://app:pw@127.0.0.1:{server.port}/0"
+    manager = RedisManager(None, url, channel="acl", write_only=True)
+    for n in range(20):
+        assert manager.record_handshake(f"{n:020d}", 30)
+        assert manager.claim(f"{n:020d}", own=True) is None  # denied: served here
+    lines = [r.getMessage() for r in caplog.records if r.name == "flask_sio09"]
+    assert len([line for line in lines if "cannot claim a session" in line]) == 1
+    assert not [line for line in lines if "again" in line], lines
