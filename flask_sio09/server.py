@@ -141,7 +141,9 @@ class Ack:
         if _debug_enabled(logging.DEBUG):  # (checked here: this runs for every ack)
             logger.debug("session %s: data ack %s on %r", session.sid, self._id, self._endpoint)
         encoded = packet_codec.encode_ack(self._id, args, self._endpoint)
-        if not session.send(encoded, self._endpoint):
+        # (joined: an answer after the server's 0::/ns would reach a namespace
+        # the client was told it had left)
+        if not session.send(encoded, self._endpoint, True):
             self._server.outbox_overflow(session)
 
 
@@ -514,10 +516,14 @@ class Server:
                 self.app.disconnect(session, endpoint)
             finally:
                 self.manager.disconnect(session.sid, endpoint)
+                session.disconnecting.discard(endpoint)
 
         if now:
             job()
         else:
+            # a join already in the job queue waits for this (it would
+            # otherwise run first, and this would then empty its rooms)
+            session.disconnecting.add(endpoint)
             self.workers.submit(session, job)
 
     def _connect_namespace(self, session: Session, endpoint: str, query: str,
@@ -525,6 +531,11 @@ class Server:
         """Join ``endpoint``, then run its connect handler: on the job queue,
         or here with ``now`` (the caller is a job of the session). ``echo``:
         the client is told ``1::/ns`` when its handler accepts."""
+        if now and endpoint in session.disconnecting:
+            # a leave of this namespace was queued after this job: join after it
+            self.workers.submit(session, lambda: self._connect_namespace(
+                session, endpoint, query, now=True, echo=echo))
+            return
         if len(session.namespaces) >= MAX_NAMESPACES_PER_SESSION:
             logger.info("session %s: too many namespaces, one more refused", session.sid)
             logger.debug("session %s: namespace %r refused", session.sid, endpoint)

@@ -96,6 +96,9 @@ class Session:
         self.namespaces: set[str] = set()
         #: namespaces the client left whose leaving waits in the job queue
         self.leaving: set[str] = set()
+        #: namespaces the server left whose disconnect handler waits in the
+        #: job queue
+        self.disconnecting: set[str] = set()
         #: namespaces the client left itself (``0::/ns``), which its next
         #: event there joins again, as Node went on serving them; the latest
         #: MAX_NAMESPACES_PER_SESSION, oldest first (a dict for its order)
@@ -278,13 +281,21 @@ class Session:
 
     def accept_namespace(self, endpoint: str, echo: str | None) -> bool:
         """Finish joining: queue ``echo`` (the connect packet; None: none)
-        then the held packets. Returns False on outbox overflow."""
+        then the held packets, in the step that stops holding them (an emit
+        or a ``0::/ns`` from another thread goes after them, never between).
+        Returns False on outbox overflow."""
         with self.lock:
             held = self._held.pop(endpoint, [])
-        ok = self.send(echo, endpoint) if echo is not None else True
-        for encoded in held:
-            ok = self.send(encoded, endpoint) and ok
-        return ok
+            if self.closed:
+                return True
+            packets = held if echo is None else [echo, *held]
+            self._outbox.extend(packets)
+            self._outbox_bytes += sum(len(encoded) for encoded in packets)
+            overflow = self._outbox_bytes > self.max_outbox_bytes
+            transport = self.transport if packets else None
+        if transport is not None:
+            transport.wake()
+        return not overflow
 
     def refuse_namespace(self, endpoint: str) -> None:
         """Give up joining ``endpoint``; held packets are dropped."""

@@ -700,3 +700,87 @@ def test_a_namespace_asked_again_while_it_connects_is_answered_again(server, app
                                      else ["1::/ns", "1::/ns"])
     assert [c for c in app.calls if c[:2] == ("connect", "/ns")] == \
         [("connect", "/ns", "")] * (2 if refused else 1)
+
+
+def test_a_rejoin_queued_behind_a_connect_handler_that_disconnects_joins_after_it(server, app):
+    """``1::/ns`` twice, the first visit's connect handler calling
+    ``disconnect()``: the second visit joins after the first's disconnect
+    handler, in the namespace's rooms (the first's leave, queued behind the
+    second's join, emptied them)."""
+    session, _ = open_session(server)
+    session.take_outbox()
+    original = app.connect
+    visits = []
+
+    def connect(s, namespace, query):
+        if namespace == "/ns":
+            visits.append(namespace)
+            if len(visits) == 1:
+                server.receive(s, "1::/ns")  # (arrives while the handler runs)
+                server.disconnect(s.sid, "/ns")
+        return original(s, namespace, query)
+
+    app.connect = connect
+    server.receive(session, "1::/ns")
+    assert session.take_outbox() == ["1::/ns", "0::/ns", "1::/ns"]
+    assert [c[:2] for c in app.calls if c[1] == "/ns"] == \
+        [("connect", "/ns"), ("disconnect", "/ns"), ("connect", "/ns")]
+    assert server.manager.recipients("/ns", session.sid) == [session.sid]
+
+
+def test_an_ack_answered_after_the_servers_namespace_disconnect_is_dropped(server, app):
+    session, _ = open_session(server)
+    server.receive(session, "1::/ns")
+    session.take_outbox()
+
+    def event(s, namespace, name, args, ack):
+        server.disconnect(s.sid, namespace)
+        ack("late")
+
+    app.event = event
+    server.receive(session, '5:7+:/ns:{"name":"storm","args":[]}')
+    assert session.take_outbox() == ["0::/ns"]
+
+
+def test_emits_racing_a_namespace_acceptance_go_after_its_echo_in_order(server, app):
+    """The echo and the packets held while the connect handler ran are queued
+    in the step that stops holding them: an emit from another thread came
+    between them, before the echo or ahead of older packets of its sender."""
+    import sys
+    import threading
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    bad = []
+    try:
+        for _ in range(300):
+            session, _ = open_session(server)
+            session.take_outbox()
+            stop = threading.Event()
+
+            def emit_on_ns(tid):
+                seq = 0
+                while not stop.is_set():
+                    server.emit_packet({"type": "event", "name": "b", "args": [tid, seq]}, "/ns")
+                    seq += 1
+
+            emitters = [threading.Thread(target=emit_on_ns, args=(t,)) for t in range(3)]
+            for thread in emitters:
+                thread.start()
+            server.receive(session, "1::/ns")
+            stop.set()
+            for thread in emitters:
+                thread.join(10)
+            sent = [p for p in session.take_outbox() if p.startswith(("1::/ns", "5::/ns"))]
+            if sent and sent[0] != "1::/ns":
+                bad.append(("before the echo", sent[0]))
+            last = {}
+            for p in sent[1:]:
+                tid, seq = packet.decode(p)["args"]
+                if seq <= last.get(tid, -1):
+                    bad.append(("out of order", tid, seq))
+                last[tid] = seq
+            server.disconnect(session.sid)
+    finally:
+        sys.setswitchinterval(interval)
+    assert bad == []
