@@ -414,7 +414,8 @@ class Server:
         logger.debug("session %s closed: %s", session.sid, reason)
         if self.cluster is not None:
             self.cluster.session_closed(session.sid, reason)
-        joined = [e for e in session.namespaces if session.is_connected(e)]
+        with session.lock:  # (another thread may be joining or leaving one)
+            joined = [e for e in session.namespaces if session.is_connected(e)]
         for endpoint in sorted(joined, key=lambda e: e == ""):  # global last
             self._leave(session, endpoint)
 
