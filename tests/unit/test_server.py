@@ -1,5 +1,9 @@
 """Server dispatch and timers, with a recording application and a fake clock."""
 
+import contextlib
+import sys
+import threading
+
 import pytest
 
 from flask_sio09 import packet
@@ -74,6 +78,22 @@ def open_session(server, query=""):
     transport = Transport()
     server.attach(session, transport)
     return session, transport
+
+
+def during_connect(server, app, action, namespace="/ns", once=False):
+    """Run ``action(session)`` inside ``namespace``'s connect handler (on its
+    first run only, with ``once``): what arrives or happens while it runs."""
+    original = app.connect
+    runs = []
+
+    def connect(s, endpoint, query):
+        if endpoint == namespace:
+            runs.append(endpoint)
+            if not once or len(runs) == 1:
+                action(s)
+        return original(s, endpoint, query)
+
+    app.connect = connect
 
 
 def test_open_connects_global_namespace_and_sends_connect(server, app):
@@ -420,14 +440,7 @@ def test_a_plain_ack_is_sent_at_once_while_its_namespace_connects(server, app, r
     session = server.new_session({"QUERY_STRING": ""})
     server.attach(session, Transport())
     session.take_outbox()
-    original = app.connect
-
-    def connect(s, namespace, query):
-        if namespace == "/ns":
-            server.receive(s, '5:12:/ns:{"name":"hi","args":[]}')
-        return original(s, namespace, query)
-
-    app.connect = connect
+    during_connect(server, app, lambda s: server.receive(s, '5:12:/ns:{"name":"hi","args":[]}'))
     if refused:
         app.refuse.add("/ns")
     server.receive(session, "1::/ns")
@@ -640,40 +653,22 @@ def test_a_namespace_the_server_left_or_the_handler_refused_stays_left(server, a
     assert session.take_outbox() == ["7::/other:2"]
 
 
-def test_no_emit_from_another_thread_follows_the_servers_namespace_disconnect(server):
+def test_no_emit_from_another_thread_follows_the_servers_namespace_disconnect(
+        server, fast_switching):
     """An emit racing ``disconnect(sid, "/a")`` either goes before the
     ``0::/a`` or not at all: socket.io-client keeps the namespace object, so
     a packet after it reached the page's listeners of a namespace it had
-    left. Threads switch every microsecond here, to widen the race."""
-    import sys
-    import threading
-
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
+    left."""
     late = []
-    try:
-        for _ in range(60):
-            session, _ = open_session(server)
-            server.receive(session, "1::/a")
-            session.take_outbox()
-            stop = threading.Event()
-
-            def emit_on_a():
-                while not stop.is_set():
-                    server.emit_packet({"type": "event", "name": "bg", "args": []}, "/a")
-
-            emitters = [threading.Thread(target=emit_on_a) for _ in range(3)]
-            for thread in emitters:
-                thread.start()
+    for _ in range(60):
+        session, _ = open_session(server)
+        server.receive(session, "1::/a")
+        session.take_outbox()
+        with emitting(server, "/a"):
             server.disconnect(session.sid, "/a")
-            stop.set()
-            for thread in emitters:
-                thread.join(10)
-            sent = session.take_outbox()
-            late.extend(sent[sent.index("0::/a") + 1:])
-            server.disconnect(session.sid)
-    finally:
-        sys.setswitchinterval(interval)
+        sent = session.take_outbox()
+        late.extend(sent[sent.index("0::/a") + 1:])
+        server.disconnect(session.sid)
     assert late == []
 
 
@@ -683,16 +678,7 @@ def test_a_namespace_asked_again_while_it_connects_is_answered_again(server, app
     Node answered each (one was once dropped unanswered here)."""
     session, _ = open_session(server)
     session.take_outbox()
-    original = app.connect
-    asked_again = []
-
-    def connect(s, namespace, query):
-        if namespace == "/ns" and not asked_again:
-            asked_again.append(True)
-            server.receive(s, "1::/ns")
-        return original(s, namespace, query)
-
-    app.connect = connect
+    during_connect(server, app, lambda s: server.receive(s, "1::/ns"), once=True)
     if refused:
         app.refuse.add("/ns")
     server.receive(session, "1::/ns")
@@ -709,18 +695,12 @@ def test_a_rejoin_queued_behind_a_connect_handler_that_disconnects_joins_after_i
     second's join, emptied them)."""
     session, _ = open_session(server)
     session.take_outbox()
-    original = app.connect
-    visits = []
 
-    def connect(s, namespace, query):
-        if namespace == "/ns":
-            visits.append(namespace)
-            if len(visits) == 1:
-                server.receive(s, "1::/ns")  # (arrives while the handler runs)
-                server.disconnect(s.sid, "/ns")
-        return original(s, namespace, query)
+    def ask_again_then_leave(s):
+        server.receive(s, "1::/ns")  # (arrives while the handler runs)
+        server.disconnect(s.sid, "/ns")
 
-    app.connect = connect
+    during_connect(server, app, ask_again_then_leave, once=True)
     server.receive(session, "1::/ns")
     assert session.take_outbox() == ["1::/ns", "0::/ns", "1::/ns"]
     assert [c[:2] for c in app.calls if c[1] == "/ns"] == \
@@ -742,45 +722,57 @@ def test_an_ack_answered_after_the_servers_namespace_disconnect_is_dropped(serve
     assert session.take_outbox() == ["0::/ns"]
 
 
-def test_emits_racing_a_namespace_acceptance_go_after_its_echo_in_order(server, app):
+def test_emits_racing_a_namespace_acceptance_go_after_its_echo_in_order(server, app,
+                                                                       fast_switching):
     """The echo and the packets held while the connect handler ran are queued
     in the step that stops holding them: an emit from another thread came
     between them, before the echo or ahead of older packets of its sender."""
-    import sys
-    import threading
+    bad = []
+    for _ in range(300):
+        session, _ = open_session(server)
+        session.take_outbox()
+        with emitting(server, "/ns"):
+            server.receive(session, "1::/ns")
+        sent = [p for p in session.take_outbox() if p.startswith(("1::/ns", "5::/ns"))]
+        if sent and sent[0] != "1::/ns":
+            bad.append(("before the echo", sent[0]))
+        last = {}
+        for p in sent[1:]:
+            tid, seq = packet.decode(p)["args"]
+            if seq <= last.get(tid, -1):
+                bad.append(("out of order", tid, seq))
+            last[tid] = seq
+        server.disconnect(session.sid)
+    assert bad == []
 
+
+@pytest.fixture
+def fast_switching():
+    """Threads switch every microsecond, to widen the races a test looks for."""
     interval = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)
-    bad = []
+    yield
+    sys.setswitchinterval(interval)
+
+
+@contextlib.contextmanager
+def emitting(server, namespace, threads=3):
+    """Threads that emit ``b(thread number, sequence)`` on ``namespace``
+    until the block ends."""
+    stop = threading.Event()
+
+    def emit(tid):
+        seq = 0
+        while not stop.is_set():
+            server.emit_packet({"type": "event", "name": "b", "args": [tid, seq]}, namespace)
+            seq += 1
+
+    emitters = [threading.Thread(target=emit, args=(tid,)) for tid in range(threads)]
+    for thread in emitters:
+        thread.start()
     try:
-        for _ in range(300):
-            session, _ = open_session(server)
-            session.take_outbox()
-            stop = threading.Event()
-
-            def emit_on_ns(tid):
-                seq = 0
-                while not stop.is_set():
-                    server.emit_packet({"type": "event", "name": "b", "args": [tid, seq]}, "/ns")
-                    seq += 1
-
-            emitters = [threading.Thread(target=emit_on_ns, args=(t,)) for t in range(3)]
-            for thread in emitters:
-                thread.start()
-            server.receive(session, "1::/ns")
-            stop.set()
-            for thread in emitters:
-                thread.join(10)
-            sent = [p for p in session.take_outbox() if p.startswith(("1::/ns", "5::/ns"))]
-            if sent and sent[0] != "1::/ns":
-                bad.append(("before the echo", sent[0]))
-            last = {}
-            for p in sent[1:]:
-                tid, seq = packet.decode(p)["args"]
-                if seq <= last.get(tid, -1):
-                    bad.append(("out of order", tid, seq))
-                last[tid] = seq
-            server.disconnect(session.sid)
+        yield
     finally:
-        sys.setswitchinterval(interval)
-    assert bad == []
+        stop.set()
+        for thread in emitters:
+            thread.join(10)
