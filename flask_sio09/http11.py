@@ -24,11 +24,12 @@ from dataclasses import dataclass, field
 MAX_HEAD_BYTES = 16384
 #: header lines in one request at most
 MAX_HEADERS = 100
-#: bytes of the request line, and of one header line, at most: gunicorn's
-#: defaults (``limit_request_line``, ``limit_request_field_size``), so that a
-#: kept connection takes nothing that a fresh one to gunicorn would refuse
+#: bytes of the request line, and of one header line (its CRLF not counted),
+#: at most: gunicorn's defaults (``limit_request_line``,
+#: ``limit_request_field_size``, which counts the CRLF), so that a kept
+#: connection takes nothing that a fresh one to gunicorn would refuse
 MAX_REQUEST_LINE = 4094
-MAX_HEADER_LINE = 8190
+MAX_HEADER_LINE = 8188
 #: decimal digits of a Content-Length at most (larger is refused, not parsed)
 MAX_LENGTH_DIGITS = 15
 #: empty lines skipped before a request line (RFC 9112 §2.2: a client may send
@@ -93,7 +94,8 @@ class RequestHead:
 
 
 def parse_head(buf: bytes | bytearray, max_head: int = MAX_HEAD_BYTES,
-               max_headers: int = MAX_HEADERS) -> RequestHead | None:
+               max_headers: int = MAX_HEADERS, max_line: int = MAX_REQUEST_LINE,
+               max_field: int = MAX_HEADER_LINE) -> RequestHead | None:
     """Parse the request head at the start of ``buf``.
 
     :return: the head, or None when ``buf`` does not hold a whole head yet.
@@ -105,9 +107,9 @@ def parse_head(buf: bytes | bytearray, max_head: int = MAX_HEAD_BYTES,
         start += 2
     if start == len(buf):
         return None  # empty lines so far: the request line is still to come
-    if buf.find(b"\r\n", start, start + MAX_REQUEST_LINE + 2) < 0:
+    if buf.find(b"\r\n", start, start + max_line + 2) < 0:
         # no line end yet: too long once a byte past the limit is not its CR
-        past = buf[start + MAX_REQUEST_LINE:start + MAX_REQUEST_LINE + 2]
+        past = buf[start + max_line:start + max_line + 2]
         if past and past != b"\r":
             raise HTTPError("414 URI Too Long", "request line too long")
     end = buf.find(b"\r\n\r\n", start, start + max_head)
@@ -127,7 +129,7 @@ def parse_head(buf: bytes | bytearray, max_head: int = MAX_HEAD_BYTES,
     lines = raw.decode("latin-1").split("\r\n")
     if len(lines) - 1 > max_headers:
         raise HTTPError("431 Request Header Fields Too Large", "too many headers")
-    if any(len(line) > MAX_HEADER_LINE for line in lines[1:]):
+    if any(len(line) > max_field for line in lines[1:]):
         raise HTTPError("431 Request Header Fields Too Large", "header line too long")
     match = _REQUEST_LINE.fullmatch(lines[0])
     if match is None:
@@ -170,6 +172,8 @@ def _frame(head: RequestHead) -> None:
     """Work out the body's framing and the connection's fate, refusing what
     could be read two ways (request smuggling lives in such gaps)."""
     names = [name for name, _ in head.headers]
+    if names.count("content-type") > 1:  # (one value by its nature: gunicorn refuses two)
+        raise HTTPError("400 Bad Request", "several Content-Type headers")
     hosts = names.count("host")
     if hosts > 1 or (head.version == "HTTP/1.1" and hosts != 1):
         raise HTTPError("400 Bad Request", "one Host at most, and HTTP/1.1 needs one")

@@ -123,7 +123,6 @@ class HubHTTP(HubConnection):
         #: bytes held unread at most: a whole head and body, and some ahead
         self.buffer_limit = MAX_HEAD_BYTES + self.limit + PIPELINE_LIMIT
         self.resource = options.resource
-        self.script_name = template.get("SCRIPT_NAME", "")
 
     # -- entry (hub thread) -------------------------------------------------
 
@@ -354,7 +353,9 @@ class HubHTTP(HubConnection):
         if self.head_since is None:
             self.head_since = now
         try:
-            head = parse_head(self.buf)
+            limits = self.template.get(hub_wsgi.LIMITS)
+            head = parse_head(self.buf) if limits is None else parse_head(
+                self.buf, max_line=limits[0], max_field=limits[1], max_headers=limits[2])
             if head is not None:
                 hub_wsgi.check_forwarding(self.template, head)
         except HTTPError as exc:
@@ -426,7 +427,7 @@ class HubHTTP(HubConnection):
         the WSGI server gives it), parsed the same way. Were they to differ,
         a long poll or a stream could reach the app on one of ``hub_wsgi``'s
         few threads and hold it."""
-        path = hub_wsgi.path_info(head.path, self.script_name)
+        path = hub_wsgi.path_info(head.path, hub_wsgi.script_name_of(self.template, head))
         route = protocol.parse_path(path, self.resource)
         return route if route is not None and route.protocol == "1" else None
 
@@ -604,7 +605,8 @@ class HubHTTP(HubConnection):
 #: server-level WSGI keys a kept connection reuses for the requests it reads
 TEMPLATE_KEYS = ("SERVER_NAME", "SERVER_PORT", "SCRIPT_NAME", "REMOTE_ADDR", "REMOTE_PORT",
                  "SERVER_SOFTWARE", "wsgi.version", "wsgi.url_scheme", "wsgi.errors",
-                 "wsgi.multithread", "wsgi.multiprocess", "wsgi.run_once")
+                 "wsgi.multithread", "wsgi.multiprocess", "wsgi.run_once",
+                 "PROXY_PROTOCOL", "PROXY_ADDR", "PROXY_PORT")
 
 
 def can_keep(server: Server, environ: dict[str, Any]) -> bool:
@@ -666,12 +668,17 @@ def keep_in_hub(server: Server, environ: dict[str, Any], first: Callable[[HubHTT
     template = {key: environ[key] for key in TEMPLATE_KEYS if key in environ}
     server_object = _served_as_the_whole_site(server.app.app)  # type: ignore[attr-defined]
     cfg = getattr(server_object, "cfg", None)
-    template[hub_wsgi.FORWARDING] = hub_wsgi.forwarding_policy(
-        cfg, environ.get("REMOTE_ADDR", ""))
     threads = getattr(cfg, "threads", None)
     if isinstance(threads, int):
         hub_wsgi.size_pool(threads)
+    template[hub_wsgi.LIMITS] = hub_wsgi.head_limits(cfg)
     sock = take_over_socket(environ)  # (with TCP_NODELAY: each answer is one write)
+    try:
+        peer = sock.getpeername()
+    except OSError:
+        peer = ()
+    template[hub_wsgi.FORWARDING] = hub_wsgi.forwarding_policy(
+        cfg, peer[0] if isinstance(peer, tuple) and peer else "")
     # server.app is the extension's bridge; its .app is the Flask app (checked in can_keep)
     conn = HubHTTP(hub, sock, template, take_read_ahead(), server.app.app)  # type: ignore[attr-defined]
     hub.call(lambda: conn.start(first))

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from .http11 import HTTPError, RequestHead, date_line
+from .http11 import MAX_HEAD_BYTES, HTTPError, RequestHead, date_line
 
 logger = logging.getLogger("flask_sio09")
 
@@ -198,8 +198,9 @@ def path_info(path: str, script_name: str) -> str:
     return decoded
 
 
-#: the template's key for ``forwarding_policy``'s answer
+#: the template's keys for ``forwarding_policy``'s and ``head_limits``' answers
 FORWARDING = "sio09.forwarding"
+LIMITS = "sio09.limits"
 
 
 @dataclass(frozen=True)
@@ -219,25 +220,42 @@ class Forwarding:
     script_name: str
 
 
-def forwarding_policy(cfg: Any, remote_addr: str) -> Forwarding | None:
-    """How gunicorn's config ``cfg`` treats proxy headers from ``remote_addr``;
-    None when they mean nothing (an untrusted peer, another server), and the
-    first request's scheme and ``SCRIPT_NAME`` hold for every request."""
+def head_limits(cfg: Any) -> tuple[int, int, int] | None:
+    """gunicorn's limits in config ``cfg``, as ``parse_head``'s
+    ``(max_line, max_field, max_headers)``; None for another server. gunicorn
+    counts a header line's CRLF in its limit; 0 means no limit (the head's
+    own bound then holds)."""
+    if cfg is None or not hasattr(cfg, "limit_request_line"):
+        return None
+    line, field, fields = (getattr(cfg, name, 0) or 0 for name in (
+        "limit_request_line", "limit_request_field_size", "limit_request_fields"))
+    line = line if 0 < line < 8190 else 8190 if line >= 8190 else MAX_HEAD_BYTES
+    return (line, field - 2 if field > 2 else MAX_HEAD_BYTES,
+            fields if 0 < fields <= 32768 else 32768)
+
+
+def forwarding_policy(cfg: Any, peer: str) -> Forwarding | None:
+    """How gunicorn's config ``cfg`` treats proxy headers from the connection's
+    ``peer`` address (the socket's: with the PROXY protocol, ``REMOTE_ADDR``
+    is the client's); None when they mean nothing (an untrusted peer, another
+    server), and the first request's scheme and ``SCRIPT_NAME`` hold for
+    every request."""
     if cfg is None or not hasattr(cfg, "secure_scheme_headers"):
         return None
     allowed = getattr(cfg, "forwarded_allow_ips", None) or []
-    trusted = "*" in allowed or remote_addr in allowed or not remote_addr
+    trusted = "*" in allowed or peer in allowed or not peer
     networks = getattr(cfg, "forwarded_allow_networks", None)
     if not trusted and callable(networks):  # (gunicorn 23 and later: CIDR ranges too)
         try:
-            address = ipaddress.ip_address(remote_addr)
+            address = ipaddress.ip_address(peer)
             trusted = any(address in network for network in networks())
         except ValueError:
             pass
     if not trusted:
         return None
     return Forwarding(
-        {name.upper(): value for name, value in dict(cfg.secure_scheme_headers).items()},
+        # (keys as written: gunicorn matches upper-cased names against them)
+        dict(cfg.secure_scheme_headers),
         frozenset(name.upper() for name in getattr(cfg, "forwarder_headers", None) or []),
         "https" if getattr(cfg, "is_ssl", False) else "http",
         os.environ.get("SCRIPT_NAME", ""))
@@ -259,10 +277,29 @@ def _forwarded_scheme(forwarding: Forwarding, head: RequestHead) -> str:
 
 def check_forwarding(template: dict[str, Any], head: RequestHead) -> None:
     """Refuse (``HTTPError``) a request whose proxy headers contradict each
-    other, as gunicorn does."""
+    other, or whose ``SCRIPT_NAME`` header is no prefix of its path, as
+    gunicorn does."""
     forwarding = template.get(FORWARDING)
     if forwarding is not None:
         _forwarded_scheme(forwarding, head)
+        script_name = script_name_of(template, head)
+        path = unquote_to_bytes(head.path).decode("latin-1")
+        if script_name and not path.startswith(script_name):
+            raise HTTPError("500 Internal Server Error",
+                            f"the path {path!r} does not start with SCRIPT_NAME {script_name!r}")
+
+
+def script_name_of(template: dict[str, Any], head: RequestHead) -> str:
+    """The ``SCRIPT_NAME`` of ``head`` on a kept connection: its own header,
+    the last one, where gunicorn honours it; else the connection's."""
+    forwarding: Forwarding | None = template.get(FORWARDING)
+    if forwarding is None:
+        return template.get("SCRIPT_NAME", "")
+    if _forwarded(forwarding, "SCRIPT_NAME"):
+        values = [value for name, value in head.headers if name == "script_name"]
+        if values:
+            return values[-1]
+    return forwarding.script_name
 
 
 def _forwarded(forwarding: Forwarding, name: str) -> bool:
@@ -275,12 +312,10 @@ def build_environ(template: dict[str, Any], head: RequestHead,
     ``body`` is its ``wsgi.input`` (None: an empty one)."""
     environ = dict(template)
     forwarding: Forwarding | None = environ.pop(FORWARDING, None)
+    environ.pop(LIMITS, None)
     if forwarding is not None:
         environ["wsgi.url_scheme"] = _forwarded_scheme(forwarding, head)
-        script_name = head.get("script_name") if _forwarded(forwarding, "SCRIPT_NAME") \
-            else None
-        environ["SCRIPT_NAME"] = forwarding.script_name if script_name is None \
-            else script_name
+        environ["SCRIPT_NAME"] = script_name_of(template, head)
     path = path_info(head.path, environ.get("SCRIPT_NAME", ""))
     environ.update({
         "REQUEST_METHOD": head.method,

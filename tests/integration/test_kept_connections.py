@@ -888,7 +888,7 @@ def test_each_request_on_a_kept_connection_has_its_own_proxy_headers(start, kind
     trusts (127.0.0.1 by default), and so does the hub; the first request's
     were kept for all. Werkzeug's server reads none of them."""
     server = start(kind)
-    conn, _ = open_kept(server)
+    conn, sid = open_kept(server)
     try:
         def scheme(path="/scheme", **headers):
             status, _, body = conn.ask("GET", path, headers=headers or None)
@@ -902,6 +902,16 @@ def test_each_request_on_a_kept_connection_has_its_own_proxy_headers(start, kind
         if gunicorn:
             assert scheme("/app/scheme", SCRIPT_NAME="/app") == \
                 {"scheme": "http", "script_name": "/app", "path": "/scheme"}
+            # the hub routes by the same SCRIPT_NAME: its own request, not the app's
+            status, headers, body = conn.ask(
+                "POST", "/app" + poll_path(sid), event_packet("echo", "x", ack_id=1).encode(),
+                headers={"SCRIPT_NAME": "/app"})
+            assert (status, body) == (200, b"1") and "server" not in headers, headers
+            status, _, _ = conn.ask("GET", "/scheme", headers={"SCRIPT_NAME": "/app"})
+            assert status == 500  # no prefix of the path: gunicorn's answer
+            assert conn.ended()
+            conn.close()
+            conn, sid = open_kept(server)
             status, _, _ = conn.ask("GET", "/scheme", headers={
                 "X-Forwarded-Proto": "https", "X-Forwarded-Ssl": "off"})
             assert status == 400  # contradictory, as gunicorn answers

@@ -229,3 +229,8 @@ def test_a_fragment_is_no_part_of_the_path_or_query():
     assert (head.path, head.query, head.raw_target) == ("/echo", "a=1", "/echo?a=1#frag")
     head = parse_head(b"GET http://h/echo#x HTTP/1.1\r\nHost: h\r\n\r\n")
     assert (head.path, head.raw_target) == ("/echo", "http://h/echo#x")
+
+
+def test_two_content_types_are_refused_as_gunicorn_does():
+    assert refusal(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Type: a/b\r\n"
+                   b"Content-Type: c/d\r\nContent-Length: 0\r\n\r\n") == "400"

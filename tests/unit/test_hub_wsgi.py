@@ -235,3 +235,28 @@ def test_proxy_headers_count_only_from_a_peer_gunicorn_trusts():
         b"GET /x HTTP/1.1\r\nHost: h\r\nX-Forwarded-Proto: https\r\nSCRIPT_NAME: /a\r\n\r\n"),
         None)
     assert (environ["wsgi.url_scheme"], environ["SCRIPT_NAME"]) == ("http", "")
+
+
+def test_gunicorns_own_limits_and_its_exact_header_names_count():
+    from flask_sio09.http11 import HTTPError, parse_head
+
+    class Limited(GunicornConfig):
+        limit_request_line, limit_request_field_size, limit_request_fields = 100, 200, 5
+
+    line, field, fields = hub_wsgi.head_limits(Limited(["127.0.0.1"]))
+    assert (line, field, fields) == (100, 198, 5)  # (gunicorn counts a header's CRLF)
+    ok = b"GET /" + b"a" * 86 + b" HTTP/1.1\r\nHost: h\r\nX: " + b"b" * 195 + b"\r\n\r\n"
+    assert parse_head(ok, max_line=line, max_field=field, max_headers=fields) is not None
+    for bad in (ok.replace(b"GET /", b"GET /a"), ok.replace(b"X: ", b"X: b")):
+        with pytest.raises(HTTPError):
+            parse_head(bad, max_line=line, max_field=field, max_headers=fields)
+    assert hub_wsgi.head_limits(None) is None
+
+    class LowerCaseKeys(GunicornConfig):
+        secure_scheme_headers = {"x-forwarded-proto": "https"}  # gunicorn never matches it
+
+    template = {**TEMPLATE, hub_wsgi.FORWARDING: hub_wsgi.forwarding_policy(
+        LowerCaseKeys(["*"]), "127.0.0.1")}
+    environ = hub_wsgi.build_environ(template, head_of(
+        b"GET /x HTTP/1.1\r\nHost: h\r\nX-Forwarded-Proto: https\r\n\r\n"), None)
+    assert environ["wsgi.url_scheme"] == "http"
