@@ -437,22 +437,26 @@ class Server:
                 return
         if session is None or session.closed:
             return
-        if namespace in session.namespaces and not session.is_connected(namespace):
+        state = session.namespace_state(namespace)
+        if state == "connecting":
             # its connect handler is running (this call may come from it): the
             # connect job disconnects the client once the handler has accepted,
             # so that the client gets its connect packet and what the handler
             # sent, then the disconnect, as Node sends them
             with self._lock:
                 self._leave_after_connect.add((sid, namespace))
-            if session.is_connected(namespace) and \
-                    self._pop_leave_after_connect(sid, namespace):
-                # accepted meanwhile, after the connect job had looked
+            # the connect job may have looked already: accepted since, leave
+            # now; refused or left since, nothing is left to do (the entry
+            # would otherwise stay, to kick the client's next visit)
+            after = session.namespace_state(namespace)
+            if after != "connecting" and self._pop_leave_after_connect(sid, namespace) \
+                    and after == "connected":
                 self.disconnect(sid, namespace, forward=False)
             return
         if namespace == "":
             session.send(DISCONNECT)
             self.close_session(session, "server disconnect")
-        elif session.is_connected(namespace):
+        elif state == "connected":
             self._leave(session, namespace, farewell=packet_codec.encode(
                 {"type": "disconnect", "endpoint": namespace}))
 
@@ -506,7 +510,7 @@ class Server:
         a rejoin queued behind it then finds the leave done)."""
         # Whoever takes the namespace out of the session runs its disconnect
         # handler; racing callers (a close during a connect handler) get False.
-        if not session.leave_namespace(endpoint, farewell):
+        if not session.leave_namespace(endpoint, farewell, handler_queued=not now):
             return
 
         def job() -> None:
@@ -522,9 +526,9 @@ class Server:
         if now:
             job()
         else:
-            # a join already in the job queue waits for this (it would
-            # otherwise run first, and this would then empty its rooms)
-            session.disconnecting.add(endpoint)
+            # (a join queued before this job waits for it: ``disconnecting``,
+            # set by leave_namespace; it would otherwise run first, and this
+            # would then empty the rejoined client's rooms)
             self.workers.submit(session, job)
 
     def _connect_namespace(self, session: Session, endpoint: str, query: str,
@@ -551,8 +555,9 @@ class Server:
             elif echo and session.is_connected(endpoint):
                 # asked again (say after an event joined it again, unasked):
                 # answered again, as Node did; the handler does not run again
+                # (joined: never after a 0::/ns another thread just queued)
                 self.send_to_session(session, packet_codec.encode(
-                    {"type": "connect", "endpoint": endpoint, "qs": ""}), endpoint)
+                    {"type": "connect", "endpoint": endpoint, "qs": ""}), endpoint, joined=True)
             elif echo and not now and endpoint in session.namespaces:
                 # asked again while its connect handler runs: answered after
                 # it, in the job queue (accepted, the echo again; refused, a
@@ -563,6 +568,11 @@ class Server:
         session.left_by_client.pop(endpoint, None)
 
         def job() -> None:
+            if endpoint in session.disconnecting:
+                # the disconnect job of an earlier visit was queued after this
+                # one (the two raced): run after it, which empties the rooms
+                self.workers.submit(session, job)
+                return
             # (in the job: the disconnect job of an earlier visit to this
             # namespace, queued before it, takes the client out of its rooms)
             self.manager.connect(session.sid, endpoint)
@@ -585,10 +595,12 @@ class Server:
                 elif leave:
                     self.disconnect(session.sid, endpoint)
                 return
-            self._pop_leave_after_connect(session.sid, endpoint)
             logger.debug("session %s refused on %r", session.sid, endpoint)
             self.manager.disconnect(session.sid, endpoint)
             session.refuse_namespace(endpoint)
+            # (after the refusal: a disconnect() that saw it still connecting
+            # has asked by now, or sees it gone)
+            self._pop_leave_after_connect(session.sid, endpoint)
             session.send(namespace_refused(endpoint))
             if endpoint == "":
                 self.disconnect(session.sid)

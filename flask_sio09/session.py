@@ -286,8 +286,8 @@ class Session:
         Returns False on outbox overflow."""
         with self.lock:
             held = self._held.pop(endpoint, [])
-            if self.closed:
-                return True
+            if self.closed or endpoint not in self.namespaces:
+                return True  # (left while its handler ran: no echo, nothing held)
             packets = held if echo is None else [echo, *held]
             self._outbox.extend(packets)
             self._outbox_bytes += sum(len(encoded) for encoded in packets)
@@ -305,14 +305,22 @@ class Session:
             dropped = self._drop_callbacks(endpoint)
         _tell_unanswered(dropped)
 
-    def leave_namespace(self, endpoint: str, farewell: str | None = None) -> bool:
+    def leave_namespace(self, endpoint: str, farewell: str | None = None,
+                        handler_queued: bool = False) -> bool:
         """Leave ``endpoint``, queueing ``farewell`` (the server's ``0::/ns``)
-        in the same step. Returns True if the client had joined it."""
+        in the same step. Returns True if the client had joined it.
+
+        :param handler_queued: its disconnect handler will run in the job
+                               queue: a join queued meanwhile waits for it
+                               (``disconnecting``).
+        """
         with self.lock:
             self._held.pop(endpoint, None)
             if endpoint not in self.namespaces:
                 return False
             self.namespaces.discard(endpoint)
+            if handler_queued:
+                self.disconnecting.add(endpoint)
             dropped = self._drop_callbacks(endpoint)
             transport = None
             if farewell is not None and not self.closed:
@@ -327,6 +335,14 @@ class Session:
     def _drop_callbacks(self, endpoint: str) -> list[Callable[..., Any]]:
         # (under the lock) the client left ``endpoint``: its acks there never come
         return [self._callbacks.pop(key) for key in list(self._callbacks) if key[0] == endpoint]
+
+    def namespace_state(self, endpoint: str) -> str | None:
+        """``"connected"``, ``"connecting"`` (its connect handler runs) or
+        None, read in one step (another thread may be joining or leaving)."""
+        with self.lock:
+            if endpoint not in self.namespaces:
+                return None
+            return "connecting" if endpoint in self._held else "connected"
 
     def is_connected(self, endpoint: str) -> bool:
         """True when ``endpoint`` is joined and its connect handler accepted."""

@@ -8,6 +8,7 @@ import pytest
 
 from flask_sio09 import packet
 from flask_sio09.server import Options, Server
+from tests.conftest import wait_until
 
 
 class Clock:
@@ -561,18 +562,18 @@ def test_a_disconnect_that_races_the_acceptance_is_not_lost(server, app):
     session, _ = open_session(server)
     session.take_outbox()
     assert session.begin_namespace("/chat")  # its connect handler runs
-    real_is_connected = session.is_connected
+    real_state = session.namespace_state
     raced = []
 
-    def is_connected(endpoint):
-        answer = real_is_connected(endpoint)
+    def namespace_state(endpoint):
+        answer = real_state(endpoint)
         if not raced:  # disconnect()'s first look: the job finishes right after it
             raced.append(endpoint)
             assert session.accept_namespace("/chat", "1::/chat")
             assert not server._pop_leave_after_connect(session.sid, "/chat")
         return answer
 
-    session.is_connected = is_connected
+    session.namespace_state = namespace_state
     server.disconnect(session.sid, "/chat")
     assert raced == ["/chat"]
     assert session.take_outbox() == ["1::/chat", "0::/chat"]
@@ -744,6 +745,55 @@ def test_emits_racing_a_namespace_acceptance_go_after_its_echo_in_order(server, 
             last[tid] = seq
         server.disconnect(session.sid)
     assert bad == []
+
+
+@pytest.mark.parametrize("synchronous", [True, False], ids=["inline", "pool"])
+def test_joins_and_a_kick_racing_leave_the_client_and_server_agreeing(app, clock, synchronous,
+                                                                      fast_switching):
+    """A client joined to /ns sends 1::/ns again and again while another
+    thread kicks it once, then asks once more: the server ran connect and
+    disconnect in turn, each 0::/ns was followed by a connect before the next
+    echo, and the client ends joined and in its rooms, with nothing left
+    behind to kick its next visit."""
+    srv = Server(Options(heartbeat_interval=5, heartbeat_timeout=12, close_timeout=20), app,
+                 clock=clock, monitor=False, synchronous=synchronous)
+    bad = []
+    try:
+        for _ in range(150):
+            app.calls.clear()
+            session, _ = open_session(srv)
+            srv.receive(session, "1::/ns")
+            settled(session)
+            asking = threading.Thread(target=lambda: [srv.receive(session, "1::/ns")
+                                                      for _ in range(5)])
+            kicking = threading.Thread(target=lambda: srv.disconnect(session.sid, "/ns"))
+            asking.start()
+            kicking.start()
+            asking.join(10)
+            kicking.join(10)
+            srv.receive(session, "1::/ns")
+            settled(session)
+            wire = [p for p in session.take_outbox() if p in ("1::/ns", "0::/ns")]
+            calls = [c[0] for c in app.calls if c[1] == "/ns"]
+            kicks = wire.count("0::/ns")
+            if calls != ["connect", "disconnect"] * kicks + ["connect"] \
+                    or wire[-1] != "1::/ns" \
+                    or not session.is_connected("/ns") \
+                    or srv.manager.recipients("/ns", session.sid) != [session.sid] \
+                    or srv._leave_after_connect:
+                bad.append((wire, calls, session.is_connected("/ns"),
+                            set(srv._leave_after_connect)))
+            srv.disconnect(session.sid)
+            settled(session)  # (its disconnect handlers, before the next round's)
+    finally:
+        srv.shutdown()
+    assert bad == []
+
+
+def settled(session):
+    """Wait until the session's job queue has run dry (the pool's threads)."""
+    wait_until(lambda: not session.jobs and not session.jobs_running, timeout=30,
+               message="the session's jobs to run")
 
 
 @pytest.fixture
