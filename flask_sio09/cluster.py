@@ -24,6 +24,7 @@ import atexit
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +39,9 @@ logger = logging.getLogger("flask_sio09")
 
 #: why a session handshaken here closes when another process claimed it
 CLAIMED_ELSEWHERE = "claimed by another process"
+#: why a session claimed here without its handshake's record (Redis lost it)
+#: closes when another process says it had claimed it before
+CLAIMED_BEFORE = "claimed by another process before"
 #: what ``Server.new_session`` makes a sid of (``secrets.token_urlsafe(15)``)
 SID_PATTERN = re.compile(r"[A-Za-z0-9_-]{20}")
 
@@ -83,6 +87,9 @@ class Cluster:
         self.unused_handshake_seconds = unused_handshake_seconds
         #: sids handshaken here whose first transport request has not come yet
         self.unclaimed: set[str] = set()
+        #: sids claimed here whose handshake record Redis had lost -> until
+        #: when another process's word that it claimed them first counts
+        self.claimed_unrecorded: dict[str, float] = {}
         self._claim_lock = threading.Lock()
         #: callbacks answered by other processes' clients, run in order
         self._callback_jobs = JobQueue("(message queue callbacks)")
@@ -139,6 +146,14 @@ class Cluster:
                 return not session.closed  # decided by another thread
             self.unclaimed.discard(session.sid)
             claimed = self.manager.claim(session.sid, own=True)
+            if claimed == "unrecorded":
+                # another process may have claimed it before the record went
+                # (a flush): its word, on the channel, is awaited a while
+                now = time.monotonic()
+                unrecorded = self.claimed_unrecorded
+                while unrecorded and next(iter(unrecorded.values())) < now:
+                    del unrecorded[next(iter(unrecorded))]
+                unrecorded[session.sid] = now + self.unused_handshake_seconds
         if claimed is not False:  # (None: Redis is away; serve it here)
             return True
         logger.info("session %s: held by another process; this copy dropped", session.sid)
@@ -164,10 +179,19 @@ class Cluster:
         if session is None:
             return
         with self._claim_lock:
-            if sid not in self.unclaimed:
+            claimed_before = self.claimed_unrecorded.pop(sid, 0.0) >= time.monotonic()
+            if claimed_before:
+                # claimed here without its record, which the other process's
+                # claim had taken before Redis lost it: that claim stands
+                logger.info("session %s: claimed by another process before; this "
+                            "copy closed", sid)
+                reason = CLAIMED_BEFORE
+            elif sid not in self.unclaimed:
                 return  # claimed here after all, or dropped already
+            else:
+                reason = CLAIMED_ELSEWHERE  # never opened: no handler
             self.unclaimed.discard(sid)
-        self.server.close_session(session, CLAIMED_ELSEWHERE)  # never opened: no handler
+        self.server.close_session(session, reason)
 
     def session_closed(self, sid: str, reason: str) -> None:
         """A session of this process ended: its records go (unless another

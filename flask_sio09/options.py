@@ -113,8 +113,11 @@ def _message_queue(value: Any) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or not value.startswith(QUEUE_SCHEMES):
+        from .redis_manager import without_password  # (its password stays out of logs)
+
+        shown = without_password(value) if isinstance(value, str) else value
         raise OptionError("option 'message_queue' must be None or a Redis URL "
-                          f"({', '.join(s + '...' for s in QUEUE_SCHEMES)}), got {value!r}")
+                          f"({', '.join(s + '...' for s in QUEUE_SCHEMES)}), got {shown!r}")
     return value
 
 

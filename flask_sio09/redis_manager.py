@@ -80,27 +80,43 @@ CALLBACK_TAKEN_SECONDS = 30.0
 #: how long a claimed session's record is kept at most (it is deleted when the
 #: session ends; this bounds what a process that died leaves behind)
 SESSION_RECORD_SECONDS = 24 * 3600
-#: the claim, atomic in Redis: the handshake's record becomes the session's
+#: the claim of another process, atomic in Redis: an unclaimed handshake
+#: record becomes the session's record, and the handshake's record stays
+#: until it would have expired, marked claimed (``CLAIMED``): the
+#: handshake's own process then knows, even once the session has ended and
+#: its record is gone, that the session was another's
 CLAIM_SCRIPT = """
-if redis.call('del', KEYS[1]) == 1 then
-  redis.call('set', KEYS[2], ARGV[1], 'EX', ARGV[2])
-  return 1
+local handshake = redis.call('get', KEYS[1])
+if not handshake or handshake == ARGV[3] then
+  return 0
 end
-return 0
+local left = redis.call('pttl', KEYS[1])
+if left < 1 then left = 1000 end
+redis.call('set', KEYS[1], ARGV[3], 'PX', left)
+redis.call('set', KEYS[2], ARGV[1], 'EX', ARGV[2])
+return 1
 """
 #: the claim of the handshake's own process: it holds the session unless
-#: another process claimed it first. A missing handshake record (Redis
-#: restarted without persistence, evicted it, was flushed) leaves it to this
-#: process: the client's requests reached it, and nobody else can claim it
+#: another process claimed it. A missing handshake record (Redis restarted
+#: without persistence, evicted it, was flushed) leaves it to this process,
+#: which says so (2): the client's requests reached it, and a process that
+#: claimed it before the record went says so on the channel
 CLAIM_OWN_SCRIPT = """
+local handshake = redis.call('get', KEYS[1])
+if handshake and handshake ~= ARGV[1] then
+  return 0
+end
 local holder = redis.call('get', KEYS[2])
 if holder and holder ~= ARGV[1] then
   return 0
 end
 redis.call('del', KEYS[1])
 redis.call('set', KEYS[2], ARGV[1], 'EX', ARGV[2])
-return 1
+if handshake then return 1 end
+return 2
 """
+#: the handshake record's value once another process claimed it
+CLAIMED = "claimed"
 #: a process forgets a session's records (the session's and an unused
 #: handshake's) only while they are its own
 FORGET_SCRIPT = """
@@ -307,8 +323,10 @@ class RedisManager(MemoryManager):
         """One ERROR line per ``ERROR_LOG_INTERVAL`` while Redis is away or
         refuses (each emit would otherwise log one), with the count of the
         others."""
-        if isinstance(exc, self._redis_module.exceptions.NoPermissionError):
-            pass  # an ACL denies a command: lasting, and other writes go on working
+        if isinstance(exc, self._redis_module.exceptions.NoPermissionError) or \
+                "can't run this command" in str(exc):
+            pass  # an ACL denies a command (in a script, too): lasting, and other
+            # writes go on working
         elif isinstance(exc, self._redis_module.ResponseError):
             self._refusing = True
         else:
@@ -456,21 +474,24 @@ class RedisManager(MemoryManager):
             self._key("handshake", sid), self.host_id, ex=max(1, int(seconds))),
             wrote=True) is not None
 
-    def claim(self, sid: str, own: bool = False) -> bool | None:
+    def claim(self, sid: str, own: bool = False) -> bool | str | None:
         """Take the session ``sid``'s handshake for this process: True once,
         for the first process that asks; False for the others and for a sid
         no process handshook; None when Redis cannot be reached.
 
         :param own: the handshake was made here: True unless another process
-                    claimed it first, even when its record is gone.
+                    claimed it; ``"unrecorded"`` when its record was gone
+                    (a process that claimed it before may yet say so).
         """
         script = self._claim_own_script if own else self._claim_script
         claimed = self._guarded("claim a session", lambda: script(
             keys=[self._key("handshake", sid), self._key("session", sid)],
-            args=[self.host_id, SESSION_RECORD_SECONDS]))
-        if claimed == 1:
+            args=[self.host_id, SESSION_RECORD_SECONDS, CLAIMED]))
+        if claimed in (1, 2):
             self._reachable(wrote=True)  # (a claim writes when it succeeds)
-        return None if claimed is None else claimed == 1
+        if claimed is None:
+            return None
+        return "unrecorded" if claimed == 2 else claimed == 1
 
     def forget_many(self, sids: list[str]) -> None:
         """``forget`` for each of ``sids``, in one round trip (a process exits)."""

@@ -380,3 +380,34 @@ def test_a_callback_whose_client_ends_as_the_question_arrives_is_forgotten(two_a
     wait_until(lambda: not manager2._remote_callbacks, timeout=DEADLINE,
                message="the callback forgotten")
     assert answers2 == [] and b.is_connected()
+
+
+def test_a_session_claimed_elsewhere_is_never_held_twice(two_apps):
+    """Another process's claim leaves the handshake's record marked: once
+    that session has ended and its record is gone, the handshake's own
+    process still refuses it. And a session that the handshake's process
+    held without the record (Redis lost it) gives way when the process that
+    claimed it before says so."""
+    import redis as redis_py
+
+    (app1, _, _), (app2, _, _) = two_apps
+    one, two = app1.extensions["sio09"].server, app2.extensions["sio09"].server
+    admin = redis_py.Redis.from_url(one.cluster.manager.url)
+    environ = {"QUERY_STRING": "", "REMOTE_ADDR": "127.0.0.1"}
+
+    # claimed by two, which then ends it: one cannot hold it afterwards
+    session = one.new_session(environ)
+    assert two.cluster.adopt(session.sid, lambda: dict(environ)) is not None
+    two.close_session(two.sessions[session.sid], "transport closed")
+    wait_until(lambda: not list(admin.scan_iter(match=f"*:session:{session.sid}")),
+               timeout=DEADLINE, message="two's record of the ended session to go")
+    assert one.cluster.claim(session) is False
+
+    # held by one without its record; two says it claimed it first
+    session = one.new_session(environ)
+    for key in admin.scan_iter(match=f"*:handshake:{session.sid}"):
+        admin.delete(key)
+    assert one.cluster.claim(session) is True
+    assert not session.closed
+    two.cluster.manager.publish({"op": "claimed", "sid": session.sid})
+    wait_until(lambda: session.closed, timeout=DEADLINE, message="one's copy to close")

@@ -536,6 +536,11 @@ def test_the_password_of_the_url_never_reaches_the_log(fresh_redis, caplog):
     manager = RedisManager(None, url, channel="pw", write_only=True)
     assert manager.publish({"op": "close_room", "ns": "", "room": "x"}) is False
     assert "redis://:***@127.0.0.1" in caplog.text and "s3cret" not in caplog.text
+    from flask_sio09.options import OptionError, _message_queue
+
+    with pytest.raises(OptionError) as refused:
+        _message_queue("Redis://:s3cret@127.0.0.1:6379/0")  # (the scheme's case is wrong)
+    assert "s3cret" not in str(refused.value) and ":***@" in str(refused.value)
 
 
 def test_a_command_an_acl_denies_is_logged_once_per_interval_not_per_client(fresh_redis,
