@@ -458,7 +458,7 @@ class Server:
             self.close_session(session, "server disconnect")
         elif state == "connected":
             self._leave(session, namespace, farewell=packet_codec.encode(
-                {"type": "disconnect", "endpoint": namespace}))
+                {"type": "disconnect", "endpoint": namespace}), connected_only=True)
 
     def client_disconnect(self, session: Session) -> None:
         """The client ended its session (``0::`` or ``?disconnect``). As N
@@ -475,7 +475,7 @@ class Server:
         if endpoint == "":
             self.client_disconnect(session)
         elif session.is_connected(endpoint):
-            self._leave(session, endpoint, now=True)
+            self._leave(session, endpoint, now=True, connected_only=True)
             left = session.left_by_client
             left[endpoint] = None
             if len(left) > MAX_NAMESPACES_PER_SESSION:  # a bound for a hostile client
@@ -503,14 +503,18 @@ class Server:
             return True
 
     def _leave(self, session: Session, endpoint: str, now: bool = False,
-               farewell: str | None = None) -> None:
+               farewell: str | None = None, connected_only: bool = False) -> None:
         """Take the client out of ``endpoint`` (telling it ``farewell``, the
         server's ``0::/ns``, if given) and run its disconnect handler: on the
         job queue, or here with ``now`` (the caller is a job of the session:
         a rejoin queued behind it then finds the leave done)."""
         # Whoever takes the namespace out of the session runs its disconnect
         # handler; racing callers (a close during a connect handler) get False.
-        if not session.leave_namespace(endpoint, farewell, handler_queued=not now):
+        # ``connected_only``: the caller saw the visit connected; a new visit
+        # that another thread's kick and the client's next 1::/ns started
+        # since is not the one to leave
+        if not session.leave_namespace(endpoint, farewell, handler_queued=not now,
+                                       connected_only=connected_only):
             return
 
         def job() -> None:
@@ -558,10 +562,11 @@ class Server:
                 # (joined: never after a 0::/ns another thread just queued)
                 self.send_to_session(session, packet_codec.encode(
                     {"type": "connect", "endpoint": endpoint, "qs": ""}), endpoint, joined=True)
-            elif echo and not now and endpoint in session.namespaces:
+            elif echo and session.namespace_state(endpoint) == "connecting":
                 # asked again while its connect handler runs: answered after
                 # it, in the job queue (accepted, the echo again; refused, a
-                # new attempt), as Node answered each
+                # new attempt), as Node answered each; that handler's job is
+                # ahead in the queue, so this ends
                 self.workers.submit(session, lambda: self._connect_namespace(
                     session, endpoint, query, now=True))
             return

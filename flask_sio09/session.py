@@ -306,18 +306,20 @@ class Session:
         _tell_unanswered(dropped)
 
     def leave_namespace(self, endpoint: str, farewell: str | None = None,
-                        handler_queued: bool = False) -> bool:
+                        handler_queued: bool = False, connected_only: bool = False) -> bool:
         """Leave ``endpoint``, queueing ``farewell`` (the server's ``0::/ns``)
         in the same step. Returns True if the client had joined it.
 
         :param handler_queued: its disconnect handler will run in the job
                                queue: a join queued meanwhile waits for it
                                (``disconnecting``).
+        :param connected_only: leave nothing while it is connecting (its
+                               connect handler has still to run).
         """
         with self.lock:
-            self._held.pop(endpoint, None)
-            if endpoint not in self.namespaces:
+            if endpoint not in self.namespaces or (connected_only and endpoint in self._held):
                 return False
+            self._held.pop(endpoint, None)
             self.namespaces.discard(endpoint)
             if handler_queued:
                 self.disconnecting.add(endpoint)

@@ -826,3 +826,61 @@ def emitting(server, namespace, threads=3):
         stop.set()
         for thread in emitters:
             thread.join(10)
+
+
+def test_the_clients_leave_never_ends_a_visit_that_began_since(server, app):
+    """The client's 0::/ns is handled while another thread kicks it from /ns
+    and its next 1::/ns begins a new visit: that visit, still connecting, is
+    not the one the client left (it lost its disconnect handler's pairing,
+    and its 1::/ns went unanswered)."""
+    session, _ = open_session(server)
+    server.receive(session, "1::/ns")
+    session.take_outbox()
+    real = session.is_connected
+    raced = []
+
+    def is_connected(endpoint):
+        answer = real(endpoint)
+        if endpoint == "/ns" and not raced:  # _client_left's look; meanwhile:
+            raced.append(endpoint)
+            server.disconnect(session.sid, "/ns")  # a kick from another thread
+            assert session.begin_namespace("/ns")  # and the client's next visit
+        return answer
+
+    session.is_connected = is_connected
+    server.receive(session, "0::/ns")
+    assert raced == ["/ns"]
+    assert session.namespace_state("/ns") == "connecting"
+    assert [c[0] for c in app.calls if c[1] == "/ns"] == ["connect", "disconnect"]
+
+
+def test_each_1_ns_after_a_leave_and_rejoin_in_one_read_is_answered(app, clock):
+    """0::/ns and 1::/ns in one read, and another 1::/ns while the leave's
+    disconnect handler runs on the pool: both are answered, as Node answered
+    each (the rejoin queued behind the leave found the new visit connecting,
+    and answered nothing)."""
+    srv = Server(Options(heartbeat_interval=5, heartbeat_timeout=12, close_timeout=20), app,
+                 clock=clock, monitor=False, synchronous=False)
+    try:
+        session, _ = open_session(srv)
+        srv.receive(session, "1::/ns")
+        settled(session)
+        session.take_outbox()
+        original, gate = app.disconnect, threading.Event()
+
+        def disconnect(s, namespace):
+            original(s, namespace)
+            if namespace == "/ns":
+                gate.wait(10)
+
+        app.disconnect = disconnect
+        srv.receive(session, packet.frame(["0::/ns", "1::/ns"]))
+        wait_until(lambda: ("disconnect", "/ns") in app.calls, timeout=10,
+                   message="the leave's disconnect handler to run")
+        srv.receive(session, "1::/ns")  # (while that handler runs)
+        gate.set()
+        settled(session)
+        assert session.take_outbox() == ["1::/ns", "1::/ns"]
+        assert [c[0] for c in app.calls if c[1] == "/ns"] == ["connect", "disconnect", "connect"]
+    finally:
+        srv.shutdown()
