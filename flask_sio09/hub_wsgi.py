@@ -191,11 +191,11 @@ class Body:
 
 def path_info(path: str, script_name: str) -> str:
     """The ``PATH_INFO`` of a request path, as gunicorn makes it (PEP 3333):
-    percent-decoded, read as latin-1, without the ``SCRIPT_NAME`` prefix."""
-    decoded = unquote_to_bytes(path).decode("latin-1")
-    if script_name and decoded.startswith(script_name):
-        decoded = decoded[len(script_name):]
-    return decoded
+    without the ``SCRIPT_NAME`` prefix, which it matches on the path as
+    sent, then percent-decoded and read as latin-1."""
+    if script_name and path.startswith(script_name):
+        path = path[len(script_name):]
+    return unquote_to_bytes(path).decode("latin-1")
 
 
 #: the template's keys for ``forwarding_policy``'s and ``head_limits``' answers
@@ -220,18 +220,20 @@ class Forwarding:
     script_name: str
 
 
-def head_limits(cfg: Any) -> tuple[int, int, int] | None:
+def head_limits(cfg: Any) -> tuple[int, int, int, str] | None:
     """gunicorn's limits in config ``cfg``, as ``parse_head``'s
-    ``(max_line, max_field, max_headers)``; None for another server. gunicorn
-    counts a header line's CRLF in its limit; 0 means no limit (the head's
-    own bound then holds)."""
+    ``(max_line, max_field, max_headers)``, and its ``header_map``; None for
+    another server. gunicorn counts a header line's CRLF in its limit and
+    takes a field limit of 0 for its default; a request line limit of 0 means
+    none (the head's own bound then holds)."""
     if cfg is None or not hasattr(cfg, "limit_request_line"):
         return None
     line, field, fields = (getattr(cfg, name, 0) or 0 for name in (
         "limit_request_line", "limit_request_field_size", "limit_request_fields"))
     line = line if 0 < line < 8190 else 8190 if line >= 8190 else MAX_HEAD_BYTES
-    return (line, field - 2 if field > 2 else MAX_HEAD_BYTES,
-            fields if 0 < fields <= 32768 else 32768)
+    field = field if field > 2 else 8190
+    return (line, field - 2, fields if 0 < fields <= 32768 else 32768,
+            str(getattr(cfg, "header_map", "drop")))
 
 
 def forwarding_policy(cfg: Any, peer: str) -> Forwarding | None:
@@ -276,17 +278,23 @@ def _forwarded_scheme(forwarding: Forwarding, head: RequestHead) -> str:
 
 
 def check_forwarding(template: dict[str, Any], head: RequestHead) -> None:
-    """Refuse (``HTTPError``) a request whose proxy headers contradict each
-    other, or whose ``SCRIPT_NAME`` header is no prefix of its path, as
-    gunicorn does."""
+    """Refuse (``HTTPError``) what gunicorn refuses in a request's headers:
+    proxy headers that contradict each other, a ``SCRIPT_NAME`` (its header,
+    or the process's) that does not begin the path as sent, and with
+    ``--header-map refuse`` a header with ``_`` that is not a proxy's."""
     forwarding = template.get(FORWARDING)
     if forwarding is not None:
         _forwarded_scheme(forwarding, head)
-        script_name = script_name_of(template, head)
-        path = unquote_to_bytes(head.path).decode("latin-1")
-        if script_name and not path.startswith(script_name):
-            raise HTTPError("500 Internal Server Error",
-                            f"the path {path!r} does not start with SCRIPT_NAME {script_name!r}")
+    limits = template.get(LIMITS)
+    if limits is not None and limits[3] == "refuse":
+        for name, _ in head.headers:
+            if "_" in name and (forwarding is None or not _forwarded(forwarding, name)):
+                raise HTTPError("400 Bad Request", f"header name with _: {name}")
+    script_name = script_name_of(template, head)
+    if script_name and not head.path.startswith(script_name):
+        raise HTTPError("500 Internal Server Error",
+                        f"the path {head.path!r} does not start with SCRIPT_NAME "
+                        f"{script_name!r}")
 
 
 def script_name_of(template: dict[str, Any], head: RequestHead) -> str:
@@ -330,8 +338,11 @@ def build_environ(template: dict[str, Any], head: RequestHead,
         # tells transports.use_hub that this socket is the hub's already
         "sio09.kept": True,
     })
+    limits = template.get(LIMITS)
+    dangerous = limits is not None and limits[3] == "dangerous"
     for name in dict.fromkeys(name for name, _ in head.headers):
-        if "_" in name and (forwarding is None or not _forwarded(forwarding, name)):
+        if "_" in name and not dangerous and \
+                (forwarding is None or not _forwarded(forwarding, name)):
             continue  # X_Forwarded_For must not pass for X-Forwarded-For
         key = name.upper().replace("-", "_")
         value = head.get(name) or ""

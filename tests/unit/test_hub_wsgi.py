@@ -243,7 +243,8 @@ def test_gunicorns_own_limits_and_its_exact_header_names_count():
     class Limited(GunicornConfig):
         limit_request_line, limit_request_field_size, limit_request_fields = 100, 200, 5
 
-    line, field, fields = hub_wsgi.head_limits(Limited(["127.0.0.1"]))
+    line, field, fields, header_map = hub_wsgi.head_limits(Limited(["127.0.0.1"]))
+    assert header_map == "drop"
     assert (line, field, fields) == (100, 198, 5)  # (gunicorn counts a header's CRLF)
     ok = b"GET /" + b"a" * 86 + b" HTTP/1.1\r\nHost: h\r\nX: " + b"b" * 195 + b"\r\n\r\n"
     assert parse_head(ok, max_line=line, max_field=field, max_headers=fields) is not None
@@ -260,3 +261,29 @@ def test_gunicorns_own_limits_and_its_exact_header_names_count():
     environ = hub_wsgi.build_environ(template, head_of(
         b"GET /x HTTP/1.1\r\nHost: h\r\nX-Forwarded-Proto: https\r\n\r\n"), None)
     assert environ["wsgi.url_scheme"] == "http"
+
+
+def test_script_name_is_matched_on_the_path_as_sent_and_header_map_refuse_counts():
+    """As gunicorn: the SCRIPT_NAME prefix is matched before percent-decoding,
+    and ``--header-map refuse`` refuses a header with ``_`` not a proxy's."""
+    from flask_sio09.http11 import HTTPError
+
+    class Refusing(GunicornConfig):
+        limit_request_line, limit_request_field_size, limit_request_fields = 4094, 0, 100
+        header_map = "refuse"
+
+    cfg = Refusing(["127.0.0.1"])
+    template = {**TEMPLATE, hub_wsgi.FORWARDING: hub_wsgi.forwarding_policy(cfg, "127.0.0.1"),
+                hub_wsgi.LIMITS: hub_wsgi.head_limits(cfg)}
+    assert template[hub_wsgi.LIMITS][1] == 8188  # (a field limit of 0: gunicorn's default)
+    sent = head_of(b"GET /my%20app/x HTTP/1.1\r\nHost: h\r\nSCRIPT_NAME: /my%20app\r\n\r\n")
+    hub_wsgi.check_forwarding(template, sent)
+    environ = hub_wsgi.build_environ(template, sent, None)
+    assert (environ["SCRIPT_NAME"], environ["PATH_INFO"]) == ("/my%20app", "/x")
+    for refused in (b"GET /%61pp/x HTTP/1.1\r\nHost: h\r\nSCRIPT_NAME: /app\r\n\r\n",
+                    b"GET /x HTTP/1.1\r\nHost: h\r\nX_Other: 1\r\n\r\n"):
+        with pytest.raises(HTTPError):
+            hub_wsgi.check_forwarding(template, head_of(refused))
+    untrusted = {**TEMPLATE, "SCRIPT_NAME": "/base", hub_wsgi.FORWARDING: None}
+    with pytest.raises(HTTPError):  # (the process's SCRIPT_NAME, an untrusted peer)
+        hub_wsgi.check_forwarding(untrusted, head_of(b"GET /x HTTP/1.1\r\nHost: h\r\n\r\n"))
