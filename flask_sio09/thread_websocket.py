@@ -20,7 +20,7 @@ from wsproto.connection import ConnectionState
 
 from . import wsframe
 from .server import Server
-from .session import Session
+from .session import IllegalTransition, Session
 from .stopping import GOING_AWAY, GOING_AWAY_CODE
 from .takeover import read_ahead, take_over_socket
 from .transports import NOT_HANDSHAKEN, StartResponse
@@ -462,7 +462,15 @@ def _pump(server: Server, session: Session, transport: ThreadWebSocket) -> None:
     ws = transport.ws
     signal: ReaderSignal = ws.event
     transport.server, transport.session = server, session
-    server.attach(session, transport)
+    try:
+        server.attach(session, transport)
+    except IllegalTransition:
+        # the session closed after it was looked up, before the upgrade was
+        # done (a ?disconnect, another process's claim): as for an unknown
+        # sid, and as the hub answers, not an HTTP 500 inside the upgraded stream
+        signal.ready(None)
+        _write_quietly(transport.sock, wsframe.encode_text(NOT_HANDSHAKEN))
+        return
     try:
         signal.ready(transport)  # from now on the reader runs the messages
         # (not ``ws.connected``: it turns False when the client's close frame

@@ -317,3 +317,24 @@ def test_an_emit_from_a_handler_goes_out_before_the_handler_returns(pump):
     transport.ws.read('5:1+::{"name":"work","args":[1]}')
     assert server_frames(seen_before_return[0]) == ['5:::{"name":"progress","args":[]}']
     assert server_frames(read_all(client)) == ["6:::1+[1]"]
+
+
+def test_a_session_closed_between_lookup_and_upgrade_gets_7_not_a_500():
+    """Another thread ends the session (a ``?disconnect``, another process's
+    claim) after the upgrade looked it up: the client is told ``7:::1+0``,
+    as for an unknown sid; the attach raised, and the WSGI server wrote an
+    HTTP 500 into the upgraded stream."""
+    from flask_sio09 import thread_websocket
+
+    server = Server(Options(), EchoApp(), monitor=False, synchronous=True)
+    ours, theirs = socket.socketpair()
+    try:
+        transport = ThreadWebSocket(FakeWs(ours))
+        session = server.new_session({"QUERY_STRING": ""})
+        server.close_session(session, "client disconnect")
+        thread_websocket._pump(server, session, transport)
+        assert server_frames(read_all(theirs, quiet_for=0.2)) == ["7:::1+0"]
+    finally:
+        server.shutdown()
+        ours.close()
+        theirs.close()
