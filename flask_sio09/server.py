@@ -573,6 +573,12 @@ class Server:
         session.left_by_client.pop(endpoint, None)
 
         def job() -> None:
+            if session.closed:
+                # ended before its connect handler could run (another
+                # process's claim closed this copy): no handler, so no pair
+                session.refuse_namespace(endpoint)
+                self._pop_leave_after_connect(session.sid, endpoint)
+                return
             if endpoint in session.disconnecting:
                 # the disconnect job of an earlier visit was queued after this
                 # one (the two raced): run after it, which empties the rooms

@@ -884,3 +884,22 @@ def test_each_1_ns_after_a_leave_and_rejoin_in_one_read_is_answered(app, clock):
         assert [c[0] for c in app.calls if c[1] == "/ns"] == ["connect", "disconnect", "connect"]
     finally:
         srv.shutdown()
+
+
+def test_a_namespace_whose_session_ended_before_its_handler_ran_runs_no_handler(app, clock):
+    """The copy of a session that another process turned out to hold is
+    closed while its connect job waits: that handler never runs (it ran, and
+    the app saw the client connect in two processes)."""
+    srv = Server(Options(), app, clock=clock, monitor=False, synchronous=False)
+    try:
+        session, _ = open_session(srv)
+        settled(session)
+        gate = threading.Event()
+        srv.workers.submit(session, lambda: gate.wait(10))  # the queue waits behind this
+        srv.receive(session, "1::/ns")
+        srv.close_session(session, "claimed by another process before")
+        gate.set()
+        settled(session)
+        assert not [c for c in app.calls if c[1] == "/ns"]
+    finally:
+        srv.shutdown()
