@@ -303,10 +303,10 @@ def script_name_of(template: dict[str, Any], head: RequestHead) -> str:
     forwarding: Forwarding | None = template.get(FORWARDING)
     if forwarding is None:
         return template.get("SCRIPT_NAME", "")
-    if _forwarded(forwarding, "SCRIPT_NAME"):
-        values = [value for name, value in head.headers if name == "script_name"]
-        if values:
-            return values[-1]
+    if head.get("script_name") is not None and _forwarded(forwarding, "SCRIPT_NAME"):
+        # (the last one: ``get`` joins repeated headers; looked for only when
+        # there is one, as it runs for every request of a kept connection)
+        return [value for name, value in head.headers if name == "script_name"][-1]
     return forwarding.script_name
 
 
