@@ -87,6 +87,11 @@ def ack_args(value: Any) -> tuple[Any, ...]:
     return (value,)
 
 
+#: what a handler "returned" when it raised and no error handler answered
+#: for it: its data ack is left unanswered, as Flask-SocketIO (which re-raises)
+#: and Node (where the exception ends the dispatch) leave it
+UNHANDLED: Any = object()
+
 #: event names a client may not emit: they name the connect handler
 #: (``disconnect`` is already dropped by the server)
 RESERVED_EVENTS = frozenset({"connect"})
@@ -265,15 +270,17 @@ class _AppBridge:
             ctx.pop()
 
     def _handle_error(self, namespace: str, exc: Exception) -> Any:
+        """Hand a handler's exception to its error handler: its return value,
+        or ``UNHANDLED`` when there is none or it raised too."""
         handler = self.sio.error_handlers.get(namespace, self.sio.default_error_handler)
         if handler is None:
             logger.exception("error in a handler of namespace %r", namespace)
-            return None
+            return UNHANDLED
         try:
             return handler(exc)
         except Exception:
             logger.exception("error in the error handler of namespace %r", namespace)
-            return None
+            return UNHANDLED
 
     def authorize_handshake(self, environ: dict[str, Any]) -> bool:
         handler = self.sio.handshake_handler
@@ -307,7 +314,7 @@ class _AppBridge:
             pending = PendingAck(ack)
             result = self._call(session, namespace, event, handler.process_packet,
                                 (incoming_packet(namespace, name, args, ack),), pending)
-            if ack is not None and not pending.taken:
+            if ack is not None and not pending.taken and result is not UNHANDLED:
                 ack(*ack_args(result))
             return
         registered = self.sio.handlers.get(namespace, {}).get(name)
@@ -321,7 +328,7 @@ class _AppBridge:
         # the common case: a function that cannot take the ack, whose return
         # value answers it (no PendingAck needed: nothing can take it)
         result = self._call(session, namespace, event, registered.fn, args)
-        if ack is not None:
+        if ack is not None and result is not UNHANDLED:
             ack(*ack_args(result))
 
     def disconnect(self, session: Session, namespace: str) -> None:

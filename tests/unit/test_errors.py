@@ -75,6 +75,52 @@ def test_error_handler_return_value_answers_the_ack(app_sio):
     assert sio.test_client(app).emit("fail", callback=True) == ["error", "no"]
 
 
+def test_an_exception_no_error_handler_answers_leaves_the_data_ack_unanswered(app_sio, caplog):
+    # as Flask-SocketIO (it re-raises) and Node (the exception ends the
+    # dispatch): the client is not told that a failed handler succeeded
+    app, sio = app_sio
+
+    @sio.on("fail")
+    def fail():
+        raise RuntimeError("no")
+
+    @sio.on("fail_with_ack", namespace="/chat")
+    def fail_with_ack(ack=None):
+        raise RuntimeError("no")
+
+    class Broken(Namespace):
+        def on_fail(self):
+            raise LookupError("no")
+
+    sio.on_namespace(Broken("/broken"))
+    client = sio.test_client(app)
+    client.connect("/chat")
+    client.connect("/broken")
+    with caplog.at_level(logging.CRITICAL, logger="flask_sio09"):
+        assert client.emit("fail", callback=True) is None
+        assert client.emit("fail_with_ack", callback=True, namespace="/chat") is None
+        assert client.emit("fail", callback=True, namespace="/broken") is None
+
+        @sio.on_error_default
+        def broken(exc):
+            raise TypeError("second")
+
+        assert client.emit("fail", callback=True) is None
+    assert client.get_received() == []
+    assert client.is_connected() and client.is_connected("/broken")
+
+
+def test_an_error_handler_that_returns_none_answers_the_ack_with_no_arguments(app_sio):
+    app, sio = app_sio
+
+    @sio.on("fail")
+    def fail():
+        raise RuntimeError("no")
+
+    sio.on_error_default(lambda exc: None)
+    assert sio.test_client(app).emit("fail", callback=True) == []
+
+
 def test_unhandled_exception_is_logged_with_traceback_and_the_connection_lives(app_sio, caplog):
     app, sio = app_sio
 
