@@ -17,10 +17,18 @@
   // through io.connect's options: 0.9.16 merges that list into its defaults index by
   // index. The socket is made without connecting, given the list, then connected.)
   var forced = /[?&]transports=([^&]+)/.exec(window.location.search);
-  var socket = io.connect('/classic', forced ? {'auto connect': false} : {});
+  //
+  // The connection starts once the page has loaded: over jsonp-polling, 0.9.16 in
+  // browsers other than Firefox starts polling at once, and each poll's <script>,
+  // held by the server for up to 20 s, would keep the page's load event from firing.
+  var socket = io.connect('/classic', {'auto connect': false});
   if (forced) {
     socket.socket.options.transports = decodeURIComponent(forced[1]).split(',');
+  }
+  if (document.readyState === 'complete') {
     socket.socket.connect();
+  } else {
+    window.addEventListener('load', function () { socket.socket.connect(); });
   }
   // For the browser console (and the end-to-end test).
   window.classicSocket = socket;
