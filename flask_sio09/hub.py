@@ -621,7 +621,7 @@ class HubPoll(HubConnection):
         """The client hung up before its answer: keep the packets queued."""
         if not self.answered and self.session is not None:
             self.answered = True
-            self.session.detach(self, self.clock())
+            self.server.detach(self.session, self)
         self.close()
 
     def clock(self) -> float:

@@ -294,7 +294,7 @@ class HubHTTP(HubConnection):
         """The client hung up: a waiting poll's packets stay queued for its next."""
         poll, self.poll = self.poll, None
         if poll is not None:
-            poll.session.detach(poll, self.hub.clock())  # type: ignore[arg-type]
+            self.server.detach(poll.session, poll)  # type: ignore[arg-type]
         self.close()
 
     # -- reading requests -----------------------------------------------------

@@ -364,6 +364,18 @@ class Server:
             self.close_session(session, "transport closed")
         return leftover
 
+    def detach(self, session: Session, transport: Transport) -> None:
+        """A poll whose client hung up before its answer lets go of the
+        session, leaving its packets for the next poll. When the session has
+        closed meanwhile (its last packets, the ``0::`` of a server-side
+        disconnect, were queued for this poll), they are kept for that poll
+        as ``close_session`` keeps them when no transport is attached."""
+        session.detach(transport, self.clock())
+        if session.closed and session.transport is None and session.has_outbox():
+            with self._lock:
+                if session.sid not in self.sessions:
+                    self._draining.setdefault(session.sid, (session, self.clock()))
+
     def answer_poll(self, session: Session, transport: Transport) -> str:
         """End a long poll: detach it and return its one answer, the packets
         queued (framed when several), ``0::`` for a session that ended, or the

@@ -367,7 +367,7 @@ def answer_held_poll(server: Server, session: Session, waiter: PollWaiter,
     own timeout), the poll lets go of the session without taking its packets:
     they wait for the next poll, and the answer reaches no one."""
     if sock is not None and peer_closed(sock):
-        session.detach(waiter, server.clock())
+        server.detach(session, waiter)
         return NOOP
     return server.answer_poll(session, waiter)
 

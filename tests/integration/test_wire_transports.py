@@ -18,7 +18,8 @@ import requests
 import websocket
 
 from tests.conftest import wait_until
-from tests.integration.helpers import decode_payload, event_packet, handshake, parse_event
+from tests.integration.helpers import (decode_payload, encode_payload, event_packet, handshake,
+                                       parse_event)
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -318,6 +319,44 @@ def test_a_poll_the_client_gave_up_on_keeps_its_packets(slow_poll_server, transp
             if any('"pushed"' in p for p in received):
                 break
         assert [parse_event(p) for p in received if '"pushed"' in p] == [("pushed", [round_])]
+
+
+@pytest.mark.parametrize("transport", ["xhr-polling", "jsonp-polling"])
+def test_a_server_disconnect_after_a_given_up_poll_reaches_the_next_poll(slow_poll_server,
+                                                                         transport):
+    """The session ends while the poll the client gave up on is still held
+    (thread mode notices the hang-up only when it answers): the session's last
+    packets, what the handler emitted and the ``0::``, go to the next poll, as
+    they do when no poll was attached, rather than a ``7:::1+0`` that would
+    make the client reconnect."""
+    server = slow_poll_server
+    sid = handshake(server)[0]
+    url = f"{server.url}/socket.io/1/{transport}/{sid}"
+
+    def poll(timeout: float) -> list[str]:
+        response = requests.get(url, params={"t": "1", "i": "0"}, timeout=timeout)
+        if transport == "jsonp-polling":
+            response.encoding = "utf-8"
+            return jsonp_packets(response, "0")
+        return decode_payload(response.text)
+
+    assert poll(30) == ["1::"]
+    with pytest.raises(requests.exceptions.ReadTimeout):
+        poll(0.5)  # given up: the server holds the poll for 5 s
+    # one upload: the handler's emit, then a handler that disconnects the client
+    payload = encode_payload([event_packet("emit_many", 1, "bye"),
+                              event_packet("server_disconnect")])
+    if transport == "jsonp-polling":
+        assert jsonp_post(server, sid, payload, "0").status_code == 200
+    else:
+        assert requests.post(url, data=payload.encode("utf-8"), timeout=30).status_code == 200
+    received: list[str] = []
+    for _ in range(3):  # (a noop may come first, from the given-up poll's time)
+        received += poll(30)
+        if "0::" in received:
+            break
+    assert received[-1] == "0::", received
+    assert ("bye", [0]) in [parse_event(p) for p in received if p.startswith("5:")]
 
 
 # ---------------------------------------------------------------------------
