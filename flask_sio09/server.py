@@ -357,6 +357,10 @@ class Server:
         """The transport ended: detach it and return what it must still write.
         A persistent transport's loss ends the session (as in N)."""
         leftover = session.release(transport, self.clock())
+        if leftover is None:
+            # replaced by a newer transport: the session is that one's now
+            # (it may be between two polls, with none attached, and lives on)
+            return []
         if session.closed:
             with self._lock:
                 self._draining.pop(session.sid, None)

@@ -163,12 +163,13 @@ class Session:
             self.transport = new
         return True
 
-    def release(self, transport: Transport, now: float) -> list[str]:
+    def release(self, transport: Transport, now: float) -> list[str] | None:
         """Detach ``transport`` (if it is still the current one) and hand it
-        whatever the outbox holds, atomically, so no packet falls between."""
+        whatever the outbox holds, atomically, so no packet falls between.
+        None when another transport had replaced it: it takes nothing."""
         with self.lock:
             if self.transport is not transport:
-                return []
+                return None
             self.transport = None
             self.detached_since = now
             return self._take()

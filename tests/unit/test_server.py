@@ -293,6 +293,24 @@ def test_persistent_transport_loss_ends_session(server, app):
     assert app.calls.count(("disconnect", "")) == 1
 
 
+def test_a_replaced_websocket_ending_between_two_polls_leaves_the_session_alone(server, app):
+    # a WebSocket replaced by a poll, the poll answered (no transport attached
+    # until the next one), then the WebSocket's end is noticed: the session is
+    # the polling client's, and lives on
+    session, websocket = open_session(server)
+    poll = Transport(persistent=False)
+    server.attach(session, poll)
+    server.release(session, poll)
+    assert session.transport is None
+    assert server.release(session, websocket) == []
+    assert not session.closed
+    assert ("disconnect", "") not in app.calls
+    server.send_to_session(session, "3:::later")
+    next_poll = Transport(persistent=False)
+    server.attach(session, next_poll)
+    assert server.release(session, next_poll) == ["3:::later"]
+
+
 def test_outbox_overflow_closes_session(app, clock):
     srv = Server(Options(max_outbox_bytes=100), app, clock=clock, monitor=False,
                  synchronous=True)
