@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .server import Server
+from .server import OUTBOX_OVERFLOW, Server
 from .session import Session
 from .takeover import connection_capacity, peer_closed
 
@@ -434,12 +434,17 @@ class HubConnection:
     def close_after_flush(self) -> None:
         """Close once everything queued is sent, or after ``close_timeout``
         if the peer stops reading: it must not keep the socket and the unsent
-        bytes for ever (a session closed for outbox overflow ends here)."""
+        bytes for ever. A session closed for outbox overflow is cut at once:
+        its client has stopped reading, and waiting would hold up to
+        ``HIGH_WATER`` unsent bytes and the socket for ``close_timeout``."""
         self._close_when_flushed = True
         if not self.out:
             self._finish()
         elif self._flush_deadline is None:
-            self._flush_deadline = self.hub.clock() + self.server.options.close_timeout
+            session = self.session
+            overflowed = session is not None and session.close_reason == OUTBOX_OVERFLOW
+            grace = 0.0 if overflowed else self.server.options.close_timeout
+            self._flush_deadline = self.hub.clock() + grace
             self.hub.add_timer(self._flush_deadline, self)
 
     def flush_overdue(self, now: float) -> bool:
@@ -550,6 +555,8 @@ class HubConnection:
             if self.closed:
                 return
             self.closed = True
+            # (the timer heap may hold this object until its deadline)
+            del self.out[:]
             self.hub.unregister(self)
             try:
                 self.sock.close()

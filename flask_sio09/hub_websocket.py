@@ -86,7 +86,7 @@ class HubWebSocket(HubConnection):
 
     def _read_again(self) -> None:
         self._unhandled = 0
-        if not self.closed and not self.lingering and not self.reading:
+        if not self.closed and not self.lingering and not self.reading and not self._ended:
             self.reading = True
             self._send()  # (watched for reading again)
 
@@ -208,6 +208,10 @@ class HubWebSocket(HubConnection):
                 tail = wsframe.encode_texts(leftover)
         with self.lock:
             self.out += tail + wsframe.encode_close(code)
+        # nothing more is read until all is written (the peer's end is read
+        # then, while lingering): a client that sends without reading would
+        # otherwise be read, and its bytes dropped, at full speed meanwhile
+        self.reading = False
         self._send()
         self.close_after_flush()
 

@@ -56,6 +56,9 @@ NOOP = "8::"
 NOT_HANDSHAKEN = "7:::1+0"
 #: why a session ends when its client POSTs more than ``max_http_buffer_size``
 UPLOAD_TOO_LARGE = "upload too large"
+#: the close reason of a session whose outbox went past ``max_outbox_bytes``:
+#: its connection is then cut at once, its unsent bytes dropped
+OUTBOX_OVERFLOW = "outbox overflow"
 #: ``answer_poll``'s answer when the poll must fail with an HTTP error rather
 #: than carry a payload (no payload is empty)
 POLL_FAILED = ""
@@ -421,7 +424,10 @@ class Server:
         with self._lock:
             self.sessions.pop(session.sid, None)
             if transport is not None and hasattr(transport, "abort"):
-                self._closing.append((transport, self.clock() + self.options.close_timeout))
+                # a thread still writing to it is cut off after close_timeout;
+                # at once when its client stopped reading (outbox overflow)
+                grace = 0.0 if reason == OUTBOX_OVERFLOW else self.options.close_timeout
+                self._closing.append((transport, self.clock() + grace))
             if session.transport is None and session.has_outbox():
                 # no transport to carry the last packets: keep them for the
                 # next poll (a client told "0::" does not reconnect; one told
@@ -616,7 +622,7 @@ class Server:
                 # namespace still connecting has asked by now, or sees it joined)
                 leave = self._pop_leave_after_connect(session.sid, endpoint)
                 if not sent:
-                    self.close_session(session, "outbox overflow")
+                    self.close_session(session, OUTBOX_OVERFLOW)
                 elif session.closed:  # closed while the handler ran: pair it
                     self._leave(session, endpoint)
                 elif leave:
@@ -764,7 +770,7 @@ class Server:
         # keep up), and its transport or the next poll would otherwise hold
         # those bytes, a second time encoded, until close_timeout
         session.take_outbox()
-        self.close_session(session, "outbox overflow")
+        self.close_session(session, OUTBOX_OVERFLOW)
 
     def _deliver(self, sid: str, endpoint: str, encoded: str) -> None:
         session = self.sessions.get(sid)

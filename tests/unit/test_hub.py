@@ -192,6 +192,58 @@ def test_slow_reader_hits_outbox_limit_and_is_closed(server, hub):
     assert len(conn.out) < 4 * (1 << 20)
 
 
+def test_a_slow_reader_cut_for_its_outbox_loses_its_connection_at_once(app):
+    # its client stopped reading: the unsent bytes and the socket are let go
+    # at once, not held for close_timeout (here far longer than the wait)
+    srv = Server(Options(max_outbox_bytes=200_000, close_timeout=600), app, monitor=False)
+    hub = Hub(srv)
+    srv.hub = hub
+    try:
+        session, conn, client = open_websocket(srv, hub)
+        client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        big = "x" * 50_000
+        for _ in range(400):
+            srv.emit_packet({"type": "message", "data": big}, "", to=session.sid)
+            if session.closed:
+                break
+        assert wait_until(lambda: session.closed)
+        assert session.close_reason == "outbox overflow"
+        assert wait_until(lambda: conn.closed, deadline=30)
+        assert not conn.out
+    finally:
+        srv.shutdown()
+
+
+def test_an_ended_websocket_is_not_read_while_its_last_bytes_wait(app):
+    # the server ends a connection whose client neither reads nor stops
+    # sending: until its last bytes are written (or close_timeout), the hub
+    # reads nothing more, so the client's sends back up into its own buffers
+    # instead of being read, and dropped, at full speed
+    srv = Server(Options(close_timeout=600), app, monitor=False)
+    hub = Hub(srv)
+    srv.hub = hub
+    try:
+        session, conn, client = open_websocket(srv, hub)
+        client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        for _ in range(40):  # about 2 MB the client will not read
+            srv.emit_packet({"type": "message", "data": "x" * 50_000}, "", to=session.sid)
+        assert wait_until(lambda: len(conn.out) > 0)
+        srv.disconnect(session.sid)
+        assert wait_until(lambda: session.closed and not conn.reading)
+        client.sock.setblocking(False)
+        flood = client_frame("5:::" + "y" * 60_000)
+        sent = 0
+        while sent < 64 * (1 << 20):  # far more than the kernel buffers
+            try:
+                sent += client.sock.send(flood)
+            except BlockingIOError:
+                break
+        assert sent < 64 * (1 << 20)
+        assert not conn.closed  # its last bytes still wait for the client
+    finally:
+        srv.shutdown()
+
+
 @pytest.mark.parametrize("kind", ["websocket", "htmlfile"])
 def test_packets_left_in_the_outbox_past_the_high_water_mark_follow_when_the_client_reads(
         app, kind):
