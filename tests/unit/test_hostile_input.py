@@ -297,10 +297,29 @@ def test_transport_of_a_closed_session_is_aborted_once_after_close_timeout():
         session = srv.new_session({"QUERY_STRING": ""})
         stuck = _StuckTransport()
         srv.attach(session, stuck)
-        srv.close_session(session, "outbox overflow")
+        srv.close_session(session, "server disconnect")
         srv.monitor_step(now[0] + 4.9)
         assert stuck.aborted == 0  # it may still finish on its own
         srv.monitor_step(now[0] + 5.0)
+        assert stuck.aborted == 1
+        srv.monitor_step(now[0] + 60)
+        assert stuck.aborted == 1
+    finally:
+        srv.shutdown()
+
+
+def test_transport_of_a_session_closed_for_outbox_overflow_is_aborted_at_once():
+    # its client stopped reading: a thread stuck writing to it is freed at the
+    # monitor's next step, not after close_timeout
+    now = [1000.0]
+    srv = Server(Options(close_timeout=5), EchoApp(), clock=lambda: now[0],
+                 monitor=False, synchronous=True)
+    try:
+        session = srv.new_session({"QUERY_STRING": ""})
+        stuck = _StuckTransport()
+        srv.attach(session, stuck)
+        srv.close_session(session, "outbox overflow")
+        srv.monitor_step(now[0])
         assert stuck.aborted == 1
         srv.monitor_step(now[0] + 60)
         assert stuck.aborted == 1
