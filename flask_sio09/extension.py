@@ -30,6 +30,7 @@ from werkzeug.datastructures import MultiDict
 
 from . import packet as packet_codec
 from . import protocol, transports
+from .droplog import log_dropped
 from .options import OptionError, emitter_url, resolve_options
 from .server import Server
 from .session import Session
@@ -365,7 +366,7 @@ class _AppBridge:
             return
         registered = self.sio.handlers.get(namespace, {}).get("error")
         if registered is None:
-            logger.info("session %s: client error packet on %r: %s %s",
+            log_dropped(session, "session %s: client error packet on %r: %s %s",
                         session.sid, namespace, reason, advice)
             return
         self._call(session, namespace, event, registered.fn, (reason, advice))

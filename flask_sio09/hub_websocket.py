@@ -13,6 +13,7 @@ from collections.abc import Callable
 from threading import get_ident
 
 from . import wsframe
+from .droplog import log_dropped
 from .hub import HIGH_WATER, READ, Hub, HubConnection
 from .server import INBOUND_LIMIT
 from .session import Session
@@ -118,7 +119,7 @@ class HubWebSocket(HubConnection):
                 self._end_in_order(1000)
                 return
             elif kind == "binary" and session is not None:
-                logger.info("session %s: binary websocket message dropped", session.sid)
+                log_dropped(session, "session %s: binary websocket message dropped", session.sid)
 
     def _end_in_order(self, code: int) -> None:
         """End once the handlers of the messages read before have run: they

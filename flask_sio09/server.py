@@ -27,6 +27,7 @@ from . import packet as packet_codec
 from .manager import MemoryManager
 from .cluster import Cluster
 from . import stopping
+from .droplog import log_dropped
 from .session import IllegalTransition, Session, Transport
 from .stopping import GOING_AWAY
 from .workers import Workers
@@ -178,7 +179,7 @@ class _EventJob:
         elif not session.closed:
             # a namespace the client left, never joined, or (a POST racing the
             # first poll) a session no transport has opened yet: N ran no handler
-            logger.info("session %s: an event on a namespace not connected dropped",
+            log_dropped(session, "session %s: an event on a namespace not connected dropped",
                         session.sid)
             logger.debug("session %s: event %r on %r dropped", session.sid, self.name,
                          endpoint)
@@ -568,7 +569,8 @@ class Server:
                 session, endpoint, query, now=True, echo=echo))
             return
         if len(session.namespaces) >= MAX_NAMESPACES_PER_SESSION:
-            logger.info("session %s: too many namespaces, one more refused", session.sid)
+            log_dropped(session, "session %s: too many namespaces, one more refused",
+                        session.sid)
             logger.debug("session %s: namespace %r refused", session.sid, endpoint)
             session.send(namespace_refused(endpoint))
             return
@@ -655,7 +657,7 @@ class Server:
                 if data[:1] == packet_codec.FRAME_MARK else (data,) if data else ()
         except packet_codec.PacketError as exc:
             # the codec's message may quote the client's bytes: details at debug only
-            logger.info("session %s: bad payload dropped", session.sid)
+            log_dropped(session, "session %s: bad payload dropped", session.sid)
             logger.debug("session %s: bad payload: %s", session.sid, exc)
             return
         debug = _debug_enabled(logging.DEBUG)
@@ -663,7 +665,7 @@ class Server:
             try:
                 pkt = packet_codec.decode(part)
             except packet_codec.PacketError as exc:
-                logger.info("session %s: bad packet dropped", session.sid)
+                log_dropped(session, "session %s: bad packet dropped", session.sid)
                 logger.debug("session %s: bad packet: %s", session.sid, exc)
                 continue
             if debug:
@@ -711,8 +713,10 @@ class Server:
             name = pkt.get("name")
             if not isinstance(name, str) or name in BLACKLISTED_EVENTS:
                 # (bad JSON decodes to an event with no name, as in Node)
-                logger.info("session %s: an event %s dropped", session.sid,
-                            "without a name (bad JSON)" if name is None else "named 'disconnect'")
+                log_dropped(session, "session %s: an event %s dropped", session.sid,
+                            "named 'disconnect'" if name in BLACKLISTED_EVENTS
+                            else "without a name (bad JSON)" if name is None
+                            else "whose name is not a string")
                 return
             args = pkt.get("args", [])
         else:

@@ -22,6 +22,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from .droplog import DropCounter
+
 
 class State(enum.Enum):
     """Life stages of a session."""
@@ -112,6 +114,8 @@ class Session:
         self.jobs_running = False
         #: bytes of polling uploads whose handlers have not all run yet
         self.uploads_waiting = 0
+        #: the log lines about its dropped input (``droplog``), from the first
+        self.drops: DropCounter | None = None
 
     # -- state -----------------------------------------------------------
 

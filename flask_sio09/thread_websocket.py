@@ -19,6 +19,7 @@ from typing import Any
 from wsproto.connection import ConnectionState
 
 from . import wsframe
+from .droplog import log_dropped
 from .server import Server
 from .session import IllegalTransition, Session
 from .stopping import GOING_AWAY, GOING_AWAY_CODE
@@ -314,7 +315,7 @@ class ThreadWebSocket:
                 message = ws.input_buffer.pop(0)
                 if isinstance(message, bytes):
                     # the 0.9 protocol is text; the hub drops binary messages too
-                    logger.info("session %s: binary websocket message dropped", session.sid)
+                    log_dropped(session, "session %s: binary websocket message dropped", session.sid)
                     continue
                 limit = server.options.max_http_buffer_size
                 # simple-websocket's own limit counts characters, which up to

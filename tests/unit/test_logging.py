@@ -189,3 +189,35 @@ def test_an_event_on_a_namespace_not_connected_is_dropped_and_logged(make_app, c
                for line in lines), lines
     assert not any(SECRET in line for line in lines)
     assert client.get_received("/nowhere") == []  # no ack for it either
+
+
+def test_a_flood_of_bad_packets_logs_a_few_lines_per_session_then_a_count(
+        make_app, caplog, monkeypatch):
+    """One INFO line per dropped packet let a client grow the log faster than
+    its input: each session gets a few lines per window, one that says the
+    rest go unlogged, and a count of them in its next window. DEBUG still has
+    each one."""
+    from flask_sio09 import droplog
+
+    app, _ = make_app()
+    clock = [1000.0]
+    monkeypatch.setattr(droplog.time, "monotonic", lambda: clock[0])
+    flooder, other = app.extensions["sio09"].sio.test_client(app), \
+        app.extensions["sio09"].sio.test_client(app)
+    server = flooder.server
+    bad = ["4:::{", '5:::{"name":1}', '5:::/nope:{"name":"x"}', "7:::x", "99::junk"]
+    with caplog.at_level(logging.INFO, logger=LIBRARY):
+        for i in range(1000):
+            server.receive(server.get_session(flooder.sid), bad[i % len(bad)])
+        server.receive(server.get_session(other.sid), "4:::{")  # another session's own lines
+        clock[0] += droplog.WINDOW
+        server.receive(server.get_session(flooder.sid), "4:::{")
+    lines = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    flooder_lines = [line for line in lines if flooder.sid in line]
+    assert len(flooder_lines) == droplog.BURST + 1 + 2, flooder_lines
+    assert "no more lines about it" in flooder_lines[droplog.BURST]
+    assert f"{1000 - droplog.BURST} more lines about its dropped input were not logged" \
+        in flooder_lines[-2]
+    assert "bad packet dropped" in flooder_lines[-1]
+    assert any(other.sid in line and "bad packet dropped" in line for line in lines)
+    assert flooder.is_connected() and other.is_connected()
