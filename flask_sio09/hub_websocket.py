@@ -51,7 +51,7 @@ class HubWebSocket(HubConnection):
         """
         self.hub.register(self, READ)
         self.write(handshake)
-        if self.session is None or self.session.closed:
+        if self.session is None:
             self.write(wsframe.encode_text("7:::1+0"))
             self.end(1000)
             return
@@ -59,6 +59,9 @@ class HubWebSocket(HubConnection):
             self.server.attach(self.session, self)
         except Exception:  # the session closed between lookup and attach
             self.write(wsframe.encode_text("7:::1+0"))
+            self.end(1000)
+            return
+        if self.session.closed:  # ended before it opened: its last packets, then close
             self.end(1000)
             return
         if early:

@@ -703,8 +703,9 @@ def serve_websocket(server: Server, sid: str, environ: dict[str, Any],
         return _finish(environ, start_response,
                        (exc.status, list(exc.headers), str(exc).encode("utf-8")))
     # before the 101: should the lookup fail, the client gets a plain HTTP
-    # error, not one written into the upgraded stream
-    session = server.get_session(sid, adopt=lambda: keep_environ(environ))
+    # error, not one written into the upgraded stream (a session the server
+    # ended before any transport opened gives its last packets, as to a poll)
+    session = server.get_session(sid, draining=True, adopt=lambda: keep_environ(environ))
     try:
         ws = simple_websocket.Server(thread_websocket.upgrade_environ(environ),
                                      max_message_size=server.options.max_http_buffer_size,
@@ -875,8 +876,10 @@ def serve_websocket_in_hub(server: Server, sid: str, environ: dict[str, Any],
         refusal = (exc.status, list(exc.headers), str(exc).encode("utf-8"))
         return _finish(environ, start_response, refusal)
     # before the socket is taken: should the lookup fail, the client gets a
-    # plain HTTP error rather than a connection closed without a word
-    session = server.get_session(sid, adopt=lambda: keep_environ(environ))
+    # plain HTTP error rather than a connection closed without a word (a
+    # session the server ended before any transport opened gives its last
+    # packets, its 0::, as it would to a poll)
+    session = server.get_session(sid, draining=True, adopt=lambda: keep_environ(environ))
     hub = get_hub(server)
     take_early = read_ahead(environ)
     sock = take_over_socket(environ)

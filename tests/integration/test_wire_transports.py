@@ -359,6 +359,46 @@ def test_a_server_disconnect_after_a_given_up_poll_reaches_the_next_poll(slow_po
     assert ("bye", [0]) in [parse_event(p) for p in received if p.startswith("5:")]
 
 
+@pytest.mark.parametrize("transport", ["websocket", "xhr-polling"])
+def test_a_session_ended_before_its_transport_opened_says_so_on_every_transport(server,
+                                                                              transport):
+    """The server disconnects a client that has handshaken but opened no
+    transport yet: its first transport gets the ``0::`` (the client was
+    told to go), whichever it is; a WebSocket was told ``7:::1+0`` and its
+    client reconnected, undoing the kick."""
+    kicker_sid = handshake(server)[0]
+    kicker = websocket.create_connection(f"{server.ws_url}/socket.io/1/websocket/{kicker_sid}",
+                                         timeout=30)
+    try:
+        assert kicker.recv() == "1::"
+        sid = handshake(server)[0]
+        kicker.send(event_packet("kick", sid, ack_id=1))
+        while (answer := kicker.recv()) == "2::":  # (heartbeats)
+            pass
+        assert answer == '6:::1+["kicked"]'
+    finally:
+        kicker.close()
+    if transport == "websocket":
+        ws = websocket.create_connection(f"{server.ws_url}/socket.io/1/websocket/{sid}",
+                                         timeout=30)
+        try:
+            opcode, data = ws.recv_data()
+            assert (opcode, data) == (websocket.ABNF.OPCODE_TEXT, b"0::")
+            opcode, data = ws.recv_data(control_frame=True)
+            assert opcode == websocket.ABNF.OPCODE_CLOSE
+        finally:
+            ws.close()
+    else:
+        poll = requests.get(f"{server.url}/socket.io/1/xhr-polling/{sid}", timeout=30)
+        assert poll.text == "0::"
+    # told once: the session is gone for the next request
+    again = requests.get(f"{server.url}/socket.io/1/xhr-polling/{sid}", timeout=30)
+    assert again.text == "7:::1+0"
+    # it never opened, so its connect handler never ran, nor its disconnect handler
+    assert [e["event"] for e in server.events(sid)
+            if e["event"] in ("connect", "disconnect")] == []
+
+
 # ---------------------------------------------------------------------------
 # cross-origin
 # ---------------------------------------------------------------------------
