@@ -619,8 +619,25 @@ class SocketIO:
             # a plain TERM would end the process on the spot; exiting instead
             # lets the sessions end first (stopping.py), as Werkzeug's
             # reloader does for its own processes
-            signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+            signal.signal(signal.SIGTERM, _exit_on_first_term)
         run_simple(host, port, app, threaded=True, **kwargs)
+
+
+#: set once ``sio.run`` began to exit on a TERM
+_terminating = threading.Event()
+
+
+def _exit_on_first_term(signum: int, frame: Any) -> None:
+    """``sio.run``'s TERM: exit, so that the sessions end first. A TERM
+    that comes while they end (an impatient supervisor, a second ``kill``)
+    is ignored: raised in the middle of the exit, it would cut the
+    disconnect handlers short with a traceback. The exit waits for them a
+    bounded time (``stopping.EXIT_WAIT_SECONDS``); KILL still ends it at once."""
+    if _terminating.is_set():
+        logger.info("TERM while the server stops: ignored (the sessions are ending)")
+        return
+    _terminating.set()
+    sys.exit(0)
 
 
 def message_packet(data: Any, json: bool) -> dict[str, Any]:

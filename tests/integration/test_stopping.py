@@ -74,6 +74,41 @@ def test_a_stopping_server_ends_its_sessions_so_that_clients_come_back(
     server.stop()
 
 
+def test_a_second_term_while_sio_run_stops_is_ignored(live_server, tmp_path):
+    """A supervisor or an operator that sends TERM again while the sessions
+    end: the exit goes on as the first TERM began it, the disconnect
+    handlers run, and no traceback (a SystemExit raised in the exit hook)."""
+    from tests.integration.helpers import event_packet
+
+    journal = tmp_path / "journal.jsonl"
+    options = {**BASE, "polling_duration": 15, "close_timeout": 30}
+    options.pop("log_levels")
+    server = live_server("sio_run", fresh=True, websocket_mode="hub", journal=str(journal),
+                         **options)
+    # a handler that never returns holds the exit (up to its limit), so the
+    # second TERM surely comes while the sessions end
+    blocked_sid, blocked = open_ws(server)
+    blocked.send_text(event_packet("wait_gate", "never", ack_id=1))
+    wait_until(lambda: requests.get(f"{server.url}/gates/never", timeout=10).json()["waiting"],
+               timeout=30, message="the handler blocked")
+    ws_sid, ws = open_ws(server)
+    os.kill(server.proc.pid, signal.SIGTERM)
+    texts, code = ws.until_close()  # the exit has begun
+    ws.close()
+    assert code == 1001, (code, texts)
+    os.kill(server.proc.pid, signal.SIGTERM)
+    assert wait_until(lambda: server.proc.poll() is not None, timeout=EXIT_DEADLINE,
+                      message="the server process to exit")
+    blocked.close()
+    assert server.proc.returncode == 0
+    log = server.log_tail(200)
+    assert "TERM while the server stops: ignored" in log, log
+    assert "Traceback" not in log and "SystemExit" not in log, log
+    gone = {e["sid"] for e in journal_of(journal) if e["event"] == "disconnect"}
+    assert ws_sid in gone, journal_of(journal)
+    server.stop()
+
+
 def test_a_stopping_hub_takes_no_new_session_and_says_what_it_left(live_server, tmp_path):
     from tests.integration.helpers import event_packet
     from tests.integration.test_kept_connections import open_kept, poll_path
