@@ -454,6 +454,7 @@ class SocketIO:
             # ``@sio.on`` without its parentheses would register nothing
             raise TypeError("sio.on() takes the event name: write @sio.on('my_event'), "
                             f"not @sio.on (got {type(event).__name__})")
+        normalize_namespace(namespace)  # (a bad one is refused here, not at the def below)
 
         def decorator(fn: Handler) -> Handler:
             self.on_event(event, fn, namespace)

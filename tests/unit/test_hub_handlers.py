@@ -210,6 +210,28 @@ def test_two_hand_offs_in_a_row_to_one_idle_thread_start_a_second_thread():
         workers.stop()
 
 
+def test_the_pool_never_starts_more_threads_than_its_size():
+    # handler_threads bounds the threads, not only how many run at once
+    workers = Workers(3)
+    gate = threading.Event()
+    started = threading.Semaphore(0)
+
+    def blocked():
+        started.release()
+        gate.wait(30)
+
+    try:
+        for i in range(12):
+            workers.submit(FakeSession(f"s{i}"), blocked)
+        for _ in range(3):
+            assert started.acquire(timeout=10)
+        assert not started.acquire(timeout=0.2)  # the others wait for a thread
+        assert len(workers._threads) == 3
+    finally:
+        gate.set()
+        workers.stop()
+
+
 def test_an_idle_pool_thread_keeps_no_session_alive():
     workers = Workers(2)
     session = FakeSession("gone")

@@ -105,3 +105,24 @@ def test_is_connected_is_per_namespace(manager):
     assert not manager.is_connected("z", "/chat")
     manager.disconnect("a", "/chat")
     assert not manager.is_connected("a", "/chat")
+
+
+def test_rooms_and_namespaces_emptied_by_leaving_are_forgotten(manager):
+    # what a long-running server keeps must not grow with every client it
+    # ever had: a room's entry goes with its last member, a namespace's
+    # with its last client (checked on the index itself: nothing public
+    # tells an empty entry from none)
+    for i in range(50):
+        sid = f"s{i}"
+        manager.connect(sid, "/chat")
+        manager.connect(sid, f"/ns{i}")
+        manager.enter_room(sid, "/chat", f"room{i}")
+        manager.enter_room(sid, f"/ns{i}", "shared")
+        if i % 2:
+            manager.leave_room(sid, "/chat", f"room{i}")
+        manager.disconnect(sid, "/chat")
+        manager.disconnect(sid, f"/ns{i}")
+    for sid in ("a", "b", "c"):
+        manager.disconnect(sid, "/chat")
+    manager.disconnect("a", "")
+    assert manager._rooms == {}

@@ -137,6 +137,8 @@ DECODE_ONLY = [
     ("1::/chat:", {"type": "connect", "endpoint": "/chat", "qs": ""}),
     ("1::/chat?a=b", {"type": "connect", "endpoint": "/chat", "qs": "?a=b"}),
     ("1::/chat:?a=b", {"type": "connect", "endpoint": "/chat", "qs": "?a=b"}),
+    # both forms at once: the data field's query wins (it is where N and C put it)
+    ("1::/chat?a=1:?b=2", {"type": "connect", "endpoint": "/chat", "qs": "?b=2"}),
     ("1::?a=b", {"type": "connect", "endpoint": "", "qs": "?a=b"}),
     ("3::/chat:hi", {"type": "message", "endpoint": "/chat", "data": "hi"}),
     ("3::", {"type": "message", "endpoint": "", "data": ""}),

@@ -286,6 +286,28 @@ def test_unused_handshake_is_forgotten(server, clock):
     assert session.closed
 
 
+def test_an_unused_handshake_is_forgotten_sooner_than_close_timeout(app, clock):
+    # a handshake no transport ever used goes after UNUSED_HANDSHAKE_TIMEOUT
+    # (30 s), a polling session between two polls only after close_timeout
+    from flask_sio09.server import UNUSED_HANDSHAKE_TIMEOUT
+
+    srv = Server(Options(close_timeout=60), app, clock=clock, monitor=False, synchronous=True)
+    try:
+        unused = srv.new_session({"QUERY_STRING": ""})
+        polling = srv.new_session({"QUERY_STRING": ""})
+        poll = Transport(persistent=False)
+        srv.attach(polling, poll)
+        srv.release(polling, poll)
+        clock.now += UNUSED_HANDSHAKE_TIMEOUT + 1
+        srv.monitor_step(clock.now)
+        assert unused.closed and not polling.closed
+        clock.now += 60 - UNUSED_HANDSHAKE_TIMEOUT
+        srv.monitor_step(clock.now)
+        assert polling.closed
+    finally:
+        srv.shutdown()
+
+
 def test_persistent_transport_loss_ends_session(server, app):
     session, transport = open_session(server)
     server.release(session, transport)

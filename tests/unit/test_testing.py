@@ -505,3 +505,31 @@ def test_what_the_client_reads_went_through_the_session_outbox_and_the_codec(mak
                                 "endpoint": ""}))
     assert client.get_received() == [{"name": "raw", "args": ["😀\u2028"], "namespace": "/"}]
     assert not session.has_outbox()
+
+
+def test_a_client_event_named_connect_does_not_run_the_connect_handler(make_app):
+    # "connect" names the connect handler: a client may not run it again,
+    # with arguments of its choosing, by emitting an event of that name
+    app, sio = make_app()
+    connects = []
+    sio.on("connect")(lambda *args: connects.append(args))
+    sio.on("connect", namespace="/chat")(lambda *args: connects.append(("/chat",) + args))
+    client = sio.test_client(app)
+    client.connect("/chat")
+    assert len(connects) == 2
+    assert client.emit("connect", "forged", callback=True) is None
+    assert client.emit("connect", "forged", callback=True, namespace="/chat") is None
+    assert len(connects) == 2
+    assert client.is_connected() and client.is_connected("/chat")
+
+
+@pytest.mark.parametrize("namespace", ["/a:b", "chat", ":"])
+def test_a_namespace_that_cannot_be_on_the_wire_is_refused_at_once(make_app, namespace):
+    # a ':' ends the endpoint in a 0.9 packet, and an endpoint starts with '/'
+    app, sio = make_app()
+    with pytest.raises(ValueError, match="must start with '/' and contain no ':'"):
+        sio.on("x", namespace=namespace)
+    with pytest.raises(ValueError, match="must start with '/' and contain no ':'"):
+        sio.on_event("x", lambda: None, namespace=namespace)
+    with pytest.raises(ValueError, match="must start with '/' and contain no ':'"):
+        sio.emit("x", namespace=namespace)
