@@ -387,7 +387,7 @@ def test_many_blocked_handlers_with_few_handler_threads(start, make_gate, client
 def test_socketio_client_slow_callback_does_not_delay_another(start, make_gate, kind, transport):
     # socketIO-client reads (and answers heartbeats) only inside wait(): the
     # client not being driven must survive the other's round trips
-    sioc = pytest.importorskip("tests.integration.test_socketio_client")
+    from tests.integration import test_socketio_client as sioc
     server = start(kind, "hub", heartbeat_timeout=30)
     gate = make_gate(server)
     a = sioc.Client("127.0.0.1", server.port, sioc.Recorder, transports=[transport],

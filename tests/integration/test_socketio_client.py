@@ -16,12 +16,11 @@ import time
 import pytest
 import requests
 
-websocket = pytest.importorskip("websocket")
+import websocket
+
 if not hasattr(websocket, "SSLError"):
     websocket.SSLError = ssl.SSLError
-socketIO_client = pytest.importorskip("socketIO_client")
-
-from socketIO_client import BaseNamespace, SocketIO  # noqa: E402
+from socketIO_client import BaseNamespace, SocketIO  # noqa: E402 (after the SSLError it needs)
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -37,7 +37,7 @@ from flask_sio09.wsframe import (
 )
 from tests.conftest import REPO_ROOT, node_with, wait_until
 
-websockets_sync = pytest.importorskip("websockets.sync.client")
+import websockets.sync.client as websockets_sync  # noqa: E402
 from websockets.exceptions import ConnectionClosedError  # noqa: E402
 
 LIMIT = 1_000_000
