@@ -30,6 +30,19 @@ def journal_of(path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def open_blocked_ws(server):
+    """A WebSocket client whose handler never returns (its session's
+    disconnect handler waits behind it, and with it the process's exit,
+    up to its limit): its sid and connection."""
+    from tests.integration.helpers import event_packet
+
+    sid, ws = open_ws(server)
+    ws.send_text(event_packet("wait_gate", "never", ack_id=1))
+    wait_until(lambda: requests.get(f"{server.url}/gates/never", timeout=10).json()["waiting"],
+               timeout=30, message="the handler blocked")
+    return sid, ws
+
+
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("kind,stop_signal", [("gunicorn", signal.SIGTERM),
                                               ("sio_run", signal.SIGTERM),
@@ -78,8 +91,6 @@ def test_a_second_term_while_sio_run_stops_is_ignored(live_server, tmp_path):
     """A supervisor or an operator that sends TERM again while the sessions
     end: the exit goes on as the first TERM began it, the disconnect
     handlers run, and no traceback (a SystemExit raised in the exit hook)."""
-    from tests.integration.helpers import event_packet
-
     journal = tmp_path / "journal.jsonl"
     options = {**BASE, "polling_duration": 15, "close_timeout": 30}
     options.pop("log_levels")
@@ -87,10 +98,7 @@ def test_a_second_term_while_sio_run_stops_is_ignored(live_server, tmp_path):
                          **options)
     # a handler that never returns holds the exit (up to its limit), so the
     # second TERM surely comes while the sessions end
-    blocked_sid, blocked = open_ws(server)
-    blocked.send_text(event_packet("wait_gate", "never", ack_id=1))
-    wait_until(lambda: requests.get(f"{server.url}/gates/never", timeout=10).json()["waiting"],
-               timeout=30, message="the handler blocked")
+    blocked_sid, blocked = open_blocked_ws(server)
     ws_sid, ws = open_ws(server)
     os.kill(server.proc.pid, signal.SIGTERM)
     texts, code = ws.until_close()  # the exit has begun
@@ -110,7 +118,6 @@ def test_a_second_term_while_sio_run_stops_is_ignored(live_server, tmp_path):
 
 
 def test_a_stopping_hub_takes_no_new_session_and_says_what_it_left(live_server, tmp_path):
-    from tests.integration.helpers import event_packet
     from tests.integration.test_kept_connections import open_kept, poll_path
 
     options = {**BASE, "polling_duration": 15, "close_timeout": 30}
@@ -118,10 +125,7 @@ def test_a_stopping_hub_takes_no_new_session_and_says_what_it_left(live_server, 
     server = live_server("gunicorn", fresh=True, websocket_mode="hub", **options)
     # a handler that never returns: the session's disconnect handler waits
     # behind it, and with it the process's exit, up to its limit
-    ws_sid, ws = open_ws(server)
-    ws.send_text(event_packet("wait_gate", "never", ack_id=1))
-    wait_until(lambda: requests.get(f"{server.url}/gates/never", timeout=10).json()["waiting"],
-               timeout=30, message="the handler blocked")
+    ws_sid, ws = open_blocked_ws(server)
     conn, sid = open_kept(server)  # a polling client on a connection the hub keeps
     conn.send(conn.request("GET", poll_path(sid)))
     wait_until(lambda: requests.get(f"{server.url}/attached", params={"sid": sid},
@@ -155,15 +159,10 @@ def test_a_websocket_busy_in_a_handler_gets_its_going_away_at_once(live_server, 
     the connection's reader thread; the request thread used to wait for it,
     which held the exit until the master's SIGKILL, and the client got no
     close frame at all."""
-    from tests.integration.helpers import event_packet
-
     options = {**BASE, "polling_duration": 15, "close_timeout": 30}
     options.pop("log_levels")
     server = live_server("gunicorn", fresh=True, websocket_mode=mode, **options)
-    _, busy = open_ws(server)
-    busy.send_text(event_packet("wait_gate", "never", ack_id=1))
-    wait_until(lambda: requests.get(f"{server.url}/gates/never", timeout=10).json()["waiting"],
-               timeout=30, message="the handler blocked")
+    _, busy = open_blocked_ws(server)
     _, idle = open_ws(server)
     os.kill(server.proc.pid, signal.SIGTERM)
     for ws in (idle, busy):

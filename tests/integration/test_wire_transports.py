@@ -283,6 +283,17 @@ def test_jsonp_unknown_sid(server):
 # ---------------------------------------------------------------------------
 
 
+def poll_packets(server, transport: str, sid: str, timeout: float) -> list[str]:
+    """One xhr-polling or jsonp-polling GET's packets (``requests``' timeout:
+    a client that gives up on the poll)."""
+    response = requests.get(f"{server.url}/socket.io/1/{transport}/{sid}",
+                            params={"t": "1", "i": "0"}, timeout=timeout)
+    if transport == "jsonp-polling":
+        response.encoding = "utf-8"
+        return jsonp_packets(response, "0")
+    return decode_payload(response.text)
+
+
 @pytest.fixture(params=KINDS)
 def slow_poll_server(request, live_server):
     """Polls held 5 s and heartbeats every 15 s: a poll is answered only when
@@ -299,14 +310,9 @@ def test_a_poll_the_client_gave_up_on_keeps_its_packets(slow_poll_server, transp
     written to the abandoned one."""
     server = slow_poll_server
     sid = handshake(server)[0]
-    url = f"{server.url}/socket.io/1/{transport}/{sid}"
 
     def poll(timeout: float) -> list[str]:
-        response = requests.get(url, params={"t": "1", "i": "0"}, timeout=timeout)
-        if transport == "jsonp-polling":
-            response.encoding = "utf-8"
-            return jsonp_packets(response, "0")
-        return decode_payload(response.text)
+        return poll_packets(server, transport, sid, timeout)
 
     assert poll(30) == ["1::"]
     for round_ in range(3):
@@ -334,11 +340,7 @@ def test_a_server_disconnect_after_a_given_up_poll_reaches_the_next_poll(slow_po
     url = f"{server.url}/socket.io/1/{transport}/{sid}"
 
     def poll(timeout: float) -> list[str]:
-        response = requests.get(url, params={"t": "1", "i": "0"}, timeout=timeout)
-        if transport == "jsonp-polling":
-            response.encoding = "utf-8"
-            return jsonp_packets(response, "0")
-        return decode_payload(response.text)
+        return poll_packets(server, transport, sid, timeout)
 
     assert poll(30) == ["1::"]
     with pytest.raises(requests.exceptions.ReadTimeout):

@@ -289,7 +289,11 @@ class _StuckTransport:
         self.aborted += 1
 
 
-def test_transport_of_a_closed_session_is_aborted_once_after_close_timeout():
+@pytest.mark.parametrize("reason,grace", [("server disconnect", 5.0), ("outbox overflow", 0.0)])
+def test_transport_of_a_closed_session_is_aborted_once_after_its_grace(reason, grace):
+    # a thread stuck writing to a closed session's client is freed after
+    # close_timeout; at once (the monitor's next step) when that client had
+    # stopped reading (outbox overflow)
     now = [1000.0]
     srv = Server(Options(close_timeout=5), EchoApp(), clock=lambda: now[0],
                  monitor=False, synchronous=True)
@@ -297,29 +301,11 @@ def test_transport_of_a_closed_session_is_aborted_once_after_close_timeout():
         session = srv.new_session({"QUERY_STRING": ""})
         stuck = _StuckTransport()
         srv.attach(session, stuck)
-        srv.close_session(session, "server disconnect")
-        srv.monitor_step(now[0] + 4.9)
-        assert stuck.aborted == 0  # it may still finish on its own
-        srv.monitor_step(now[0] + 5.0)
-        assert stuck.aborted == 1
-        srv.monitor_step(now[0] + 60)
-        assert stuck.aborted == 1
-    finally:
-        srv.shutdown()
-
-
-def test_transport_of_a_session_closed_for_outbox_overflow_is_aborted_at_once():
-    # its client stopped reading: a thread stuck writing to it is freed at the
-    # monitor's next step, not after close_timeout
-    now = [1000.0]
-    srv = Server(Options(close_timeout=5), EchoApp(), clock=lambda: now[0],
-                 monitor=False, synchronous=True)
-    try:
-        session = srv.new_session({"QUERY_STRING": ""})
-        stuck = _StuckTransport()
-        srv.attach(session, stuck)
-        srv.close_session(session, "outbox overflow")
-        srv.monitor_step(now[0])
+        srv.close_session(session, reason)
+        if grace:
+            srv.monitor_step(now[0] + grace - 0.1)
+            assert stuck.aborted == 0  # it may still finish on its own
+        srv.monitor_step(now[0] + grace)
         assert stuck.aborted == 1
         srv.monitor_step(now[0] + 60)
         assert stuck.aborted == 1
