@@ -16,6 +16,7 @@ import signal
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -429,7 +430,9 @@ class SocketIO:
         self.error_handlers: dict[str, Handler] = {}
         self.default_error_handler: Handler | None = None
         self.handshake_handler: Handler | None = None
-        self._states: list[_State] = []
+        #: the apps served, oldest first: weak, so that an app let go of (a
+        #: test's, made by a factory) goes with its server and threads
+        self._states: list[weakref.ref[_State]] = []
         if app is not None:
             self.init_app(app)
 
@@ -444,7 +447,8 @@ class SocketIO:
         state = _State(self, server)
         app.extensions["sio09"] = state
         app.wsgi_app = _Middleware(app.wsgi_app, server)  # type: ignore[method-assign]
-        self._states.append(state)
+        self._states = [ref for ref in self._states if ref() is not None]
+        self._states.append(weakref.ref(state))
 
     # -- registering handlers --------------------------------------------
 
@@ -548,11 +552,13 @@ class SocketIO:
             state = flask.current_app.extensions.get("sio09")
             if state is not None and state.sio is self:
                 return state.server
-        if len(self._states) == 1:
-            return self._states[0].server
-        if not self._states:
-            raise RuntimeError("SocketIO has no app: call init_app(app) first")
-        raise RuntimeError("SocketIO serves several apps: call this inside an app context")
+        # outside an app context: the app initialised last, as Flask-SocketIO
+        # does (a test suite that makes an app per test emits to the newest)
+        for ref in reversed(self._states):
+            latest = ref()
+            if latest is not None:
+                return latest.server
+        raise RuntimeError("SocketIO has no app: call init_app(app) first")
 
     def emit(self, event: str, *args: Any, to: str | Iterable[str] | None = None,
              skip_sid: str | Iterable[str] | None = None, namespace: str | None = "",

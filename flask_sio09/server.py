@@ -261,8 +261,11 @@ class Server:
         if self._want_monitor and self._monitor is None:
             with self._lock:
                 if self._monitor is None:
-                    self._monitor = threading.Thread(target=self._monitor_loop, daemon=True,
-                                                     name="sio09-monitor")
+                    # (the thread holds the server weakly: a server no one
+                    # else holds, a test's app let go of, stops it)
+                    self._monitor = threading.Thread(target=_monitor_loop,
+                                                     args=(weakref.ref(self), self._stop),
+                                                     daemon=True, name="sio09-monitor")
                     self._monitor.start()
         if self.cluster is not None:
             self.cluster.start()
@@ -887,28 +890,6 @@ class Server:
         with self._lock:
             self._writes.discard(write)
 
-    def _monitor_loop(self) -> None:
-        opts = self.options
-        tick = min(opts.heartbeat_interval, opts.heartbeat_timeout, opts.close_timeout) / 5
-        tick = max(0.05, min(1.0, tick))
-        # (looked up here, in the process that serves: the monitor starts
-        # with the first session, after a gunicorn worker set its signals)
-        worker = stopping.gunicorn_worker()
-        # a stopping worker must stop taking handshakes at once (a session made
-        # then would end with it): its flag is looked at more often than the
-        # timers, which cost a pass over every session
-        look = min(tick, stopping.STOP_LOOK_SECONDS) if worker is not None else tick
-        next_step = time.monotonic() + tick
-        while not self._stop.wait(look):
-            try:
-                if not self.going_away and stopping.worker_stopping(worker):
-                    self.go_away()
-                if time.monotonic() >= next_step:
-                    next_step = time.monotonic() + tick
-                    self.monitor_step(self.clock())
-            except Exception:  # the monitor must outlive any one bad session
-                logger.exception("monitor pass failed")
-
     # -- the process stops (see stopping.py) ------------------------------
 
     def serving(self) -> bool:
@@ -960,3 +941,37 @@ def _reset_servers_in_child() -> None:
 os.register_at_fork(after_in_child=_reset_servers_in_child)
 
 __all__ = ["Ack", "Application", "IllegalTransition", "Options", "Server"]
+
+
+def _monitor_loop(ref: weakref.ref[Server], stop: threading.Event) -> None:
+    """The monitor thread of the server ``ref`` names: its timers, and a
+    gunicorn worker's stop. It ends with ``shutdown``, or once the server is
+    gone (nothing else held it)."""
+    server = ref()
+    if server is None:
+        return
+    opts = server.options
+    tick = min(opts.heartbeat_interval, opts.heartbeat_timeout, opts.close_timeout) / 5
+    tick = max(0.05, min(1.0, tick))
+    # (looked up here, in the process that serves: the monitor starts
+    # with the first session, after a gunicorn worker set its signals)
+    worker = stopping.gunicorn_worker()
+    # a stopping worker must stop taking handshakes at once (a session made
+    # then would end with it): its flag is looked at more often than the
+    # timers, which cost a pass over every session
+    look = min(tick, stopping.STOP_LOOK_SECONDS) if worker is not None else tick
+    next_step = time.monotonic() + tick
+    del server  # (held only while it works, below)
+    while not stop.wait(look):
+        server = ref()
+        if server is None:
+            return
+        try:
+            if not server.going_away and stopping.worker_stopping(worker):
+                server.go_away()
+            if time.monotonic() >= next_step:
+                next_step = time.monotonic() + tick
+                server.monitor_step(server.clock())
+        except Exception:  # the monitor must outlive any one bad session
+            logger.exception("monitor pass failed")
+        del server

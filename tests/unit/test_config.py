@@ -136,8 +136,9 @@ def test_a_write_only_emitter_serves_no_app(made):
 
 
 def test_a_message_queue_url_reaches_the_server(made):
-    sio = SocketIO(new_app(made), message_queue="redis://127.0.0.1:1/0")
-    server = sio._states[0].server
+    app = new_app(made)
+    SocketIO(app, message_queue="redis://127.0.0.1:1/0")
+    server = app.extensions["sio09"].server
     assert server.options.message_queue == "redis://127.0.0.1:1/0"
     assert type(server.manager).__name__ == "RedisManager"
 
@@ -203,11 +204,14 @@ def test_factory_pattern_with_several_apps_in_one_process(made):
     shouted = [{"name": "shouted", "args": ["hi"], "namespace": "/"}]
     assert a1.get_received() == a2.get_received() == shouted
     assert b1.get_received() == []
-    # from outside a handler, the app must be named by its context
-    with pytest.raises(RuntimeError, match="several apps"):
+    # from outside a handler, an app context names the app...
+    with one.app_context():
         sio.emit("news", 1)
-    with two.app_context():
-        sio.emit("news", 2)
+    assert a1.get_received() == [{"name": "news", "args": [1], "namespace": "/"}]
+    assert b1.get_received() == []
+    # ...and without one, the app initialised last serves, as with
+    # Flask-SocketIO (a test suite that makes an app per test emits to its own)
+    sio.emit("news", 2)
     assert b1.get_received() == [{"name": "news", "args": [2], "namespace": "/"}]
     assert a1.get_received() == []
     # the apps' own routes are untouched
@@ -238,3 +242,31 @@ def test_run_with_debug_sets_app_debug_as_app_run_does(monkeypatch):
         assert app.debug and served[-1][1]["use_debugger"] is True
     finally:
         app.extensions["sio09"].server.shutdown()
+
+
+def test_an_app_let_go_of_takes_its_server_and_monitor_thread_with_it():
+    # a test suite that makes an app per test with one module-level SocketIO
+    # must not keep every app, and a monitor thread for each, to the end
+    import gc
+    import threading
+
+    from tests.unit.doubles import wait_until
+
+    def monitors() -> int:
+        return sum(1 for t in threading.enumerate() if t.name == "sio09-monitor")
+
+    sio = SocketIO()
+    sio.on("ping")(lambda: "pong")
+    before = monitors()
+    for _ in range(5):
+        app = Flask(__name__)
+        sio.init_app(app)
+        client = sio.test_client(app)
+        assert client.emit("ping", callback=True) == ["pong"]
+        assert monitors() > before
+        client.disconnect()
+        del app, client
+    gc.collect()
+    assert wait_until(lambda: monitors() == before, deadline=30), monitors()
+    with pytest.raises(RuntimeError, match="init_app"):
+        sio.emit("news")  # (no app left)
