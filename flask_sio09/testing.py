@@ -134,6 +134,8 @@ class SocketIOTestClient:
         if not self._live():
             if not self._handshake(query_string, headers):
                 return
+            if not self._live():
+                return  # the global connect handler refused: nothing is connected
             query_string = None  # the namespace falls back to the handshake's
         if endpoint:
             qs = f"?{query_string}" if query_string else ""

@@ -533,3 +533,13 @@ def test_a_namespace_that_cannot_be_on_the_wire_is_refused_at_once(make_app, nam
         sio.on_event("x", lambda: None, namespace=namespace)
     with pytest.raises(ValueError, match="must start with '/' and contain no ':'"):
         sio.emit("x", namespace=namespace)
+
+
+def test_a_refusal_by_the_global_connect_handler_leaves_a_client_not_connected(make_app):
+    # the usual login check (refuse in the global connect handler): a test
+    # client made with namespace= reports it, as for a refused handshake
+    app, sio = make_app()
+    sio.on("connect")(lambda: False)
+    client = sio.test_client(app, namespace="/chat")
+    assert not client.is_connected()
+    assert not client.is_connected("/chat")
