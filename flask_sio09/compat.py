@@ -21,9 +21,9 @@ and the view goes away. As in gevent-socketio:
   checked against the ACL; a refused or unknown method is reported with
   ``self.error``, which sends an ``error`` event to the client and logs;
 * a packet that asked for a data ack: the ack callable is appended to the
-  method's arguments when the method takes one more positional argument;
-  otherwise the return value answers (a tuple as several args, anything else
-  as one).
+  method's arguments when its next positional parameter is named ``ack`` or
+  ``callback``; otherwise the return value answers (a tuple as several args,
+  anything else as one).
 
 Methods run in the connection's Flask request context, one at a time per
 connection, on the server's handler threads; exceptions go to
@@ -154,13 +154,13 @@ def _positional_params(method: Callable[..., Any]) -> list[inspect.Parameter]:
 
 def _takes_ack_after(params: list[inspect.Parameter], count: int) -> bool:
     """Whether a method with positional ``params``, called with ``count``
-    args, takes the ack callable as the next one: that parameter exists and
-    is required, or is named as an ack. Never a ``*args`` (gevent-socketio's
-    handlers took the event's args there)."""
-    if count >= len(params):
-        return False
-    following = params[count]
-    return following.default is following.empty or following.name in ACK_PARAMETER_NAMES
+    args, takes the ack callable as the next one: that parameter is named as
+    an ack. Not any other parameter, required or not: a client that sends
+    too few args would have the ack land in one of the method's data
+    parameters (``on_nickname(self, nickname)`` given none), and from there
+    in what the app stores and broadcasts. Never a ``*args``
+    (gevent-socketio's handlers took the event's args there)."""
+    return count < len(params) and params[count].name in ACK_PARAMETER_NAMES
 
 
 class BaseNamespace:
@@ -272,9 +272,9 @@ class BaseNamespace:
         """Call a method: with the packet alone if its one parameter is named
         ``packet``; else with ``args``, plus the ack callable when the packet
         asked for a data ack and the method's next positional parameter is
-        required or is named ``ack`` or ``callback`` (a flask_sio09
-        addition: gevent-socketio passed ``args`` alone, so a ported method
-        with an optional parameter or ``*args`` gets ``args`` alone)."""
+        named ``ack`` or ``callback`` (a flask_sio09 addition: gevent-socketio
+        passed ``args`` alone, so a ported method gets ``args`` alone, and
+        too few args from a client raise ``TypeError`` as they did there)."""
         method = getattr(self, method_name, None)
         if not callable(method):
             self.error("no_such_method", f'The method "{method_name}" was not found')

@@ -150,6 +150,37 @@ def test_ack_callable_is_appended_positionally(app_sio):
     assert seen[3:] == [("star", ("a", "b")), ("join", "lobby", None), ("join", "lobby", "pw")]
 
 
+def test_too_few_args_never_put_the_ack_in_a_data_parameter(app_sio, caplog):
+    # a client that sends fewer args than a method takes, with a data ack:
+    # the ack callable must not land in a data parameter (and from there in
+    # what the app stores and broadcasts); the method fails as it did under
+    # gevent-socketio, with TypeError, and no ack is sent
+    app, sio = app_sio
+    stored = []
+
+    class Chat(BaseNamespace):
+        def on_nickname(self, nickname):
+            stored.append(nickname)
+            return True
+
+        def on_set(self, key, value):
+            stored.append((key, value))
+            return True
+
+        def on_named(self, a, callback):
+            callback(a)
+
+    socketio_manage(sio, {"/chat": Chat})
+    client = sio.test_client(app, namespace="/chat")
+    with caplog.at_level(logging.CRITICAL, logger="flask_sio09"):
+        assert client.emit("nickname", callback=True) is None
+        assert client.emit("set", "k", callback=True) is None
+    assert stored == []
+    assert client.emit("nickname", "bob", callback=True) == [True]
+    assert client.emit("named", 7, callback=True) == [7]  # named as the ack: appended
+    assert stored == ["bob"]
+
+
 def test_recv_message_and_recv_json(app_sio):
     app, sio = app_sio
     got = []
