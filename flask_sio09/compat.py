@@ -42,7 +42,8 @@ from typing import TYPE_CHECKING, Any
 import flask
 
 from . import packet as codec
-from .extension import current_session, message_packet, normalize_namespace
+from .extension import (current_pending_ack, current_session, message_packet,
+                        normalize_namespace)
 from .namespace import Namespace
 
 if TYPE_CHECKING:
@@ -487,10 +488,17 @@ class _ClassNamespace(Namespace):
             restore = getattr(instance, "_restore_rooms", None)
             if restore is not None:  # (RoomsMixin: a namespace joined again)
                 restore()
+        pending = current_pending_ack()
         ack = self.take_ack()
         instance._ack = ack
         try:
             result = instance.process_packet(packet)
+        except Exception:
+            if ack is not None and instance._ack is not None and pending is not None:
+                # the method raised without taking the ack: the error
+                # handler's answer answers it, as for other handlers
+                pending.taken = False
+            raise
         finally:
             handed = ack is not None and instance._ack is None
             instance._ack = None

@@ -181,6 +181,27 @@ def test_too_few_args_never_put_the_ack_in_a_data_parameter(app_sio, caplog):
     assert stored == ["bob"]
 
 
+def test_an_error_handlers_answer_answers_a_raising_methods_data_ack(app_sio, caplog):
+    # as for decorated handlers and Namespace classes (handlers-and-acks.md)
+    app, sio = app_sio
+
+    class Chat(BaseNamespace):
+        def on_boom(self):
+            raise RuntimeError("no")
+
+        def on_boom_after_ack(self, ack):
+            ack("first")
+            raise RuntimeError("no")
+
+    socketio_manage(sio, {"/chat": Chat})
+    client = sio.test_client(app, namespace="/chat")
+    with caplog.at_level(logging.CRITICAL, logger="flask_sio09"):
+        assert client.emit("boom", callback=True) is None  # no error handler: no ack
+        sio.on_error("/chat")(lambda exc: "fallback")
+        assert client.emit("boom", callback=True) == ["fallback"]
+        assert client.emit("boom_after_ack", callback=True) == ["first"]  # answered once
+
+
 def test_recv_message_and_recv_json(app_sio):
     app, sio = app_sio
     got = []
