@@ -185,6 +185,8 @@ class BaseNamespace:
         self.allowed_methods: set[str] | None = None
         #: the threads started with ``spawn``
         self.jobs: list[threading.Thread] = []
+        # set by kill_local_jobs: the spawned threads should stop
+        self._jobs_killed = threading.Event()
         # the data ack of the packet being processed, until a method takes it
         self._ack: Callable[..., None] | None = None
         self.reset_acl()
@@ -350,8 +352,9 @@ class BaseNamespace:
 
     def spawn(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> threading.Thread:
         """Run ``fn`` in a background thread (in an app context). Threads
-        cannot be killed: a loop should stop when ``self.socket.connected``
-        turns False."""
+        cannot be killed: a loop should run ``while self.active:``, which
+        turns False when the client leaves this namespace or the connection
+        ends (gevent-socketio killed the greenlets then)."""
         decorate = getattr(self, "exception_handler_decorator", None)
         if decorate is not None:
             fn = decorate(fn)
@@ -359,10 +362,25 @@ class BaseNamespace:
         self.jobs.append(thread)
         return thread
 
+    @property
+    def active(self) -> bool:
+        """Whether this object still serves its client: False once the client
+        left the namespace, the connection ended, or ``kill_local_jobs`` ran.
+        What a loop started with ``spawn`` should watch."""
+        return not self._jobs_killed.is_set() and self.socket.connected and \
+            self.socket.active_ns.get(self.ns_name) is self
+
+    def kill_local_jobs(self) -> None:
+        """Ask the threads ``spawn`` started to stop: ``self.active`` turns
+        False (threads cannot be killed as gevent-socketio killed greenlets)."""
+        self._jobs_killed.set()
+
     def disconnect(self, silent: bool = False) -> None:
-        """Forget this object; unless ``silent``, also disconnect the client
-        from this namespace (from everything, on the global namespace).
-        ``recv_disconnect`` does not run afterwards, as in gevent-socketio."""
+        """Forget this object and stop its spawned jobs (``kill_local_jobs``);
+        unless ``silent``, also disconnect the client from this namespace (from
+        everything, on the global namespace). ``recv_disconnect`` does not run
+        afterwards, as in gevent-socketio."""
+        self.kill_local_jobs()
         if self.socket.active_ns.get(self.ns_name) is self:
             del self.socket.active_ns[self.ns_name]
         if not silent:

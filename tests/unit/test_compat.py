@@ -480,6 +480,39 @@ def test_spawn_runs_in_a_thread_with_an_app_context(app_sio):
     assert events(client) == [("worked", [40])]
 
 
+def test_a_spawned_loop_watching_active_stops_when_its_client_leaves(app_sio):
+    # gevent-socketio killed a namespace's greenlets when its client left it;
+    # threads cannot be killed, so loops watch self.active, which turns False
+    # then while the connection (self.socket.connected) goes on
+    app, sio = app_sio
+    running, stopped = threading.Semaphore(0), threading.Semaphore(0)
+    still_connected = []
+
+    class Feed(BaseNamespace):
+        def on_start(self):
+            self.spawn(self.loop)
+
+        def loop(self):
+            running.release()
+            while self.active:
+                threading.Event().wait(0.01)
+            still_connected.append(self.socket.connected)
+            stopped.release()
+
+    socketio_manage(sio, {"/feed": Feed})
+    client = sio.test_client(app, namespace="/feed")
+    client.emit("start")
+    assert running.acquire(timeout=10)
+    client.disconnect("/feed")
+    assert stopped.acquire(timeout=10)
+    assert still_connected == [True]
+    client.connect("/feed")  # a new object for the new visit, with its own jobs
+    client.emit("start")
+    assert running.acquire(timeout=10)
+    client.disconnect()  # the connection ends: that loop stops too
+    assert stopped.acquire(timeout=10)
+
+
 def test_exception_handler_decorator_wraps_methods(app_sio):
     app, sio = app_sio
     caught = []
