@@ -617,6 +617,9 @@ class SocketIO:
         """
         from werkzeug.serving import run_simple
 
+        # (Flask-SocketIO 5 refuses Werkzeug in production unless told so: a
+        # ported call passes this; Werkzeug's run_simple would refuse it)
+        kwargs.pop("allow_unsafe_werkzeug", None)
         if debug:
             app.debug = True
         kwargs.setdefault("use_reloader", debug)

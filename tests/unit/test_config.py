@@ -240,6 +240,9 @@ def test_run_with_debug_sets_app_debug_as_app_run_does(monkeypatch):
         assert not app.debug and served[-1][1]["use_debugger"] is False
         sio.run(app, port=5999, debug=True, use_reloader=False)
         assert app.debug and served[-1][1]["use_debugger"] is True
+        # a Flask-SocketIO 5 call, ported as it was: Werkzeug never sees the flag
+        sio.run(app, port=5999, use_reloader=False, allow_unsafe_werkzeug=True)
+        assert "allow_unsafe_werkzeug" not in served[-1][1]
     finally:
         app.extensions["sio09"].server.shutdown()
 
