@@ -486,7 +486,8 @@ class HubHTTP(HubConnection):
         server, hub, sock, limit, sid = self.server, self.hub, self.sock, self.limit, route.sid or ""
 
         def find_session() -> Session | None:
-            return server.get_session(sid, adopt=lambda: transports.keep_environ(environ))
+            return server.get_session(sid, draining=True,
+                                      adopt=lambda: transports.keep_environ(environ))
 
         def open_websocket(session: Session | None) -> None:
             HubWebSocket(hub, sock, session, limit).start(answer, early)

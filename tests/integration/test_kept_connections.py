@@ -25,7 +25,7 @@ from flask_sio09 import hub_wsgi
 from tests.integration.helpers import decode_payload, event_packet, handshake
 from tests.conftest import GUNICORN_THREADS, wait_until
 from tests.integration.test_hostile import (BASE, LIMIT, RawWs, Watched,  # noqa: F401
-                                            assert_serves, start)
+                                            assert_serves, open_ws, start)
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -365,6 +365,40 @@ def test_a_websocket_upgrade_on_a_kept_connection(start, kind):
             conn._fill()
         assert b"\x81" in conn.buf
     finally:
+        conn.close()
+    assert_serves(server, websocket=False)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_upgrade_on_a_kept_connection_for_a_session_ended_before_it_opened(start, kind):
+    # the server disconnected the session after its handshake, before any
+    # transport: its WebSocket gets the 0:: (then a close frame), as a poll
+    # or a WebSocket on a new connection does, not a 7:::1+0 that would make
+    # the client reconnect
+    server = start(kind)
+    conn, sid = open_kept(server)
+    kicked = handshake(server)[0]
+    _, kicker = open_ws(server)
+    try:
+        kicker.send_text(event_packet("kick", kicked, ack_id=1))
+        kicker.texts_until(lambda got: '6:::1+["kicked"]' in got)
+        conn.send(conn.request("GET", f"/socket.io/1/websocket/{kicked}", headers=UPGRADE))
+        while b"\r\n\r\n" not in conn.buf:
+            conn._fill()
+        head, _, conn.buf = conn.buf.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101 ")
+
+        def frame() -> tuple[int, bytes]:  # (the server's frames are not masked, short)
+            while len(conn.buf) < 2 or len(conn.buf) < 2 + (conn.buf[1] & 0x7F):
+                conn._fill()
+            opcode, length = conn.buf[0] & 0x0F, conn.buf[1] & 0x7F
+            payload, conn.buf = conn.buf[2:2 + length], conn.buf[2 + length:]
+            return opcode, bytes(payload)
+
+        assert frame() == (0x1, b"0::")
+        assert frame()[0] == 0x8
+    finally:
+        kicker.close()
         conn.close()
     assert_serves(server, websocket=False)
 
