@@ -27,7 +27,7 @@ from . import packet as packet_codec
 from .manager import MemoryManager
 from .cluster import Cluster
 from . import stopping
-from .droplog import log_dropped
+from .droplog import log_dropped, report_unlogged
 from .session import IllegalTransition, Session, Transport
 from .stopping import GOING_AWAY
 from .workers import Workers
@@ -438,6 +438,8 @@ class Server:
                 # "7:::1+0" would), at most close_timeout
                 self._draining[session.sid] = (session, self.clock())
         logger.debug("session %s closed: %s", session.sid, reason)
+        if session.drops is not None:
+            report_unlogged(session)
         if self.cluster is not None:
             self.cluster.session_closed(session.sid, reason)
         with session.lock:  # (another thread may be joining or leaving one)

@@ -22,6 +22,7 @@ from urllib.parse import parse_qs
 
 from . import packet as packet_codec
 from . import protocol, wsframe
+from .droplog import log_dropped, log_refused
 from .http11 import date_line
 from .server import NOOP, NOT_HANDSHAKEN, POLL_FAILED, Server
 from .session import IllegalTransition, Session
@@ -193,7 +194,8 @@ def route_request(server: Server, route: protocol.Route, method: str,
         return forced_disconnect(server, route.sid or "")
     handler = POLLING.get(route.transport)
     if handler is None or route.transport not in server.options.transports:
-        logger.info("request for unknown or disabled transport %r", route.transport)
+        log_refused("unknown transport", "request for unknown or disabled transport %r",
+                    route.transport[:40])
         return _response("400 Bad Request", "transport not supported")
     # a GET may still collect a closed session's last packets (its "0::")
     sid = route.sid or ""
@@ -212,6 +214,15 @@ def route_request(server: Server, route: protocol.Route, method: str,
                         "(docs/deployment.md)", sid)
         return handler.get(server, session, environ, query)
     return _response("405 Method Not Allowed", "")
+
+
+def _log_post(session: Session | None, message: str, *args: Any) -> None:
+    """A POST dropped or refused: counted against its session when there is
+    one here, else with the other such requests of the process (droplog)."""
+    if session is not None:
+        log_dropped(session, message, *args)
+    else:
+        log_refused("bad POST", message, *args)
 
 
 def origin_ok(server: Server, environ: dict[str, Any], use_referer: bool = True) -> bool:
@@ -282,7 +293,8 @@ def handshake(server: Server, environ: dict[str, Any], query: dict[str, list[str
         # that serves (a session made here would end with the process)
         return error("503 Service Unavailable", "server stopping")
     if not _origin_ok(server, environ, script=jsonp is not None):
-        logger.info("handshake refused: bad origin %r", environ.get("HTTP_ORIGIN"))
+        log_refused("bad origin", "handshake refused: bad origin %r",
+                    (environ.get("HTTP_ORIGIN") or "")[:100])
         if jsonp is not None:
             return error("403 Forbidden", "handshake bad origin")
         return _response("403 Forbidden", "handshake bad origin")
@@ -494,11 +506,11 @@ class XHRPolling:
         try:
             body = read_body(server, environ)
         except BadBody as exc:  # nothing of it is dispatched; the session lives on
-            logger.info("session %s: POST refused: %s", sid or "-", exc)
+            _log_post(session, "session %s: POST refused: %s", sid or "-", exc)
             return _response("400 Bad Request", "")
         if body is None:
-            logger.info("session %s: POST over %d bytes refused (413)", sid or "-",
-                        server.options.max_http_buffer_size)
+            _log_post(session, "session %s: POST over %d bytes refused (413)", sid or "-",
+                      server.options.max_http_buffer_size)
             if session is not None:
                 server.refuse_upload(session)
             elif held_elsewhere is not None:  # it ends where it is held
@@ -506,12 +518,13 @@ class XHRPolling:
             return _response("413 Request Entity Too Large", "")
         if sid is None:
             # answered "1" as N does; its next poll tells the client the session is gone
-            logger.info("POST to an unknown or ended session: %d bytes dropped", len(body))
+            log_refused("POST to no session",
+                        "POST to an unknown or ended session: %d bytes dropped", len(body))
             return _response("200 OK", "1", headers=[("X-XSS-Protection", "0")])
         try:
             text = cls.decode_body(body)
         except (UnicodeDecodeError, packet_codec.PacketError) as exc:
-            logger.info("session %s: undecodable POST dropped (%s)", sid, exc)
+            _log_post(session, "session %s: undecodable POST dropped (%s)", sid, exc)
             return _response("400 Bad Request", "")
         answer = _response("200 OK", "1", headers=[("X-XSS-Protection", "0")])
         if session is not None:
@@ -699,7 +712,7 @@ def serve_websocket(server: Server, sid: str, environ: dict[str, Any],
         # simple-websocket would upgrade with a malformed key: answer as the hub does
         wsframe.handshake_response(environ)
     except wsframe.HandshakeError as exc:
-        logger.info("websocket upgrade refused: %s", exc)
+        log_refused("websocket upgrade", "websocket upgrade refused: %s", exc)
         return _finish(environ, start_response,
                        (exc.status, list(exc.headers), str(exc).encode("utf-8")))
     # before the 101: should the lookup fail, the client gets a plain HTTP
@@ -712,7 +725,7 @@ def serve_websocket(server: Server, sid: str, environ: dict[str, Any],
                                      thread_class=thread_websocket.reader_thread,
                                      event_class=thread_websocket.ReaderSignal)
     except Exception as exc:
-        logger.info("websocket upgrade failed: %s", exc)
+        log_refused("websocket upgrade", "websocket upgrade failed: %s", exc)
         return _finish(environ, start_response, _response("400 Bad Request", ""))
     return thread_websocket.serve(server, ws, session, environ, start_response)
 
@@ -872,7 +885,7 @@ def serve_websocket_in_hub(server: Server, sid: str, environ: dict[str, Any],
     try:
         answer = wsframe.handshake_response(environ)
     except wsframe.HandshakeError as exc:
-        logger.info("websocket upgrade refused: %s", exc)
+        log_refused("websocket upgrade", "websocket upgrade refused: %s", exc)
         refusal = (exc.status, list(exc.headers), str(exc).encode("utf-8"))
         return _finish(environ, start_response, refusal)
     # before the socket is taken: should the lookup fail, the client gets a

@@ -216,8 +216,52 @@ def test_a_flood_of_bad_packets_logs_a_few_lines_per_session_then_a_count(
     flooder_lines = [line for line in lines if flooder.sid in line]
     assert len(flooder_lines) == droplog.BURST + 1 + 2, flooder_lines
     assert "no more lines about it" in flooder_lines[droplog.BURST]
-    assert f"{1000 - droplog.BURST} more lines about its dropped input were not logged" \
+    assert f"{1000 - droplog.BURST} more lines about dropped input were not logged" \
         in flooder_lines[-2]
     assert "bad packet dropped" in flooder_lines[-1]
     assert any(other.sid in line and "bad packet dropped" in line for line in lines)
     assert flooder.is_connected() and other.is_connected()
+
+
+def test_the_unlogged_count_is_said_when_the_session_ends(make_app, caplog, monkeypatch):
+    # a client that floods and leaves within the window still has its count said
+    from flask_sio09 import droplog
+
+    app, sio = make_app()
+    monkeypatch.setattr(droplog.time, "monotonic", lambda: 1000.0)
+    client = sio.test_client(app)
+    server = client.server
+    with caplog.at_level(logging.INFO, logger=LIBRARY):
+        for _ in range(50):
+            server.receive(server.get_session(client.sid), "4:::{")
+        client.disconnect()
+    lines = [r.getMessage() for r in caplog.records
+             if r.levelno == logging.INFO and client.sid in r.getMessage()]
+    assert f"{50 - droplog.BURST} more lines about dropped input were not logged" in lines[-1]
+
+
+def test_refused_requests_without_a_session_are_limited_across_the_process(
+        make_app, caplog, monkeypatch):
+    # requests that no session counts (an unknown transport, a POST to an
+    # ended session, a bad upgrade) are limited per kind, for the process
+    from flask_sio09 import droplog
+
+    monkeypatch.setattr(droplog, "_refused", {})
+    app, _ = make_app()
+    http = app.test_client()
+    with caplog.at_level(logging.INFO, logger=LIBRARY):
+        for i in range(200):
+            http.get(f"/socket.io/1/{'t' * 200}{i}/sid")
+            http.post("/socket.io/1/xhr-polling/nosuchsession", data="5:::x")
+            http.get("/socket.io/1/websocket/nosuchsession",
+                     headers={"Upgrade": "websocket", "Connection": "Upgrade"})
+    lines = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    notices = [line for line in lines if line.startswith("requests of kind")]
+    assert len(notices) == 3, notices  # one "no more lines" for each kind
+    lines = [line for line in lines if line not in notices]
+    transports = [line for line in lines if "unknown or disabled transport" in line]
+    posts = [line for line in lines if "POST to an unknown or ended session" in line]
+    upgrades = [line for line in lines if "websocket upgrade" in line]
+    assert len(transports) == len(posts) == len(upgrades) == droplog.BURST, lines[:20]
+    assert all(len(line) < 120 for line in transports)  # (the name is cut short)
+    assert len(lines) == 3 * droplog.BURST, lines
