@@ -412,18 +412,21 @@ class Server:
         """The client POSTed more than ``max_http_buffer_size``: end the
         session so that the client reconnects. Its poll fails
         (``answer_poll``); a stream (htmlfile) is told ``7:::1+0``."""
-        session.send_last(NOT_HANDSHAKEN)  # (a poll woken by it would carry it)
-        self.close_session(session, UPLOAD_TOO_LARGE)
+        self.close_session(session, UPLOAD_TOO_LARGE, last=NOT_HANDSHAKEN)
 
     def refuse_upload_elsewhere(self, sid: str) -> None:
         """``refuse_upload`` for a session another process holds (it does it)."""
         assert self.cluster is not None
         self.cluster.forward_refused_upload(sid)
 
-    def close_session(self, session: Session, reason: str) -> None:
-        """End the session; disconnect handlers run once per namespace."""
+    def close_session(self, session: Session, reason: str, last: str | None = None) -> None:
+        """End the session; disconnect handlers run once per namespace.
+
+        :param last: the session's last packet (its ``0::``), queued in the
+                     step that closes it, so that nothing follows it.
+        """
         transport = session.transport  # before close() wakes it and it lets go
-        if not session.close(reason):
+        if not session.close(reason, last):
             return
         with self._lock:
             self.sessions.pop(session.sid, None)
@@ -482,8 +485,7 @@ class Server:
                 self.disconnect(sid, namespace, forward=False)
             return
         if namespace == "":
-            session.send(DISCONNECT)
-            self.close_session(session, "server disconnect")
+            self.close_session(session, "server disconnect", last=DISCONNECT)
         elif state == "connected":
             self._leave(session, namespace, farewell=packet_codec.encode(
                 {"type": "disconnect", "endpoint": namespace}), connected_only=True)
@@ -492,9 +494,8 @@ class Server:
         """The client ended its session (``0::`` or ``?disconnect``). As N
         does, ``0::`` is echoed only on an open transport; a later poll gets
         ``7:::1+0``."""
-        if session.transport is not None:
-            session.send(DISCONNECT)
-        self.close_session(session, "client disconnect")
+        self.close_session(session, "client disconnect",
+                           last=DISCONNECT if session.transport is not None else None)
 
     def _client_left(self, session: Session, endpoint: str) -> None:
         """The client sent a disconnect packet: for the session (global

@@ -186,11 +186,19 @@ class Session:
                 self.transport = None
                 self.detached_since = now
 
-    def close(self, reason: str) -> bool:
-        """Mark the session closed. Returns False if it already was."""
+    def close(self, reason: str, last: str | None = None) -> bool:
+        """Mark the session closed. Returns False if it already was.
+
+        :param last: a packet to queue as the session's last (its ``0::``),
+                     in the same step: a packet another thread sends
+                     meanwhile can come before it, never after.
+        """
         with self.lock:
             if self.closed:
                 return False
+            if last is not None:
+                self._outbox.append(last)
+                self._outbox_bytes += len(last)
             self._transition("close")
             self.close_reason = reason
             transport = self.transport
@@ -238,14 +246,6 @@ class Session:
         if transport is not None:
             transport.wake()
         return True
-
-    def send_last(self, encoded: str) -> None:
-        """Queue a last packet without waking the transport: the caller closes
-        the session next, which wakes it once, to find both."""
-        with self.lock:
-            if not self.closed:
-                self._outbox.append(encoded)
-                self._outbox_bytes += len(encoded)
 
     def _take(self) -> list[str]:
         packets, self._outbox = self._outbox, []

@@ -251,25 +251,23 @@ def test_an_app_let_go_of_takes_its_server_and_monitor_thread_with_it():
     # a test suite that makes an app per test with one module-level SocketIO
     # must not keep every app, and a monitor thread for each, to the end
     import gc
-    import threading
 
     from tests.unit.doubles import wait_until
 
-    def monitors() -> int:
-        return sum(1 for t in threading.enumerate() if t.name == "sio09-monitor")
-
     sio = SocketIO()
     sio.on("ping")(lambda: "pong")
-    before = monitors()
+    monitors = []  # (the Thread objects hold the server weakly)
     for _ in range(5):
         app = Flask(__name__)
         sio.init_app(app)
         client = sio.test_client(app)
         assert client.emit("ping", callback=True) == ["pong"]
-        assert monitors() > before
+        monitor = app.extensions["sio09"].server._monitor
+        assert monitor is not None and monitor.is_alive()
+        monitors.append(monitor)
         client.disconnect()
-        del app, client
+        del app, client, monitor
     gc.collect()
-    assert wait_until(lambda: monitors() == before, deadline=30), monitors()
+    assert wait_until(lambda: not any(m.is_alive() for m in monitors), deadline=30)
     with pytest.raises(RuntimeError, match="init_app"):
         sio.emit("news")  # (no app left)

@@ -713,6 +713,25 @@ def test_no_emit_from_another_thread_follows_the_servers_namespace_disconnect(
     assert late == []
 
 
+@pytest.mark.parametrize("how", ["server", "client"])
+def test_no_emit_from_another_thread_follows_the_sessions_0(server, fast_switching, how):
+    """An emit racing the end of the session (the server's ``disconnect(sid)``,
+    the client's ``0::``) goes before its ``0::`` or not at all: after it,
+    socket.io-client would hand the page an event after its disconnect."""
+    late = []
+    for _ in range(200):
+        session, _ = open_session(server)
+        session.take_outbox()
+        with emitting(server, ""):
+            if how == "server":
+                server.disconnect(session.sid)
+            else:
+                server.receive(session, "0::")
+        sent = session.take_outbox()
+        late.extend(sent[sent.index("0::") + 1:])
+    assert late == []
+
+
 @pytest.mark.parametrize("refused", [False, True])
 def test_a_namespace_asked_again_while_it_connects_is_answered_again(server, app, refused):
     """``1::/ns`` twice, the second while the first's connect handler runs:
