@@ -28,7 +28,7 @@ from typing import Any
 
 from .server import OUTBOX_OVERFLOW, Server
 from .session import Session
-from .takeover import connection_capacity, peer_closed
+from .takeover import connection_capacity, peer_closed, reset_on_close
 
 logger = logging.getLogger("flask_sio09")
 
@@ -290,8 +290,10 @@ class Hub:
         now = self.clock()
         while self._timers and self._timers[0][0] <= now:
             _, _, conn = heapq.heappop(self._timers)
-            if conn.lingering or conn.flush_overdue(now):
+            if conn.lingering:
                 conn.close()
+            elif conn.flush_overdue(now):
+                conn.reset()
             elif not conn.closed:
                 conn.on_timer(now)
         if not self._run_handlers():
@@ -547,6 +549,13 @@ class HubConnection:
 
     def lost(self) -> None:
         """The peer went away or the socket failed."""
+        self.close()
+
+    def reset(self) -> None:
+        """Close with a reset, dropping what the kernel still holds for a
+        peer that stopped reading (a graceful close would keep those bytes,
+        up to the socket's send buffer, for as long as the peer stays)."""
+        reset_on_close(self.sock)
         self.close()
 
     def close(self) -> None:

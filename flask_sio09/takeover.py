@@ -13,6 +13,7 @@ import os
 import select
 import socket
 import ssl
+import struct
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -100,6 +101,17 @@ def peer_closed(sock: socket.socket) -> bool:
         return False
     except OSError:
         return True
+
+
+def reset_on_close(sock: socket.socket) -> None:
+    """Make ``sock``'s close reset the connection (SO_LINGER, 0 s): what its
+    peer, which stopped reading, was not sent is dropped, where a graceful
+    close would have the kernel keep it (up to the send buffer) for as long
+    as the peer stays."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError:
+        pass
 
 
 def read_ahead(environ: dict[str, Any]) -> Callable[[], bytes] | None:

@@ -23,7 +23,7 @@ from .droplog import log_dropped, log_refused
 from .server import Server
 from .session import IllegalTransition, Session
 from .stopping import GOING_AWAY, GOING_AWAY_CODE
-from .takeover import read_ahead, take_over_socket
+from .takeover import read_ahead, reset_on_close, take_over_socket
 from .transports import NOT_HANDSHAKEN, StartResponse
 
 logger = logging.getLogger("flask_sio09")
@@ -387,6 +387,7 @@ class ThreadWebSocket:
         if not self.done:
             logger.info("websocket still open long after its session closed; cut off")
             try:
+                reset_on_close(self.sock)  # (the WSGI server's close drops what is unsent)
                 self.sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass

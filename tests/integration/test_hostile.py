@@ -1151,6 +1151,12 @@ def test_client_that_never_reads(start, mode, outbox):
     # after close_timeout: the client stopped reading
     wait_until(lambda: not holds_connection(pid, server.port, sloth.sock), timeout=60,
                message="the server to drop the connection of a client that never reads")
+    # with a reset: what the server had not sent is dropped, not left in its
+    # kernel's buffers for as long as the client keeps the connection
+    with pytest.raises(ConnectionResetError):
+        for _ in range(10_000):
+            if not sloth.sock.recv(1 << 20):
+                break
     assert len(events_of(server, sid, "disconnect")) == 1
     sloth.close()
     assert_serves(server)
