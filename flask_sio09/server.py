@@ -369,6 +369,8 @@ class Server:
             # (it may be between two polls, with none attached, and lives on)
             return []
         if session.closed:
+            if leftover:
+                session.farewell_taken = True
             with self._lock:
                 self._draining.pop(session.sid, None)
         elif transport.persistent and session.transport is None:
@@ -405,7 +407,9 @@ class Server:
         if packets:
             return packet_codec.frame(packets)
         if session.closed and session.transport is None:
-            return DISCONNECT
+            # told once: a poll that raced the one that took the session's
+            # last packets (its 0::) hears that the session is gone
+            return NOT_HANDSHAKEN if session.farewell_taken else DISCONNECT
         return NOOP
 
     def refuse_upload(self, session: Session) -> None:

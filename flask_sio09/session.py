@@ -116,6 +116,8 @@ class Session:
         self.uploads_waiting = 0
         #: the log lines about its dropped input (``droplog``), from the first
         self.drops: DropCounter | None = None
+        #: a transport took the packets the session left when it closed (its 0::)
+        self.farewell_taken = False
 
     # -- state -----------------------------------------------------------
 

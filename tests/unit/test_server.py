@@ -333,6 +333,22 @@ def test_a_replaced_websocket_ending_between_two_polls_leaves_the_session_alone(
     assert server.release(session, next_poll) == ["3:::later"]
 
 
+def test_two_polls_racing_for_a_closed_sessions_last_packets_get_its_0_once(server):
+    # both found the session still draining its 0::; the one that took it
+    # says it, the other that the session is gone
+    session, websocket = open_session(server)
+    poll = Transport(persistent=False)
+    server.attach(session, poll)
+    server.release(session, poll)
+    server.disconnect(session.sid)
+    first, second = Transport(persistent=False), Transport(persistent=False)
+    assert server.get_session(session.sid, draining=True) is session
+    server.attach(session, first)
+    server.attach(session, second)  # (replaces the first)
+    assert server.answer_poll(session, second) == "0::"
+    assert server.answer_poll(session, first) == "7:::1+0"
+
+
 def test_outbox_overflow_closes_session(app, clock):
     srv = Server(Options(max_outbox_bytes=100), app, clock=clock, monitor=False,
                  synchronous=True)
