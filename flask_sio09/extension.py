@@ -16,7 +16,6 @@ import signal
 import sys
 import threading
 import time
-import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -430,9 +429,11 @@ class SocketIO:
         self.error_handlers: dict[str, Handler] = {}
         self.default_error_handler: Handler | None = None
         self.handshake_handler: Handler | None = None
-        #: the apps served, oldest first: weak, so that an app let go of (a
-        #: test's, made by a factory) goes with its server and threads
-        self._states: list[weakref.ref[_State]] = []
+        #: the app initialised last: what serves outside an app context (as
+        #: Flask-SocketIO's ``server``). Only it is held here: an app made
+        #: before it and let go of (a test's, made by a factory) goes, with
+        #: its server and its monitor thread
+        self._latest: _State | None = None
         if app is not None:
             self.init_app(app)
 
@@ -447,8 +448,7 @@ class SocketIO:
         state = _State(self, server)
         app.extensions["sio09"] = state
         app.wsgi_app = _Middleware(app.wsgi_app, server)  # type: ignore[method-assign]
-        self._states = [ref for ref in self._states if ref() is not None]
-        self._states.append(weakref.ref(state))
+        self._latest = state
 
     # -- registering handlers --------------------------------------------
 
@@ -554,11 +554,9 @@ class SocketIO:
                 return state.server
         # outside an app context: the app initialised last, as Flask-SocketIO
         # does (a test suite that makes an app per test emits to the newest)
-        for ref in reversed(self._states):
-            latest = ref()
-            if latest is not None:
-                return latest.server
-        raise RuntimeError("SocketIO has no app: call init_app(app) first")
+        if self._latest is None:
+            raise RuntimeError("SocketIO has no app: call init_app(app) first")
+        return self._latest.server
 
     def emit(self, event: str, *args: Any, to: str | Iterable[str] | None = None,
              skip_sid: str | Iterable[str] | None = None, namespace: str | None = "",
@@ -607,19 +605,28 @@ class SocketIO:
         """Sleep (threads: ``time.sleep``)."""
         time.sleep(seconds)
 
-    def run(self, app: flask.Flask, host: str = "127.0.0.1", port: int = 5000,
+    def run(self, app: flask.Flask, host: str | None = "127.0.0.1", port: int | None = 5000,
             debug: bool = False, **kwargs: Any) -> None:
         """Serve ``app`` with Werkzeug's threaded server (WebSocket included).
 
         ``debug=True`` does what it does for ``app.run``: ``app.debug`` is set
         (so that errors reach Werkzeug's debugger), with the reloader and the
         debugger on unless ``use_reloader``/``use_debugger`` say otherwise.
+        Flask-SocketIO 5's ``log_output`` (False: no line per request),
+        ``reloader_options`` (passed to the reloader) and
+        ``allow_unsafe_werkzeug`` (nothing to allow) are accepted, and
+        ``host=None``, ``port=None`` mean the defaults, as there.
         """
         from werkzeug.serving import run_simple
 
+        host = "127.0.0.1" if host is None else host
+        port = 5000 if port is None else port
         # (Flask-SocketIO 5 refuses Werkzeug in production unless told so: a
         # ported call passes this; Werkzeug's run_simple would refuse it)
         kwargs.pop("allow_unsafe_werkzeug", None)
+        kwargs.update(kwargs.pop("reloader_options", None) or {})
+        if kwargs.pop("log_output", True) is False:
+            logging.getLogger("werkzeug").setLevel(logging.WARNING)
         if debug:
             app.debug = True
         kwargs.setdefault("use_reloader", debug)

@@ -225,6 +225,9 @@ class Server:
         # that blocks stalls every connection that thread serves
         self._synchronous = synchronous
         self.workers = self._new_workers()
+        # a server no one holds any more (a test's app let go of) lets its
+        # pool threads go too: they hold the pool, not the server
+        weakref.finalize(self, Workers.stop, self.workers)
         #: the I/O hub (transports.get_hub starts it on first use)
         self.hub: Any = None
         self._stop = threading.Event()

@@ -1,6 +1,8 @@
 """Options from ``app.config`` (``SIO09_*``), their checks at ``init_app``, and the
 app factory pattern with several apps in one process."""
 
+import logging
+
 import pytest
 from flask import Flask
 
@@ -230,9 +232,10 @@ def test_run_with_debug_sets_app_debug_as_app_run_does(monkeypatch):
 
     # (run installs a TERM handler when none is set; this process keeps its own)
     monkeypatch.setattr(signal, "signal", lambda *args: None)
+    werkzeug_level = logging.getLogger("werkzeug").level
     served = []
     monkeypatch.setattr(werkzeug.serving, "run_simple",
-                        lambda host, port, app, **kw: served.append((app, kw)))
+                        lambda host, port, app, **kw: served.append((app, kw, host, port)))
     app = Flask(__name__)
     sio = SocketIO(app)
     try:
@@ -240,10 +243,17 @@ def test_run_with_debug_sets_app_debug_as_app_run_does(monkeypatch):
         assert not app.debug and served[-1][1]["use_debugger"] is False
         sio.run(app, port=5999, debug=True, use_reloader=False)
         assert app.debug and served[-1][1]["use_debugger"] is True
-        # a Flask-SocketIO 5 call, ported as it was: Werkzeug never sees the flag
+        # Flask-SocketIO 5 calls, ported as they were
         sio.run(app, port=5999, use_reloader=False, allow_unsafe_werkzeug=True)
         assert "allow_unsafe_werkzeug" not in served[-1][1]
+        sio.run(app, None, None, use_reloader=False, log_output=False,
+                reloader_options={"reloader_type": "stat"})
+        assert served[-1][1]["reloader_type"] == "stat"
+        assert "log_output" not in served[-1][1] and "reloader_options" not in served[-1][1]
+        assert served[-1][2:] == ("127.0.0.1", 5000)
+        assert logging.getLogger("werkzeug").level == logging.WARNING
     finally:
+        logging.getLogger("werkzeug").setLevel(werkzeug_level)
         app.extensions["sio09"].server.shutdown()
 
 
@@ -268,6 +278,20 @@ def test_an_app_let_go_of_takes_its_server_and_monitor_thread_with_it():
         client.disconnect()
         del app, client, monitor
     gc.collect()
-    assert wait_until(lambda: not any(m.is_alive() for m in monitors), deadline=30)
-    with pytest.raises(RuntimeError, match="init_app"):
-        sio.emit("news")  # (no app left)
+    # all but the last app went (it serves outside an app context, as
+    # Flask-SocketIO's server does, until another init_app)
+    assert wait_until(lambda: not any(m.is_alive() for m in monitors[:-1]), deadline=30)
+    assert monitors[-1].is_alive()
+    sio.emit("news")
+
+
+def test_an_app_made_only_to_set_up_the_socketio_serves_its_emits():
+    # a script or a task worker calls create_app() for its side effects and
+    # drops the app, then emits (through a message queue, in real life): the
+    # app initialised last is kept for that, whenever the collector runs
+    import gc
+
+    sio = SocketIO()
+    sio.init_app(Flask(__name__))
+    gc.collect()
+    sio.emit("news", 1)

@@ -232,6 +232,19 @@ def test_the_pool_never_starts_more_threads_than_its_size():
         workers.stop()
 
 
+def test_a_server_no_one_holds_lets_its_pool_threads_go():
+    # a test's app let go of: its handler threads end with its server
+    server = Server(Options(), EchoApp(), monitor=False)
+    ran = threading.Event()
+    server.workers.submit(FakeSession("s"), ran.set)
+    assert ran.wait(10)
+    threads = list(server.workers._threads)
+    assert threads and all(t.is_alive() for t in threads)
+    del server
+    gc.collect()
+    assert wait_until(lambda: not any(t.is_alive() for t in threads))
+
+
 def test_an_idle_pool_thread_keeps_no_session_alive():
     workers = Workers(2)
     session = FakeSession("gone")
