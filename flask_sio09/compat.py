@@ -364,9 +364,11 @@ class BaseNamespace:
 
     @property
     def active(self) -> bool:
-        """Whether this object still serves its client: False once the client
-        left the namespace, the connection ended, or ``kill_local_jobs`` ran.
-        What a loop started with ``spawn`` should watch."""
+        """Whether this object still serves its client: False once it was let
+        go (``disconnect()``, which the default ``recv_disconnect`` calls when
+        the client leaves the namespace: an override should call it too, as
+        gevent-socketio asked), the connection ended, or ``kill_local_jobs``
+        ran. What a loop started with ``spawn`` should watch."""
         return not self._jobs_killed.is_set() and self.socket.connected and \
             self.socket.active_ns.get(self.ns_name) is self
 

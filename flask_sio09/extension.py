@@ -147,18 +147,21 @@ def current_session() -> Session | None:
 
 
 def incoming_packet(namespace: str, name: str, args: list[Any],
-                    ack: Callable[..., None] | None) -> dict[str, Any]:
-    """The packet-module dict of an event the server dispatched.
+                    ack: Callable[..., None] | None, packet: bool = False) -> dict[str, Any]:
+    """The packet-module dict of what the server dispatched.
 
     The server passes ``message`` and ``json`` packets as events of those
-    names with one argument; they are rebuilt as such, which dispatches the
-    same way as the equivalent event. ``id`` and ``ack`` are present when the
-    client asked for a data ack (a plain ack was answered before dispatch).
+    names with one argument (``packet`` True); they are rebuilt as such. An
+    event the client named ``message`` stays an event: a ``Namespace``
+    dispatches both to ``on_message``, the gevent-socketio layer the packet
+    to ``recv_message`` and the event to ``on_message``, as gevent-socketio
+    did. ``id`` and ``ack`` are present when the client asked for a data ack
+    (a plain ack was answered before dispatch).
     """
     pkt: dict[str, Any]
-    if name == "message" and len(args) == 1 and isinstance(args[0], str):
+    if packet and name == "message":
         pkt = {"type": "message", "data": args[0]}
-    elif name == "json" and len(args) == 1:
+    elif packet and name == "json":
         pkt = {"type": "json", "data": args[0]}
     else:
         pkt = {"type": "event", "name": name, "args": list(args)}
@@ -304,7 +307,7 @@ class _AppBridge:
         return self._call(session, namespace, event, registered.fn, args) is not False
 
     def event(self, session: Session, namespace: str, name: str, args: list[Any],
-              ack: Callable[..., None] | None) -> None:
+              ack: Callable[..., None] | None, packet: bool = False) -> None:
         if name in RESERVED_EVENTS:
             logger.debug("session %s: reserved event name %r dropped", session.sid, name)
             return
@@ -314,7 +317,7 @@ class _AppBridge:
             # a Namespace class may take the ack (take_ack, ack=) deep inside
             pending = PendingAck(ack)
             result = self._call(session, namespace, event, handler.process_packet,
-                                (incoming_packet(namespace, name, args, ack),), pending)
+                                (incoming_packet(namespace, name, args, ack, packet),), pending)
             if ack is not None and not pending.taken and result is not UNHANDLED:
                 ack(*ack_args(result))
             return

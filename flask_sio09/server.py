@@ -102,8 +102,10 @@ class Application(Protocol):
         """Run the namespace's connect handler; False refuses the client."""
 
     def event(self, session: Session, namespace: str, name: str, args: list[Any],
-              ack: Callable[..., None] | None) -> None:
-        """Run the handler of an event (``message``/``json`` for those types)."""
+              ack: Callable[..., None] | None, packet: bool = False) -> None:
+        """Run the handler of an event; a ``message`` or ``json`` packet comes
+        as an event of that name with its data as the one argument, and
+        ``packet`` True (an event the client named so has it False)."""
 
     def disconnect(self, session: Session, namespace: str) -> None:
         """Run the namespace's disconnect handler."""
@@ -162,6 +164,9 @@ class _EventJob:
 
     __slots__ = ("server", "session", "endpoint", "name", "args", "ack_id")
 
+    #: False: an event packet; True (``_MessageJob``): a message or json packet
+    message_packet = False
+
     def __init__(self, server: Server, session: Session, endpoint: str, name: str,
                  args: list[Any], ack_id: int | None) -> None:
         self.server, self.session, self.endpoint = server, session, endpoint
@@ -175,7 +180,10 @@ class _EventJob:
         if session.is_connected(endpoint) and not session.closed:
             server = self.server
             ack = None if self.ack_id is None else Ack(server, session, endpoint, self.ack_id)
-            server.app.event(session, endpoint, self.name, self.args, ack)
+            if self.message_packet:
+                server.app.event(session, endpoint, self.name, self.args, ack, packet=True)
+            else:
+                server.app.event(session, endpoint, self.name, self.args, ack)
         elif not session.closed:
             # a namespace the client left, never joined, or (a POST racing the
             # first poll) a session no transport has opened yet: N ran no handler
@@ -183,6 +191,14 @@ class _EventJob:
                         session.sid)
             logger.debug("session %s: event %r on %r dropped", session.sid, self.name,
                          endpoint)
+
+
+class _MessageJob(_EventJob):
+    """Runs the handler of a ``message`` or ``json`` packet (an event of that
+    name to the handlers, which the gevent-socketio layer tells apart)."""
+
+    __slots__ = ()
+    message_packet = True
 
 
 class Server:
@@ -732,10 +748,11 @@ class Server:
                             else "whose name is not a string")
                 return
             args = pkt.get("args", [])
+            job_class: type[_EventJob] = _EventJob
         else:
-            name, args = kind, [pkt.get("data")]
+            name, args, job_class = kind, [pkt.get("data")], _MessageJob
         ack_id = pkt["id"] if ack_kind == "data" else None
-        self.workers.submit(session, _EventJob(self, session, endpoint, name, args, ack_id),
+        self.workers.submit(session, job_class(self, session, endpoint, name, args, ack_id),
                             inline)
 
     def _handle_ack(self, session: Session, pkt: dict[str, Any], endpoint: str,

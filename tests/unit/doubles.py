@@ -25,7 +25,7 @@ class EchoApp:
     def connect(self, session, namespace, query):
         return namespace not in self.refuse
 
-    def event(self, session, namespace, name, args, ack):
+    def event(self, session, namespace, name, args, ack, packet=False):
         with self.lock:
             self.events.append((name, args))
         if ack is not None:

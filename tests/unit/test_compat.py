@@ -202,6 +202,39 @@ def test_an_error_handlers_answer_answers_a_raising_methods_data_ack(app_sio, ca
         assert client.emit("boom_after_ack", callback=True) == ["first"]  # answered once
 
 
+def test_an_event_named_message_goes_to_on_message_not_recv_message(app_sio):
+    # gevent-socketio told them apart: a message packet (send) to
+    # recv_message, an event named "message" (emit) to on_message
+    app, sio = app_sio
+    seen = []
+
+    class Chat(BaseNamespace):
+        def recv_message(self, data):
+            seen.append(("recv_message", data))
+            return "recv_message"
+
+        def recv_json(self, data):
+            seen.append(("recv_json", data))
+            return "recv_json"
+
+        def on_message(self, *args):
+            seen.append(("on_message", args))
+            return "on_message"
+
+        def on_json(self, *args):
+            seen.append(("on_json", args))
+            return "on_json"
+
+    socketio_manage(sio, {"/chat": Chat})
+    client = sio.test_client(app, namespace="/chat")
+    assert client.emit("message", "hi", callback=True) == ["on_message"]
+    assert client.emit("json", {"a": 1}, callback=True) == ["on_json"]
+    assert client.send("hi", callback=True) == ["recv_message"]
+    assert client.send({"a": 1}, json=True, callback=True) == ["recv_json"]
+    assert seen == [("on_message", ("hi",)), ("on_json", ({"a": 1},)),
+                    ("recv_message", "hi"), ("recv_json", {"a": 1})]
+
+
 def test_recv_message_and_recv_json(app_sio):
     app, sio = app_sio
     got = []

@@ -291,7 +291,7 @@ def test_disconnect_inside_a_connect_handler_on_the_wire():
         def disconnect(self, session, namespace):
             calls.append(("disconnect", namespace))
 
-        def event(self, *args):
+        def event(self, *args, **kwargs):
             pass
 
         def callback(self, *args):

@@ -287,7 +287,7 @@ def test_a_client_that_sends_faster_than_its_handlers_run_is_read_no_further(app
     gate = threading.Event()
     echo = app.event
 
-    def event(session, namespace, name, args, ack):
+    def event(session, namespace, name, args, ack, packet=False):
         if name == "wait":
             gate.wait(30)
         echo(session, namespace, name, args, ack)

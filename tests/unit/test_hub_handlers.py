@@ -25,7 +25,7 @@ class BlockingApp(EchoApp):
         self.blocked = 0
         self.threads = []
 
-    def event(self, session, namespace, name, args, ack):
+    def event(self, session, namespace, name, args, ack, packet=False):
         with self.lock:
             self.threads.append((name, threading.current_thread().name))
         if name == "block":

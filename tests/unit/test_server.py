@@ -32,7 +32,7 @@ class RecordingApp:
         self.calls.append(("connect", namespace, query))
         return namespace not in self.refuse
 
-    def event(self, session, namespace, name, args, ack):
+    def event(self, session, namespace, name, args, ack, packet=False):
         self.calls.append(("event", namespace, name, args))
         if ack is not None:
             ack(*self.answers.get(name, ()))
@@ -437,7 +437,7 @@ def test_handler_threads_zero_runs_handlers_on_the_reading_thread(app, clock):
     import threading
 
     seen = []
-    app.event = lambda session, ns, name, args, ack: seen.append(threading.current_thread())
+    app.event = lambda session, ns, name, args, ack, packet=False: seen.append(threading.current_thread())
     srv = Server(Options(handler_threads=0), app, clock=clock, monitor=False)
     session, _ = open_session(srv)
     srv.receive(session, '5:::{"name":"x"}')
@@ -789,7 +789,7 @@ def test_an_ack_answered_after_the_servers_namespace_disconnect_is_dropped(serve
     server.receive(session, "1::/ns")
     session.take_outbox()
 
-    def event(s, namespace, name, args, ack):
+    def event(s, namespace, name, args, ack, packet=False):
         server.disconnect(s.sid, namespace)
         ack("late")
 

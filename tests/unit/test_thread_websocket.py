@@ -130,7 +130,7 @@ def test_messages_run_on_the_reader_thread_in_order_and_their_acks_go_out(pump):
 def test_a_plain_ack_goes_out_before_its_handler_runs(pump):
     server, session, transport, client = pump
     seen_by_handler = []
-    server.app.event = lambda *args: seen_by_handler.append(read_all(client))
+    server.app.event = lambda *args, **kwargs: seen_by_handler.append(read_all(client))
     transport.ws.read("3:7::hello")
     assert server_frames(seen_by_handler[0]) == ["6:::7"]
 
