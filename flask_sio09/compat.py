@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 import flask
 
 from . import packet as codec
+from .droplog import log_dropped
 from .extension import (current_pending_ack, current_session, message_packet,
                         normalize_namespace)
 from .namespace import Namespace
@@ -67,7 +68,7 @@ def default_error_handler(socket: Socket, error_name: str, error_message: str,
     The INFO line names the error only; the message (which may quote what the
     client sent) is logged at DEBUG.
     """
-    logger.info("session %s on %r: %s", socket.sessid, endpoint, error_name)
+    log_dropped(socket._session, "session %s on %r: %s", socket.sessid, endpoint, error_name)
     logger.debug("session %s on %r: %s: %s", socket.sessid, endpoint, error_name, error_message)
     if quiet:
         return

@@ -1,12 +1,21 @@
 """A few log lines about input that was dropped or refused, not one per item.
 
 A broken or hostile client can send thousands of malformed packets or
-requests a second, each dropped with an INFO line: the log would grow faster
-than the input (and writing it would slow every other client). Each session
-gets ``BURST`` such lines per ``WINDOW`` seconds (``log_dropped``), and so does
-each kind of refused request, across the process (``log_refused``); past them,
-one line says that the rest of the window go unlogged, and their number is
-given by the next such line after the window, or when the session ends.
+requests a second, each dropped with an INFO line (or, for an exception it
+provokes in a handler, an ERROR line with a traceback): the log would grow
+faster than the input, and writing it would slow every other client.
+
+* Each session gets ``BURST`` such lines per ``WINDOW`` seconds
+  (``log_dropped``); so does each kind of refused request that has no
+  session, across the process (``log_refused``).
+* All sessions together get at most ``PROCESS_BURST`` lines per window
+  beyond each session's first, so that a client that makes a new session
+  for every few bad packets cannot get round its session's limit, while the
+  first line about any client is never hidden by another's flood.
+* Past a limit, one line says that the rest of the window go unlogged; their
+  number is given by the next such line after the window, when the session
+  ends (``report_unlogged``), or by the server's monitor once the window is
+  over (``report_expired``).
 """
 
 from __future__ import annotations
@@ -20,13 +29,15 @@ logger = logging.getLogger("flask_sio09")
 
 #: lines logged per session (or per kind of refused request) in each window
 BURST = 5
+#: lines logged for all sessions together in each window
+PROCESS_BURST = 50
 #: seconds of one window
 WINDOW = 10.0
 
 
 class DropCounter:
-    """The dropped-input lines of one session (or one kind of request) in its
-    current window."""
+    """The lines of one session (or one kind of request, or the process) in
+    its current window."""
 
     __slots__ = ("window_end", "logged", "silenced")
 
@@ -41,29 +52,51 @@ class _HasDrops(Protocol):
     drops: DropCounter | None
 
 
-def log_dropped(session: _HasDrops, message: str, *args: Any) -> None:
-    """Log ``message % args`` at INFO about ``session``'s dropped input,
-    unless its window's ``BURST`` lines are spent (then only count it)."""
-    if not logger.isEnabledFor(logging.INFO):
+#: one lock for every counter: these paths are the rare ones, and the
+#: check-then-log of a counter must not run in two threads at once
+_lock = threading.Lock()
+#: kind of refused request -> its counter, for the whole process
+_refused: dict[str, DropCounter] = {}
+#: every session's lines together
+_sessions = DropCounter()
+
+
+def log_dropped(session: _HasDrops, message: str, *args: Any, level: int = logging.INFO,
+                exc_info: bool = False) -> None:
+    """Log ``message % args`` about ``session``'s dropped input (at ``level``,
+    with the current exception's traceback when ``exc_info``), unless its
+    window's ``BURST`` lines, or the process's ``PROCESS_BURST``, are spent
+    (then only count it)."""
+    if not logger.isEnabledFor(level):
         return
-    counter = session.drops
-    if counter is None:  # (made at the first drop: most sessions never have one)
-        counter = session.drops = DropCounter()
-    _log(counter, f"session {session.sid}", message, args)
+    with _lock:
+        counter = session.drops
+        if counter is None:  # (made at the first drop: most sessions never have one)
+            counter = session.drops = DropCounter()
+        now = time.monotonic()
+        first = counter.logged == 0 or now >= counter.window_end
+        if not _open(counter, f"session {session.sid}", now):
+            counter.silenced += 1
+        elif _open(_sessions, "all sessions", now) or first:
+            # (a session's first line always goes out: what happened to a
+            # client is never hidden by another's flood)
+            logger.log(level, message, *args, exc_info=exc_info)
+        else:
+            _sessions.silenced += 1
 
 
 def report_unlogged(session: _HasDrops) -> None:
-    """The session ended: say how many of its lines went unlogged, if any."""
-    counter = session.drops
-    if counter is not None and counter.silenced:
-        logger.info("session %s: %d more lines about dropped input were not logged",
-                    session.sid, counter.silenced)
-        counter.silenced = 0
-
-
-#: kind of refused request -> its counter, for the whole process
-_refused: dict[str, DropCounter] = {}
-_refused_lock = threading.Lock()
+    """The session ended: say how many of its lines went unlogged, if any
+    (in the process's count instead, while its lines are spent)."""
+    with _lock:
+        counter = session.drops
+        if counter is None or not counter.silenced:
+            return
+        if _open(_sessions, "all sessions", time.monotonic()):
+            _say_count(counter, f"session {session.sid}")
+        else:
+            _sessions.silenced += counter.silenced
+            counter.silenced = 0
 
 
 def log_refused(kind: str, message: str, *args: Any) -> None:
@@ -73,25 +106,67 @@ def log_refused(kind: str, message: str, *args: Any) -> None:
     each kind across the process."""
     if not logger.isEnabledFor(logging.INFO):
         return
-    with _refused_lock:
+    with _lock:
         counter = _refused.get(kind)
         if counter is None:
             counter = _refused[kind] = DropCounter()
-        _log(counter, f"requests of kind {kind!r}", message, args)
+        if _open(counter, f"requests of kind {kind!r}", time.monotonic()):
+            logger.info(message, *args)
+        else:
+            counter.silenced += 1
 
 
-def _log(counter: DropCounter, who: str, message: str, args: tuple[Any, ...]) -> None:
+def log_about(session: _HasDrops | None, kind: str, message: str, *args: Any) -> None:
+    """``log_dropped`` for ``session``, or, with none (a request for no known
+    session), ``log_refused`` of ``kind``."""
+    if session is not None:
+        log_dropped(session, message, *args)
+    else:
+        log_refused(kind, message, *args)
+
+
+def reset() -> None:
+    """Forget every count and window (for tests)."""
+    global _sessions
+    with _lock:
+        _refused.clear()
+        _sessions = DropCounter()
+
+
+def report_expired() -> None:
+    """Say the counts of the windows that are over (the server's monitor
+    calls this): a flood that stopped is counted even if nothing of its
+    kind comes again."""
     now = time.monotonic()
+    with _lock:
+        for kind, counter in _refused.items():
+            if counter.silenced and now >= counter.window_end:
+                _say_count(counter, f"requests of kind {kind!r}")
+        if _sessions.silenced and now >= _sessions.window_end:
+            _say_count(_sessions, "all sessions")
+
+
+def _open(counter: DropCounter, who: str, now: float) -> bool:
+    """Whether ``counter`` may log one more line now (then it counts it);
+    starts a new window when the last is over, and says once per window
+    that its lines stop (call with ``_lock`` held)."""
     if now >= counter.window_end:
         if counter.silenced:
-            logger.info("%s: %d more lines about dropped input were not logged",
-                        who, counter.silenced)
-        counter.window_end, counter.logged, counter.silenced = now + WINDOW, 0, 0
-    if counter.logged < BURST:
+            _say_count(counter, who)
+        counter.window_end, counter.logged = now + WINDOW, 0
+    limit = PROCESS_BURST if counter is _sessions else BURST
+    if counter.logged < limit:
         counter.logged += 1
-        logger.info(message, *args)
-        return
-    if not counter.silenced:
+        return True
+    if not counter.silenced and (counter is _sessions or _sessions.logged < PROCESS_BURST):
+        # (a session's notice is one of the process's lines too)
+        if counter is not _sessions:
+            _sessions.logged += 1
         logger.info("%s: more input dropped; no more lines about it for %.0f s",
                     who, counter.window_end - now)
-    counter.silenced += 1
+    return False
+
+
+def _say_count(counter: DropCounter, who: str) -> None:
+    logger.info("%s: %d more lines about dropped input were not logged", who, counter.silenced)
+    counter.silenced = 0

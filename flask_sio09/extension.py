@@ -267,23 +267,26 @@ class _AppBridge:
             try:
                 return fn(*args)
             except Exception as exc:
-                result = self._handle_error(namespace, exc)
+                result = self._handle_error(namespace, exc, session)
                 # a connect handler that failed must not let the client in
                 return False if event["name"] == "connect" else result
         finally:
             ctx.pop()
 
-    def _handle_error(self, namespace: str, exc: Exception) -> Any:
+    def _handle_error(self, namespace: str, exc: Exception,
+                      session: Session | None = None) -> Any:
         """Hand a handler's exception to its error handler: its return value,
-        or ``UNHANDLED`` when there is none or it raised too."""
+        or ``UNHANDLED`` when there is none or it raised too. Logged with its
+        traceback, at most a few per session in a while (``droplog``): a
+        client can make a handler raise with every packet it sends."""
         handler = self.sio.error_handlers.get(namespace, self.sio.default_error_handler)
         if handler is None:
-            logger.exception("error in a handler of namespace %r", namespace)
+            _log_error(session, "error in a handler of namespace %r", namespace)
             return UNHANDLED
         try:
             return handler(exc)
         except Exception:
-            logger.exception("error in the error handler of namespace %r", namespace)
+            _log_error(session, "error in the error handler of namespace %r", namespace)
             return UNHANDLED
 
     def authorize_handshake(self, environ: dict[str, Any]) -> bool:
@@ -373,6 +376,14 @@ class _AppBridge:
                         session.sid, namespace, reason, advice)
             return
         self._call(session, namespace, event, registered.fn, (reason, advice))
+
+
+def _log_error(session: Session | None, message: str, *args: Any) -> None:
+    """Log the exception being handled, with its traceback, at ERROR."""
+    if session is None:
+        logger.exception(message, *args)
+    else:
+        log_dropped(session, message, *args, level=logging.ERROR, exc_info=True)
 
 
 class _Middleware:

@@ -37,6 +37,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import hub_wsgi, protocol, transports, wsframe
+from .droplog import log_refused
 from .http11 import MAX_HEAD_BYTES, HTTPError, RequestHead, date_line, parse_head
 from .hub import READ, Hub, HubConnection
 from .server import Server
@@ -359,7 +360,8 @@ class HubHTTP(HubConnection):
             if head is not None:
                 hub_wsgi.check_forwarding(self.template, head)
         except HTTPError as exc:
-            logger.info("kept connection: request refused (%s): %s", exc.status, exc)
+            log_refused("kept connection request", "kept connection: request refused (%s): %s",
+                        exc.status, exc)
             self.keep_alive = False
             self.respond(transports.complete_response({}, (exc.status, [
                 ("Content-Type", transports.TEXT)], b""), False))
@@ -374,7 +376,8 @@ class HubHTTP(HubConnection):
         self.head = head
         self.keep_alive = head.keep_alive
         if head.chunked:
-            logger.info("kept connection: a chunked request body refused (411)")
+            log_refused("kept connection request",
+                        "kept connection: a chunked request body refused (411)")
             self.keep_alive = False
             self.respond(("411 Length Required", [("Content-Type", transports.TEXT),
                                                   ("Content-Length", "0")], b""))
@@ -475,7 +478,7 @@ class HubHTTP(HubConnection):
         try:
             answer = wsframe.handshake_response(environ)
         except wsframe.HandshakeError as exc:
-            logger.info("websocket upgrade refused: %s", exc)
+            log_refused("websocket upgrade", "websocket upgrade refused: %s", exc)
             self.respond(transports.complete_response({}, (
                 exc.status, list(exc.headers), str(exc).encode("utf-8")), False))
             return

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from threading import get_ident
 
 from . import wsframe
-from .droplog import log_dropped, log_refused
+from .droplog import log_about, log_dropped
 from .hub import HIGH_WATER, READ, Hub, HubConnection
 from .server import INBOUND_LIMIT
 from .session import Session
@@ -98,8 +98,9 @@ class HubWebSocket(HubConnection):
         try:
             events = self.reader.feed(data)
         except wsframe.WebSocketError as exc:
-            log_refused("websocket protocol error", "websocket of %s: protocol error %s (%s)",
-                        self.session.sid if self.session else "-", exc.code, exc)
+            log_about(self.session, "websocket protocol error",
+                      "websocket of %s: protocol error %s (%s)",
+                      self.session.sid if self.session else "-", exc.code, exc)
             self._handle(exc.events)  # what came before the violation still counts
             self._end_in_order(exc.code)
             return

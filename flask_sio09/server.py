@@ -27,7 +27,7 @@ from . import packet as packet_codec
 from .manager import MemoryManager
 from .cluster import Cluster
 from . import stopping
-from .droplog import log_dropped, report_unlogged
+from .droplog import log_dropped, report_expired, report_unlogged
 from .session import IllegalTransition, Session, Transport
 from .stopping import GOING_AWAY
 from .workers import Workers
@@ -866,6 +866,7 @@ class Server:
 
     def monitor_step(self, now: float) -> None:
         """One pass of the timers over every session."""
+        report_expired()  # (the counts of floods of dropped input that stopped)
         opts = self.options
         with self._lock:
             for sid, (_, since) in list(self._draining.items()):

@@ -19,7 +19,7 @@ from typing import Any
 from wsproto.connection import ConnectionState
 
 from . import wsframe
-from .droplog import log_dropped, log_refused
+from .droplog import log_about, log_dropped
 from .server import Server
 from .session import IllegalTransition, Session
 from .stopping import GOING_AWAY, GOING_AWAY_CODE
@@ -284,9 +284,9 @@ class ThreadWebSocket:
                     # that closes first leaves REMOTE_CLOSING, then CLOSED)
                     code, reason = (ws.close_reason, ws.close_message) if not ws.connected \
                         else (wsframe.MESSAGE_TOO_BIG, "message over the size limit")
-                    log_refused("websocket protocol error",
-                                "websocket of %s: protocol error %s (%s)",
-                                self.session.sid if self.session else "-", int(code), reason)
+                    log_about(self.session, "websocket protocol error",
+                              "websocket of %s: protocol error %s (%s)",
+                              self.session.sid if self.session else "-", int(code), reason)
                 self._wait_for_handlers()
                 self.flush()
                 self.close_writes()
@@ -331,8 +331,7 @@ class ThreadWebSocket:
         """A message over ``limit`` bytes: as the hub does, nothing more the
         client sent runs, and the connection ends with close code 1009 (the
         request thread writes it, after what the handlers queued)."""
-        log_refused("websocket protocol error",
-                    "websocket of %s: protocol error 1009 (message over %d bytes)",
+        log_dropped(session, "websocket of %s: protocol error 1009 (message over %d bytes)",
                     session.sid, limit)
         self.ending = True
         self.close_code = wsframe.MESSAGE_TOO_BIG

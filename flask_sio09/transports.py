@@ -22,7 +22,7 @@ from urllib.parse import parse_qs
 
 from . import packet as packet_codec
 from . import protocol, wsframe
-from .droplog import log_dropped, log_refused
+from .droplog import log_about, log_refused
 from .http11 import date_line
 from .server import NOOP, NOT_HANDSHAKEN, POLL_FAILED, Server
 from .session import IllegalTransition, Session
@@ -214,15 +214,6 @@ def route_request(server: Server, route: protocol.Route, method: str,
                         "(docs/deployment.md)", sid)
         return handler.get(server, session, environ, query)
     return _response("405 Method Not Allowed", "")
-
-
-def _log_post(session: Session | None, message: str, *args: Any) -> None:
-    """A POST dropped or refused: counted against its session when there is
-    one here, else with the other such requests of the process (droplog)."""
-    if session is not None:
-        log_dropped(session, message, *args)
-    else:
-        log_refused("bad POST", message, *args)
 
 
 def origin_ok(server: Server, environ: dict[str, Any], use_referer: bool = True) -> bool:
@@ -506,11 +497,11 @@ class XHRPolling:
         try:
             body = read_body(server, environ)
         except BadBody as exc:  # nothing of it is dispatched; the session lives on
-            _log_post(session, "session %s: POST refused: %s", sid or "-", exc)
+            log_about(session, "bad POST", "session %s: POST refused: %s", sid or "-", exc)
             return _response("400 Bad Request", "")
         if body is None:
-            _log_post(session, "session %s: POST over %d bytes refused (413)", sid or "-",
-                      server.options.max_http_buffer_size)
+            log_about(session, "bad POST", "session %s: POST over %d bytes refused (413)",
+                      sid or "-", server.options.max_http_buffer_size)
             if session is not None:
                 server.refuse_upload(session)
             elif held_elsewhere is not None:  # it ends where it is held
@@ -524,7 +515,7 @@ class XHRPolling:
         try:
             text = cls.decode_body(body)
         except (UnicodeDecodeError, packet_codec.PacketError) as exc:
-            _log_post(session, "session %s: undecodable POST dropped (%s)", sid, exc)
+            log_about(session, "bad POST", "session %s: undecodable POST dropped (%s)", sid, exc)
             return _response("400 Bad Request", "")
         answer = _response("200 OK", "1", headers=[("X-XSS-Protection", "0")])
         if session is not None:

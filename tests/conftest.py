@@ -429,6 +429,16 @@ def pytest_runtest_makereport(item, call):
             )
 
 
+@pytest.fixture(autouse=True)
+def _fresh_droplog():
+    """Each test starts with the limits on log lines about dropped input
+    unspent (``flask_sio09.droplog``): a test that looks for such a line must
+    not find its window spent by the tests before it."""
+    from flask_sio09 import droplog
+
+    droplog.reset()
+
+
 # ---------------------------------------------------------------------------
 # the browser
 # ---------------------------------------------------------------------------

@@ -246,7 +246,6 @@ def test_refused_requests_without_a_session_are_limited_across_the_process(
     # ended session, a bad upgrade) are limited per kind, for the process
     from flask_sio09 import droplog
 
-    monkeypatch.setattr(droplog, "_refused", {})
     app, _ = make_app()
     http = app.test_client()
     with caplog.at_level(logging.INFO, logger=LIBRARY):
@@ -265,3 +264,91 @@ def test_refused_requests_without_a_session_are_limited_across_the_process(
     assert len(transports) == len(posts) == len(upgrades) == droplog.BURST, lines[:20]
     assert all(len(line) < 120 for line in transports)  # (the name is cut short)
     assert len(lines) == 3 * droplog.BURST, lines
+
+
+def test_a_handler_that_raises_with_every_packet_logs_a_few_tracebacks(make_app, caplog):
+    # a client can make a handler raise with each packet (missing arguments):
+    # a few tracebacks per session, then a count, not one each
+    from flask_sio09 import droplog
+    from flask_sio09.compat import BaseNamespace, socketio_manage
+
+    app, sio = make_app()
+    sio.on("two")(lambda a, b: a + b)
+
+    class Chat(BaseNamespace):
+        pass
+
+    socketio_manage(sio, {"/chat": Chat})
+    client = sio.test_client(app)
+    client.connect("/chat")
+    with caplog.at_level(logging.INFO, logger=LIBRARY):
+        for _ in range(100):
+            client.emit("two")
+            client.emit("nosuch", namespace="/chat")  # (no_such_method, from the compat layer)
+        client.disconnect()
+    tracebacks = [r for r in caplog.records if r.exc_info]
+    assert 1 <= len(tracebacks) <= droplog.BURST
+    lines = [r.getMessage() for r in caplog.records if client.sid in r.getMessage()]
+    assert len(lines) <= droplog.BURST + 3, lines
+    assert any("more lines about dropped input were not logged" in line for line in lines)
+
+
+def test_new_sessions_cannot_get_round_the_limit_but_each_gets_its_first_line(
+        make_app, caplog):
+    # a client that makes a session for every few bad packets: each session's
+    # first line goes out, the rest of all sessions' lines share one limit
+    from flask_sio09 import droplog
+
+    app, sio = make_app()
+    with caplog.at_level(logging.INFO, logger=LIBRARY):
+        clients = [sio.test_client(app) for _ in range(100)]
+        for client in clients:
+            session = client.server.get_session(client.sid)
+            for _ in range(7):
+                client.server.receive(session, "4:::{")
+    lines = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    for client in clients:
+        assert any(client.sid in line and "bad packet dropped" in line for line in lines)
+    assert len(lines) <= 100 + droplog.PROCESS_BURST + 100 + 1, len(lines)
+    assert any(line.startswith("all sessions: more input dropped") for line in lines)
+
+
+def test_the_count_of_a_flood_that_stopped_is_said_once_its_window_is_over(
+        caplog, monkeypatch):
+    from flask_sio09 import droplog
+
+    clock = [1000.0]
+    monkeypatch.setattr(droplog.time, "monotonic", lambda: clock[0])
+    with caplog.at_level(logging.INFO, logger=LIBRARY):
+        for i in range(30):
+            droplog.log_refused("bad origin", "handshake refused: bad origin %r", i)
+        droplog.report_expired()  # (the window is not over: nothing yet)
+        clock[0] += droplog.WINDOW
+        droplog.report_expired()
+        droplog.report_expired()
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines.count("requests of kind 'bad origin': "
+                       f"{30 - droplog.BURST} more lines about dropped input were not logged") == 1
+
+
+def test_threads_dropping_input_at_once_say_that_the_lines_stop_once(make_app, caplog):
+    import threading
+
+    app, sio = make_app()
+    client = sio.test_client(app)
+    session = client.server.get_session(client.sid)
+    start = threading.Barrier(20)
+
+    def flood():
+        start.wait(10)
+        for _ in range(20):
+            client.server.receive(session, "4:::{")
+
+    with caplog.at_level(logging.INFO, logger=LIBRARY):
+        threads = [threading.Thread(target=flood) for _ in range(20)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    notices = [r for r in caplog.records if "no more lines about it" in r.getMessage()]
+    assert len(notices) == 1
