@@ -113,17 +113,23 @@ class Socket:
         """True until the connection ends (a spawned loop may watch this)."""
         return not self._session.closed
 
-    def send_packet(self, pkt: dict[str, Any]) -> None:
-        """Queue a packet dict for this client."""
-        self.server.send_to_session(self._session, codec.encode(pkt), pkt.get("endpoint", ""))
+    def send_packet(self, pkt: dict[str, Any], joined: bool = False) -> None:
+        """Queue a packet dict for this client; with ``joined``, only while the
+        client is in the packet's namespace (what a namespace object sends:
+        never after the server's ``0::/ns``, which a spawned loop could race)."""
+        self.server.send_to_session(self._session, codec.encode(pkt), pkt.get("endpoint", ""),
+                                    joined)
 
     def send_with_ack(self, pkt: dict[str, Any], callback: Callable[..., Any],
-                      kind: bool | str) -> None:
+                      kind: bool | str, joined: bool = False) -> None:
         """Queue a packet that asks the client for an ack: ``kind`` ``"data"``
         for the client code's answer, True for the client's automatic one."""
-        pkt["id"] = self._session.add_callback(pkt.get("endpoint", ""), callback)
+        endpoint = pkt.get("endpoint", "")
+        if joined and endpoint not in self._session.namespaces:
+            return  # (its callback would wait for an answer that cannot come)
+        pkt["id"] = self._session.add_callback(endpoint, callback)
         pkt["ack"] = kind
-        self.send_packet(pkt)
+        self.send_packet(pkt, joined)
 
     def error(self, error_name: str, error_message: str, endpoint: str | None = None,
               msg_id: int | None = None, quiet: bool = False) -> Any:
@@ -336,9 +342,9 @@ class BaseNamespace:
                              f"got {sorted(kwargs)}")
         pkt = {"type": "event", "name": event, "args": list(args), "endpoint": self.ns_name}
         if callback is None:
-            self.socket.send_packet(pkt)
+            self.socket.send_packet(pkt, joined=True)
         else:
-            self.socket.send_with_ack(pkt, callback, "data")
+            self.socket.send_with_ack(pkt, callback, "data", joined=True)
 
     def send(self, message: Any, json: bool = False,
              callback: Callable[..., Any] | None = None) -> None:
@@ -347,9 +353,9 @@ class BaseNamespace:
         pkt = message_packet(message, json)
         pkt["endpoint"] = self.ns_name
         if callback is None:
-            self.socket.send_packet(pkt)
+            self.socket.send_packet(pkt, joined=True)
         else:
-            self.socket.send_with_ack(pkt, callback, True)
+            self.socket.send_with_ack(pkt, callback, True, joined=True)
 
     def spawn(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> threading.Thread:
         """Run ``fn`` in a background thread (in an app context). Threads

@@ -6,7 +6,7 @@ import threading
 import pytest
 from flask import Flask, current_app
 
-from flask_sio09 import SocketIO
+from flask_sio09 import SocketIO, disconnect
 from flask_sio09.compat import BaseNamespace, BroadcastMixin, RoomsMixin, socketio_manage
 
 
@@ -544,6 +544,30 @@ def test_a_spawned_loop_watching_active_stops_when_its_client_leaves(app_sio):
     assert running.acquire(timeout=10)
     client.disconnect()  # the connection ends: that loop stops too
     assert stopped.acquire(timeout=10)
+
+
+def test_a_namespace_object_sends_nothing_after_the_servers_0_ns(app_sio):
+    # a spawned loop emitting while the server disconnects the client from
+    # the namespace: nothing of it follows the 0::/ns (socket.io-client would
+    # hand the page's listeners an event of a namespace it was told it left)
+    app, sio = app_sio
+    objects = []
+
+    class Feed(BaseNamespace):
+        def recv_connect(self):
+            objects.append(self)
+
+    socketio_manage(sio, {"/feed": Feed})
+    client = sio.test_client(app, namespace="/feed")
+    feed = objects[0]
+    client.get_received("/feed")
+    with app.app_context():
+        disconnect(sid=client.sid, namespace="/feed")
+    feed.emit("tick", 1)
+    feed.emit("tick", 2, callback=lambda *a: None)
+    feed.send("late")
+    assert client.get_received("/feed") == []
+    assert not client.is_connected("/feed")
 
 
 def test_exception_handler_decorator_wraps_methods(app_sio):
