@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .server import OUTBOX_OVERFLOW, Server
+from .server import UNRESPONSIVE, Server
 from .session import Session
 from .takeover import connection_capacity, peer_closed, reset_on_close
 
@@ -436,17 +436,19 @@ class HubConnection:
     def close_after_flush(self) -> None:
         """Close once everything queued is sent, or after ``close_timeout``
         if the peer stops reading: it must not keep the socket and the unsent
-        bytes for ever. A session closed for outbox overflow is cut at once:
-        its client has stopped reading, and waiting would hold up to
-        ``HIGH_WATER`` unsent bytes and the socket for ``close_timeout``."""
+        bytes for ever. A session closed because its client stopped reading
+        (outbox overflow) or answering (heartbeat timeout) is reset at once:
+        waiting would hold up to ``HIGH_WATER`` unsent bytes and the socket
+        for ``close_timeout``, and a graceful close would leave the kernel's
+        unsent bytes waiting for as long as the client stays."""
         self._close_when_flushed = True
-        if not self.out:
+        session = self.session
+        if session is not None and session.close_reason in UNRESPONSIVE:
+            self.reset()
+        elif not self.out:
             self._finish()
         elif self._flush_deadline is None:
-            session = self.session
-            overflowed = session is not None and session.close_reason == OUTBOX_OVERFLOW
-            grace = 0.0 if overflowed else self.server.options.close_timeout
-            self._flush_deadline = self.hub.clock() + grace
+            self._flush_deadline = self.hub.clock() + self.server.options.close_timeout
             self.hub.add_timer(self._flush_deadline, self)
 
     def flush_overdue(self, now: float) -> bool:

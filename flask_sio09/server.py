@@ -60,6 +60,11 @@ UPLOAD_TOO_LARGE = "upload too large"
 #: the close reason of a session whose outbox went past ``max_outbox_bytes``:
 #: its connection is then cut at once, its unsent bytes dropped
 OUTBOX_OVERFLOW = "outbox overflow"
+#: the close reason of a session whose client went silent past heartbeat_timeout
+HEARTBEAT_TIMEOUT = "heartbeat timeout"
+#: close reasons of a client that stopped reading or answering: its
+#: connection is reset, what it was not sent dropped (hub, thread mode)
+UNRESPONSIVE = frozenset({OUTBOX_OVERFLOW, HEARTBEAT_TIMEOUT})
 #: ``answer_poll``'s answer when the poll must fail with an HTTP error rather
 #: than carry a payload (no payload is empty)
 POLL_FAILED = ""
@@ -901,7 +906,7 @@ class Server:
                     if heard is not None and heard():
                         session.touch(now)
                     else:
-                        self.close_session(session, "heartbeat timeout")
+                        self.close_session(session, HEARTBEAT_TIMEOUT)
                 elif now - session.last_heartbeat >= opts.heartbeat_interval:
                     session.last_heartbeat = now
                     self.send_to_session(session, HEARTBEAT)

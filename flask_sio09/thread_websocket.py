@@ -20,7 +20,7 @@ from wsproto.connection import ConnectionState
 
 from . import wsframe
 from .droplog import log_about, log_dropped
-from .server import Server
+from .server import UNRESPONSIVE, Server
 from .session import IllegalTransition, Session
 from .stopping import GOING_AWAY, GOING_AWAY_CODE
 from .takeover import read_ahead, reset_on_close, take_over_socket
@@ -430,6 +430,10 @@ def serve(server: Server, ws: Any, session: Session | None, environ: dict[str, A
             _pump(server, session, transport)
             if session.close_reason == GOING_AWAY and transport.close_code is None:
                 transport.close_code = GOING_AWAY_CODE
+            if session.close_reason in UNRESPONSIVE:
+                # its client stopped reading or answering: the WSGI server's
+                # close resets the connection, dropping what it was not sent
+                reset_on_close(transport.sock)
         transport.close_writes()
         try:
             ws.close(transport.close_code)

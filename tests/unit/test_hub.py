@@ -214,6 +214,26 @@ def test_a_slow_reader_cut_for_its_outbox_loses_its_connection_at_once(app):
         srv.shutdown()
 
 
+def test_a_websocket_timed_out_with_bytes_unsent_is_reset_at_once(app):
+    # its client stopped answering (and reading): not kept for close_timeout
+    from flask_sio09.server import HEARTBEAT_TIMEOUT
+
+    srv = Server(Options(close_timeout=600), app, monitor=False)
+    hub = Hub(srv)
+    srv.hub = hub
+    try:
+        session, conn, client = open_websocket(srv, hub)
+        client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        for _ in range(40):
+            srv.emit_packet({"type": "message", "data": "x" * 50_000}, "", to=session.sid)
+        assert wait_until(lambda: len(conn.out) > 0)
+        srv.close_session(session, HEARTBEAT_TIMEOUT)
+        assert wait_until(lambda: conn.closed, deadline=30)
+        assert not conn.out
+    finally:
+        srv.shutdown()
+
+
 def test_an_ended_websocket_is_not_read_while_its_last_bytes_wait(app):
     # the server ends a connection whose client neither reads nor stops
     # sending: until its last bytes are written (or close_timeout), the hub
