@@ -1,6 +1,7 @@
 """The I/O hub over real socketpairs: WebSocket framing both ways, ordering,
 pings, protocol errors, slow readers, and parked long-polls."""
 
+import contextlib
 import socket
 import struct
 import threading
@@ -214,10 +215,11 @@ def test_a_slow_reader_cut_for_its_outbox_loses_its_connection_at_once(app):
         srv.shutdown()
 
 
-def test_a_websocket_timed_out_with_bytes_unsent_is_reset_at_once(app):
-    # its client stopped answering (and reading): not kept for close_timeout
-    from flask_sio09.server import HEARTBEAT_TIMEOUT
-
+@contextlib.contextmanager
+def stalled_websocket(app):
+    """A WebSocket whose client reads nothing, with about 2 MB waiting in the
+    hub's buffer for it, on a server whose close_timeout (600 s) no test
+    waits for: (server, session, connection, client)."""
     srv = Server(Options(close_timeout=600), app, monitor=False)
     hub = Hub(srv)
     srv.hub = hub
@@ -227,11 +229,19 @@ def test_a_websocket_timed_out_with_bytes_unsent_is_reset_at_once(app):
         for _ in range(40):
             srv.emit_packet({"type": "message", "data": "x" * 50_000}, "", to=session.sid)
         assert wait_until(lambda: len(conn.out) > 0)
+        yield srv, session, conn, client
+    finally:
+        srv.shutdown()
+
+
+def test_a_websocket_timed_out_with_bytes_unsent_is_reset_at_once(app):
+    # its client stopped answering (and reading): not kept for close_timeout
+    from flask_sio09.server import HEARTBEAT_TIMEOUT
+
+    with stalled_websocket(app) as (srv, session, conn, client):
         srv.close_session(session, HEARTBEAT_TIMEOUT)
         assert wait_until(lambda: conn.closed, deadline=30)
         assert not conn.out
-    finally:
-        srv.shutdown()
 
 
 def test_an_ended_websocket_is_not_read_while_its_last_bytes_wait(app):
@@ -239,15 +249,7 @@ def test_an_ended_websocket_is_not_read_while_its_last_bytes_wait(app):
     # sending: until its last bytes are written (or close_timeout), the hub
     # reads nothing more, so the client's sends back up into its own buffers
     # instead of being read, and dropped, at full speed
-    srv = Server(Options(close_timeout=600), app, monitor=False)
-    hub = Hub(srv)
-    srv.hub = hub
-    try:
-        session, conn, client = open_websocket(srv, hub)
-        client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        for _ in range(40):  # about 2 MB the client will not read
-            srv.emit_packet({"type": "message", "data": "x" * 50_000}, "", to=session.sid)
-        assert wait_until(lambda: len(conn.out) > 0)
+    with stalled_websocket(app) as (srv, session, conn, client):
         srv.disconnect(session.sid)
         assert wait_until(lambda: session.closed and not conn.reading)
         client.sock.setblocking(False)
@@ -260,8 +262,6 @@ def test_an_ended_websocket_is_not_read_while_its_last_bytes_wait(app):
                 break
         assert sent < 64 * (1 << 20)
         assert not conn.closed  # its last bytes still wait for the client
-    finally:
-        srv.shutdown()
 
 
 @pytest.mark.parametrize("kind", ["websocket", "htmlfile"])
