@@ -284,7 +284,9 @@ def test_packets_left_in_the_outbox_past_the_high_water_mark_follow_when_the_cli
         big = "x" * 50_000
         for i in range(40):  # 2 MB, from a thread other than the hub's
             srv.emit_packet({"type": "message", "data": f"{i:02d}" + big}, "", to=session.sid)
-        assert wait_until(lambda: len(conn.out) >= (1 << 20) and not session.has_outbox())
+        # (whether the last of these wait in the outbox too depends on when the
+        # hub's flushes came: it takes all the outbox holds while under the mark)
+        assert wait_until(lambda: len(conn.out) >= (1 << 20))
         for i in range(40, 60):  # these stay in the outbox
             srv.emit_packet({"type": "message", "data": f"{i:02d}" + big}, "", to=session.sid)
         assert wait_until(lambda: session.has_outbox())
