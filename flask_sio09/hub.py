@@ -443,7 +443,9 @@ class HubConnection:
         unsent bytes waiting for as long as the client stays."""
         self._close_when_flushed = True
         session = self.session
-        if session is not None and session.close_reason in UNRESPONSIVE:
+        if self.persistent and session is not None and session.close_reason in UNRESPONSIVE:
+            # (a WebSocket or a stream: a poll's answer, once written, closes
+            # on its own, and a kept connection may serve other sessions)
             self.reset()
         elif not self.out:
             self._finish()
