@@ -1033,18 +1033,32 @@ def rss_kb(pid: int) -> int:
     raise AssertionError("no VmRSS")
 
 
-def holds_connection(pid: int, server_port: int, client: socket.socket) -> bool:
-    """Whether process ``pid`` still has the server end of ``client``'s TCP
-    connection open (Linux: /proc/net/tcp and the process's fds)."""
+def server_end(server_port: int, client: socket.socket) -> list[str] | None:
+    """The row of /proc/net/tcp (Linux) for the server end of ``client``'s TCP
+    connection, split into fields, or None when the kernel has none."""
     client_port = client.getsockname()[1]
-    inode = None
     with open("/proc/net/tcp") as table:
         for line in table.readlines()[1:]:
             fields = line.split()
             local_port = int(fields[1].split(":")[1], 16)
             remote_port = int(fields[2].split(":")[1], 16)
             if (local_port, remote_port) == (server_port, client_port):
-                inode = fields[9]
+                return fields
+    return None
+
+
+def unsent_bytes(server_port: int, client: socket.socket) -> int:
+    """How many bytes the server's kernel holds for ``client`` that the client
+    has not taken (the send queue of the server's end)."""
+    fields = server_end(server_port, client)
+    return 0 if fields is None else int(fields[4].split(":")[0], 16)
+
+
+def holds_connection(pid: int, server_port: int, client: socket.socket) -> bool:
+    """Whether process ``pid`` still has the server end of ``client``'s TCP
+    connection open (Linux: /proc/net/tcp and the process's fds)."""
+    fields = server_end(server_port, client)
+    inode = None if fields is None else fields[9]
     if inode in (None, "0"):
         return False
     target = f"socket:[{inode}]"
@@ -1135,7 +1149,17 @@ def test_client_that_never_reads(start, mode, outbox):
     before = rss_kb(pid)
     sid = handshake(server)[0]
     sloth = RawWs(server, sid, rcvbuf=4096)
-    offered = 0
+    server.wait_events(lambda evs: any(e["event"] == "connect" for e in evs), sid=sid,
+                       what="the WebSocket to connect")
+    # First fill what the kernels take, staying under the outbox limit, so that
+    # the server's writer is stuck when the session closes. (A first burst of a
+    # megabyte can overflow the outbox before a byte of it is written; the
+    # server then has only its "0::" and close frame to send, which fit the
+    # client's buffer and end in a clean end of stream: nothing to drop.)
+    offered = 15 * 10_000
+    server.server_emit("big", "z" * 10_000, to=sid, count=15)
+    wait_until(lambda: unsent_bytes(server.port, sloth.sock) > 0, timeout=60,
+               message="the server's kernel to hold bytes the client does not read")
     for _ in range(40):  # at most 40 MB offered
         server.server_emit("big", "z" * 10_000, to=sid, count=100)
         offered += 100 * 10_000
