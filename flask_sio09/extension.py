@@ -36,6 +36,8 @@ from .server import Server
 from .session import Session
 
 if TYPE_CHECKING:
+    from flask.sessions import SessionMixin
+
     from .namespace import Namespace
     from .testing import SocketIOTestClient
 
@@ -185,8 +187,12 @@ class _EventContext(RequestContext):
     are registered.
     """
 
-    def __init__(self, app: flask.Flask, environ: dict[str, Any]) -> None:
-        super().__init__(app, environ)
+    def __init__(self, app: flask.Flask, environ: dict[str, Any],
+                 request: flask.Request | None = None,
+                 session: SessionMixin | None = None) -> None:
+        # (``request`` and ``session``: ``RequestContext.copy`` passes them,
+        # which ``flask.copy_current_request_context`` calls in a handler)
+        super().__init__(app, environ, request, session)
         self._event_app_context = app.app_context()
 
     def match_request(self) -> None:

@@ -1,6 +1,8 @@
 """The Flask context handlers run in (``_EventContext``): one per connection,
 pushed for each event, with the effects of Flask's own push and pop."""
 
+import threading
+
 import flask
 from flask import Flask, g, request
 from flask import signals
@@ -126,3 +128,31 @@ def test_the_connection_flask_session_lives_across_events(make_app):
     client = sio.test_client(app)
     assert [client.emit("count", callback=True) for _ in range(3)] == [[1], [2], [3]]
     assert sio.test_client(app).emit("count", callback=True) == [1]
+
+
+def test_copy_current_request_context_takes_the_handler_context_to_a_task(make_app):
+    """Flask-SocketIO users hand a handler's context to a background task
+    with ``flask.copy_current_request_context``: the task sees the
+    connection's request (its sid) and its ``flask.session``."""
+    app, sio = make_app()
+    seen = {}
+    done = threading.Event()
+
+    @sio.on("start")
+    def start():
+        flask.session["user"] = "ada"
+
+        @flask.copy_current_request_context
+        def task():
+            seen["sid"] = request.sid
+            seen["user"] = flask.session.get("user")
+            seen["context"] = flask.has_request_context()
+            done.set()
+
+        sio.start_background_task(task)
+        return request.sid
+
+    client = sio.test_client(app)
+    sid = client.emit("start", callback=True)[0]
+    assert done.wait(30)
+    assert seen == {"sid": sid, "user": "ada", "context": True}
