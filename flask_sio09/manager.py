@@ -20,6 +20,17 @@ Deliver = Callable[[str, str, str], None]
 """``deliver(sid, endpoint, encoded_packet)``, supplied by the server."""
 
 
+def check_room(room: object) -> None:
+    """Refuse what cannot name a room, with a ``TypeError``: rooms are
+    strings, as across processes (the message queue carries them as JSON
+    text) and as ``emit(to=)`` takes them. ``None`` above all, which the
+    index keeps for "every client of the namespace": a handler doing
+    ``close_room(room)`` with a client's ``null`` would have ended every
+    broadcast of the namespace."""
+    if not isinstance(room, str):
+        raise TypeError(f"a room is a string, not {type(room).__name__}")
+
+
 class MemoryManager:
     """The room index of one process. Thread-safe (one lock).
 
@@ -55,6 +66,7 @@ class MemoryManager:
         """Add ``sid`` to ``room``, if it is a client of ``namespace`` here
         (one that left, or never came, would stay in the room for ever: its
         leaving has already emptied its rooms)."""
+        check_room(room)
         with self._lock:
             rooms = self._rooms.get(namespace)
             if rooms is None or sid not in rooms.get(None, ()):
@@ -63,6 +75,7 @@ class MemoryManager:
 
     def leave_room(self, sid: str, namespace: str, room: str) -> None:
         """Remove ``sid`` from ``room``."""
+        check_room(room)
         with self._lock:
             rooms = self._rooms.get(namespace)
             if rooms and room in rooms:
@@ -70,6 +83,7 @@ class MemoryManager:
 
     def close_room(self, room: str, namespace: str) -> None:
         """Empty ``room``."""
+        check_room(room)
         with self._lock:
             rooms = self._rooms.get(namespace)
             if rooms:

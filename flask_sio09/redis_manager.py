@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-from .manager import Deliver, MemoryManager
+from .manager import Deliver, MemoryManager, check_room
 
 logger = logging.getLogger("flask_sio09")
 
@@ -360,12 +360,14 @@ class RedisManager(MemoryManager):
     # -- the manager's operations, across processes ------------------------
 
     def enter_room(self, sid: str, namespace: str, room: str) -> None:
+        check_room(room)
         if self.is_connected(sid, namespace):
             super().enter_room(sid, namespace, room)
         else:  # another process's client (or none: that process ignores it)
             self.publish({"op": "enter", "sid": sid, "ns": namespace, "room": room})
 
     def leave_room(self, sid: str, namespace: str, room: str) -> None:
+        check_room(room)
         if self.is_connected(sid, namespace):
             super().leave_room(sid, namespace, room)
         else:

@@ -393,3 +393,38 @@ def test_sio_on_error_without_its_parentheses_is_refused(app_sio):
         def oops(exc):
             pass
     assert sio.error_handlers == {}
+
+
+def test_a_client_null_room_is_an_error_and_broadcasts_still_reach_everyone(app_sio):
+    """Chat code passes the client's room to leave_room / close_room: a JSON
+    null there used to empty the namespace's "everyone" index, so no
+    broadcast reached anybody after it."""
+    from flask_sio09 import close_room, leave_room
+
+    app, sio = app_sio
+    caught = []
+
+    @sio.on("leave", namespace="/chat")
+    def leave(room):
+        leave_room(room)
+
+    @sio.on("close", namespace="/chat")
+    def close(room):
+        close_room(room)
+
+    @sio.on("shout", namespace="/chat")
+    def shout(text):
+        emit("heard", text, broadcast=True)
+
+    @sio.on_error("/chat")
+    def chat_error(exc):
+        caught.append(type(exc).__name__)
+
+    alice = sio.test_client(app, namespace="/chat")
+    bob = sio.test_client(app, namespace="/chat")
+    alice.emit("leave", None)
+    bob.emit("close", None)
+    assert caught == ["TypeError", "TypeError"]
+    alice.emit("shout", "hi")
+    heard = {"name": "heard", "args": ["hi"], "namespace": "/chat"}
+    assert heard in alice.get_received() and heard in bob.get_received()

@@ -126,3 +126,18 @@ def test_rooms_and_namespaces_emptied_by_leaving_are_forgotten(manager):
         manager.disconnect(sid, "/chat")
     manager.disconnect("a", "")
     assert manager._rooms == {}
+
+
+@pytest.mark.parametrize("room", [None, 5, ["lobby"]], ids=["None", "int", "list"])
+def test_a_room_that_is_not_a_string_is_refused(manager, room):
+    """None names the index's "everyone in the namespace": a handler's
+    close_room(room) with a client's null would have ended every broadcast
+    of the namespace, and leave_room(None) took its client out of them."""
+    for act in (lambda: manager.enter_room("a", "/chat", room),
+                lambda: manager.leave_room("a", "/chat", room),
+                lambda: manager.close_room(room, "/chat"),
+                lambda: manager.leave_room("zz", "/chat", room)):  # (another process's sid)
+        with pytest.raises(TypeError, match="a room is a string"):
+            act()
+    assert sorted(manager.recipients("/chat", None)) == ["a", "b", "c"]
+    assert manager.get_rooms("a", "/chat") == ["a"]
