@@ -83,14 +83,24 @@ def _origins(value: Any) -> str | list[str] | None:
 
 def configure_logger(value: Any) -> None:
     """``logger=True`` logs the library's INFO lines; a ``logging.Logger``
-    becomes the parent the library logs through; False leaves logging alone."""
+    becomes the parent the library logs through (the library's own
+    ``flask_sio09`` logger: left as the application set it up); False
+    leaves logging alone."""
     library = logging.getLogger("flask_sio09")
     if value is True:
         if library.level == logging.NOTSET or library.level > logging.INFO:
             library.setLevel(logging.INFO)
         if not logging.getLogger().handlers and not library.handlers:
             library.addHandler(logging.StreamHandler())
+    elif value is library:
+        pass  # the library's logger already: configured by the application
     elif isinstance(value, logging.Logger):
+        if value.name.startswith(library.name + "."):
+            # its records go up to the library's logger, whose handler would
+            # hand them back to it: a loop, RecursionError in the hub thread
+            raise OptionError(f"option 'logger' must not be a child of the {library.name!r} "
+                              f"logger ({value.name!r}): the library's records would come "
+                              "back to it; pass the 'flask_sio09' logger itself, or another")
         library.handlers = [_Forward(value)]
         library.propagate = False
         library.setLevel(value.getEffectiveLevel())

@@ -83,6 +83,32 @@ def test_a_logger_object_receives_the_librarys_records(make_app):
         mine.removeHandler(handler)
 
 
+def test_the_librarys_own_logger_as_the_logger_option_logs_once(make_app):
+    """logger=logging.getLogger("flask_sio09"): the records stay where the
+    application set that logger up (they were handed back to it for ever:
+    RecursionError, in the hub thread on a server)."""
+    library = logging.getLogger(LIBRARY)
+    handler = ListHandler()
+    library.addHandler(handler)
+    library.setLevel(logging.WARNING)
+    app, sio = make_app(logger=library)
+
+    @sio.on("twice")
+    def twice(ack=None):
+        ack(1)
+        ack(2)
+
+    client = sio.test_client(app)
+    assert client.emit("twice", callback=True) == [1]
+    assert [r.getMessage() for r in handler.records if "answered twice" in r.getMessage()] \
+        and len(handler.records) == 1
+
+
+def test_a_logger_under_the_librarys_is_refused(make_app):
+    with pytest.raises(OptionError, match="child of the 'flask_sio09' logger"):
+        make_app(logger=logging.getLogger(LIBRARY + ".app"))
+
+
 def test_an_invalid_logger_fails_at_init_app(make_app):
     with pytest.raises(OptionError, match="logger"):
         make_app(logger="verbose")
