@@ -125,12 +125,16 @@ class SocketIOTestClient:
         """Connect ``namespace``; a handshake comes first when the client has
         no live session (then the global namespace is connected too).
 
-        :param namespace: the namespace (None, ``""`` or ``"/"``: global only).
-        :param query_string: the handshake's query string; for a namespace
-                             joined on a live session, its connect packet's.
+        :param namespace: the namespace (None: the client's; ``""`` or
+                          ``"/"``: the global one only).
+        :param query_string: the handshake's query string (``"a=1"`` or
+                             ``"?a=1"``); for a namespace joined on a live
+                             session, its connect packet's.
         :param headers: extra handshake headers.
         """
-        endpoint = normalize_namespace(namespace)
+        endpoint = self._ns(namespace)
+        if query_string and query_string.startswith("?"):
+            query_string = query_string[1:]  # as Flask-SocketIO's client takes it
         if not self._live():
             if not self._handshake(query_string, headers):
                 return

@@ -45,6 +45,38 @@ def test_connect_runs_the_connect_handler_with_query_and_headers(make_app):
                     "sid": client.sid}
 
 
+@pytest.mark.parametrize("query_string", ["token=ok", "?token=ok"])
+def test_a_query_string_with_or_without_its_question_mark(make_app, query_string):
+    """Flask-SocketIO's test client takes both forms (ported tests pass "?...")."""
+    app, sio = make_app()
+    seen = []
+
+    @sio.on("connect", namespace="/chat")
+    def on_connect(query):
+        seen.append(query.to_dict())
+        return query.get("token") == "ok"
+
+    client = sio.test_client(app, namespace="/chat", query_string=query_string)
+    assert client.is_connected("/chat")
+    client.disconnect("/chat")
+    client.connect("/chat", query_string=query_string)
+    assert client.is_connected("/chat")
+    assert seen == [{"token": "ok"}] * 2
+
+
+def test_connect_without_a_namespace_joins_the_clients_own(make_app):
+    """The client's namespace is the default of every method, connect too."""
+    app, sio = make_app()
+    client = sio.test_client(app, namespace="/chat")
+    client.disconnect()
+    assert not client.is_connected() and client.is_connected("/")
+    client.connect()
+    assert client.is_connected() and client.is_connected("/chat")
+    client.disconnect("/")
+    client.connect()  # a new session, with the client's namespace
+    assert client.is_connected("/") and client.is_connected("/chat")
+
+
 def test_flask_session_flows_in_from_a_flask_test_client(make_app):
     app, sio = make_app()
 
