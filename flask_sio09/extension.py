@@ -104,14 +104,25 @@ class PendingAck:
     """The data ack an incoming packet asked for, handed to at most one handler.
 
     When no handler took it, the bridge answers it with the return value of
-    the handler (or of ``process_packet``), through ``ack_args``.
+    the handler (or of ``process_packet``), through ``ack_args``; so it does
+    with an error handler's when the handler that took it raised before it
+    answered (``failed``).
     """
 
-    __slots__ = ("ack", "taken")
+    __slots__ = ("ack", "taken", "failed")
 
     def __init__(self, ack: Callable[..., None] | None) -> None:
         self.ack = ack
         self.taken = False
+        #: the handler raised (the bridge's ``_call`` sets it)
+        self.failed = False
+
+    def unanswered(self) -> bool:
+        """Whether the bridge answers the ack with what the handler's call
+        returned: no handler took it, or the one that did raised first."""
+        if not self.taken:
+            return self.ack is not None
+        return self.failed and not getattr(self.ack, "used", True)
 
     def take(self) -> Callable[..., None] | None:
         """Hand the ack callable to the code that will answer it."""
@@ -131,6 +142,11 @@ def invoke(registered: _Registered, args: list[Any], pending: PendingAck | None)
     if pending is not None and pending.ack is not None and registered.wants_ack:
         return registered.fn(*args, ack=pending.take())
     return registered.fn(*args)
+
+
+def _raise(exc: Exception) -> None:
+    """Raise ``exc`` where a handler would (see ``_AppBridge._answer_failed``)."""
+    raise exc
 
 
 def current_pending_ack() -> PendingAck | None:
@@ -273,6 +289,8 @@ class _AppBridge:
             try:
                 return fn(*args)
             except Exception as exc:
+                if pending is not None:
+                    pending.failed = True
                 result = self._handle_error(namespace, exc, session)
                 # a connect handler that failed must not let the client in
                 return False if event["name"] == "connect" else result
@@ -327,8 +345,8 @@ class _AppBridge:
             pending = PendingAck(ack)
             result = self._call(session, namespace, event, handler.process_packet,
                                 (incoming_packet(namespace, name, args, ack, packet),), pending)
-            if ack is not None and not pending.taken and result is not UNHANDLED:
-                ack(*ack_args(result))
+            if result is not UNHANDLED and pending.unanswered():
+                self._answer(session, namespace, event, pending, result)
             return
         registered = self.sio.handlers.get(namespace, {}).get(name)
         if registered is None:
@@ -336,13 +354,44 @@ class _AppBridge:
             return
         if ack is not None and registered.wants_ack:
             pending = PendingAck(ack)
-            self._call(session, namespace, event, invoke, (registered, args, pending), pending)
-            return  # the handler took the ack: it answers, now or later
+            result = self._call(session, namespace, event, invoke, (registered, args, pending),
+                                pending)
+            # the handler took the ack: it answers, now or later; unless it
+            # raised first, when the error handler's value does
+            if result is not UNHANDLED and pending.unanswered():
+                self._answer(session, namespace, event, pending, result)
+            return
         # the common case: a function that cannot take the ack, whose return
         # value answers it (no PendingAck needed: nothing can take it)
         result = self._call(session, namespace, event, registered.fn, args)
         if ack is not None and result is not UNHANDLED:
+            try:
+                ack(*ack_args(result))
+            except Exception as exc:  # a value JSON cannot carry
+                self._answer_failed(session, namespace, event, ack, exc)
+
+    def _answer(self, session: Session, namespace: str, event: dict[str, Any],
+                pending: PendingAck, result: Any) -> None:
+        """Answer ``pending``'s ack with a handler's (or error handler's) value."""
+        assert pending.ack is not None
+        try:
+            pending.ack(*ack_args(result))
+        except Exception as exc:  # a value JSON cannot carry
+            self._answer_failed(session, namespace, event, pending.ack, exc)
+
+    def _answer_failed(self, session: Session, namespace: str, event: dict[str, Any],
+                       ack: Callable[..., None], exc: Exception) -> None:
+        """A handler returned what its data ack cannot carry (a set, a
+        datetime): the error handler gets the exception, as when the handler
+        calls ``ack`` with it itself, and its return value answers."""
+        result = self._call(session, namespace, event, _raise, (exc,))
+        if result is UNHANDLED:
+            return
+        try:
             ack(*ack_args(result))
+        except Exception:
+            _log_error(session, "the error handler of namespace %r answered an ack with "
+                       "what JSON cannot carry", namespace)
 
     def disconnect(self, session: Session, namespace: str) -> None:
         event: dict[str, Any] = {"name": "disconnect", "args": []}

@@ -147,11 +147,13 @@ class Ack:
         if self.used:
             logger.warning("ack %s of %s answered twice; ignored", self._id, self._session.sid)
             return
-        self.used = True
         session = self._session
         if _debug_enabled(logging.DEBUG):  # (checked here: this runs for every ack)
             logger.debug("session %s: data ack %s on %r", session.sid, self._id, self._endpoint)
+        # encoded before it counts as answered: args JSON cannot carry raise
+        # here (TypeError, ValueError), and the error handler may answer instead
         encoded = packet_codec.encode_ack(self._id, args, self._endpoint)
+        self.used = True
         # (joined: an answer after the server's 0::/ns would reach a namespace
         # the client was told it had left)
         if not session.send(encoded, self._endpoint, True):

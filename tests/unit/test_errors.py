@@ -75,6 +75,46 @@ def test_error_handler_return_value_answers_the_ack(app_sio):
     assert sio.test_client(app).emit("fail", callback=True) == ["error", "no"]
 
 
+def test_a_return_value_json_cannot_carry_goes_to_the_error_handler(app_sio, caplog):
+    """A set returned for a data ack: the error handler gets the codec's
+    PacketError (as when the handler calls ack with it), and its value
+    answers, also the ack of a handler that took it and raised; with no
+    error handler the ack stays unanswered, the traceback is logged, and the
+    client stays connected."""
+    app, sio = app_sio
+    caught = []
+
+    @sio.on("odd")
+    def odd():
+        return {1, 2}
+
+    @sio.on("odd", namespace="/chat")
+    def odd_by_hand(ack=None):
+        ack({1, 2})
+
+    class Odd(Namespace):
+        def on_odd(self):
+            return {1, 2}
+
+    sio.on_namespace(Odd("/odd"))
+    client = sio.test_client(app)
+    client.connect("/chat")
+    client.connect("/odd")
+    with caplog.at_level(logging.ERROR, logger="flask_sio09"):
+        assert client.emit("odd", callback=True) is None
+    assert any("error in a handler" in r.getMessage() and r.exc_info for r in caplog.records)
+
+    @sio.on_error_default
+    def fallback(exc):
+        caught.append((type(exc).__name__, request.event["name"], request.sid))
+        return "unsendable"
+
+    for namespace in ("/", "/chat", "/odd"):
+        assert client.emit("odd", callback=True, namespace=namespace) == ["unsendable"]
+    assert caught == [("PacketError", "odd", client.sid)] * 3
+    assert client.is_connected() and client.is_connected("/chat") and client.is_connected("/odd")
+
+
 def test_an_exception_no_error_handler_answers_leaves_the_data_ack_unanswered(app_sio, caplog):
     # as Flask-SocketIO (it re-raises) and Node (the exception ends the
     # dispatch): the client is not told that a failed handler succeeded
