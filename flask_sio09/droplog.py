@@ -99,19 +99,20 @@ def report_unlogged(session: _HasDrops) -> None:
             counter.silenced = 0
 
 
-def log_refused(kind: str, message: str, *args: Any) -> None:
-    """Log ``message % args`` at INFO about a refused or dropped request of
-    ``kind`` (one with no session to count it: an unknown transport, a POST
-    to an ended session, a bad upgrade), at most ``BURST`` per window for
-    each kind across the process."""
-    if not logger.isEnabledFor(logging.INFO):
+def log_refused(kind: str, message: str, *args: Any, level: int = logging.INFO) -> None:
+    """Log ``message % args`` (at INFO by default) about a refused or dropped
+    request of ``kind`` (one with no session to count it: an unknown
+    transport, a POST to an ended session, a bad upgrade, a message from the
+    message queue), at most ``BURST`` per window for each kind across the
+    process."""
+    if not logger.isEnabledFor(level):
         return
     with _lock:
         counter = _refused.get(kind)
         if counter is None:
             counter = _refused[kind] = DropCounter()
         if _open(counter, f"requests of kind {kind!r}", time.monotonic()):
-            logger.info(message, *args)
+            logger.log(level, message, *args)
         else:
             counter.silenced += 1
 

@@ -31,6 +31,23 @@ def check_room(room: object) -> None:
         raise TypeError(f"a room is a string, not {type(room).__name__}")
 
 
+def listed_names(value: Iterable[str], what: str) -> list[str]:
+    """``value``, several sids or rooms, as a list; a ``TypeError`` naming
+    ``what`` (``to``, ``skip_sid``) when it is not a collection of strings
+    (a client's number in a room list reached this process's recipients but
+    was dropped by every other one, which logged it each time)."""
+    try:
+        names = list(value)
+    except TypeError:
+        raise TypeError(f"{what}= takes a sid or room (a string) or a list of them, "
+                        f"not {type(value).__name__}") from None
+    for name in names:
+        if not isinstance(name, str):
+            raise TypeError(f"{what}= lists sids or rooms, which are strings, "
+                            f"not {type(name).__name__}")
+    return names
+
+
 class MemoryManager:
     """The room index of one process. Thread-safe (one lock).
 
@@ -118,15 +135,18 @@ class MemoryManager:
                    skip_sid: str | Iterable[str] | None = None) -> list[str]:
         """The sids an emit reaches: the union of the rooms in ``to`` (or the
         whole namespace), minus ``skip_sid``."""
+        several = None if to is None or isinstance(to, str) else listed_names(to, "to")
+        if skip_sid is not None and not isinstance(skip_sid, str):
+            skip_sid = listed_names(skip_sid, "skip_sid")
         with self._lock:
             rooms = self._rooms.get(namespace)
             if not rooms:
                 return []
-            if to is None or isinstance(to, str):
+            if several is None:
                 targets = set(rooms.get(to, ()))
             else:
                 targets = set()
-                for room in to:
+                for room in several:
                     targets.update(rooms.get(room, ()))
         if skip_sid is not None:
             if isinstance(skip_sid, str):

@@ -37,7 +37,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-from .manager import Deliver, MemoryManager, check_room
+from .droplog import log_refused
+from .manager import Deliver, MemoryManager, check_room, listed_names
 
 logger = logging.getLogger("flask_sio09")
 
@@ -382,7 +383,9 @@ class RedisManager(MemoryManager):
         """Deliver to this process's recipients, then publish for the others'.
         Returns how many recipients this process had."""
         if to is not None and not isinstance(to, str):
-            to = list(to)  # read twice: here and for the message
+            to = listed_names(to, "to")  # read twice: here and for the message
+        if skip_sid is not None and not isinstance(skip_sid, str):
+            skip_sid = listed_names(skip_sid, "skip_sid")
         count = super().emit_encoded(encoded, namespace, to, skip_sid)
         if isinstance(to, str) and count == 1 and self.is_connected(to, namespace):
             return count  # to one client of this process: no one else has it
@@ -609,9 +612,10 @@ class RedisManager(MemoryManager):
             self._apply(message)
         except Exception as exc:  # (RecursionError too: JSON nested too deep)
             # another program on the channel, or a version with other messages:
-            # one bad message must not cost the subscription
-            logger.warning("message queue: message dropped: %s: %s",
-                           type(exc).__name__, str(exc)[:200])
+            # one bad message must not cost the subscription (nor flood the
+            # log: what a client sends may end up in one message per event)
+            log_refused("message queue message", "message queue: message dropped: %s: %s",
+                        type(exc).__name__, str(exc)[:200], level=logging.WARNING)
 
     def _apply(self, message: dict[str, Any]) -> None:
         op = message["op"]

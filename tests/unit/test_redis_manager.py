@@ -150,6 +150,35 @@ def test_a_malformed_message_is_logged_and_the_listener_goes_on(pair, redis_serv
     raw.close()
 
 
+def test_a_flood_of_malformed_messages_is_logged_a_few_times_then_counted(pair, redis_server,
+                                                                          caplog):
+    """What clients send can end up in one message per event: the other
+    processes must not write a WARNING for each one they drop."""
+    one, two = pair
+    raw = redis.Redis.from_url(redis_server.url)
+    for number in range(200):
+        raw.publish(two.manager.channel, json.dumps({"op": "emit", "to": [number], "p": "x"}))
+    one.manager.emit_encoded("after", "/chat")
+    wait_until(lambda: two.got("b1"), timeout=30)
+    dropped = [r for r in caplog.records if "message dropped" in r.getMessage()]
+    assert 1 <= len(dropped) <= 10
+    raw.close()
+
+
+def test_rooms_that_are_not_strings_are_refused_before_anything_is_published(pair):
+    """A number in a room list reached this process's clients and was
+    dropped by every other process: the emit raises instead, everywhere."""
+    one, two = pair
+    one.manager.enter_room("a1", "/chat", "7")
+    two.manager.enter_room("b1", "/chat", "7")
+    for to, skip in (([7], None), (7, None), (["7", None], None), ("7", [1])):
+        with pytest.raises(TypeError, match="to=|skip_sid="):
+            one.manager.emit_encoded("bad", "/chat", to, skip)
+    one.manager.emit_encoded("good", "/chat", ["7"])
+    wait_until(lambda: two.got("b1"), timeout=30)
+    assert one.got("a1") == ["good"] and two.got("b1") == ["good"]
+
+
 def test_a_write_only_manager_publishes_and_never_listens(redis_server, pair):
     one, two = pair
     emitter = RedisManager(None, redis_server.url, write_only=True, channel=one.manager.channel)
