@@ -30,6 +30,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from .droplog import DropCounter, log_dropped
 from .session import Session
 
 logger = logging.getLogger("flask_sio09")
@@ -44,6 +45,7 @@ class JobQueue:
     def __init__(self, name: str) -> None:
         #: named ``sid`` as in a session: the log line of a failed job shows it
         self.sid = name
+        self.drops: DropCounter | None = None  # (what droplog counts per session)
         self.lock = threading.Lock()
         self.jobs: deque[Callable[[], None]] = deque()
         self.jobs_running = False
@@ -181,7 +183,17 @@ class Workers:
             try:
                 job()
             except Exception:  # a job must never kill the thread that runs it
-                logger.exception("unhandled error in a handler job of %s", session.sid)
+                log_dropped(session, "unhandled error in a handler job of %s", session.sid,
+                            level=logging.ERROR, exc_info=True)
+            except BaseException as exc:
+                # sys.exit() or KeyboardInterrupt in a handler would end this
+                # thread and leave the session's jobs_running set: none of its
+                # handlers would run again, and a pool thread's slot would stay
+                # taken (handler_threads of them, and no handler ran at all)
+                if threading.current_thread() is threading.main_thread():
+                    raise  # (the test client's thread: Ctrl-C stops the tests)
+                log_dropped(session, "a handler job of %s raised %s; ignored", session.sid,
+                            type(exc).__name__, level=logging.ERROR, exc_info=True)
 
     def _hand_off(self, session: Session) -> None:
         with self._lock:

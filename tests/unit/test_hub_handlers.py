@@ -259,3 +259,47 @@ def test_an_idle_pool_thread_keeps_no_session_alive():
             "the idle pool thread still holds its last session"
     finally:
         workers.stop()
+
+
+class ExitingApp(BlockingApp):
+    """``exit`` raises SystemExit and ``interrupt`` KeyboardInterrupt, as a
+    handler calling sys.exit() would, or one a ^C reached."""
+
+    def event(self, session, namespace, name, args, ack, packet=False):
+        if name == "exit":
+            raise SystemExit(3)
+        if name == "interrupt":
+            raise KeyboardInterrupt
+        super().event(session, namespace, name, args, ack)
+
+
+@pytest.mark.parametrize("handler_threads", [1, 2])
+def test_a_handler_raising_systemexit_costs_neither_its_session_nor_the_server(
+        handler_threads, caplog):
+    """It used to end the thread running it: on the hub, that session's
+    handlers never ran again; on the pool, a slot stayed taken, and after
+    handler_threads of them no handler ran for anyone."""
+    app = ExitingApp()
+    server = make_server(app, handler_threads=handler_threads)
+    hub = Hub(server)
+    server.hub = hub
+    try:
+        _, _, client = open_websocket(server, hub)
+        for round_ in range(3):
+            emit(client, "exit", 10 * round_ + 1)
+            emit(client, "interrupt", 10 * round_ + 2)
+            emit(client, "echo", 10 * round_ + 3, round_)
+            assert client.text() == f"6:::{10 * round_ + 3}+[{round_}]"
+        # from another thread the session's jobs go to the pool
+        session = next(iter(server.sessions.values()))
+        for _ in range(2 * handler_threads):
+            server.workers.submit(session, lambda: (_ for _ in ()).throw(SystemExit(4)))
+        server.workers.submit(session, lambda: server.send_to_session(session, "3:::pool"))
+        assert client.text() == "3:::pool"
+        _, _, other = open_websocket(server, hub)
+        emit(other, "echo", 1, "other")
+        assert other.text() == '6:::1+["other"]'
+        assert "raised SystemExit" in caplog.text and "raised KeyboardInterrupt" in caplog.text
+    finally:
+        app.release.set()
+        server.shutdown()
