@@ -227,14 +227,16 @@ class Cluster:
                            callback: Callable[..., Any]) -> bool:
         """Have the process that holds ``sid`` send ``pkt`` and forward the
         client's ack here; False when ``sid`` is not a sid (a room: across
-        processes ``callback=`` needs one client, named by its sid)."""
+        processes ``callback=`` needs one client, named by its sid). True
+        also when this process holds ``sid`` outside ``namespace``: there is
+        nobody to send it to."""
         if not SID_PATTERN.fullmatch(sid):
             return False
         session = self.server.sessions.get(sid)
         if session is not None and not session.closed and sid not in self.unclaimed:
-            # this process's client, not in the namespace: as in one process
-            raise ValueError("callback= needs exactly one recipient, this emit reaches 0: "
-                             f"session {sid} is not in namespace {namespace!r}")
+            # this process's client, not in the namespace: as in one process,
+            # nothing is sent (the caller returns)
+            return True
         # the answer comes through the channel: listen, if this process has
         # not yet (it subscribes with its first session)
         self.start()

@@ -839,6 +839,11 @@ class Server:
                 and skip_sid is None and self.cluster.emit_with_callback(pkt, namespace, to,
                                                                         callback):
             return  # a client of another process, perhaps: that process sends it
+        if not targets and self.cluster is None:
+            # as without callback=, nothing to send: the client left (a
+            # background task cannot tell beforehand), and its callback never runs
+            logger.debug("emit with callback to %r on %r: no recipient", to, namespace)
+            return
         if len(targets) != 1:
             raise ValueError("callback= needs exactly one recipient, this emit reaches "
                              f"{len(targets)}" + (" here (across processes, callback= "

@@ -204,8 +204,18 @@ def test_emit_with_callback_needs_one_recipient_and_routes_ack(server, app):
     server.receive(session, '6:::1+["yes",2]')
     assert got == [("yes", 2)]
     other, _ = open_session(server)
-    with pytest.raises(ValueError):
+    other.take_outbox()
+    with pytest.raises(ValueError, match="reaches 2"):
         server.emit_packet({"type": "event", "name": "q", "args": []}, "", callback=print)
+    # none: as without callback=, nothing is sent (a background task's client
+    # may leave at any moment), and the callback is not kept
+    server.emit_packet({"type": "event", "name": "q", "args": []}, "", to="gone",
+                       callback=print)
+    assert session.take_outbox() == [] and other.take_outbox() == []
+    server.close_session(other, "client disconnect")
+    server.emit_packet({"type": "event", "name": "q", "args": []}, "", to=other.sid,
+                       callback=print)
+    assert other.take_outbox() == []
 
 
 def test_broadcast_skips_sender_and_unjoined(server, app):
