@@ -21,9 +21,9 @@ and the view goes away. As in gevent-socketio:
   checked against the ACL; a refused or unknown method is reported with
   ``self.error``, which sends an ``error`` event to the client and logs;
 * a packet that asked for a data ack: the ack callable is appended to the
-  method's arguments when its next positional parameter is named ``ack`` or
-  ``callback``; otherwise the return value answers (a tuple as several args,
-  anything else as one).
+  method's arguments when its next positional parameter is named ``ack``,
+  ``callback``, ``cb`` or ``fn``; otherwise the return value answers (a tuple
+  as several args, anything else as one).
 
 Methods run in the connection's Flask request context, one at a time per
 connection, on the server's handler threads; exceptions go to
@@ -148,7 +148,8 @@ class Socket:
 
 
 #: names of an optional parameter that takes the ack callable (see call_method)
-ACK_PARAMETER_NAMES = frozenset({"ack", "callback"})
+#: (``fn`` and ``cb`` as socket.io's own examples name it: ``function (data, fn)``)
+ACK_PARAMETER_NAMES = frozenset({"ack", "callback", "cb", "fn"})
 
 
 def _positional_params(method: Callable[..., Any]) -> list[inspect.Parameter]:
@@ -282,7 +283,7 @@ class BaseNamespace:
         """Call a method: with the packet alone if its one parameter is named
         ``packet``; else with ``args``, plus the ack callable when the packet
         asked for a data ack and the method's next positional parameter is
-        named ``ack`` or ``callback`` (a flask_sio09 addition: gevent-socketio
+        named ``ack``, ``callback``, ``cb`` or ``fn`` (a flask_sio09 addition: gevent-socketio
         passed ``args`` alone, so a ported method gets ``args`` alone, and
         too few args from a client raise ``TypeError`` as they did there)."""
         method = getattr(self, method_name, None)

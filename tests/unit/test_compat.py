@@ -131,6 +131,12 @@ def test_ack_callable_is_appended_positionally(app_sio):
             seen.append(("join", room, password))
             return "joined " + room
 
+        def on_fn(self, a, fn):  # as socket.io's examples name the ack
+            fn("fn", a)
+
+        def on_cb(self, cb):
+            cb("cb")
+
     socketio_manage(sio, {"/a": Acks})
     client = sio.test_client(app, namespace="/a")
     assert client.emit("with_ack", 1, 2, callback=True) == [3, "done"]
@@ -148,6 +154,8 @@ def test_ack_callable_is_appended_positionally(app_sio):
     assert client.emit("join", "lobby", callback=True) == ["joined lobby"]
     assert client.emit("join", "lobby", "pw", callback=True) == ["joined lobby"]
     assert seen[3:] == [("star", ("a", "b")), ("join", "lobby", None), ("join", "lobby", "pw")]
+    assert client.emit("fn", 1, callback=True) == ["fn", 1]
+    assert client.emit("cb", callback=True) == ["cb"]
 
 
 def test_too_few_args_never_put_the_ack_in_a_data_parameter(app_sio, caplog):
