@@ -39,12 +39,21 @@ class DropCounter:
     """The lines of one session (or one kind of request, or the process) in
     its current window."""
 
-    __slots__ = ("window_end", "logged", "silenced")
+    __slots__ = ("window_end", "logged", "silenced", "level")
 
     def __init__(self) -> None:
         self.window_end = 0.0
         self.logged = 0
         self.silenced = 0
+        #: the highest level of the lines ``silenced`` counts: their count is
+        #: said at it (an app logging at WARNING would miss a count at INFO)
+        self.level = logging.INFO
+
+    def silence(self, level: int) -> None:
+        """Count one line not logged."""
+        self.silenced += 1
+        if level > self.level:
+            self.level = level
 
 
 class _HasDrops(Protocol):
@@ -75,14 +84,14 @@ def log_dropped(session: _HasDrops, message: str, *args: Any, level: int = loggi
             counter = session.drops = DropCounter()
         now = time.monotonic()
         first = counter.logged == 0 or now >= counter.window_end
-        if not _open(counter, f"session {session.sid}", now):
-            counter.silenced += 1
-        elif _open(_sessions, "all sessions", now) or first:
+        if not _open(counter, f"session {session.sid}", now, level):
+            counter.silence(level)
+        elif _open(_sessions, "all sessions", now, level) or first:
             # (a session's first line always goes out: what happened to a
             # client is never hidden by another's flood)
             logger.log(level, message, *args, exc_info=exc_info)
         else:
-            _sessions.silenced += 1
+            _sessions.silence(level)
 
 
 def report_unlogged(session: _HasDrops) -> None:
@@ -92,11 +101,12 @@ def report_unlogged(session: _HasDrops) -> None:
         counter = session.drops
         if counter is None or not counter.silenced:
             return
-        if _open(_sessions, "all sessions", time.monotonic()):
+        if _open(_sessions, "all sessions", time.monotonic(), counter.level):
             _say_count(counter, f"session {session.sid}")
         else:
             _sessions.silenced += counter.silenced
-            counter.silenced = 0
+            _sessions.level = max(_sessions.level, counter.level)
+            counter.silenced, counter.level = 0, logging.INFO
 
 
 def log_refused(kind: str, message: str, *args: Any, level: int = logging.INFO) -> None:
@@ -111,10 +121,10 @@ def log_refused(kind: str, message: str, *args: Any, level: int = logging.INFO) 
         counter = _refused.get(kind)
         if counter is None:
             counter = _refused[kind] = DropCounter()
-        if _open(counter, f"requests of kind {kind!r}", time.monotonic()):
+        if _open(counter, f"requests of kind {kind!r}", time.monotonic(), level):
             logger.log(level, message, *args)
         else:
-            counter.silenced += 1
+            counter.silence(level)
 
 
 def log_about(session: _HasDrops | None, kind: str, message: str, *args: Any) -> None:
@@ -147,10 +157,10 @@ def report_expired() -> None:
             _say_count(_sessions, "all sessions")
 
 
-def _open(counter: DropCounter, who: str, now: float) -> bool:
+def _open(counter: DropCounter, who: str, now: float, level: int) -> bool:
     """Whether ``counter`` may log one more line now (then it counts it);
     starts a new window when the last is over, and says once per window
-    that its lines stop (call with ``_lock`` held)."""
+    that its lines stop, at ``level``, the line's (call with ``_lock`` held)."""
     if now >= counter.window_end:
         if counter.silenced:
             _say_count(counter, who)
@@ -163,11 +173,12 @@ def _open(counter: DropCounter, who: str, now: float) -> bool:
         # (a session's notice is one of the process's lines too)
         if counter is not _sessions:
             _sessions.logged += 1
-        logger.info("%s: more input dropped; no more lines about it for %.0f s",
-                    who, counter.window_end - now)
+        logger.log(level, "%s: more input dropped; no more lines about it for %.0f s",
+                   who, counter.window_end - now)
     return False
 
 
 def _say_count(counter: DropCounter, who: str) -> None:
-    logger.info("%s: %d more lines about dropped input were not logged", who, counter.silenced)
-    counter.silenced = 0
+    logger.log(counter.level, "%s: %d more lines about dropped input were not logged", who,
+               counter.silenced)
+    counter.silenced, counter.level = 0, logging.INFO

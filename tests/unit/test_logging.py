@@ -319,6 +319,26 @@ def test_a_handler_that_raises_with_every_packet_logs_a_few_tracebacks(make_app,
     assert any("more lines about dropped input were not logged" in line for line in lines)
 
 
+def test_counts_of_unlogged_errors_are_said_at_their_level(make_app, caplog):
+    """An app logging at WARNING sees that ERROR lines went unlogged (the
+    notice and the count were at INFO: it saw 5 tracebacks, then nothing)."""
+    from flask_sio09 import droplog
+
+    app, sio = make_app()
+    sio.on("two")(lambda a, b: a + b)
+    client = sio.test_client(app)
+    with caplog.at_level(logging.WARNING, logger=LIBRARY):
+        for _ in range(30):
+            client.emit("two")
+        client.disconnect()
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert len([1 for level, _ in lines if level == "ERROR"]) == droplog.BURST + 2, lines
+    assert ("ERROR", f"session {client.sid}: more input dropped; no more lines about it "
+            f"for {droplog.WINDOW:.0f} s") in lines
+    assert ("ERROR", f"session {client.sid}: {30 - droplog.BURST} more lines about dropped "
+            "input were not logged") in lines
+
+
 def test_new_sessions_cannot_get_round_the_limit_but_each_gets_its_first_line(
         make_app, caplog):
     # a client that makes a session for every few bad packets: each session's
