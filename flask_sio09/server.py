@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from . import packet as packet_codec
-from .manager import MemoryManager
+from .manager import MemoryManager, listed_names
 from .cluster import Cluster
 from . import stopping
 from .droplog import log_dropped, report_expired, report_unlogged
@@ -647,11 +647,18 @@ class Server:
             # (in the job: the disconnect job of an earlier visit to this
             # namespace, queued before it, takes the client out of its rooms)
             self.manager.connect(session.sid, endpoint)
+            interrupted: BaseException | None = None
             try:
                 accepted = self.app.connect(session, endpoint, query)
             except Exception:
                 logger.exception("connect handler of %r failed", endpoint)
                 accepted = False
+            except BaseException as exc:
+                # SystemExit or KeyboardInterrupt: refused as well, then raised
+                # again (for the job runner). The namespace must not stay
+                # "connecting": a repeated 1::/ns waits in the job queue for
+                # its connect to end, and would requeue itself for ever
+                interrupted, accepted = exc, False
             if accepted:
                 logger.debug("session %s joined %r", session.sid, endpoint)
                 sent = session.accept_namespace(endpoint, packet_codec.encode(
@@ -675,6 +682,8 @@ class Server:
             session.send(namespace_refused(endpoint))
             if endpoint == "":
                 self.disconnect(session.sid)
+            if interrupted is not None:
+                raise interrupted
 
         if now:
             job()
@@ -834,16 +843,20 @@ class Server:
             count = self.manager.emit_encoded(encoded, namespace, to, skip_sid)
             logger.debug("emit to %r on %r (%d recipients): %s", to, namespace, count, encoded)
             return
+        if skip_sid is not None and not isinstance(skip_sid, str):
+            skip_sid = listed_names(skip_sid, "skip_sid")  # (read twice)
         targets = self.manager.recipients(namespace, to, skip_sid)
-        if not targets and self.cluster is not None and isinstance(to, str) \
-                and skip_sid is None and self.cluster.emit_with_callback(pkt, namespace, to,
-                                                                        callback):
-            return  # a client of another process, perhaps: that process sends it
-        if not targets and self.cluster is None:
-            # as without callback=, nothing to send: the client left (a
-            # background task cannot tell beforehand), and its callback never runs
-            logger.debug("emit with callback to %r on %r: no recipient", to, namespace)
-            return
+        if not targets:
+            skipped = skip_sid is not None and (to == skip_sid if isinstance(skip_sid, str)
+                                                else to in skip_sid)
+            if self.cluster is not None and isinstance(to, str) and not skipped and \
+                    self.cluster.emit_with_callback(pkt, namespace, to, callback):
+                return  # a client of another process, perhaps: that process sends it
+            if self.cluster is None or skipped:
+                # as without callback=, nothing to send: the client left (a
+                # background task cannot tell beforehand), and its callback never runs
+                logger.debug("emit with callback to %r on %r: no recipient", to, namespace)
+                return
         if len(targets) != 1:
             raise ValueError("callback= needs exactly one recipient, this emit reaches "
                              f"{len(targets)}" + (" here (across processes, callback= "

@@ -191,7 +191,11 @@ class Workers:
                 # handlers would run again, and a pool thread's slot would stay
                 # taken (handler_threads of them, and no handler ran at all)
                 if threading.current_thread() is threading.main_thread():
-                    raise  # (the test client's thread: Ctrl-C stops the tests)
+                    # (the test client's thread: Ctrl-C stops the tests) the
+                    # jobs left run with the session's next submission
+                    with session.lock:
+                        session.jobs_running = False
+                    raise
                 log_dropped(session, "a handler job of %s raised %s; ignored", session.sid,
                             type(exc).__name__, level=logging.ERROR, exc_info=True)
 

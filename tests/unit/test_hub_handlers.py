@@ -273,6 +273,38 @@ class ExitingApp(BlockingApp):
         super().event(session, namespace, name, args, ack)
 
 
+class ExitingConnectApp(ExitingApp):
+    """The connect handler of ``/cx`` raises SystemExit."""
+
+    def connect(self, session, namespace, query):
+        if namespace == "/cx":
+            raise SystemExit(1)
+        return super().connect(session, namespace, query)
+
+
+def test_a_connect_handler_raising_systemexit_refuses_the_namespace(caplog):
+    """The namespace stayed "connecting": a repeated 1::/cx then requeued
+    itself for ever (a core busy, and after handler_threads sessions doing it,
+    no handler ran for anyone)."""
+    app = ExitingConnectApp()
+    server = make_server(app, handler_threads=1)
+    hub = Hub(server)
+    server.hub = hub
+    try:
+        clients = [open_websocket(server, hub)[2] for _ in range(3)]
+        for client in clients[:2]:
+            client.sock.sendall(client_frame("1::/cx") + client_frame("1::/cx"))
+            assert client.text().startswith("7::/cx")
+            assert client.text().startswith("7::/cx")
+        for i, client in enumerate(clients):
+            emit(client, "echo", 1, i)
+            assert client.text() == f"6:::1+[{i}]"
+        assert "raised SystemExit" in caplog.text
+    finally:
+        app.release.set()
+        server.shutdown()
+
+
 @pytest.mark.parametrize("handler_threads", [1, 2])
 def test_a_handler_raising_systemexit_costs_neither_its_session_nor_the_server(
         handler_threads, caplog):

@@ -43,6 +43,12 @@ def make_app(url: str, name: str) -> tuple[Flask, SocketIO, list]:
             answers.append((request.sid if request else None, list(args)))
         emit("question", "ready?", to=sid, callback=answered)
 
+    @sio.on("ask_not_me")
+    def ask_not_me(sid):
+        def answered(*args):
+            answers.append((None, list(args)))
+        emit("question", "ready?", to=sid, include_self=False, callback=answered)
+
     return app, sio, answers
 
 
@@ -130,6 +136,20 @@ def test_a_callback_answered_by_another_process_client_runs_here(two_apps):
     wait_until(lambda: answers2, timeout=DEADLINE, message="the forwarded ack")
     # run in the asking app's context, with no request of the other's client
     assert answers2 == [(None, ["yes", "ready?"])]
+
+
+def test_a_callback_to_another_process_client_with_include_self_false(two_apps):
+    """include_self=False skips the sender, not the sid asked: the question
+    goes to the other process as without it (it raised ValueError)."""
+    (app1, sio1, _), (app2, sio2, answers2) = two_apps
+    a, b = sio1.test_client(app1), sio2.test_client(app2)
+    a.on("question", lambda text: ("yes", text))
+    b.emit("ask_not_me", a.sid)
+    Inbox(a).wait_for(("question", ["ready?"]))
+    wait_until(lambda: answers2, timeout=DEADLINE, message="the forwarded ack")
+    assert answers2 == [(None, ["yes", "ready?"])]
+    b.emit("ask_not_me", b.sid)  # the sender itself, skipped: nothing is sent
+    assert b.get_received() == [] and answers2 == [(None, ["yes", "ready?"])]
 
 
 def test_a_callback_no_process_takes_is_forgotten(two_apps, monkeypatch):

@@ -575,3 +575,22 @@ def test_a_refusal_by_the_global_connect_handler_leaves_a_client_not_connected(m
     client = sio.test_client(app, namespace="/chat")
     assert not client.is_connected()
     assert not client.is_connected("/chat")
+
+
+def test_a_handler_raising_systemexit_reaches_the_test_and_the_client_goes_on(make_app):
+    """The test client runs handlers on the test's thread: SystemExit (and a
+    ^C) reach the test, and the client's later handlers still run."""
+    app, sio = make_app()
+
+    @sio.on("exit")
+    def leave():
+        raise SystemExit(2)
+
+    @sio.on("echo")
+    def echo(x):
+        return x
+
+    client = sio.test_client(app)
+    with pytest.raises(SystemExit):
+        client.emit("exit")
+    assert client.emit("echo", 5, callback=True) == [5]
