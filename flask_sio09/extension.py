@@ -191,6 +191,12 @@ def incoming_packet(namespace: str, name: str, args: list[Any],
     return pkt
 
 
+#: a key the bridge adds to an event's dict once its error handler has run
+_ERROR_HANDLED = "_error_handled"
+#: what the bridge sets on a connection's request, kept by ``_EventContext.copy``
+_EVENT_ATTRIBUTES = ("sid", "namespace", "event", "_sio09_session")
+
+
 class _EventContext(RequestContext):
     """The request context handlers run in: the request that opened the
     connection, made once per connection and pushed for each event.
@@ -213,6 +219,19 @@ class _EventContext(RequestContext):
 
     def match_request(self) -> None:
         pass
+
+    def copy(self) -> _EventContext:
+        """The context ``flask.copy_current_request_context`` gives a
+        background task: with a request of its own that keeps this event's
+        ``sid``, ``namespace`` and ``event``, since this context's request,
+        the connection's, is rewritten for each event (the task's emits
+        would go to the namespace of whichever event came last), and without
+        the event's ack."""
+        ctx = self.__class__(self.app, self.request.environ, None, self._session)
+        for name in _EVENT_ATTRIBUTES:
+            if name in self.request.__dict__:
+                setattr(ctx.request, name, self.request.__dict__[name])
+        return ctx
 
     def push(self) -> None:
         app = self.app
@@ -292,6 +311,8 @@ class _AppBridge:
                 if pending is not None:
                     pending.failed = True
                 result = self._handle_error(namespace, exc, session)
+                # (after the error handler ran: that value is its, see _answer_failed)
+                event[_ERROR_HANDLED] = True
                 # a connect handler that failed must not let the client in
                 return False if event["name"] == "connect" else result
         finally:
@@ -383,15 +404,20 @@ class _AppBridge:
                        ack: Callable[..., None], exc: Exception) -> None:
         """A handler returned what its data ack cannot carry (a set, a
         datetime): the error handler gets the exception, as when the handler
-        calls ``ack`` with it itself, and its return value answers."""
-        result = self._call(session, namespace, event, _raise, (exc,))
-        if result is UNHANDLED:
-            return
-        try:
-            ack(*ack_args(result))
-        except Exception:
-            _log_error(session, "the error handler of namespace %r answered an ack with "
-                       "what JSON cannot carry", namespace)
+        calls ``ack`` with it itself, and its return value answers. When
+        that value was the error handler's already, it is only logged (the
+        error handler runs once per event)."""
+        if not event.get(_ERROR_HANDLED):
+            result = self._call(session, namespace, event, _raise, (exc,))
+            if result is UNHANDLED:
+                return
+            try:
+                ack(*ack_args(result))
+                return
+            except Exception:
+                pass
+        _log_error(session, "the error handler of namespace %r answered an ack with "
+                   "what JSON cannot carry", namespace)
 
     def disconnect(self, session: Session, namespace: str) -> None:
         event: dict[str, Any] = {"name": "disconnect", "args": []}

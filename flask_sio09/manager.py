@@ -37,6 +37,8 @@ def listed_names(value: Iterable[str], what: str) -> list[str]:
     (a client's number in a room list reached this process's recipients but
     was dropped by every other one, which logged it each time)."""
     try:
+        if isinstance(value, (bytes, bytearray)):
+            raise TypeError
         names = list(value)
     except TypeError:
         raise TypeError(f"{what}= takes a sid or room (a string) or a list of them, "

@@ -150,10 +150,13 @@ class Ack:
         session = self._session
         if _debug_enabled(logging.DEBUG):  # (checked here: this runs for every ack)
             logger.debug("session %s: data ack %s on %r", session.sid, self._id, self._endpoint)
-        # encoded before it counts as answered: args JSON cannot carry raise
-        # here (TypeError, ValueError), and the error handler may answer instead
-        encoded = packet_codec.encode_ack(self._id, args, self._endpoint)
-        self.used = True
+        self.used = True  # (before the encoding: another thread may answer too)
+        try:
+            encoded = packet_codec.encode_ack(self._id, args, self._endpoint)
+        except Exception:
+            # args JSON cannot carry: not answered, so the error handler may
+            self.used = False
+            raise
         # (joined: an answer after the server's 0::/ns would reach a namespace
         # the client was told it had left)
         if not session.send(encoded, self._endpoint, True):
@@ -834,8 +837,9 @@ class Server:
                     callback: Callable[..., Any] | None = None) -> None:
         """Send a packet dict to a sid, a room, several rooms or everyone.
 
-        With ``callback`` the packet asks for an ack (``send_with_callback``),
-        and it must reach exactly one client.
+        With ``callback`` the packet asks for an ack (``send_with_callback``):
+        it must not reach several clients (``ValueError``); reaching none, it
+        is not sent (with a message queue, ``to`` must then be a sid).
         """
         pkt["endpoint"] = namespace
         if callback is None:

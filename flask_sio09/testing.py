@@ -29,6 +29,7 @@ import itertools
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 from . import packet as codec
 from .extension import ack_args, message_packet, normalize_namespace
@@ -79,7 +80,7 @@ class SocketIOTestClient:
     """
 
     def __init__(self, sio: SocketIO, app: flask.Flask, namespace: str | None = None,
-                 query_string: str | None = None, headers: Any = None,
+                 query_string: str | dict[str, Any] | None = None, headers: Any = None,
                  flask_test_client: Any = None) -> None:
         state = app.extensions.get("sio09")
         if state is None or state.sio is not sio:
@@ -120,19 +121,22 @@ class SocketIOTestClient:
     def _live(self) -> bool:
         return self._session is not None and not self._session.closed
 
-    def connect(self, namespace: str | None = None, query_string: str | None = None,
+    def connect(self, namespace: str | None = None,
+                query_string: str | dict[str, Any] | None = None,
                 headers: Any = None) -> None:
         """Connect ``namespace``; a handshake comes first when the client has
         no live session (then the global namespace is connected too).
 
         :param namespace: the namespace (None: the client's; ``""`` or
                           ``"/"``: the global one only).
-        :param query_string: the handshake's query string (``"a=1"`` or
-                             ``"?a=1"``); for a namespace joined on a live
-                             session, its connect packet's.
+        :param query_string: the handshake's query string (``"a=1"``,
+                             ``"?a=1"`` or a dict); for a namespace joined
+                             on a live session, its connect packet's.
         :param headers: extra handshake headers.
         """
         endpoint = self._ns(namespace)
+        if query_string is not None and not isinstance(query_string, str):
+            query_string = urlencode(query_string, doseq=True)  # a dict, as Werkzeug's takes
         if query_string and query_string.startswith("?"):
             query_string = query_string[1:]  # as Flask-SocketIO's client takes it
         if not self._live():

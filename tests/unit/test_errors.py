@@ -115,6 +115,51 @@ def test_a_return_value_json_cannot_carry_goes_to_the_error_handler(app_sio, cap
     assert client.is_connected() and client.is_connected("/chat") and client.is_connected("/odd")
 
 
+@pytest.mark.parametrize("declares_ack", [False, True])
+def test_an_error_handler_value_json_cannot_carry_is_logged_once(app_sio, caplog, declares_ack):
+    """The error handler runs once per event: its own unsendable value is
+    logged, not handed back to it as a new error (it ran twice)."""
+    app, sio = app_sio
+    calls = []
+
+    if declares_ack:
+        @sio.on("boom")
+        def boom(ack=None):
+            raise RuntimeError("no")
+    else:
+        @sio.on("boom")
+        def boom():
+            raise RuntimeError("no")
+
+    @sio.on_error_default
+    def unsendable(exc):
+        calls.append(type(exc).__name__)
+        return {1, 2}
+
+    client = sio.test_client(app)
+    with caplog.at_level(logging.ERROR, logger="flask_sio09"):
+        assert client.emit("boom", callback=True) is None
+    assert calls == ["RuntimeError"]
+    assert sum("answered an ack with what JSON cannot carry" in r.getMessage()
+               for r in caplog.records) == 1
+    assert client.is_connected()
+
+
+def test_an_ack_the_handler_answered_before_raising_is_not_answered_again(app_sio, caplog):
+    app, sio = app_sio
+
+    @sio.on("half")
+    def half(ack=None):
+        ack("done")
+        raise RuntimeError("after")
+
+    sio.on_error_default(lambda exc: "error")
+    client = sio.test_client(app)
+    with caplog.at_level(logging.WARNING, logger="flask_sio09"):
+        assert client.emit("half", callback=True) == ["done"]
+    assert "answered twice" not in caplog.text
+
+
 def test_an_exception_no_error_handler_answers_leaves_the_data_ack_unanswered(app_sio, caplog):
     # as Flask-SocketIO (it re-raises) and Node (the exception ends the
     # dispatch): the client is not told that a failed handler succeeded

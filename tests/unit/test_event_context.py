@@ -4,8 +4,9 @@ pushed for each event, with the effects of Flask's own push and pop."""
 import threading
 
 import flask
-from flask import Flask, g, request
-from flask import signals
+from flask import Flask, g, request, signals
+
+from flask_sio09 import emit
 
 from tests.unit.test_testing import make_app  # noqa: F401 (a fixture)
 
@@ -156,3 +157,33 @@ def test_copy_current_request_context_takes_the_handler_context_to_a_task(make_a
     sid = client.emit("start", callback=True)[0]
     assert done.wait(30)
     assert seen == {"sid": sid, "user": "ada", "context": True}
+
+
+def test_a_copied_context_keeps_its_events_namespace_while_others_come(make_app):
+    """The connection's request is rewritten for each event: a task's copy
+    must not follow it (its emit went to the namespace of the last event)."""
+    app, sio = make_app()
+    go, done = threading.Event(), threading.Event()
+
+    @sio.on("start", namespace="/chat")
+    def start():
+        @flask.copy_current_request_context
+        def task():
+            assert go.wait(30)
+            emit("finished", request.namespace, request.event["name"])
+            done.set()
+
+        sio.start_background_task(task)
+
+    @sio.on("ping")
+    def ping():
+        return "pong"
+
+    client = sio.test_client(app, namespace="/chat")
+    client.emit("start")
+    assert client.emit("ping", callback=True, namespace="/") == ["pong"]
+    go.set()
+    assert done.wait(30)
+    assert client.get_received("/chat") == [
+        {"name": "finished", "args": ["/chat", "start"], "namespace": "/chat"}]
+    assert client.get_received("/") == []

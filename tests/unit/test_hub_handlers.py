@@ -10,7 +10,8 @@ import pytest
 
 from flask_sio09.hub import Hub
 from flask_sio09.server import Options, Server
-from flask_sio09.workers import Workers
+from flask_sio09 import droplog
+from flask_sio09.workers import JobQueue, Workers
 from tests.unit.doubles import EchoApp, wait_until
 from tests.unit.test_hub import client_frame, hub, open_websocket  # noqa: F401 (hub: a fixture)
 
@@ -139,6 +140,30 @@ class FakeSession:
         self.lock = threading.Lock()
         self.jobs = deque()
         self.jobs_running = False
+
+
+def test_a_failing_job_of_a_queue_that_is_no_session_is_logged_and_the_rest_run(caplog):
+    """Jobs of no client (the message queue's callbacks) fail as a session's
+    do: logged a few times, and the queue's later jobs still run."""
+    workers = Workers(size=1)
+    queue = JobQueue("message-queue callbacks")
+    ran = threading.Event()
+
+    def fail():
+        raise RuntimeError("no")
+
+    try:
+        for _ in range(2 * droplog.BURST):
+            workers.submit(queue, fail)
+        workers.submit(queue, lambda: (_ for _ in ()).throw(SystemExit(5)))
+        workers.submit(queue, ran.set)
+        assert ran.wait(30)
+        lines = [r.getMessage() for r in caplog.records if "message-queue callbacks" in
+                 r.getMessage()]
+        assert 1 <= len(lines) <= droplog.BURST + 1
+        assert lines[0] == "unhandled error in a handler job of message-queue callbacks"
+    finally:
+        workers.stop()
 
 
 def test_deferred_jobs_wait_for_run_deferred_in_submission_order():
@@ -332,6 +357,8 @@ def test_a_handler_raising_systemexit_costs_neither_its_session_nor_the_server(
         emit(other, "echo", 1, "other")
         assert other.text() == '6:::1+["other"]'
         assert "raised SystemExit" in caplog.text and "raised KeyboardInterrupt" in caplog.text
+        # a few lines per session, then a count, however often its handlers raise
+        assert sum("raised" in r.getMessage() for r in caplog.records) <= droplog.BURST
     finally:
         app.release.set()
         server.shutdown()

@@ -107,6 +107,7 @@ def test_the_librarys_own_logger_as_the_logger_option_logs_once(make_app):
 def test_a_logger_under_the_librarys_is_refused(make_app):
     with pytest.raises(OptionError, match="child of the 'flask_sio09' logger"):
         make_app(logger=logging.getLogger(LIBRARY + ".app"))
+    make_app(logger=logging.getLogger(LIBRARY + "x"))  # a name that only starts alike
 
 
 def test_an_invalid_logger_fails_at_init_app(make_app):

@@ -128,7 +128,8 @@ def test_rooms_and_namespaces_emptied_by_leaving_are_forgotten(manager):
     assert manager._rooms == {}
 
 
-@pytest.mark.parametrize("room", [None, 5, ["lobby"]], ids=["None", "int", "list"])
+@pytest.mark.parametrize("room", [None, 5, ["lobby"], b"lobby"],
+                         ids=["None", "int", "list", "bytes"])
 def test_a_room_that_is_not_a_string_is_refused(manager, room):
     """None names the index's "everyone in the namespace": a handler's
     close_room(room) with a client's null would have ended every broadcast
@@ -136,8 +137,22 @@ def test_a_room_that_is_not_a_string_is_refused(manager, room):
     for act in (lambda: manager.enter_room("a", "/chat", room),
                 lambda: manager.leave_room("a", "/chat", room),
                 lambda: manager.close_room(room, "/chat"),
-                lambda: manager.leave_room("zz", "/chat", room)):  # (another process's sid)
+                lambda: manager.enter_room("zz", "/chat", room),  # (another process's sid)
+                lambda: manager.leave_room("zz", "/chat", room)):
         with pytest.raises(TypeError, match="a room is a string"):
             act()
     assert sorted(manager.recipients("/chat", None)) == ["a", "b", "c"]
     assert manager.get_rooms("a", "/chat") == ["a"]
+
+
+@pytest.mark.parametrize("to, skip", [([5], None), (5, None), (b"lobby", None),
+                                      (["lobby", None], None), ("lobby", [5]), (None, 5)])
+def test_an_emit_to_what_is_not_sids_or_rooms_is_refused(manager, delivered, to, skip):
+    """A number among the rooms reached this process's clients and was
+    dropped by every other process."""
+    manager.enter_room("a", "/chat", "lobby")
+    with pytest.raises(TypeError, match="to=|skip_sid="):
+        manager.emit_encoded("x", "/chat", to, skip)
+    assert delivered == []
+    assert manager.emit_encoded("ok", "/chat", ("lobby", "b"), iter(["b"])) == 1
+    assert delivered == [("a", "/chat", "ok")]

@@ -165,7 +165,7 @@ def test_a_flood_of_malformed_messages_is_logged_a_few_times_then_counted(pair, 
     raw.close()
 
 
-def test_rooms_that_are_not_strings_are_refused_before_anything_is_published(pair):
+def test_rooms_that_are_not_strings_are_refused_before_anything_is_published(pair, caplog):
     """A number in a room list reached this process's clients and was
     dropped by every other process: the emit raises instead, everywhere."""
     one, two = pair
@@ -174,9 +174,17 @@ def test_rooms_that_are_not_strings_are_refused_before_anything_is_published(pai
     for to, skip in (([7], None), (7, None), (["7", None], None), ("7", [1])):
         with pytest.raises(TypeError, match="to=|skip_sid="):
             one.manager.emit_encoded("bad", "/chat", to, skip)
+    for act in (lambda: one.manager.close_room(None, "/chat"),
+                lambda: one.manager.enter_room("b1", "/chat", 7),
+                lambda: one.manager.leave_room("b1", "/chat", None)):
+        with pytest.raises(TypeError, match="a room is a string"):
+            act()
     one.manager.emit_encoded("good", "/chat", ["7"])
     wait_until(lambda: two.got("b1"), timeout=30)
     assert one.got("a1") == ["good"] and two.got("b1") == ["good"]
+    # nothing of the refused calls was published: the other process dropped nothing
+    assert "message dropped" not in caplog.text
+    assert sorted(two.manager.get_rooms("b1", "/chat")) == ["7", "b1"]
 
 
 def test_a_write_only_manager_publishes_and_never_listens(redis_server, pair):

@@ -45,7 +45,7 @@ def test_connect_runs_the_connect_handler_with_query_and_headers(make_app):
                     "sid": client.sid}
 
 
-@pytest.mark.parametrize("query_string", ["token=ok", "?token=ok"])
+@pytest.mark.parametrize("query_string", ["token=ok", "?token=ok", {"token": "ok"}])
 def test_a_query_string_with_or_without_its_question_mark(make_app, query_string):
     """Flask-SocketIO's test client takes both forms (ported tests pass "?...")."""
     app, sio = make_app()
