@@ -2,6 +2,7 @@
 select round, and, when one blocks, the hub goes on in a new thread (see
 workers.py). Real socketpairs, a real hub, handlers that block on events."""
 
+import contextlib
 import gc
 import threading
 import weakref
@@ -43,6 +44,20 @@ def app():
 
 def make_server(app, handler_threads=16):
     return Server(Options(handler_threads=handler_threads, close_timeout=5), app, monitor=False)
+
+
+@contextlib.contextmanager
+def hub_server(app, handler_threads):
+    """A server with ``handler_threads`` and its hub; shut down (its blocked
+    handlers released) afterwards."""
+    server = make_server(app, handler_threads=handler_threads)
+    hub = Hub(server)
+    server.hub = hub
+    try:
+        yield server, hub
+    finally:
+        app.release.set()
+        server.shutdown()
 
 
 @pytest.fixture
@@ -92,10 +107,7 @@ def test_a_blocked_handler_does_not_stall_the_other_connections(server, hub, app
 
 
 def test_once_handler_threads_are_stuck_the_rest_queue_and_io_goes_on(app):
-    server = make_server(app, handler_threads=2)
-    hub = Hub(server)
-    server.hub = hub
-    try:
+    with hub_server(app, 2) as (server, hub):
         clients = [open_websocket(server, hub)[2] for _ in range(4)]
         for client in clients[:3]:
             emit(client, "block", 1)
@@ -111,23 +123,15 @@ def test_once_handler_threads_are_stuck_the_rest_queue_and_io_goes_on(app):
         for client in clients[:3]:
             assert client.text() == "6:::1"
         assert app.blocked == 3
-    finally:
-        app.release.set()
-        server.shutdown()
 
 
 def test_handler_threads_zero_keeps_running_handlers_on_the_hub(app):
-    server = make_server(app, handler_threads=0)
-    hub = Hub(server)
-    server.hub = hub
-    try:
+    with hub_server(app, 0) as (server, hub):
         _, _, client = open_websocket(server, hub)
         emit(client, "echo", 1, "a")
         assert client.text() == '6:::1+["a"]'
         assert app.threads == [("echo", "sio09-hub")]
         assert hub._watchdog is None
-    finally:
-        server.shutdown()
 
 
 # -- Workers' deferral, without a hub ------------------------------------------
@@ -312,10 +316,7 @@ def test_a_connect_handler_raising_systemexit_refuses_the_namespace(caplog):
     itself for ever (a core busy, and after handler_threads sessions doing it,
     no handler ran for anyone)."""
     app = ExitingConnectApp()
-    server = make_server(app, handler_threads=1)
-    hub = Hub(server)
-    server.hub = hub
-    try:
+    with hub_server(app, 1) as (server, hub):
         clients = [open_websocket(server, hub)[2] for _ in range(3)]
         for client in clients[:2]:
             client.sock.sendall(client_frame("1::/cx") + client_frame("1::/cx"))
@@ -325,9 +326,6 @@ def test_a_connect_handler_raising_systemexit_refuses_the_namespace(caplog):
             emit(client, "echo", 1, i)
             assert client.text() == f"6:::1+[{i}]"
         assert "raised SystemExit" in caplog.text
-    finally:
-        app.release.set()
-        server.shutdown()
 
 
 @pytest.mark.parametrize("handler_threads", [1, 2])
@@ -337,10 +335,7 @@ def test_a_handler_raising_systemexit_costs_neither_its_session_nor_the_server(
     handlers never ran again; on the pool, a slot stayed taken, and after
     handler_threads of them no handler ran for anyone."""
     app = ExitingApp()
-    server = make_server(app, handler_threads=handler_threads)
-    hub = Hub(server)
-    server.hub = hub
-    try:
+    with hub_server(app, handler_threads) as (server, hub):
         _, _, client = open_websocket(server, hub)
         for round_ in range(3):
             emit(client, "exit", 10 * round_ + 1)
@@ -359,6 +354,3 @@ def test_a_handler_raising_systemexit_costs_neither_its_session_nor_the_server(
         assert "raised SystemExit" in caplog.text and "raised KeyboardInterrupt" in caplog.text
         # a few lines per session, then a count, however often its handlers raise
         assert sum("raised" in r.getMessage() for r in caplog.records) <= droplog.BURST
-    finally:
-        app.release.set()
-        server.shutdown()

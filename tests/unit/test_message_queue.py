@@ -127,26 +127,30 @@ def test_disconnect_of_another_process_client_ends_its_session(two_apps):
     assert b.is_connected()
 
 
-def test_a_callback_answered_by_another_process_client_runs_here(two_apps):
+def ask_across(two_apps, event):
+    """Process two's client has its handler ``event`` ask process one's
+    client a question with callback=; returns both clients, once the answer
+    came back (the list of answers the asking app kept is ``two_apps[1][2]``)."""
     (app1, sio1, _), (app2, sio2, answers2) = two_apps
     a, b = sio1.test_client(app1), sio2.test_client(app2)
     a.on("question", lambda text: ("yes", text))
-    b.emit("ask", a.sid)
+    b.emit(event, a.sid)
     Inbox(a).wait_for(("question", ["ready?"]))
     wait_until(lambda: answers2, timeout=DEADLINE, message="the forwarded ack")
+    return a, b
+
+
+def test_a_callback_answered_by_another_process_client_runs_here(two_apps):
+    ask_across(two_apps, "ask")
     # run in the asking app's context, with no request of the other's client
-    assert answers2 == [(None, ["yes", "ready?"])]
+    assert two_apps[1][2] == [(None, ["yes", "ready?"])]
 
 
 def test_a_callback_to_another_process_client_with_include_self_false(two_apps):
     """include_self=False skips the sender, not the sid asked: the question
     goes to the other process as without it (it raised ValueError)."""
-    (app1, sio1, _), (app2, sio2, answers2) = two_apps
-    a, b = sio1.test_client(app1), sio2.test_client(app2)
-    a.on("question", lambda text: ("yes", text))
-    b.emit("ask_not_me", a.sid)
-    Inbox(a).wait_for(("question", ["ready?"]))
-    wait_until(lambda: answers2, timeout=DEADLINE, message="the forwarded ack")
+    _, b = ask_across(two_apps, "ask_not_me")
+    answers2 = two_apps[1][2]
     assert answers2 == [(None, ["yes", "ready?"])]
     b.emit("ask_not_me", b.sid)  # the sender itself, skipped: nothing is sent
     assert b.get_received() == [] and answers2 == [(None, ["yes", "ready?"])]
