@@ -173,12 +173,12 @@ def _open(counter: DropCounter, who: str, now: float, level: int) -> bool:
         # (a session's notice is one of the process's lines too)
         if counter is not _sessions:
             _sessions.logged += 1
-        logger.log(level, "%s: more input dropped; no more lines about it for %.0f s",
-                   who, counter.window_end - now)
+        logger.log(level, "%s: too many lines about dropped input or failed handlers; "
+                   "none for %.0f s", who, counter.window_end - now)
     return False
 
 
 def _say_count(counter: DropCounter, who: str) -> None:
-    logger.log(counter.level, "%s: %d more lines about dropped input were not logged", who,
-               counter.silenced)
+    logger.log(counter.level, "%s: %d more lines about dropped input or failed handlers "
+               "were not logged", who, counter.silenced)
     counter.silenced, counter.level = 0, logging.INFO

@@ -191,8 +191,10 @@ def incoming_packet(namespace: str, name: str, args: list[Any],
     return pkt
 
 
-#: a key the bridge adds to an event's dict once its error handler has run
-_ERROR_HANDLED = "_error_handled"
+#: the event whose error handler this thread ran last (its ``event`` dict):
+#: ``_answer_failed``, on the same thread right after, asks whether the value
+#: it could not send was that handler's
+_error_handled = threading.local()
 #: what the bridge sets on a connection's request, kept by ``_EventContext.copy``
 _EVENT_ATTRIBUTES = ("sid", "namespace", "event", "_sio09_session")
 
@@ -312,7 +314,7 @@ class _AppBridge:
                     pending.failed = True
                 result = self._handle_error(namespace, exc, session)
                 # (after the error handler ran: that value is its, see _answer_failed)
-                event[_ERROR_HANDLED] = True
+                _error_handled.event = event
                 # a connect handler that failed must not let the client in
                 return False if event["name"] == "connect" else result
         finally:
@@ -407,7 +409,7 @@ class _AppBridge:
         calls ``ack`` with it itself, and its return value answers. When
         that value was the error handler's already, it is only logged (the
         error handler runs once per event)."""
-        if not event.get(_ERROR_HANDLED):
+        if getattr(_error_handled, "event", None) is not event:
             result = self._call(session, namespace, event, _raise, (exc,))
             if result is UNHANDLED:
                 return

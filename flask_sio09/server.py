@@ -127,6 +127,10 @@ class Application(Protocol):
         """Run an emit's callback with the ack of another process's client."""
 
 
+#: taken for the moment an ``Ack`` is claimed (one lock for all: held for two lines)
+_claim = threading.Lock()
+
+
 class Ack:
     """The ``ack`` callable handed to a handler for a data-ack packet.
     It answers once; a second call is ignored with a warning."""
@@ -144,13 +148,17 @@ class Ack:
         return self._id
 
     def __call__(self, *args: Any) -> None:
-        if self.used:
+        # claimed under a lock: a thread the handler gave it to, and the
+        # bridge answering for the handler that raised, may call at once
+        _claim.acquire()
+        used, self.used = self.used, True
+        _claim.release()
+        if used:
             logger.warning("ack %s of %s answered twice; ignored", self._id, self._session.sid)
             return
         session = self._session
         if _debug_enabled(logging.DEBUG):  # (checked here: this runs for every ack)
             logger.debug("session %s: data ack %s on %r", session.sid, self._id, self._endpoint)
-        self.used = True  # (before the encoding: another thread may answer too)
         try:
             encoded = packet_codec.encode_ack(self._id, args, self._endpoint)
         except Exception:

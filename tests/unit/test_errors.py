@@ -145,6 +145,21 @@ def test_an_error_handler_value_json_cannot_carry_is_logged_once(app_sio, caplog
     assert client.is_connected()
 
 
+def test_request_event_stays_name_and_args_after_a_handler_raised(app_sio):
+    app, sio = app_sio
+    kept = []
+
+    @sio.on("boom")
+    def boom(x):
+        kept.append(request.event)
+        raise RuntimeError("no")
+
+    sio.on_error_default(lambda exc: {1, 2})  # (unsendable: the path that looks back)
+    client = sio.test_client(app)
+    assert client.emit("boom", 1, callback=True) is None
+    assert kept == [{"name": "boom", "args": [1]}]
+
+
 def test_an_ack_the_handler_answered_before_raising_is_not_answered_again(app_sio, caplog):
     app, sio = app_sio
 

@@ -242,9 +242,10 @@ def test_a_flood_of_bad_packets_logs_a_few_lines_per_session_then_a_count(
     lines = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
     flooder_lines = [line for line in lines if flooder.sid in line]
     assert len(flooder_lines) == droplog.BURST + 1 + 2, flooder_lines
-    assert "no more lines about it" in flooder_lines[droplog.BURST]
-    assert f"{1000 - droplog.BURST} more lines about dropped input were not logged" \
-        in flooder_lines[-2]
+    assert "too many lines about dropped input or failed handlers; none for" \
+        in flooder_lines[droplog.BURST]
+    assert f"{1000 - droplog.BURST} more lines about dropped input or failed handlers were " \
+        "not logged" in flooder_lines[-2]
     assert "bad packet dropped" in flooder_lines[-1]
     assert any(other.sid in line and "bad packet dropped" in line for line in lines)
     assert flooder.is_connected() and other.is_connected()
@@ -264,7 +265,8 @@ def test_the_unlogged_count_is_said_when_the_session_ends(make_app, caplog, monk
         client.disconnect()
     lines = [r.getMessage() for r in caplog.records
              if r.levelno == logging.INFO and client.sid in r.getMessage()]
-    assert f"{50 - droplog.BURST} more lines about dropped input were not logged" in lines[-1]
+    assert f"{50 - droplog.BURST} more lines about dropped input or failed handlers were " \
+        "not logged" in lines[-1]
 
 
 def test_refused_requests_without_a_session_are_limited_across_the_process(
@@ -317,7 +319,8 @@ def test_a_handler_that_raises_with_every_packet_logs_a_few_tracebacks(make_app,
     assert 1 <= len(tracebacks) <= droplog.BURST
     lines = [r.getMessage() for r in caplog.records if client.sid in r.getMessage()]
     assert len(lines) <= droplog.BURST + 3, lines
-    assert any("more lines about dropped input were not logged" in line for line in lines)
+    assert any("more lines about dropped input or failed handlers were not logged" in line
+               for line in lines)
 
 
 def test_counts_of_unlogged_errors_are_said_at_their_level(make_app, caplog):
@@ -334,10 +337,10 @@ def test_counts_of_unlogged_errors_are_said_at_their_level(make_app, caplog):
         client.disconnect()
     lines = [(r.levelname, r.getMessage()) for r in caplog.records]
     assert len([1 for level, _ in lines if level == "ERROR"]) == droplog.BURST + 2, lines
-    assert ("ERROR", f"session {client.sid}: more input dropped; no more lines about it "
-            f"for {droplog.WINDOW:.0f} s") in lines
+    assert ("ERROR", f"session {client.sid}: too many lines about dropped input or failed "
+            f"handlers; none for {droplog.WINDOW:.0f} s") in lines
     assert ("ERROR", f"session {client.sid}: {30 - droplog.BURST} more lines about dropped "
-            "input were not logged") in lines
+            "input or failed handlers were not logged") in lines
 
 
 def test_new_sessions_cannot_get_round_the_limit_but_each_gets_its_first_line(
@@ -357,7 +360,7 @@ def test_new_sessions_cannot_get_round_the_limit_but_each_gets_its_first_line(
     for client in clients:
         assert any(client.sid in line and "bad packet dropped" in line for line in lines)
     assert len(lines) <= 100 + droplog.PROCESS_BURST + 100 + 1, len(lines)
-    assert any(line.startswith("all sessions: more input dropped") for line in lines)
+    assert any(line.startswith("all sessions: too many lines") for line in lines)
 
 
 def test_the_count_of_a_flood_that_stopped_is_said_once_its_window_is_over(
@@ -375,7 +378,8 @@ def test_the_count_of_a_flood_that_stopped_is_said_once_its_window_is_over(
         droplog.report_expired()
     lines = [r.getMessage() for r in caplog.records]
     assert lines.count("requests of kind 'bad origin': "
-                       f"{30 - droplog.BURST} more lines about dropped input were not logged") == 1
+                       f"{30 - droplog.BURST} more lines about dropped input or failed "
+                       "handlers were not logged") == 1
 
 
 def test_threads_dropping_input_at_once_say_that_the_lines_stop_once(make_app, caplog):
@@ -397,5 +401,6 @@ def test_threads_dropping_input_at_once_say_that_the_lines_stop_once(make_app, c
             thread.start()
         for thread in threads:
             thread.join(30)
-    notices = [r for r in caplog.records if "no more lines about it" in r.getMessage()]
+    notices = [r for r in caplog.records
+               if "too many lines about dropped input or failed handlers" in r.getMessage()]
     assert len(notices) == 1

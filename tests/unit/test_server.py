@@ -988,3 +988,34 @@ def test_a_namespace_whose_session_ended_before_its_handler_ran_runs_no_handler(
         assert not [c for c in app.calls if c[1] == "/ns"]
     finally:
         srv.shutdown()
+
+
+def test_an_ack_two_threads_answer_at_once_goes_out_once(server, app, monkeypatch, caplog):
+    """A handler's ack handed to a thread, answered there while the bridge
+    answers it for the handler that raised: one answer per id. The claim
+    must come before anything that can yield the GIL (here: the first
+    caller stalls in the debug check, as a thread switch could stall it)."""
+    from flask_sio09 import server as server_module
+    from flask_sio09.server import Ack
+
+    session, _ = open_session(server)
+    session.take_outbox()
+    stalled, go = threading.Event(), threading.Event()
+    real_enabled = server_module._debug_enabled
+
+    def stall_first(level):
+        if not stalled.is_set():
+            stalled.set()
+            assert go.wait(30)
+        return real_enabled(level)
+
+    monkeypatch.setattr(server_module, "_debug_enabled", stall_first)
+    ack = Ack(server, session, "", 7)
+    first = threading.Thread(target=ack, args=("thread",))
+    first.start()
+    assert stalled.wait(30)
+    ack("bridge")
+    go.set()
+    first.join(30)
+    assert session.take_outbox() == ['6:::7+["thread"]']
+    assert "answered twice" in caplog.text
