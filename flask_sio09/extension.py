@@ -193,7 +193,9 @@ def incoming_packet(namespace: str, name: str, args: list[Any],
 
 #: the event whose error handler this thread ran last (its ``event`` dict):
 #: ``_answer_failed``, on the same thread right after, asks whether the value
-#: it could not send was that handler's
+#: it could not send was that handler's (an identity, not an ``id()``: the
+#: dict of a later event may get the same address; so one event's dict per
+#: thread may stay referenced here until that thread's next failure)
 _error_handled = threading.local()
 #: what the bridge sets on a connection's request, kept by ``_EventContext.copy``
 _EVENT_ATTRIBUTES = ("sid", "namespace", "event", "_sio09_session")
@@ -409,7 +411,8 @@ class _AppBridge:
         calls ``ack`` with it itself, and its return value answers. When
         that value was the error handler's already, it is only logged (the
         error handler runs once per event)."""
-        if getattr(_error_handled, "event", None) is not event:
+        handled, _error_handled.event = getattr(_error_handled, "event", None), None
+        if handled is not event:
             result = self._call(session, namespace, event, _raise, (exc,))
             if result is UNHANDLED:
                 return
