@@ -409,6 +409,9 @@ class HubHTTP(HubConnection):
                 self.discard_left = length
                 self._await_body(DISCARD, now, length)
             else:
+                # the body is left unread: the connection ends after this
+                # answer, or its bytes would be parsed as the next request
+                self.keep_alive = False
                 self._serve(head, b"")
         elif length:
             if head.expect_continue:
@@ -615,14 +618,21 @@ TEMPLATE_KEYS = ("SERVER_NAME", "SERVER_PORT", "SCRIPT_NAME", "REMOTE_ADDR", "RE
 
 def can_keep(server: Server, environ: dict[str, Any]) -> bool:
     """Whether the hub may adopt this request's connection and keep it alive:
-    the client allows it (HTTP/1.1, no ``Connection: close``), the WSGI server
-    lets us see what it read ahead, and there is a whole app to run the
-    requests the hub does not serve itself. Not for an app in debug mode:
+    the client allows it (HTTP/1.1, no ``Connection: close``), no body is
+    left unread (a GET's), the WSGI server lets us see what it read ahead,
+    and there is a whole app to run the requests the hub does not serve
+    itself. Not for an app in debug mode:
     Werkzeug's debugger wraps it from outside, and would miss the requests of
     a kept connection (their errors would get a bare 500)."""
     if environ.get("SERVER_PROTOCOL") != "HTTP/1.1" or environ.get("sio09.kept"):
         return False
     if "close" in environ.get("HTTP_CONNECTION", "").lower():
+        return False
+    if environ.get("REQUEST_METHOD") != "POST" and (
+            environ.get("CONTENT_LENGTH", "") not in ("", "0")
+            or environ.get("HTTP_TRANSFER_ENCODING")):
+        # a body nothing reads (only an upload's is read): the hub would
+        # parse it as the connection's next request
         return False
     app = getattr(server.app, "app", None)
     return read_ahead(environ) is not None and callable(app) and \

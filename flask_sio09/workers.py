@@ -70,7 +70,9 @@ class Workers:
         self.name = name
         self._ready: queue.SimpleQueue[Session | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
-        self._idle = 0
+        #: threads waiting for a session, less the sessions waiting for a
+        #: thread; below zero, a hand-off starts a thread (if size allows)
+        self._free = 0
         self._lock = threading.Lock()
         self._stopped = False
         #: the ident of the thread whose submissions are deferred (the hub's), or None
@@ -203,10 +205,11 @@ class Workers:
         with self._lock:
             if self._stopped:
                 return
-            # a thread counts as idle until it wakes from get(): compare the
-            # sessions already waiting, not zero, or two hand-offs in a row to
-            # one idle thread would leave the second waiting behind the first
-            if self._ready.qsize() >= self._idle and len(self._threads) < self.size:
+            # counted here, not when a thread wakes from get(): a thread that
+            # has just woken, and not yet said so, must not be taken for a
+            # free one, or the session would wait behind another's handler
+            self._free -= 1
+            if self._free < 0 and len(self._threads) < self.size:
                 thread = threading.Thread(target=self._run, daemon=True,
                                           name=f"{self.name}-{len(self._threads)}")
                 self._threads.append(thread)
@@ -216,10 +219,8 @@ class Workers:
     def _run(self) -> None:
         while True:
             with self._lock:
-                self._idle += 1
+                self._free += 1
             session = self._ready.get()
-            with self._lock:
-                self._idle -= 1
             if session is _STOP:
                 return
             with self._slot_freed:

@@ -327,6 +327,69 @@ def test_a_post_over_the_limit_on_a_kept_connection(start, kind):
         other.close()
 
 
+#: a request for another route, sent as the body of a poll: answered, it
+#: would be a second response to one request (a proxy reusing the connection
+#: would hand it to the next client's request)
+SMUGGLED = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+def assert_no_second_answer(conn: RawConnection, headers: dict[str, str]) -> None:
+    """Nothing on ``conn`` answers a request found in the previous request's
+    body (``headers``: that answer's): the next answer is to the request sent
+    now, or, after ``Connection: close``, the server sends nothing more."""
+    if headers.get("connection") == "close":
+        # (Werkzeug reads what the client sends until it ends its side)
+        conn.sock.shutdown(socket.SHUT_WR)
+        rest = conn.buf
+        try:
+            while chunk := conn.sock.recv(65536):
+                rest += chunk
+        except ConnectionError:
+            pass
+        assert b"HTTP/1." not in rest, "the body of the poll was served as a request"
+        return
+    status, _, _ = conn.ask("GET", "/no-such-page")
+    assert status == 404, "the body of the poll was served as a request"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_body_of_a_first_poll_is_not_served_as_a_request(start, kind):
+    server = start(kind)
+    sid = handshake(server)[0]
+    conn = RawConnection(server)
+    try:
+        conn.send(f"GET {poll_path(sid)} HTTP/1.1\r\nHost: x\r\n"
+                  f"Content-Length: {len(SMUGGLED)}\r\n\r\n".encode() + SMUGGLED)
+        status, headers, body = conn.response()
+        assert (status, body) == (200, b"1::")
+        assert_no_second_answer(conn, headers)
+    finally:
+        conn.close()
+    assert_serves(server, websocket=False)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("method", ["GET", "OPTIONS"])
+def test_a_body_too_large_to_read_ends_a_kept_connection(start, kind, method):
+    # the body over twice the limit is not read: the answer must close the
+    # connection, else its first bytes would be taken for the next request
+    server = start(kind)
+    conn, sid = open_kept(server)
+    try:
+        assert echo_on(conn, sid, 1, "x") == ['6:::1+["x"]']
+        # something to answer at once
+        status, _, _ = conn.ask("POST", poll_path(sid), event_packet("echo", "y", ack_id=2).encode())
+        assert status == 200
+        conn.send(f"{method} {poll_path(sid)} HTTP/1.1\r\nHost: x\r\n"
+                  f"Content-Length: {3 * LIMIT}\r\n\r\n".encode() + SMUGGLED)
+        status, headers, _ = conn.response()
+        assert status == 200 and headers.get("connection") == "close", headers
+        assert_no_second_answer(conn, headers)
+    finally:
+        conn.close()
+    assert_serves(server, websocket=False)
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_client_that_hangs_up_during_a_kept_poll_loses_nothing(start, kind):
     server = start(kind)

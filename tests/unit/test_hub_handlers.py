@@ -228,7 +228,7 @@ def test_two_hand_offs_in_a_row_to_one_idle_thread_start_a_second_thread():
     warm = threading.Event()
     workers.submit(FakeSession("warm"), warm.set)
     assert warm.wait(10)
-    assert wait_until(lambda: workers._idle == 1)
+    assert wait_until(lambda: workers._free == 1)
     gate, quick = threading.Event(), threading.Event()
     workers.submit(FakeSession("s1"), lambda: gate.wait(30))
     workers.submit(FakeSession("s2"), quick.set)
@@ -237,6 +237,30 @@ def test_two_hand_offs_in_a_row_to_one_idle_thread_start_a_second_thread():
     finally:
         gate.set()
         workers.stop()
+
+
+def test_sessions_handed_off_at_once_each_get_a_thread_while_the_pool_has_room():
+    # a thread that has just woken from get(), and not yet counted itself as
+    # busy, was taken for a free one: a session then waited behind another's
+    # blocked handler (in about 1 trial of 3 of this loop)
+    for trial in range(20):
+        workers = Workers(16)
+        gate = threading.Event()
+        started = threading.Semaphore(0)
+
+        def blocked():
+            started.release()
+            gate.wait(30)
+
+        try:
+            for i in range(10):
+                workers.submit(FakeSession(f"t{trial}s{i}"), blocked)
+            for i in range(10):
+                assert started.acquire(timeout=10), \
+                    f"trial {trial}: {i} of 10 sessions run, the others wait for a thread"
+        finally:
+            gate.set()
+            workers.stop()
 
 
 def test_the_pool_never_starts_more_threads_than_its_size():
@@ -280,7 +304,7 @@ def test_an_idle_pool_thread_keeps_no_session_alive():
     ran = threading.Event()
     workers.submit(session, ran.set)
     assert ran.wait(10)
-    assert wait_until(lambda: workers._idle == 1)  # back in get(), waiting
+    assert wait_until(lambda: workers._free == 1)  # back in get(), waiting
     gone = weakref.ref(session)
     del session
     try:
