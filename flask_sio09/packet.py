@@ -24,7 +24,9 @@ Limits on what a peer controls:
 * A JSON number too large for a float (``1e400``) is refused: it would
   decode to infinity, which JSON cannot carry back.
 * :data:`MAX_FRAME_LENGTH_DIGITS`: a frame length has at most 10 digits.
-* ``max_packets`` (default :data:`DEFAULT_MAX_PACKETS`) bounds a payload.
+* ``max_packets`` (default :data:`DEFAULT_MAX_PACKETS`) bounds a payload;
+  ``None`` leaves the payload's size as its only bound (what the server does:
+  see ``Server.receive``).
 
 An endpoint may not contain ``:``: the encoder refuses one, and the grammar
 cannot decode one.
@@ -522,14 +524,15 @@ def frame(encoded: list[str]) -> str:
     return "".join(parts)
 
 
-def split_payload(data: str, max_packets: int = DEFAULT_MAX_PACKETS) -> list[str]:
+def split_payload(data: str, max_packets: int | None = DEFAULT_MAX_PACKETS) -> list[str]:
     """Split a payload into its encoded packets (the inverse of :func:`frame`).
 
     The data is framed if and only if it starts with U+FFFD; otherwise it is
     one packet. An empty string holds no packet and gives ``[]``.
 
     :param data: the payload, for example a POST body.
-    :param max_packets: the most packets accepted in one payload.
+    :param max_packets: the most packets accepted in one payload; None for
+                        no limit.
     :raises PacketError: bad length digits, a length past the end or splitting
                          a surrogate pair, a missing separator, or too many packets.
     """
@@ -564,7 +567,7 @@ def split_payload(data: str, max_packets: int = DEFAULT_MAX_PACKETS) -> list[str
             if over:
                 raise PacketError("frame length splits a surrogate pair")
             chunk = chunk[:keep]
-        if len(packets) >= max_packets:
+        if max_packets is not None and len(packets) >= max_packets:
             raise PacketError(f"more than {max_packets} packets in one payload")
         packets.append(chunk)
         pos = start + len(chunk)
@@ -581,7 +584,8 @@ def encode_payload(packets: list[dict[str, Any]]) -> str:
     return frame([encode(packet) for packet in packets])
 
 
-def decode_payload(data: str, max_packets: int = DEFAULT_MAX_PACKETS) -> list[dict[str, Any]]:
+def decode_payload(data: str, max_packets: int | None = DEFAULT_MAX_PACKETS
+                   ) -> list[dict[str, Any]]:
     """Decode a payload into packet dicts (see :func:`split_payload`).
 
     :raises PacketError: bad framing, too many packets, or a malformed packet.

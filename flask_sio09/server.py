@@ -708,8 +708,12 @@ class Server:
         Malformed packets are logged and dropped; the session lives on."""
         session.last_seen = self.clock()  # (what session.touch does, inline: every payload)
         try:
-            # a WebSocket message is most often one packet, not a payload
-            parts = packet_codec.split_payload(data) \
+            # A WebSocket message is most often one packet, not a payload.
+            # No count limit: the byte limit bounds a payload (a count adds no
+            # protection, the same packets can come in several payloads), and
+            # socket.io-client sends every emit made while a POST is under way
+            # in one payload, which a burst of emits makes large.
+            parts = packet_codec.split_payload(data, None) \
                 if data[:1] == packet_codec.FRAME_MARK else (data,) if data else ()
         except packet_codec.PacketError as exc:
             # the codec's message may quote the client's bytes: details at debug only

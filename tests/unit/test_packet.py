@@ -330,6 +330,8 @@ def test_max_packets():
     with pytest.raises(PacketError):
         packet.split_payload(big)
     assert len(packet.split_payload(big[: -len("\ufffd3\ufffd8::")])) == packet.DEFAULT_MAX_PACKETS
+    assert len(packet.split_payload(big, None)) == packet.DEFAULT_MAX_PACKETS + 1
+    assert len(packet.decode_payload(big, max_packets=None)) == packet.DEFAULT_MAX_PACKETS + 1
 
 
 BAD_PAYLOADS = [
