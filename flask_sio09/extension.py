@@ -358,6 +358,12 @@ class _AppBridge:
         args = (MultiDict(parse_qsl(query, keep_blank_values=True)),)[:registered.positional]
         return self._call(session, namespace, event, registered.fn, args) is not False
 
+    def has_connect_handler(self, namespace: str) -> bool:
+        """Whether joining ``namespace`` runs a handler (else the server joins
+        the client without waiting for a handler thread)."""
+        return namespace in self.sio.namespace_handlers or \
+            "connect" in self.sio.handlers.get(namespace, {})
+
     def event(self, session: Session, namespace: str, name: str, args: list[Any],
               ack: Callable[..., None] | None, packet: bool = False) -> None:
         if name in RESERVED_EVENTS:

@@ -696,10 +696,22 @@ class Server:
             if interrupted is not None:
                 raise interrupted
 
-        if now:
+        if now or (endpoint == "" and self._joins_at_once(session)):
             job()
         else:
             self.workers.submit(session, job)
+
+    def _joins_at_once(self, session: Session) -> bool:
+        """Whether the global namespace can be joined on this thread, now: no
+        connect handler to run, and no job of the session to come after. The
+        client then hears ``1::`` at once, as from Node, and its heartbeats
+        flow, even while every handler thread is busy (it would wait for one,
+        hear nothing, and give the transport up)."""
+        has_handler = getattr(self.app, "has_connect_handler", None)
+        if has_handler is None or has_handler(""):
+            return False
+        with session.lock:
+            return not session.jobs_running and not session.jobs
 
     # -- incoming --------------------------------------------------------
 
@@ -819,7 +831,7 @@ class Server:
         so far have run (on the thread that runs the session's jobs)."""
         self.workers.submit(session, then)
 
-    def send_to_session(self, session: Session, encoded: str, endpoint: str = "",
+    def send_to_session(self, session: Session, encoded: str, endpoint: str | None = "",
                         joined: bool = False) -> None:
         """Queue an encoded packet (with ``joined``, only while the client is
         in ``endpoint``); close the session if its outbox overflows."""
@@ -945,7 +957,9 @@ class Server:
                         self.close_session(session, HEARTBEAT_TIMEOUT)
                 elif now - session.last_heartbeat >= opts.heartbeat_interval:
                     session.last_heartbeat = now
-                    self.send_to_session(session, HEARTBEAT)
+                    # (never held back: a heartbeat belongs to no namespace,
+                    # not even the global one while its connect handler runs)
+                    self.send_to_session(session, HEARTBEAT, None)
 
     def watch_write(self, write: Any) -> None:
         """Have the monitor call ``write.check(now)`` on each pass, until

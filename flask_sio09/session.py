@@ -217,11 +217,12 @@ class Session:
 
     # -- outbox ----------------------------------------------------------
 
-    def send(self, encoded: str, endpoint: str = "", joined: bool = False) -> bool:
+    def send(self, encoded: str, endpoint: str | None = "", joined: bool = False) -> bool:
         """Queue one encoded packet for the client.
 
         Packets for a namespace whose connect handler is still running are
-        held back, so that the ``1::/ns`` echo goes out before them.
+        held back, so that the ``1::/ns`` echo goes out before them. A packet
+        of the transport (a heartbeat) has ``endpoint`` None: never held.
 
         :param joined: drop the packet unless the client is in ``endpoint``,
                        checked here under the lock: an emit from another

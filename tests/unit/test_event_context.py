@@ -187,3 +187,21 @@ def test_a_copied_context_keeps_its_events_namespace_while_others_come(make_app)
     assert client.get_received("/chat") == [
         {"name": "finished", "args": ["/chat", "start"], "namespace": "/chat"}]
     assert client.get_received("/") == []
+
+
+def test_the_server_is_told_which_namespaces_run_a_connect_handler():
+    # (without one, the server joins a client to the global namespace at once)
+    from flask_sio09 import Namespace, SocketIO
+    from flask_sio09.extension import _AppBridge
+
+    app = Flask(__name__)
+    sio = SocketIO(app)
+    bridge = _AppBridge(sio, app)
+    assert not bridge.has_connect_handler("")
+    sio.on("connect", namespace="/a")(lambda: None)
+    sio.on("echo")(lambda: None)
+    sio.on_namespace(Namespace("/b"))
+    assert [bridge.has_connect_handler(ns) for ns in ("", "/a", "/b", "/c")] == [
+        False, True, True, False]
+    sio.on("connect")(lambda: None)
+    assert bridge.has_connect_handler("")

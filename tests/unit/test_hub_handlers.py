@@ -221,6 +221,31 @@ def test_release_stuck_hands_the_rest_to_the_pool_and_ends_deferral():
     workers.stop()
 
 
+class NoConnectHandlerApp(BlockingApp):
+    """An app with no connect handler anywhere (most apps, for the global
+    namespace)."""
+
+    def has_connect_handler(self, namespace):
+        return False
+
+
+def test_without_a_connect_handler_a_client_is_joined_while_every_handler_thread_is_busy():
+    # the global namespace's join waited for a handler thread, though it had
+    # no handler to run: a new client heard neither 1:: nor heartbeats while
+    # handler_threads handlers blocked, and gave up (Node sends 1:: at once)
+    app = NoConnectHandlerApp()
+    with hub_server(app, 1) as (server, hub):
+        _, _, first = open_websocket(server, hub)
+        emit(first, "block", 1)
+        # the watchdog let the blocked handler go: it holds the one slot
+        assert wait_until(lambda: app.blocked == 1 and not server.workers.can_defer())
+        _, _, second = open_websocket(server, hub)  # (it asserts the 1::)
+        emit(second, "echo", 1, "queued")
+        app.release.set()
+        assert second.text() == '6:::1+["queued"]'
+        assert first.text() == "6:::1"
+
+
 def test_two_hand_offs_in_a_row_to_one_idle_thread_start_a_second_thread():
     # a pool thread counts as idle until it wakes: the second session must not
     # wait behind the first when a thread could be started for it

@@ -272,6 +272,23 @@ def test_heartbeats_and_heartbeat_timeout(server, clock):
     assert session.closed and session.close_reason == "heartbeat timeout"
 
 
+def test_heartbeats_go_out_while_the_global_connect_handler_runs(server, app, clock):
+    # a heartbeat belongs to no namespace: it was held back with the global
+    # namespace's packets, so a client whose connect handler waited for a
+    # handler thread heard nothing at all, and gave its transport up
+    seen = []
+
+    def beat(session):
+        clock.now += 5
+        server.monitor_step(clock.now)
+        seen.append(session.take_outbox())
+
+    during_connect(server, app, beat, namespace="")
+    session, _ = open_session(server)
+    assert seen == [["2::"]]
+    assert session.take_outbox() == ["1::"]
+
+
 def test_close_timeout_for_detached_session(server, clock, app):
     session = server.new_session({})
     poll = Transport(persistent=False)
