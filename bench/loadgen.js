@@ -11,11 +11,18 @@
  *
  * Workloads (every one bounded in count and in time):
  *   echo    each client emits `echo` with a payload and a data ack, waits for the
- *           ack, repeats; stops at --total acks or --max-seconds.
+ *           ack, repeats; stops at --total acks or --max-seconds. Every payload
+ *           carries its own number, so an ack with another emit's data is wrong.
  *   bcast   client 0 emits `bcast`; the server broadcasts `b` to every client. The
  *           sender keeps at most --window broadcasts ahead of the slowest client.
+ *           Every broadcast carries its number: each client counts a number it has
+ *           already had as extra, one never sent as wrong.
  *   idle    connect --clients, hold --hold seconds answering heartbeats, check that
- *           every client got and answered at least --min-heartbeats.
+ *           every client is still connected at the end and got and answered at
+ *           least --min-heartbeats during the hold itself.
+ * Messages are counted only when right: "messages" are the acks or deliveries that
+ * arrived once with the right data; "lost", "wrong" and "extra" (duplicates, acks
+ * for no emit) are counted apart, and run.py fails a run with any of them.
  * Before echo and bcast are timed, an untimed warm-up of --warmup acks or
  * deliveries (default 2,000, at most --total) runs on the same clients.
  *
@@ -79,6 +86,10 @@ const errors = {};
 function countError(kind) {
   errors[kind] = (errors[kind] || 0) + 1;
 }
+
+// Acks whose id matches no emit waiting for one (a second ack for the same emit,
+// or one for an emit never made): a workload reports the ones of its own time as extra.
+let unexpectedAcks = 0;
 
 // A promise per "next" line from run.py; EOF ends the process.
 const pendingNext = [];
@@ -204,15 +215,17 @@ class BaseClient {
     ws.on('error', (err) => { countError(`ws: ${err.code || err.message}`); this.closed = true; });
   }
 
-  /** Send one encoded packet on the open transport. */
+  /** Send one encoded packet on the open transport; false when it could not go. */
   sendPacket(text) {
-    if (this.closed) return;
+    if (this.closed) return false;
     if (this.ws) {
+      if (this.ws.readyState !== WebSocket.OPEN) return false;
       this.ws.send(text);
-      return;
+      return true;
     }
     this.outq.push(text);
     this.flush();
+    return true;
   }
 
   flush() {
@@ -256,6 +269,7 @@ class BaseClient {
     const callback = this.pending.get(id);
     if (callback === undefined) {
       countError('ack with unknown id');
+      unexpectedAcks += 1;
       return;
     }
     this.pending.delete(id);
@@ -311,8 +325,7 @@ class Client09 extends BaseClient {
         break;
       case '2':
         this.heartbeats += 1;
-        this.sendPacket('2::');
-        this.answered += 1;
+        if (this.sendPacket('2::')) this.answered += 1;
         break;
       case '5': {
         const event = JSON.parse(data);
@@ -380,8 +393,7 @@ class ClientEIO4 extends BaseClient {
         break;
       case '2':   // ping
         this.heartbeats += 1;
-        this.sendPacket('3');
-        this.answered += 1;
+        if (this.sendPacket('3')) this.answered += 1;
         break;
       case '4':
         this.onSocketIO(p.slice(1));
@@ -463,6 +475,25 @@ function payloadOf(bytes) {
   return unit.repeat(Math.ceil(bytes / unit.length)).slice(0, bytes);
 }
 
+const NUMBER_DIGITS = 9;
+
+/**
+ * The payload of message `n` of a run: `tag` (one letter: the warm-up's and the
+ * timed run's messages differ), n in NUMBER_DIGITS digits, then `filler`; as long
+ * as the plain payload, so every server gets the same bytes to carry as before.
+ */
+function numberedPayload(tag, n, filler) {
+  const head = tag + String(n).padStart(NUMBER_DIGITS, '0');
+  return head + filler.slice(Math.min(head.length, filler.length));
+}
+
+/** The number in a payload made by numberedPayload(tag, ...), or 0 when it is not one. */
+function payloadNumber(tag, text, filler) {
+  if (typeof text !== 'string' || text[0] !== tag) return 0;
+  const n = Number(text.slice(1, 1 + NUMBER_DIGITS));
+  return Number.isInteger(n) && text === numberedPayload(tag, n, filler) ? n : 0;
+}
+
 /** Run `body(finish)` until it calls finish() or the hard time limit passes. */
 function runBounded(limitMs, body) {
   return new Promise((resolve) => {
@@ -480,10 +511,11 @@ function runBounded(limitMs, body) {
 
 const DRAIN_MS = 5000;  // after the deadline, how long in-flight messages may take
 
-async function echoWorkload(opts, clients) {
-  const payload = payloadOf(opts.payloadBytes);
+async function echoWorkload(opts, clients, tag) {
+  const filler = payloadOf(opts.payloadBytes);
   const deadline = Date.now() + opts.maxSeconds * 1000;
   const latencies = [];
+  const unexpectedBefore = unexpectedAcks;
   let sent = 0;
   let acks = 0;
   let wrong = 0;
@@ -499,12 +531,14 @@ async function echoWorkload(opts, clients) {
       sent += 1;
       inflight += 1;
       const start = process.hrtime.bigint();
+      const payload = numberedPayload(tag, sent, filler);
       client.emit('echo', [payload], (args) => {
         inflight -= 1;
-        acks += 1;
         lastAck = process.hrtime.bigint();
         latencies.push(Number(lastAck - start) / 1e6);
+        // a wrong ack is not a message: it is counted apart, and fails the run
         if (args.length !== 1 || args[0] !== payload) wrong += 1;
+        else acks += 1;
         step(client);
       });
     };
@@ -513,23 +547,27 @@ async function echoWorkload(opts, clients) {
   const seconds = Number(lastAck - t0) / 1e9;
   latencies.sort((a, b) => a - b);
   return {
-    messages: acks, sent, lost: sent - acks, wrong, seconds,
+    messages: acks, sent, lost: sent - acks - wrong, wrong,
+    extra: unexpectedAcks - unexpectedBefore,
+    closed: clients.filter((c) => c.closed).length, seconds,
     rate: seconds > 0 ? acks / seconds : 0,
     latency_ms_p50: percentile(latencies, 0.5), latency_ms_p99: percentile(latencies, 0.99),
   };
 }
 
-async function bcastWorkload(opts, clients) {
-  const payload = payloadOf(opts.payloadBytes);
+async function bcastWorkload(opts, clients, tag) {
+  const filler = payloadOf(opts.payloadBytes);
   const n = clients.length;
   const rounds = Math.max(1, Math.ceil(opts.total / n));
   const countAt = new Uint32Array(rounds + 2);  // countAt[k]: clients that got their k-th
   const deadline = Date.now() + opts.maxSeconds * 1000;
   const sender = clients[0];
+  const got = new Uint32Array(n);               // distinct right broadcasts per client
   let sentRounds = 0;
   let complete = 0;                             // rounds every client has received
   let deliveries = 0;
   let wrong = 0;
+  let extra = 0;
   let lastDelivery = process.hrtime.bigint();
   const t0 = process.hrtime.bigint();
   await runBounded(opts.maxSeconds * 1000 + DRAIN_MS, (finish) => {
@@ -537,22 +575,30 @@ async function bcastWorkload(opts, clients) {
       while (sentRounds < rounds && Date.now() < deadline && sentRounds - complete < opts.window
              && !sender.closed) {
         sentRounds += 1;
-        sender.emit('bcast', [payload], () => {});
+        sender.emit('bcast', [numberedPayload(tag, sentRounds, filler)], () => {});
       }
       if (complete === sentRounds && (sentRounds === rounds || Date.now() >= deadline)) finish();
     };
-    for (const client of clients) {
-      let got = 0;
+    clients.forEach((client, index) => {
+      // which broadcasts this client has had: a second copy is extra, not a delivery
+      const seen = new Uint8Array(rounds + 1);
       client.onBroadcast = (args) => {
-        got += 1;
-        deliveries += 1;
         lastDelivery = process.hrtime.bigint();
-        if (args[0] !== payload) wrong += 1;
-        if (got <= rounds) countAt[got] += 1;
+        const number = payloadNumber(tag, args[0], filler);
+        if (number === 0 || number > sentRounds) {
+          wrong += 1;
+        } else if (seen[number]) {
+          extra += 1;
+        } else {
+          seen[number] = 1;
+          got[index] += 1;
+          deliveries += 1;
+          countAt[got[index]] += 1;
+        }
         while (complete < sentRounds && countAt[complete + 1] === n) complete += 1;
         pump();
       };
-    }
+    });
     // the deadline must end the run even when no delivery arrives to call pump()
     const ticker = setInterval(pump, 100);
     const stop = setTimeout(() => clearInterval(ticker), opts.maxSeconds * 1000 + DRAIN_MS);
@@ -562,24 +608,30 @@ async function bcastWorkload(opts, clients) {
   const seconds = Number(lastDelivery - t0) / 1e9;
   return {
     messages: deliveries, rounds: sentRounds, complete_rounds: complete,
-    lost: sentRounds * n - deliveries, wrong, seconds,
+    lost: sentRounds * n - deliveries, wrong, extra,
+    closed: clients.filter((c) => c.closed).length, seconds,
     rate: seconds > 0 ? deliveries / seconds : 0,
   };
 }
 
 async function idleWorkload(opts, clients) {
-  const alive = () => clients.filter((c) => !c.closed).length;
-  const before = clients.map((c) => c.heartbeats);
+  // Counted over the hold only: heartbeats from the connection phase say nothing
+  // about a server that stopped sending them, or that drops clients later.
+  const receivedBefore = clients.map((c) => c.heartbeats);
+  const answeredBefore = clients.map((c) => c.answered);
   await new Promise((resolve) => setTimeout(resolve, opts.hold * 1000));
-  const got = clients.map((c, i) => c.heartbeats);
-  const duringHold = got.map((h, i) => h - before[i]);
-  const sorted = [...got].sort((a, b) => a - b);
-  const short = clients.filter((c) => c.heartbeats < opts.minHeartbeats || c.closed).length;
+  const received = clients.map((c, i) => c.heartbeats - receivedBefore[i]);
+  const answered = clients.map((c, i) => c.answered - answeredBefore[i]);
+  const alive = clients.filter((c) => !c.closed).length;
+  const short = clients.filter((c, i) => c.closed || received[i] < opts.minHeartbeats
+                                          || answered[i] < opts.minHeartbeats).length;
+  const least = (values) => values.reduce((a, b) => Math.min(a, b), Infinity);
   return {
-    messages: got.reduce((a, b) => a + b, 0),
-    alive: alive(), closed: clients.length - alive(),
-    heartbeats_min: sorted[0] ?? 0, heartbeats_max: sorted[sorted.length - 1] ?? 0,
-    heartbeats_in_hold_min: Math.min(...duringHold),
+    messages: received.reduce((a, b) => a + b, 0),
+    alive, closed: clients.length - alive,
+    heartbeats_min: least(clients.map((c) => c.heartbeats)),
+    heartbeats_in_hold_min: least(received), answered_in_hold_min: least(answered),
+    heartbeats_wanted: opts.minHeartbeats,
     unanswered: clients.reduce((a, c) => a + c.heartbeats - c.answered, 0),
     short_of_heartbeats: short,
     heartbeats_ok: short === 0 && clients.length > 0,
@@ -610,13 +662,14 @@ async function main() {
   connect = await connectMany(opts, opts.clients - warmCount, clients);
   const connectCpu = cpuSeconds(process.cpuUsage(connectCpu0));
   const fresh = clients.length - warmCount;
+  let warmup = null;
   // a short untimed run first, so that JIT compilers and caches are warm on every server
   if (clients.length > 0 && opts.warmup > 0) {
     const quiet = { ...opts, maxSeconds: 5 };
     if (opts.workload === 'echo') {
-      await echoWorkload({ ...quiet, total: opts.warmup }, clients);
+      warmup = await echoWorkload({ ...quiet, total: opts.warmup }, clients, 'w');
     } else if (opts.workload === 'bcast') {
-      await bcastWorkload({ ...quiet, total: opts.warmup }, clients);
+      warmup = await bcastWorkload({ ...quiet, total: opts.warmup }, clients, 'w');
       for (const client of clients) client.onBroadcast = null;
     }
   }
@@ -625,6 +678,8 @@ async function main() {
     connect_seconds: connect.seconds,
     connects_per_s: connect.seconds > 0 ? fresh / connect.seconds : 0,
     loadgen_connect_cpu_pct: connect.seconds > 0 ? (100 * connectCpu) / connect.seconds : 0,
+    // a server that loses or garbles messages while warming up is as wrong as in the run
+    warmup: warmup && { lost: warmup.lost, wrong: warmup.wrong, extra: warmup.extra },
   });
   await waitNext();
 
@@ -634,9 +689,9 @@ async function main() {
   if (clients.length === 0) {
     result = { messages: 0, seconds: 0, rate: 0, note: 'no client connected' };
   } else if (opts.workload === 'echo') {
-    result = await echoWorkload(opts, clients);
+    result = await echoWorkload(opts, clients, 't');
   } else if (opts.workload === 'bcast') {
-    result = await bcastWorkload(opts, clients);
+    result = await bcastWorkload(opts, clients, 't');
   } else if (opts.workload === 'idle') {
     result = await idleWorkload(opts, clients);
   } else {
