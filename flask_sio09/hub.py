@@ -137,9 +137,12 @@ class Hub:
 
     :param server: the server whose sessions the connections carry.
     :param clock: the clock the timers use (the server's).
+    :param server_connections: how many connections the WSGI server may hold
+        itself, when known (``takeover.connection_capacity``).
     """
 
-    def __init__(self, server: Server, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, server: Server, clock: Callable[[], float] = time.monotonic,
+                 server_connections: int | None = None) -> None:
         self.server = server
         self.clock = clock
         self._poller = Poller()
@@ -155,7 +158,7 @@ class Hub:
         self._seq = itertools.count()
         self.connections = 0
         #: the most connections the hub takes (the open-file limit's share)
-        self.capacity = connection_capacity()
+        self.capacity = connection_capacity(server_connections)
         #: hub threads that gave up the hub while stuck in a handler, and
         #: have not finished it yet
         self._demoted = 0

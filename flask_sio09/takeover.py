@@ -14,6 +14,7 @@ import select
 import socket
 import ssl
 import struct
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -24,6 +25,9 @@ logger = logging.getLogger("flask_sio09")
 #: connections (gunicorn's ``--worker-connections`` is 1000 by default), files,
 #: Redis and the like
 FD_RESERVE = 1100
+#: descriptors the rest of the process may need beside the WSGI server's
+#: connections (listening socket, pipes, log files, Redis)
+FD_OTHERS = 100
 #: the highest soft open-file limit the hub asks for (Linux's default ``nr_open``)
 FD_LIMIT_WANTED = 1 << 20
 
@@ -49,7 +53,7 @@ def can_take_over(environ: dict[str, Any]) -> bool:
         and sock.type == socket.SOCK_STREAM
 
 
-def connection_capacity() -> int:
+def connection_capacity(server_connections: int | None = None) -> int:
     """How many connections the hub may take: the process's open-file limit
     less a reserve (``FD_RESERVE``, at most a quarter of the limit) for the
     rest of the process. The soft limit is first raised to the hard one, as
@@ -60,6 +64,11 @@ def connection_capacity() -> int:
     ``--worker-connections`` would stop it before that, but a connection the
     hub took has left gunicorn's count: so the hub stops taking connections
     first (see ``transports.hub_full``).
+
+    :param server_connections: how many connections the WSGI server may hold
+        itself (gunicorn's ``--worker-connections``), when known: the reserve
+        leaves room for them and ``FD_OTHERS`` more, up to half the limit (a
+        WARNING says when that is not enough).
     """
     try:
         import resource
@@ -77,7 +86,33 @@ def connection_capacity() -> int:
             soft = wanted
     if soft == resource.RLIM_INFINITY:
         return 1 << 30
-    return max(soft - min(FD_RESERVE, soft // 4), 0)
+    reserve = min(FD_RESERVE, soft // 4)
+    if server_connections is not None:
+        wanted = server_connections + FD_OTHERS
+        reserve = max(reserve, min(wanted, soft // 2))
+        if wanted > reserve:
+            logger.warning(
+                "open-file limit %d: the WSGI server may hold %d connections of its own "
+                "(gunicorn's --worker-connections), the hub %d; gunicorn's worker exits "
+                "when it runs out of descriptors: raise the limit (ulimit -n) to %d or "
+                "more, or lower --worker-connections", soft, server_connections,
+                soft - reserve, wanted * 2)
+    return max(soft - reserve, 0)
+
+
+def wsgi_server_connections() -> int | None:
+    """How many connections the WSGI server calling us may hold at once
+    (gunicorn's ``worker_connections``), found on this thread's stack; None
+    for another server or outside a request."""
+    frame: Any = sys._getframe(1)
+    while frame is not None:
+        if frame.f_globals.get("__name__", "").startswith("gunicorn.workers."):
+            count = getattr(getattr(frame.f_locals.get("self"), "cfg", None),
+                            "worker_connections", None)
+            if isinstance(count, int):
+                return count
+        frame = frame.f_back
+    return None
 
 
 def peer_closed(sock: socket.socket) -> bool:

@@ -26,7 +26,8 @@ from .droplog import log_about, log_refused
 from .http11 import date_line
 from .server import NOOP, NOT_HANDSHAKEN, POLL_FAILED, Server
 from .session import IllegalTransition, Session
-from .takeover import can_take_over, client_socket, peer_closed, read_ahead, take_over_socket
+from .takeover import (can_take_over, client_socket, peer_closed, read_ahead, take_over_socket,
+                       wsgi_server_connections)
 
 logger = logging.getLogger("flask_sio09")
 
@@ -777,7 +778,7 @@ def get_hub(server: Server) -> Any:
             if server.hub is None:
                 from .hub import Hub
 
-                server.hub = Hub(server, server.clock)
+                server.hub = Hub(server, server.clock, wsgi_server_connections())
     return server.hub
 
 

@@ -586,3 +586,22 @@ def test_connection_capacity_raises_the_soft_open_file_limit_and_keeps_a_reserve
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                              timeout=60, preexec_fn=limit(soft, hard), check=True)
         assert out.stdout.split() == expected.split(), out
+
+
+@pytest.mark.parametrize("soft, server_connections, capacity, warned", [
+    (20_000, 1000, 18_900, False),  # the usual reserve covers gunicorn's default
+    (8_000, 3000, 4_900, False),    # a larger --worker-connections: a larger reserve
+    (1_024, 1000, 512, True),       # half the limit at most, and a WARNING
+    (1_024, None, 768, False),      # another server: a quarter
+])
+def test_the_reserve_leaves_room_for_the_wsgi_servers_own_connections(
+        monkeypatch, caplog, soft, server_connections, capacity, warned):
+    # gunicorn's gthread worker exits when accept() fails with EMFILE: with a
+    # limit of 256 it had 64 descriptors left for its 1,000 worker connections
+    import resource
+
+    from flask_sio09 import takeover
+
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (soft, soft))
+    assert takeover.connection_capacity(server_connections) == capacity
+    assert ("gunicorn's worker exits" in caplog.text) is warned
