@@ -173,9 +173,9 @@ def handshake_response(environ: dict) -> bytes:
     The checks follow §4.2.1: method GET on HTTP/1.1 or later, an ``Upgrade``
     header listing ``websocket`` and a ``Connection`` header listing ``upgrade``
     (both case-insensitive), ``Sec-WebSocket-Version: 13``, and a
-    ``Sec-WebSocket-Key`` that is the base64 of exactly 16 bytes. ``Host`` and
-    ``Origin`` are left to the caller. The answer names no subprotocol and no
-    extension.
+    ``Sec-WebSocket-Key`` that is the base64 of exactly 16 bytes, and a
+    ``Host`` header (its value and ``Origin`` are left to the caller). The
+    answer names no subprotocol and no extension.
 
     Raises :class:`UnsupportedVersion` when the version header is present but is
     not 13, and :class:`HandshakeError` for anything else that is wrong (a missing
@@ -191,6 +191,10 @@ def handshake_response(environ: dict) -> bytes:
         raise HandshakeError("the Upgrade header does not name websocket")
     if "upgrade" not in _tokens(environ.get("HTTP_CONNECTION", "")):
         raise HandshakeError("the Connection header does not name upgrade")
+    if not environ.get("HTTP_HOST", "").strip():
+        # (§4.2.1 item 2; wsproto, which thread mode's upgrades go through too,
+        # refuses such a request, and both modes must answer alike)
+        raise HandshakeError("the Host header is missing")
     version = environ.get("HTTP_SEC_WEBSOCKET_VERSION")
     if version is None:
         raise HandshakeError("the Sec-WebSocket-Version header is missing")

@@ -434,6 +434,8 @@ def test_handshake_accepts_variants(overrides):
     {"HTTP_SEC_WEBSOCKET_KEY": "AAAAAAAAAAAAAAAAAAAAAAAAAA=="},  # 19 bytes
     {"HTTP_SEC_WEBSOCKET_KEY": "dGhlIHNhbXBsZSBub25jZQ"},  # unpadded
     {"HTTP_SEC_WEBSOCKET_KEY": "dGhlIHNhbXBsZSBub25jZQ==\u00e9"},
+    {"HTTP_HOST": None},
+    {"HTTP_HOST": ""},
 ])
 def test_handshake_rejects(overrides):
     with pytest.raises(HandshakeError) as info:
