@@ -102,6 +102,11 @@ def test_the_chat_page_in_a_browser_says_when_an_action_is_refused(live_server, 
     try:
         page = context.new_page()
         page.set_default_timeout(30_000)
+        # a new user checks the console first: nothing there (a missing
+        # favicon's 404 was the one line)
+        console_errors: list[str] = []
+        page.on("console", lambda msg: msg.type == "error" and console_errors.append(msg.text))
+        page.on("pageerror", lambda exc: console_errors.append(str(exc)))
         page.goto(f"{server.url}/?transports={transport}")
         page.wait_for_selector("#status:has-text('connected (')")
         assert transport in page.inner_text("#status")
@@ -123,6 +128,7 @@ def test_the_chat_page_in_a_browser_says_when_an_action_is_refused(live_server, 
         page.press("#room", "Enter")
         page.wait_for_selector("#messages li.error:has-text('Cannot join')")
         assert "connected" in page.inner_text("#status")
+        assert console_errors == []
     finally:
         context.close()
 
