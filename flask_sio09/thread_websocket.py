@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 import threading
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from wsproto.connection import ConnectionState
@@ -529,12 +530,25 @@ def _end_upgraded_call(ws: Any, environ: dict[str, Any],
         # the connection away (as the hub does: Werkzeug's fd now points at a
         # dead socket, so its answer goes nowhere and it reads an end of
         # stream) and close it ourselves.
-
+        tls = isinstance(environ.get("werkzeug.socket"), ssl.SSLSocket)
         real = take_over_socket(environ)
         try:
             real.shutdown(socket.SHUT_RDWR)  # also ends a reader still blocked on it
         except OSError:
             pass
         real.close()
+        if tls:
+            # Its status line would go through the TLS session, which a client
+            # that closed it first has ended: SSLZeroReturnError, logged with a
+            # traceback ("Error on request") for every such close. An error
+            # Werkzeug counts as a dropped connection ends the call quietly.
+            return _connection_ended()
     start_response("200 OK", [("Content-Length", "0")])
     return []
+
+
+def _connection_ended() -> Iterator[bytes]:
+    """A WSGI answer that Werkzeug takes for a connection its client dropped:
+    nothing is written, nothing is logged."""
+    raise ConnectionAbortedError("the WebSocket connection has ended")
+    yield b""  # (a generator: raised when Werkzeug iterates, after the call)

@@ -9,7 +9,8 @@ a free 127.0.0.1 port, one of three ways:
 - ``"gunicorn"``: ``gunicorn -k gthread --threads 50 -w 1 MODULE:app``.
 
 The SocketIO options reach the app as ``SIO09_TEST_*`` environment variables (see the
-app's docstring). The server's output goes to a log file, readiness is an HTTP poll
+app's docstring); ``tls=tls_files`` serves over TLS (``https://``) with a certificate
+of a CA made for the run. The server's output goes to a log file, readiness is an HTTP poll
 with a generous deadline, and the fixture stops exactly the process it started, by
 PID. Servers with the same kind and options are shared for the whole session unless
 ``fresh=True`` is given; the tail of every log a failing test used is attached to its
@@ -26,6 +27,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -144,6 +146,32 @@ def options_to_env(options: dict) -> dict[str, str]:
     return env
 
 
+@dataclass(frozen=True)
+class TLSFiles:
+    """PEM files for a server over TLS, and the CA that signed its certificate."""
+
+    cert: str
+    key: str
+    ca: str
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory) -> TLSFiles:
+    """A certificate for 127.0.0.1 and localhost, from a CA made for the run."""
+    import trustme
+
+    folder = tmp_path_factory.mktemp("tls")
+    ca = trustme.CA()
+    issued = ca.issue_cert("127.0.0.1", "localhost")
+    files = TLSFiles(str(folder / "cert.pem"), str(folder / "key.pem"), str(folder / "ca.pem"))
+    issued.cert_chain_pems[0].write_to_path(files.cert)
+    for blob in issued.cert_chain_pems[1:]:
+        blob.write_to_path(files.cert, append=True)
+    issued.private_key_pem.write_to_path(files.key)
+    ca.cert_pem.write_to_path(files.ca)
+    return files
+
+
 class LiveServer:
     """One server process running the end-to-end app."""
 
@@ -159,6 +187,8 @@ class LiveServer:
         self.workers = int(self.options.pop("gunicorn_workers", 1))
         #: the process's open-file limit, soft and hard (not a SocketIO option)
         self.open_files = self.options.pop("open_files", None)
+        #: serve over TLS: a ``TLSFiles`` (not a SocketIO option)
+        self.tls = self.options.pop("tls", None)
         self.log_path = log_path
         self.port: int | None = None
         self.proc: subprocess.Popen | None = None
@@ -172,11 +202,16 @@ class LiveServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}"
+        return f"{'https' if self.tls else 'http'}://{self.host}"
 
     @property
     def ws_url(self) -> str:
-        return f"ws://{self.host}"
+        return f"{'wss' if self.tls else 'ws'}://{self.host}"
+
+    @property
+    def verify(self) -> str | bool:
+        """What ``requests`` checks the server's certificate with."""
+        return self.tls.ca if self.tls else True
 
     def __repr__(self) -> str:
         return f"<LiveServer {self.kind} {self.app} {self.url} pid={self.proc and self.proc.pid}>"
@@ -185,18 +220,21 @@ class LiveServer:
 
     def command(self, port: int) -> list[str]:
         if self.kind == "sio_run":
-            return [sys.executable, "-m", "tests.apps.run_sio", str(port), self.app]
+            tls = [self.tls.cert, self.tls.key] if self.tls else []
+            return [sys.executable, "-m", "tests.apps.run_sio", str(port), self.app, *tls]
         if self.kind == "flask":
+            tls = ["--cert", self.tls.cert, "--key", self.tls.key] if self.tls else []
             return [
                 sys.executable, "-m", "flask", "--app", self.app, "run",
                 "--host", "127.0.0.1", "--port", str(port),
-                "--with-threads", "--no-reload", "--no-debugger",
+                "--with-threads", "--no-reload", "--no-debugger", *tls,
             ]
         preload = ["--preload"] if self.kind == "gunicorn_preload" else []
+        tls = ["--certfile", self.tls.cert, "--keyfile", self.tls.key] if self.tls else []
         return [
             sys.executable, "-m", "gunicorn",
             "-k", "gthread", "--threads", str(GUNICORN_THREADS), "-w", str(self.workers),
-            *preload,
+            *preload, *tls,
             "-b", f"127.0.0.1:{port}",
             "--graceful-timeout", "5",
             "--access-logfile", "-",
@@ -255,7 +293,8 @@ class LiveServer:
             if self.proc.poll() is not None:
                 raise AssertionError(f"server process exited with {self.proc.returncode}")
             try:
-                return requests.get(self.url + self.ready_path, timeout=2).status_code == 200
+                return requests.get(self.url + self.ready_path, timeout=2,
+                                    verify=self.verify).status_code == 200
             except requests.RequestException:
                 return False
 
@@ -283,7 +322,8 @@ class LiveServer:
 
     def events(self, sid: str | None = None) -> list[dict]:
         params = {"sid": sid} if sid else None
-        response = requests.get(self.url + "/events", params=params, timeout=10)
+        response = requests.get(self.url + "/events", params=params, timeout=10,
+                                verify=self.verify)
         response.raise_for_status()
         return response.json()
 
@@ -308,7 +348,8 @@ class LiveServer:
         body = {"event": event, "args": list(args), "to": to, "namespace": namespace}
         if count is not None:
             body["count"] = count
-        response = requests.post(self.url + "/server_emit", json=body, timeout=10)
+        response = requests.post(self.url + "/server_emit", json=body, timeout=10,
+                                 verify=self.verify)
         response.raise_for_status()
 
 

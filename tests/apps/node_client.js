@@ -5,7 +5,8 @@
 //
 // With a third argument "boot" it connects with ?boot=1, which the server
 // accepts, then tells something, then disconnects: it prints the events seen.
-// With "rejoin" it leaves a namespace and uses it again (see below).
+// With "rejoin" it leaves a namespace and uses it again (see below); with
+// "namespace" it emits in a namespace, then disconnects it and exits.
 'use strict';
 const io = require('socket.io-client');
 const [url, transport, mode] = [process.argv[2], process.argv[3], process.argv[4]];
@@ -47,6 +48,17 @@ if (mode === 'rejoin') {
       seen.push(again === first ? 'same object' : 'new object');
       again.emit('echo', 'after', function (y) { seen.push('ack ' + y); finish(); });
     });
+  });
+} else if (mode === 'namespace') {
+  // a namespace's socket as apps use one: an emit with an ack, then its
+  // disconnect() (0::/private) and the program's exit
+  const seen = [];
+  const socket = io.connect(url + '/private?token=ok', options);
+  const finish = finisher(() => ({ seen }), () => socket.disconnect());
+  socket.on('connect_failed', () => { seen.push('connect_failed'); finish(); });
+  socket.on('error', (e) => seen.push('error ' + e));
+  socket.once('connect', () => {
+    socket.emit('echo', 'in private', function (x) { seen.push('ack ' + x); finish(); });
   });
 } else if (mode === 'boot') {
   const seen = [];

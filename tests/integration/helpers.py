@@ -86,7 +86,8 @@ def handshake_url(server: LiveServer, protocol: int = 1) -> str:
 
 def handshake(server: LiveServer, method: str = "GET", **params) -> tuple[str, str, str, list[str]]:
     response = requests.request(
-        method, handshake_url(server), params=params or None, timeout=REQUEST_TIMEOUT
+        method, handshake_url(server), params=params or None, timeout=REQUEST_TIMEOUT,
+        verify=server.verify,
     )
     assert response.status_code == 200, (response.status_code, response.text)
     sid, heartbeat, close, transports = response.text.split(":")
@@ -118,7 +119,8 @@ class XhrClient:
 
     def get(self, timeout: float = REQUEST_TIMEOUT, **params) -> requests.Response:
         params.setdefault("t", str(int(time.time() * 1000)))
-        response = self.session.get(self.url, params=params, timeout=timeout)
+        response = self.session.get(self.url, params=params, timeout=timeout,
+                                    verify=self.server.verify)
         response.encoding = "utf-8"
         return response
 
@@ -130,6 +132,7 @@ class XhrClient:
             data=body.encode("utf-8"),
             headers={"Content-Type": "text/plain;charset=UTF-8"},
             timeout=timeout,
+            verify=self.server.verify,
         )
         response.encoding = "utf-8"
         return response
