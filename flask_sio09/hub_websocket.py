@@ -120,12 +120,14 @@ class HubWebSocket(HubConnection):
                 if len(self.out) < HIGH_WATER:
                     self.write(wsframe.encode_pong(event[1]))
             elif kind == "close":
-                self._end_in_order(1000)
+                # the client's code is echoed (RFC 6455 5.5.1, as wsproto does
+                # in thread mode); an empty close is answered with an empty one
+                self._end_in_order(event[1])
                 return
             elif kind == "binary" and session is not None:
                 log_dropped(session, "session %s: binary websocket message dropped", session.sid)
 
-    def _end_in_order(self, code: int) -> None:
+    def _end_in_order(self, code: int | None) -> None:
         """End once the handlers of the messages read before have run: they
         come first, as on the wire (a message and a close frame can arrive in
         one read, and its handler runs after the read, maybe on the pool)."""
@@ -200,7 +202,7 @@ class HubWebSocket(HubConnection):
             return
         self._send()
 
-    def end(self, code: int) -> None:
+    def end(self, code: int | None) -> None:
         """Write what the session still has, a close frame, then close."""
         if self._ended:
             return

@@ -180,6 +180,19 @@ def test_close_frame_and_peer_loss_end_session_once(server, hub, app):
     assert wait_until(lambda: other.closed and app.disconnects == 2)
 
 
+@pytest.mark.parametrize("sent, echoed", [
+    (struct.pack("!H", 3000) + b"bye", struct.pack("!H", 3000)),
+    (struct.pack("!H", 1001), struct.pack("!H", 1001)),
+    (b"", b""),
+])
+def test_a_clients_close_code_is_echoed(server, hub, sent, echoed):
+    # as wsproto answers in thread mode (the hub answered 1000 to every close)
+    session, _, client = open_websocket(server, hub)
+    client.sock.sendall(client_frame(payload=sent, opcode=0x8))
+    assert client.frame() == (0x8, echoed)
+    assert wait_until(lambda: session.closed)
+
+
 def test_slow_reader_hits_outbox_limit_and_is_closed(server, hub):
     session, conn, client = open_websocket(server, hub)
     client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
