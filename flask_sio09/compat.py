@@ -54,6 +54,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("flask_sio09")
 
+#: in a thread ``BaseNamespace.spawn`` started: ``owner`` (the namespace
+#: object) and ``generation`` (its ``kill_local_jobs`` count at the spawn)
+_job = threading.local()
+
 #: event names gevent-socketio dispatches (others get ``unallowed_event_name``)
 EVENT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_ ]*$")
 
@@ -107,6 +111,19 @@ class Socket:
 
     def __getitem__(self, endpoint: str) -> BaseNamespace:
         return self.active_ns[endpoint]
+
+    def disconnect(self, silent: bool = False) -> None:
+        """End the whole connection, as gevent-socketio's user-facing
+        ``Socket.disconnect``: every namespace's ``recv_disconnect`` runs (as
+        when the client goes) and the spawned jobs are asked to stop. The
+        client is told (``0::``) even with ``silent``, which is accepted for
+        gevent-socketio's signature: a connection cannot end unannounced."""
+        self.server.disconnect(self.sessid)
+
+    def kill(self, detach: bool = False) -> None:
+        """The same as ``disconnect()`` (gevent-socketio's lower-level end of
+        the connection; ``detach`` is accepted for its signature)."""
+        self.disconnect()
 
     @property
     def connected(self) -> bool:
@@ -193,8 +210,12 @@ class BaseNamespace:
         self.allowed_methods: set[str] | None = None
         #: the threads started with ``spawn``
         self.jobs: list[threading.Thread] = []
-        # set by kill_local_jobs: the spawned threads should stop
-        self._jobs_killed = threading.Event()
+        # kill_local_jobs counts up: a job spawned before the latest call is
+        # stopped (its ``self.active`` turns False), one spawned after runs
+        self._jobs_generation = 0
+        # True while ``initialize`` runs: a job it spawns is active (the object
+        # serves its client once every initialize has returned)
+        self._initializing = False
         # the data ack of the packet being processed, until a method takes it
         self._ack: Callable[..., None] | None = None
         self.reset_acl()
@@ -366,7 +387,15 @@ class BaseNamespace:
         decorate = getattr(self, "exception_handler_decorator", None)
         if decorate is not None:
             fn = decorate(fn)
-        thread = self.socket.spawn(fn, *args, **kwargs)
+        generation = self._jobs_generation
+
+        def job(*args: Any, **kwargs: Any) -> Any:
+            # (what ``active`` asks: which object's job this thread runs, and
+            # whether kill_local_jobs ran since it was spawned)
+            _job.owner, _job.generation = self, generation
+            return fn(*args, **kwargs)
+
+        thread = self.socket.spawn(job, *args, **kwargs)
         self.jobs.append(thread)
         return thread
 
@@ -377,13 +406,17 @@ class BaseNamespace:
         the client leaves the namespace: an override should call it too, as
         gevent-socketio asked), the connection ended, or ``kill_local_jobs``
         ran. What a loop started with ``spawn`` should watch."""
-        return not self._jobs_killed.is_set() and self.socket.connected and \
-            self.socket.active_ns.get(self.ns_name) is self
+        if getattr(_job, "owner", None) is self and _job.generation != self._jobs_generation:
+            return False  # a job of this object that kill_local_jobs stopped
+        return self.socket.connected and (
+            self.socket.active_ns.get(self.ns_name) is self or self._initializing)
 
     def kill_local_jobs(self) -> None:
-        """Ask the threads ``spawn`` started to stop: ``self.active`` turns
-        False (threads cannot be killed as gevent-socketio killed greenlets)."""
-        self._jobs_killed.set()
+        """Ask the threads ``spawn`` started so far to stop: in them,
+        ``self.active`` turns False (threads cannot be killed as
+        gevent-socketio killed greenlets). Jobs spawned later run, as in
+        gevent-socketio (the usual "stop the old stream, start a new one")."""
+        self._jobs_generation += 1
 
     def disconnect(self, silent: bool = False) -> None:
         """Forget this object and stop its spawned jobs (``kill_local_jobs``);
@@ -488,13 +521,17 @@ class _ClassNamespace(Namespace):
         request = self.manage_request if self.manage_request is not None \
             else flask.request._get_current_object()  # type: ignore[attr-defined]
         instance = self.cls(socket.environ, self.namespace, request=request)
-        for klass in type(instance).__mro__:
-            if "initialize" in vars(klass):
-                klass.initialize(instance)  # type: ignore[attr-defined]
-        # kept only once every initialize has returned, as gevent-socketio
-        # did: one that raises (a check that refuses the client) runs again
-        # for the next packet, instead of leaving a half-made object in use
-        socket.active_ns[self.namespace] = instance
+        instance._initializing = True  # (a job initialize spawns is active)
+        try:
+            for klass in type(instance).__mro__:
+                if "initialize" in vars(klass):
+                    klass.initialize(instance)  # type: ignore[attr-defined]
+            # kept only once every initialize has returned, as gevent-socketio
+            # did: one that raises (a check that refuses the client) runs again
+            # for the next packet, instead of leaving a half-made object in use
+            socket.active_ns[self.namespace] = instance
+        finally:
+            instance._initializing = False
         return instance
 
     def process_packet(self, packet: dict[str, Any]) -> Any:

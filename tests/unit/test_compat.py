@@ -8,6 +8,7 @@ from flask import Flask, current_app
 
 from flask_sio09 import SocketIO, disconnect
 from flask_sio09.compat import BaseNamespace, BroadcastMixin, RoomsMixin, socketio_manage
+from tests.unit.doubles import wait_until
 
 
 @pytest.fixture
@@ -552,6 +553,111 @@ def test_a_spawned_loop_watching_active_stops_when_its_client_leaves(app_sio):
     assert running.acquire(timeout=10)
     client.disconnect()  # the connection ends: that loop stops too
     assert stopped.acquire(timeout=10)
+
+
+def test_kill_local_jobs_stops_the_jobs_running_then_not_the_next_ones(app_sio):
+    # gevent-socketio's "stop the old stream, start a new one": kill_local_jobs
+    # killed the greenlets running; a job spawned after it ran. (It stopped
+    # every later job of the object too, at once.)
+    app, sio = app_sio
+    ticks = {"A": 0, "B": 0}
+    stopped = []
+    started = threading.Semaphore(0)
+
+    class Stream(BaseNamespace):
+        def on_subscribe(self, channel):
+            self.kill_local_jobs()
+            self.spawn(self.stream, channel)
+
+        def stream(self, channel):
+            started.release()
+            while self.active:
+                ticks[channel] += 1
+                threading.Event().wait(0.005)
+            stopped.append(channel)
+
+    socketio_manage(sio, {"/stream": Stream})
+    client = sio.test_client(app, namespace="/stream")
+    client.emit("subscribe", "A")
+    assert started.acquire(timeout=10)
+    client.emit("subscribe", "B")
+    assert started.acquire(timeout=10)
+    assert wait_until(lambda: stopped == ["A"] and ticks["B"] > 3), (stopped, ticks)
+    client.disconnect("/stream")
+    assert wait_until(lambda: stopped == ["A", "B"])
+
+
+def test_a_job_spawned_in_initialize_runs(app_sio):
+    # the porting doc's advice together (set-up in initialize, loops that
+    # watch self.active): the object served nobody until every initialize had
+    # returned, so such a loop saw active False and ended at once
+    app, sio = app_sio
+    ticks = []
+    stopped = threading.Event()
+
+    class Feed(BaseNamespace):
+        def initialize(self):
+            self.spawn(self.feed)
+
+        def feed(self):
+            while self.active:
+                ticks.append(1)
+                threading.Event().wait(0.005)
+            stopped.set()
+
+    socketio_manage(sio, {"/feed": Feed})
+    client = sio.test_client(app, namespace="/feed")
+    assert wait_until(lambda: len(ticks) > 3)
+    client.disconnect("/feed")
+    assert stopped.wait(10)
+
+
+def test_a_job_spawned_by_an_initialize_that_raises_stops(app_sio):
+    app, sio = app_sio
+    seen = []
+    done = threading.Event()
+    go = threading.Event()
+
+    class Refused(BaseNamespace):
+        def initialize(self):
+            self.spawn(self.job)
+            raise RuntimeError("not this client")
+
+        def job(self):
+            go.wait(10)  # (until initialize has raised)
+            seen.append(self.active)
+            done.set()
+
+    socketio_manage(sio, {"/r": Refused})
+    client = sio.test_client(app)
+    try:
+        client.connect("/r")
+    except RuntimeError:
+        pass
+    go.set()
+    assert done.wait(10)
+    assert seen == [False]
+
+
+def test_socket_disconnect_ends_the_connection_with_every_recv_disconnect(app_sio):
+    # gevent-socketio's user-facing Socket.disconnect(); it raised AttributeError
+    app, sio = app_sio
+    left = []
+
+    class Room(BaseNamespace):
+        def recv_disconnect(self):
+            left.append(self.ns_name)
+            super().recv_disconnect()
+
+        def on_leave_all(self):
+            self.socket.disconnect()
+
+    socketio_manage(sio, {"/a": Room, "/b": Room})
+    client = sio.test_client(app, namespace="/a")
+    client.connect("/b")
+    client.emit("leave_all", namespace="/b")
+    assert sorted(left) == ["/a", "/b"]
+    assert not client.is_connected()
 
 
 def test_a_namespace_object_sends_nothing_after_the_servers_0_ns(app_sio):

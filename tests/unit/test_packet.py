@@ -7,6 +7,7 @@ module document; where N and G differ, N wins.
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -112,6 +113,11 @@ ENCODE_ONLY = [
     # U+2028 is written as its escape (see test_line_separators_are_escaped...)
     ({"type": "json", "data": {"k": "é\u2028😀"}}, '4:::{"k":"é\\u2028😀"}'),
     ({"type": "json", "data": 0.5}, "4:::0.5"),
+    # gevent-socketio's test vector (PROTOCOL.md): a Decimal is written as a number
+    ({"type": "json", "id": 1, "ack": "data", "endpoint": "", "data": {"a": Decimal("0.5")}},
+     '4:1+::{"a":0.5}'),
+    ({"type": "event", "name": "d", "args": [Decimal("2"), [Decimal("-1.25")]]},
+     '5:::{"name":"d","args":[2.0,[-1.25]]}'),
     # a lone surrogate cannot be sent as UTF-8; its JSON escape decodes the same
     ({"type": "json", "data": ["\ud800x"]}, '4:::["\\ud800x"]'),
 ]
@@ -230,6 +236,7 @@ BAD_PACKETS = [
     {"type": "message", "data": 1}, {"type": "message", "data": b"x"},
     {"type": "json", "data": object()}, {"type": "json", "data": {1, 2}},
     {"type": "json", "data": float("nan")}, {"type": "json", "data": float("inf")},
+    {"type": "json", "data": Decimal("NaN")}, {"type": "json", "data": Decimal("1e400")},
     {"type": "json", "data": _circular()}, {"type": "json", "data": {(1, 2): 3}},
     {"type": "json", "data": [[]], "endpoint": ":"},
     {"type": "event"}, {"type": "event", "name": 1}, {"type": "event", "name": "x", "args": "a"},
