@@ -264,33 +264,12 @@ def test_two_hand_offs_in_a_row_to_one_idle_thread_start_a_second_thread():
         workers.stop()
 
 
-def test_sessions_handed_off_at_once_each_get_a_thread_while_the_pool_has_room():
-    # a thread that has just woken from get(), and not yet counted itself as
-    # busy, was taken for a free one: a session then waited behind another's
-    # blocked handler (in about 1 trial of 3 of this loop)
-    for trial in range(20):
-        workers = Workers(16)
-        gate = threading.Event()
-        started = threading.Semaphore(0)
-
-        def blocked():
-            started.release()
-            gate.wait(30)
-
-        try:
-            for i in range(10):
-                workers.submit(FakeSession(f"t{trial}s{i}"), blocked)
-            for i in range(10):
-                assert started.acquire(timeout=10), \
-                    f"trial {trial}: {i} of 10 sessions run, the others wait for a thread"
-        finally:
-            gate.set()
-            workers.stop()
-
-
-def test_the_pool_never_starts_more_threads_than_its_size():
-    # handler_threads bounds the threads, not only how many run at once
-    workers = Workers(3)
+@contextlib.contextmanager
+def blocking_jobs(size: int, count: int, prefix: str = "s"):
+    """A pool of ``size`` threads given ``count`` sessions, each with one job
+    that blocks until the block ends; yields the pool and a semaphore each
+    job releases as it starts."""
+    workers = Workers(size)
     gate = threading.Event()
     started = threading.Semaphore(0)
 
@@ -299,15 +278,32 @@ def test_the_pool_never_starts_more_threads_than_its_size():
         gate.wait(30)
 
     try:
-        for i in range(12):
-            workers.submit(FakeSession(f"s{i}"), blocked)
+        for i in range(count):
+            workers.submit(FakeSession(f"{prefix}{i}"), blocked)
+        yield workers, started
+    finally:
+        gate.set()
+        workers.stop()
+
+
+def test_sessions_handed_off_at_once_each_get_a_thread_while_the_pool_has_room():
+    # a thread that has just woken from get(), and not yet counted itself as
+    # busy, was taken for a free one: a session then waited behind another's
+    # blocked handler (in about 1 trial of 3 of this loop)
+    for trial in range(20):
+        with blocking_jobs(16, 10, f"t{trial}s") as (_, started):
+            for i in range(10):
+                assert started.acquire(timeout=10), \
+                    f"trial {trial}: {i} of 10 sessions run, the others wait for a thread"
+
+
+def test_the_pool_never_starts_more_threads_than_its_size():
+    # handler_threads bounds the threads, not only how many run at once
+    with blocking_jobs(3, 12) as (workers, started):
         for _ in range(3):
             assert started.acquire(timeout=10)
         assert not started.acquire(timeout=0.2)  # the others wait for a thread
         assert len(workers._threads) == 3
-    finally:
-        gate.set()
-        workers.stop()
 
 
 def test_a_server_no_one_holds_lets_its_pool_threads_go():
