@@ -127,14 +127,14 @@ class Cluster:
 
     # -- which process holds a session -----------------------------------------
 
-    def handshaken(self, sid: str) -> None:
-        """A handshake made here: its transport may reach another process,
-        once Redis has its record. Unrecorded (Redis away or refusing
-        writes), it is this process's alone: a claim would find no record
-        and take it for another process's (a full ``maxmemory`` still lets
-        the claim run and find nothing)."""
+    def handshaken(self, sid: str, query: str = "") -> None:
+        """A handshake made here (``query``: its query string): its transport
+        may reach another process, once Redis has its record. Unrecorded
+        (Redis away or refusing writes), it is this process's alone: a claim
+        would find no record and take it for another process's (a full
+        ``maxmemory`` still lets the claim run and find nothing)."""
         self.unclaimed.add(sid)
-        if not self.manager.record_handshake(sid, self.unused_handshake_seconds):
+        if not self.manager.record_handshake(sid, self.unused_handshake_seconds, query):
             with self._claim_lock:
                 self.unclaimed.discard(sid)
 
@@ -164,7 +164,15 @@ class Cluster:
         """Hold here a session another process handshook, if no process holds it yet."""
         if not SID_PATTERN.fullmatch(sid) or not self.manager.claim(sid):
             return None
-        session = self.server.add_session(sid, environ())
+        adopted = environ()
+        # the handshake's query, as the session of the handshake's process has
+        # it (its environ is the handshake's): a client may leave it off the
+        # transport's URL (socketIO-client does), and the connect handler and
+        # request.args must see it whichever process the transport reaches
+        query = self.manager.handshake_query(sid)
+        if query is not None:
+            adopted["QUERY_STRING"] = query
+        session = self.server.add_session(sid, adopted)
         if session is None:  # (claim() is once per sid: cannot happen)
             return None
         logger.info("session %s: handshaken by another process, held here", sid)

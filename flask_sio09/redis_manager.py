@@ -471,13 +471,30 @@ class RedisManager(MemoryManager):
         self._reachable(wrote)
         return result
 
-    def record_handshake(self, sid: str, seconds: float) -> bool:
-        """Note a handshake made here, claimable for ``seconds``; False when
-        Redis could not be reached or refused the write (no process can
-        claim it then, this one included)."""
-        return self._guarded("record a handshake", lambda: self._client.set(
-            self._key("handshake", sid), self.host_id, ex=max(1, int(seconds))),
-            wrote=True) is not None
+    def record_handshake(self, sid: str, seconds: float, query: str = "") -> bool:
+        """Note a handshake made here, claimable for ``seconds``, and its
+        query string (``handshake_query``); False when Redis could not be
+        reached or refused the write (no process can claim it then, this one
+        included)."""
+        expiry = max(1, int(seconds))
+
+        def record() -> Any:
+            pipe = self._client.pipeline(transaction=False)
+            pipe.set(self._key("handshake", sid), self.host_id, ex=expiry)
+            if query:
+                pipe.set(self._key("handshake-query", sid), query, ex=expiry)
+            return pipe.execute()
+
+        return self._guarded("record a handshake", record, wrote=True) is not None
+
+    def handshake_query(self, sid: str) -> str | None:
+        """The query string of session ``sid``'s handshake, which another
+        process made: None when it had none (or Redis cannot be reached)."""
+        value = self._guarded("read a handshake", lambda: self._client.get(
+            self._key("handshake-query", sid)))
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", "replace")
+        return value if isinstance(value, str) else None
 
     def claim(self, sid: str, own: bool = False) -> bool | str | None:
         """Take the session ``sid``'s handshake for this process: True once,

@@ -325,7 +325,8 @@ class Server:
         session = self.add_session(sid, environ)
         assert session is not None  # (a sid of 120 random bits is new)
         if self.cluster is not None:  # its transport may reach another process
-            self.cluster.handshaken(sid)  # (before the client knows the sid)
+            # (before the client knows the sid)
+            self.cluster.handshaken(sid, environ.get("QUERY_STRING", ""))
         logger.debug("handshake: new session %s", sid)
         return session
 

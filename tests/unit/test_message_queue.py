@@ -438,3 +438,22 @@ def test_a_session_claimed_elsewhere_is_never_held_twice(two_apps):
     assert not session.closed
     two.cluster.manager.publish({"op": "claimed", "sid": session.sid})
     wait_until(lambda: session.closed, timeout=DEADLINE, message="one's copy to close")
+
+
+def test_a_session_held_by_another_process_keeps_its_handshakes_query(two_apps):
+    """The session adopted by the process its transport reached got that
+    request's query: socketIO-client leaves the handshake's off the
+    WebSocket URL, so the connect handler (and request.args) lost it there,
+    while the handshake's own process had it."""
+    (app1, _, _), (app2, _, _) = two_apps
+    one, two = app1.extensions["sio09"].server, app2.extensions["sio09"].server
+    session = one.new_session({"QUERY_STRING": "cid=q15&token=%C3%A9",
+                               "REMOTE_ADDR": "127.0.0.1"})
+    adopted = two.cluster.adopt(session.sid, lambda: {"QUERY_STRING": "",
+                                                      "REMOTE_ADDR": "127.0.0.1"})
+    assert adopted is not None and adopted.environ["QUERY_STRING"] == "cid=q15&token=%C3%A9"
+    # a handshake without a query: the transport request's stays
+    bare = one.new_session({"QUERY_STRING": "", "REMOTE_ADDR": "127.0.0.1"})
+    adopted = two.cluster.adopt(bare.sid, lambda: {"QUERY_STRING": "t=1",
+                                                   "REMOTE_ADDR": "127.0.0.1"})
+    assert adopted is not None and adopted.environ["QUERY_STRING"] == "t=1"
