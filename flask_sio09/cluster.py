@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from . import packet as packet_codec
 from .session import ForwardingCallback, Session
 from .workers import JobQueue
 
@@ -245,6 +246,12 @@ class Cluster:
             # this process's client, not in the namespace: as in one process,
             # nothing is sent (the caller returns)
             return True
+        # Encoded here first, as for a client of this process: what cannot be
+        # sent raises PacketError now (not in the other process, or as a
+        # TypeError of the channel's JSON), and the packet travels as what
+        # JSON carries (a Decimal as a number).
+        pkt = packet_codec.decode(packet_codec.encode(
+            {**pkt, "id": 1, "ack": "data" if pkt.get("type") == "event" else True}))
         # the answer comes through the channel: listen, if this process has
         # not yet (it subscribes with its first session)
         self.start()

@@ -146,7 +146,11 @@ class Socket:
             return  # (its callback would wait for an answer that cannot come)
         pkt["id"] = self._session.add_callback(endpoint, callback)
         pkt["ack"] = kind
-        self.send_packet(pkt, joined)
+        try:
+            self.send_packet(pkt, joined)
+        except codec.PacketError:
+            self._session.unsent_callback(endpoint, pkt["id"])
+            raise
 
     def error(self, error_name: str, error_message: str, endpoint: str | None = None,
               msg_id: int | None = None, quiet: bool = False) -> Any:
@@ -387,7 +391,11 @@ class BaseNamespace:
         decorate = getattr(self, "exception_handler_decorator", None)
         if decorate is not None:
             fn = decorate(fn)
-        generation = self._jobs_generation
+        # a job spawned by a job of this object belongs to that job's
+        # generation: one that kill_local_jobs stopped starts none that run
+        # (gevent-socketio killed the greenlet before it could spawn)
+        generation = _job.generation if getattr(_job, "owner", None) is self \
+            else self._jobs_generation
 
         def job(*args: Any, **kwargs: Any) -> Any:
             # (what ``active`` asks: which object's job this thread runs, and
@@ -396,6 +404,9 @@ class BaseNamespace:
             return fn(*args, **kwargs)
 
         thread = self.socket.spawn(job, *args, **kwargs)
+        # (the threads that ended go: a long-lived object keeps no list of
+        # every thread it ever started)
+        self.jobs = [t for t in self.jobs if t.is_alive()]
         self.jobs.append(thread)
         return thread
 
@@ -404,8 +415,9 @@ class BaseNamespace:
         """Whether this object still serves its client: False once it was let
         go (``disconnect()``, which the default ``recv_disconnect`` calls when
         the client leaves the namespace: an override should call it too, as
-        gevent-socketio asked), the connection ended, or ``kill_local_jobs``
-        ran. What a loop started with ``spawn`` should watch."""
+        gevent-socketio asked) or the connection ended; and, in a job that
+        ``spawn`` started, once ``kill_local_jobs`` ran after the spawn. What
+        a loop started with ``spawn`` should watch."""
         if getattr(_job, "owner", None) is self and _job.generation != self._jobs_generation:
             return False  # a job of this object that kill_local_jobs stopped
         return self.socket.connected and (
@@ -415,8 +427,10 @@ class BaseNamespace:
         """Ask the threads ``spawn`` started so far to stop: in them,
         ``self.active`` turns False (threads cannot be killed as
         gevent-socketio killed greenlets). Jobs spawned later run, as in
-        gevent-socketio (the usual "stop the old stream, start a new one")."""
+        gevent-socketio (the usual "stop the old stream, start a new one").
+        ``self.jobs`` is emptied, as gevent-socketio emptied it."""
         self._jobs_generation += 1
+        self.jobs = []
 
     def disconnect(self, silent: bool = False) -> None:
         """Forget this object and stop its spawned jobs (``kill_local_jobs``);

@@ -912,7 +912,11 @@ class Server:
         # it would hand a data ack to the app's 'message' listener, which
         # (written for those servers) never calls it
         pkt["ack"] = "data" if pkt["type"] == "event" else True
-        encoded = packet_codec.encode(pkt)
+        try:
+            encoded = packet_codec.encode(pkt)
+        except packet_codec.PacketError:
+            session.unsent_callback(namespace, pkt["id"])
+            raise
         logger.debug("session %s: emit with callback: %s", session.sid, encoded)
         self.send_to_session(session, encoded, namespace, joined=True)
 

@@ -378,6 +378,14 @@ class Session:
         with self.lock:
             return self._callbacks.pop((endpoint, ack_id), None)
 
+    def unsent_callback(self, endpoint: str, ack_id: int) -> None:
+        """The packet of ``ack_id`` could not be sent (it could not be
+        encoded): its callback goes, and can never be answered (a client's
+        ack of that id would otherwise run it)."""
+        callback = self.pop_callback(endpoint, ack_id)
+        if callback is not None:
+            _tell_unanswered([callback])
+
 
 def _tell_unanswered(callbacks: list[Callable[..., Any]]) -> None:
     """Callbacks whose client can no longer answer: those that want to know

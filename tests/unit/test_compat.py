@@ -660,6 +660,67 @@ def test_socket_disconnect_ends_the_connection_with_every_recv_disconnect(app_si
     assert not client.is_connected()
 
 
+def test_a_stopped_job_starts_no_job_that_runs_and_the_jobs_list_is_emptied(app_sio):
+    # gevent-socketio killed the greenlet before it could spawn anything; and
+    # kill_local_jobs emptied self.jobs (it grew by one thread per restart)
+    app, sio = app_sio
+    stop_now, spawned = threading.Event(), threading.Event()
+    child_ticks = []
+    jobs_after_kill = []
+
+    class Poller(BaseNamespace):
+        def on_start(self):
+            self.spawn(self.poll)
+
+        def on_kill(self):
+            self.kill_local_jobs()
+            jobs_after_kill.append(len(self.jobs))
+            stop_now.set()
+
+        def poll(self):
+            if self.active:
+                stop_now.wait(10)  # (a slow step, during which the client says stop)
+                self.spawn(self.work)
+                spawned.set()
+
+        def work(self):
+            while self.active:
+                child_ticks.append(1)
+                threading.Event().wait(0.005)
+
+    socketio_manage(sio, {"/k": Poller})
+    client = sio.test_client(app, namespace="/k")
+    client.emit("start")
+    client.emit("kill")
+    assert spawned.wait(10)
+    assert jobs_after_kill == [0]
+    # the child saw itself stopped at once: it never ticked
+    assert wait_until(lambda: all(not t.is_alive() for t in
+                                  client.server.sessions[client.sid].app_data[
+                                      "compat.socket"].active_ns["/k"].jobs))
+    assert child_ticks == []
+
+
+def test_a_callback_question_that_cannot_be_encoded_keeps_no_callback(app_sio):
+    app, sio = app_sio
+    objects, got = [], []
+
+    class Asker(BaseNamespace):
+        def recv_connect(self):
+            objects.append(self)
+
+    socketio_manage(sio, {"/a": Asker})
+    client = sio.test_client(app, namespace="/a")
+    asker = objects[0]
+    from flask_sio09.packet import PacketError
+    with app.app_context():
+        with pytest.raises(PacketError):
+            asker.emit("q", float("nan"), callback=lambda *a: got.append(a))
+        with pytest.raises(PacketError):
+            asker.send({1, 2}, json=True, callback=lambda *a: got.append(a))
+    assert asker.socket._session._callbacks == {}
+
+
 def test_a_namespace_object_sends_nothing_after_the_servers_0_ns(app_sio):
     # a spawned loop emitting while the server disconnects the client from
     # the namespace: nothing of it follows the 0::/ns (socket.io-client would

@@ -457,3 +457,26 @@ def test_a_session_held_by_another_process_keeps_its_handshakes_query(two_apps):
     adopted = two.cluster.adopt(bare.sid, lambda: {"QUERY_STRING": "t=1",
                                                    "REMOTE_ADDR": "127.0.0.1"})
     assert adopted is not None and adopted.environ["QUERY_STRING"] == "t=1"
+
+
+def test_a_question_to_another_process_client_is_encoded_as_for_one_here(two_apps):
+    """callback= to another process's client: a Decimal travels as a number
+    (the channel's JSON raised TypeError), and what cannot be encoded raises
+    PacketError here, as for a client of this process (a NaN went out and was
+    dropped, with a WARNING, by the other process)."""
+    from decimal import Decimal
+
+    from flask_sio09.packet import PacketError
+
+    (app1, sio1, _), (app2, sio2, _) = two_apps
+    a = sio1.test_client(app1)
+    answers = []
+    a.on("question", lambda value: ("got", value))
+    with app2.app_context():
+        sio2.emit("question", {"d": Decimal("0.5")}, to=a.sid,
+                  callback=lambda *args: answers.append(args))
+        with pytest.raises(PacketError):
+            sio2.emit("question", float("nan"), to=a.sid, callback=print)
+    Inbox(a).wait_for(("question", [{"d": 0.5}]))
+    wait_until(lambda: answers, timeout=DEADLINE, message="the forwarded ack")
+    assert answers == [("got", {"d": 0.5})]

@@ -218,6 +218,24 @@ def test_emit_with_callback_needs_one_recipient_and_routes_ack(server, app):
     assert other.take_outbox() == []
 
 
+def test_a_question_that_cannot_be_encoded_keeps_no_callback(server, app):
+    # the callback was kept before the packet failed to encode: never sent,
+    # its id was answerable all the same (a client's "6:::1+..." ran it)
+    from flask_sio09.packet import PacketError
+
+    session, _ = open_session(server)
+    session.take_outbox()
+    got = []
+    for bad in (float("nan"), {1, 2}):
+        with pytest.raises(PacketError):
+            server.emit_packet({"type": "event", "name": "q", "args": [bad]}, "",
+                               to=session.sid, callback=lambda *a: got.append(a))
+    assert session.take_outbox() == []
+    server.receive(session, '6:::1+["forged"]')
+    server.receive(session, '6:::2+["forged"]')
+    assert got == []
+
+
 def test_broadcast_skips_sender_and_unjoined(server, app):
     a, _ = open_session(server)
     b, _ = open_session(server)
