@@ -481,15 +481,17 @@ class RedisManager(MemoryManager):
         def record() -> Any:
             pipe = self._client.pipeline(transaction=False)
             pipe.set(self._key("handshake", sid), self.host_id, ex=expiry)
-            if query:
-                pipe.set(self._key("handshake-query", sid), query, ex=expiry)
+            # (an empty one too: the session has no query then, in any process,
+            # whatever its transport's URL carries)
+            pipe.set(self._key("handshake-query", sid), query, ex=expiry)
             return pipe.execute()
 
         return self._guarded("record a handshake", record, wrote=True) is not None
 
     def handshake_query(self, sid: str) -> str | None:
         """The query string of session ``sid``'s handshake, which another
-        process made: None when it had none (or Redis cannot be reached)."""
+        process made (``""`` for none): None when Redis has no record of it
+        (or cannot be reached)."""
         value = self._guarded("read a handshake", lambda: self._client.get(
             self._key("handshake-query", sid)))
         if isinstance(value, bytes):
