@@ -13,6 +13,8 @@ from __future__ import annotations
 import inspect
 import logging
 import signal
+import socket
+import ssl
 import sys
 import threading
 import time
@@ -743,7 +745,41 @@ class SocketIO:
             # lets the sessions end first (stopping.py), as Werkzeug's
             # reloader does for its own processes
             signal.signal(signal.SIGTERM, _exit_on_first_term)
+        if kwargs.get("ssl_context") is not None:
+            kwargs["ssl_context"] = _HandshakeInRequestThread(kwargs["ssl_context"])
         run_simple(host, port, app, threaded=True, **kwargs)
+
+
+class _HandshakeInRequestThread:
+    """``sio.run``'s ``ssl_context``: its server sockets do the TLS handshake
+    on their first read, in the request's thread, not in ``accept()``.
+    Werkzeug accepts on its one serving thread, where a client that opened a
+    connection and sent nothing (or a byte at a time) kept every other client
+    from connecting, for as long as it liked.
+
+    :param context: what ``run_simple`` takes: an ``ssl.SSLContext``, a
+                    ``(cert, key)`` tuple or ``"adhoc"``.
+    """
+
+    def __init__(self, context: Any) -> None:
+        from werkzeug.serving import generate_adhoc_ssl_context, load_ssl_context
+
+        if isinstance(context, tuple):
+            context = load_ssl_context(*context)
+        elif context == "adhoc":
+            context = generate_adhoc_ssl_context()
+        self.context = context
+
+    def wrap_socket(self, sock: socket.socket, server_side: bool = False,
+                    **kwargs: Any) -> ssl.SSLSocket:
+        """Wrap the listening socket; the sockets it accepts inherit
+        ``do_handshake_on_connect=False`` (OpenSSL then shakes hands in the
+        first read)."""
+        kwargs["do_handshake_on_connect"] = False
+        return self.context.wrap_socket(sock, server_side=server_side, **kwargs)  # type: ignore[no-any-return]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.context, name)
 
 
 #: set once ``sio.run`` began to exit on a TERM

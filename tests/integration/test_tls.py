@@ -87,3 +87,21 @@ def test_xhr_polling_over_https(live_server, tls_files, kind):
     server.wait_events(lambda events: any(e["event"] == "disconnect" for e in events),
                        sid=client.sid, what="the disconnect handler")
     assert_quiet_log(server)
+
+
+def test_a_client_that_never_starts_tls_blocks_no_one_on_sio_run(live_server, tls_files):
+    """Werkzeug accepts on one thread; with TLS set up on the listening socket,
+    it shook hands inside accept(): one connection that sent nothing kept every
+    other client from connecting, for as long as it stayed. ``sio.run`` has
+    the handshake done in the request's own thread."""
+    import socket
+
+    server = live_server("sio_run", fresh=True, tls=tls_files)
+    silent = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(3)]
+    try:
+        client = XhrClient.open(server)
+        assert client.call("echo", "past the silent ones", ack_id=1) == ["past the silent ones"]
+    finally:
+        for sock in silent:
+            sock.close()
+    assert_quiet_log(server)
