@@ -106,14 +106,17 @@ def test_the_handshake_process_copy_never_erases_the_holder_record(two_processes
 
 def test_a_poll_on_a_kept_connection_adopts_with_the_whole_request(two_processes):
     """In hub mode the hub serves a kept connection's later requests itself;
-    a session adopted there gets the request's environ all the same."""
+    a session adopted there gets the request's environ all the same (its
+    connect handler runs in a full request context), with the handshake's
+    query, as in the handshake's own process."""
     one, two, _ = two_processes
     kept = XhrClient.open(two)  # its connection is kept open after the poll
-    sid = handshake(one)[0]
+    sid = handshake(one, token="hs")[0]
     adopted = XhrClient(two, sid=sid, session=kept.session)
     assert adopted.get(token="kept").text == "1::"
     found = two.wait_events(lambda evs: any(e["event"] == "connect" for e in evs), sid=sid)
-    assert next(e for e in found if e["event"] == "connect")["args"]["token"] == ["kept"]
+    connect = next(e for e in found if e["event"] == "connect")
+    assert connect["args"]["token"] == ["hs"] and connect["query"]["token"] == ["hs"]
 
 
 def test_requests_for_sessions_held_elsewhere_never_stall_the_hub_on_a_slow_redis(
