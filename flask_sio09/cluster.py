@@ -248,10 +248,9 @@ class Cluster:
             return True
         # Encoded here first, as for a client of this process: what cannot be
         # sent raises PacketError now (not in the other process, or as a
-        # TypeError of the channel's JSON), and the packet travels as what
-        # JSON carries (a Decimal as a number).
-        pkt = packet_codec.decode(packet_codec.encode(
-            {**pkt, "id": 1, "ack": "data" if pkt.get("type") == "event" else True}))
+        # TypeError of the channel's JSON, which writes a Decimal as the
+        # codec does)
+        packet_codec.encode({**pkt, "id": 1, "ack": "data" if pkt.get("type") == "event" else True})
         # the answer comes through the channel: listen, if this process has
         # not yet (it subscribes with its first session)
         self.start()

@@ -127,7 +127,7 @@ _decoder = json.JSONDecoder(parse_int=_parse_int, parse_float=_parse_float,
                             parse_constant=_reject_constant)
 
 
-def _json_default(value: Any) -> Any:
+def json_default(value: Any) -> Any:
     """What JSON has no type for: a ``Decimal`` is written as a number, as
     gevent-socketio's codec wrote it (PROTOCOL.md's test vector
     ``{'a': Decimal('0.5')}`` gives ``{"a":0.5}``); anything else is refused."""
@@ -137,7 +137,7 @@ def _json_default(value: Any) -> Any:
 
 
 _encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False,
-                            default=_json_default)
+                            default=json_default)
 
 
 def _too_deep(value: Any) -> bool:
@@ -158,7 +158,7 @@ def _too_deep(value: Any) -> bool:
 _scan_once = _decoder.scan_once
 _JSON_SPACE = " \t\n\r"
 _c_iterencode = None if json.encoder.c_make_encoder is None else json.encoder.c_make_encoder(
-    None, _json_default, json.encoder.encode_basestring, None, ":", ",",
+    None, json_default, json.encoder.encode_basestring, None, ":", ",",
     False, False, False)
 
 

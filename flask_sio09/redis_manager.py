@@ -37,6 +37,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
+from . import packet as packet_codec
 from .droplog import log_refused
 from .manager import Deliver, MemoryManager, check_room, listed_names
 
@@ -111,7 +112,7 @@ local holder = redis.call('get', KEYS[2])
 if holder and holder ~= ARGV[1] then
   return 0
 end
-redis.call('del', KEYS[1])
+redis.call('del', KEYS[1], KEYS[3])
 redis.call('set', KEYS[2], ARGV[1], 'EX', ARGV[2])
 if handshake then return 1 end
 return 2
@@ -479,21 +480,36 @@ class RedisManager(MemoryManager):
         expiry = max(1, int(seconds))
 
         def record() -> Any:
-            pipe = self._client.pipeline(transaction=False)
+            # both or neither (MULTI): a handshake record without its query
+            # would be claimed elsewhere while this process, told it failed,
+            # held the session too
+            pipe = self._client.pipeline(transaction=True)
             pipe.set(self._key("handshake", sid), self.host_id, ex=expiry)
             # (an empty one too: the session has no query then, in any process,
             # whatever its transport's URL carries)
-            pipe.set(self._key("handshake-query", sid), query, ex=expiry)
-            return pipe.execute()
+            pipe.set(self._query_key(sid), query, ex=expiry)
+            try:
+                return pipe.execute()
+            except self._redis_module.RedisError as exc:
+                raise _without_commands(exc) from None
 
         return self._guarded("record a handshake", record, wrote=True) is not None
+
+    def _query_key(self, sid: str) -> str:
+        # (under the handshake's key: an ACL's key pattern for it covers this)
+        return self._key("handshake", sid) + ":query"
 
     def handshake_query(self, sid: str) -> str | None:
         """The query string of session ``sid``'s handshake, which another
         process made (``""`` for none): None when Redis has no record of it
         (or cannot be reached)."""
-        value = self._guarded("read a handshake", lambda: self._client.get(
-            self._key("handshake-query", sid)))
+        def take() -> Any:  # (read once: the session is claimed, it goes)
+            pipe = self._client.pipeline(transaction=True)
+            pipe.get(self._query_key(sid))
+            pipe.delete(self._query_key(sid))
+            return pipe.execute()[0]
+
+        value = self._guarded("read a handshake", take)
         if isinstance(value, bytes):
             value = value.decode("utf-8", "replace")
         return value if isinstance(value, str) else None
@@ -509,7 +525,7 @@ class RedisManager(MemoryManager):
         """
         script = self._claim_own_script if own else self._claim_script
         claimed = self._guarded("claim a session", lambda: script(
-            keys=[self._key("handshake", sid), self._key("session", sid)],
+            keys=[self._key("handshake", sid), self._key("session", sid), self._query_key(sid)],
             args=[self.host_id, SESSION_RECORD_SECONDS, CLAIMED]))
         if claimed in (1, 2):
             self._reachable(wrote=True)  # (a claim writes when it succeeds)
@@ -663,11 +679,27 @@ def _message_bytes(message: dict[str, Any]) -> bytes:
     bytes instead of 2 or 3 of the size limit). A lone surrogate (a room
     name from a client's bad UTF-16) cannot be UTF-8: escaped, such a
     message still is."""
-    text = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+    text = json.dumps(message, separators=(",", ":"), ensure_ascii=False,
+                      default=packet_codec.json_default)
     try:
         return text.encode("utf-8")
     except UnicodeEncodeError:
-        return json.dumps(message, separators=(",", ":")).encode("ascii")
+        return json.dumps(message, separators=(",", ":"),
+                          default=packet_codec.json_default).encode("ascii")
+
+
+#: what redis-py puts before an error of a command in a pipeline: the command
+#: with its arguments (a handshake's query, which may hold a token)
+_PIPELINE_COMMAND = re.compile(r"Command # \d+ \(.*?\) of pipeline caused error: ", re.S)
+
+
+def _without_commands(exc: Exception) -> Exception:
+    """``exc`` with the commands redis-py quotes in it taken out, for the log."""
+    text = _PIPELINE_COMMAND.sub("", str(exc))
+    try:
+        return type(exc)(text)
+    except Exception:  # (an exception type that wants other arguments)
+        return exc
 
 
 def _run_deferred(operation: Callable[[], Any]) -> None:

@@ -701,6 +701,23 @@ def test_a_stopped_job_starts_no_job_that_runs_and_the_jobs_list_is_emptied(app_
     assert child_ticks == []
 
 
+def test_spawn_keeps_no_list_of_ended_threads(app_sio):
+    app, sio = app_sio
+    counts = []
+
+    class Quick(BaseNamespace):
+        def on_run(self):
+            thread = self.spawn(lambda: None)
+            thread.join(10)
+            counts.append(len(self.jobs))
+
+    socketio_manage(sio, {"/q": Quick})
+    client = sio.test_client(app, namespace="/q")
+    for _ in range(5):
+        client.emit("run", namespace="/q")
+    assert counts == [1, 1, 1, 1, 1]
+
+
 def test_a_callback_question_that_cannot_be_encoded_keeps_no_callback(app_sio):
     app, sio = app_sio
     objects, got = [], []

@@ -479,6 +479,9 @@ def test_a_question_to_another_process_client_is_encoded_as_for_one_here(two_app
                   callback=lambda *args: answers.append(args))
         with pytest.raises(PacketError):
             sio2.emit("question", float("nan"), to=a.sid, callback=print)
+        # what a client of this process is sent, the other process's client
+        # is sent too (the limits of decoding a client's input do not apply)
+        sio2.emit("question", [10 ** 120], to=a.sid, callback=print)
     Inbox(a).wait_for(("question", [{"d": 0.5}]))
     wait_until(lambda: answers, timeout=DEADLINE, message="the forwarded ack")
     assert answers == [("got", {"d": 0.5})]

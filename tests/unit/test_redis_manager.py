@@ -598,3 +598,26 @@ def test_a_command_an_acl_denies_is_logged_once_per_interval_not_per_client(fres
     lines = [r.getMessage() for r in caplog.records if r.name == "flask_sio09"]
     assert len([line for line in lines if "cannot claim a session" in line]) == 1
     assert not [line for line in lines if "again" in line], lines
+
+
+def test_a_handshake_is_recorded_with_its_query_or_not_at_all(fresh_redis, caplog):
+    """The handshake's record and its query's are written together: with the
+    first written and the second refused (an ACL's key pattern), this
+    process took the session for its own while another could claim it, and
+    both held it. The ERROR line does not quote the query (often a token)."""
+    server = fresh_redis()
+    admin = redis.Redis.from_url(server.url)
+    # keys of exactly 20 characters after "handshake:": the sid, not its query's key
+    admin.execute_command("ACL", "SETUSER", "app", "on", ">pw", "~*:handshake:" + "?" * 20,
+                          "&*", "+@all")
+    url = f"redis://app:pw@127.0.0.1:{server.port}/0"
+    manager = RedisManager(None, url, channel="acl", write_only=True)
+    caplog.set_level(logging.INFO, logger="flask_sio09")
+    assert not manager.record_handshake("s" * 20, 30, "token=secret-value")
+    assert list(admin.scan_iter(match="*")) == []
+    assert "cannot record a handshake" in caplog.text and "secret-value" not in caplog.text
+    # allowed, both are written, and the query is taken once
+    admin.execute_command("ACL", "SETUSER", "app", "resetkeys", "~*")
+    assert manager.record_handshake("t" * 20, 30, "token=ok")
+    assert manager.handshake_query("t" * 20) == "token=ok"
+    assert manager.handshake_query("t" * 20) is None

@@ -191,6 +191,19 @@ def test_callbacks_that_can_no_longer_be_answered_are_told_so():
     assert len(told) == 4 and {id(c) for c in told[2:]} == {id(kept["/c"]), id(kept[""])}
 
 
+def test_a_callback_whose_packet_could_not_be_sent_is_told_and_forgotten():
+    told = []
+    session = make()
+    session.begin_namespace("/a")
+    callback = Forwarded(told)
+    ack_id = session.add_callback("/a", callback)
+    session.unsent_callback("/a", ack_id)
+    assert told == [callback]
+    assert session.pop_callback("/a", ack_id) is None
+    session.unsent_callback("/a", ack_id)  # once only
+    assert told == [callback]
+
+
 def test_a_session_that_ended_or_left_keeps_no_callback():
     told = []
     session = make()
