@@ -18,7 +18,6 @@ from __future__ import annotations
 import email.utils
 import re
 import time
-from dataclasses import dataclass, field
 
 #: bytes of a request head (request line and headers) we hold at most
 MAX_HEAD_BYTES = 16384
@@ -37,11 +36,17 @@ MAX_LENGTH_DIGITS = 15
 MAX_EMPTY_LINES = 4
 
 _TOKEN_CHARS = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
-_TOKEN = re.compile(_TOKEN_CHARS)
 _REQUEST_LINE = re.compile("(" + _TOKEN_CHARS + r") ([\x21-\x7e]+) (HTTP/[0-9]\.[0-9])")
+# the header lines, each CRLF-ended: a token, a colon, a value. A value holds
+# no control character but HTAB, and no CR or LF: the request line's pattern
+# allows none either, so these two checks refuse every stray one in a head.
+# The block is checked with one match and split with one ``findall``, so that
+# the work per header line stays in the regular-expression engine.
+_HEADER_BLOCK = re.compile("(?:" + _TOKEN_CHARS + r":[^\x00-\x08\x0a-\x1f\x7f]*\r\n)*")
+_HEADER_LINE = re.compile("(" + _TOKEN_CHARS + r"):[ \t]*([^\r\n]*)\r\n")
 # control characters a head may not hold (HTAB is allowed; CR and LF are
-# checked apart, as they end lines)
-_CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# checked apart, as they end lines): to name the fault of a refused head
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 # what gunicorn refuses in a method: lower case, and "#"
 _METHOD_REFUSED = re.compile("[a-z#]")
 # an absolute-form target (RFC 9112 §3.2.2, as a client sends to a proxy):
@@ -57,40 +62,43 @@ class HTTPError(Exception):
         self.status = status
 
 
-@dataclass(slots=True)
 class RequestHead:
     """One parsed request head. Header names are lower-cased; values are
     latin-1 text, as WSGI wants them."""
 
-    method: str
-    target: str
-    version: str
-    headers: list[tuple[str, str]]
-    #: bytes the head took in the buffer, its blank line included
-    size: int
-    #: the declared body length (0 when none was declared and not chunked)
-    content_length: int = 0
-    chunked: bool = False
-    #: whether the client lets the connection live after this request
-    keep_alive: bool = True
-    expect_continue: bool = False
-    #: the target as sent (``target`` is its origin form, without a fragment)
-    raw_target: str = ""
-    _index: dict[str, str] = field(default_factory=dict)
+    __slots__ = ("method", "target", "version", "headers", "size", "content_length",
+                 "chunked", "keep_alive", "expect_continue", "raw_target", "path", "query",
+                 "_index")
+
+    def __init__(self, method: str, target: str, version: str,
+                 headers: list[tuple[str, str]], size: int, raw_target: str = "",
+                 index: dict[str, str] | None = None) -> None:
+        self.method = method
+        #: the origin-form target, without a fragment
+        self.target = target
+        self.version = version
+        self.headers = headers
+        #: bytes the head took in the buffer, its blank line included
+        self.size = size
+        #: the declared body length (0 when none was declared and not chunked)
+        self.content_length = 0
+        self.chunked = False
+        #: whether the client lets the connection live after this request
+        self.keep_alive = True
+        self.expect_continue = False
+        #: the target as sent
+        self.raw_target = raw_target or target
+        #: the target's path, still percent-encoded, and its query string
+        #: (after ``?``, or ``""``)
+        self.path, _, self.query = target.partition("?")
+        self._index = dict(headers) if index is None else index
 
     def get(self, name: str) -> str | None:
         """The value of header ``name`` (lower case); repeated headers joined by ``,``."""
         return self._index.get(name)
 
-    @property
-    def path(self) -> str:
-        """The target's path, still percent-encoded."""
-        return self.target.partition("?")[0]
-
-    @property
-    def query(self) -> str:
-        """The target's query string (after ``?``), or ``""``."""
-        return self.target.partition("?")[2]
+    def __repr__(self) -> str:
+        return f"RequestHead({self.method} {self.raw_target} {self.version}, {self.headers})"
 
 
 def parse_head(buf: bytes | bytearray, max_head: int = MAX_HEAD_BYTES,
@@ -120,67 +128,87 @@ def parse_head(buf: bytes | bytearray, max_head: int = MAX_HEAD_BYTES,
             # a bare LF would never end the head: refuse now, not at the timeout
             raise HTTPError("400 Bad Request", "bare LF in the request head")
         return None
-    raw = bytes(buf[start:end])
-    # CR and LF only as line ends, no other control character but HTAB: then
-    # no line or value below can hold one
-    if _CONTROL.search(raw) or raw.count(b"\r") != raw.count(b"\r\n") \
-            or raw.count(b"\n") != raw.count(b"\r\n"):
+    text = buf[start:end].decode("latin-1")
+    request_line, _, block = text.partition("\r\n")
+    # the faults are looked for in the order that names the first one:
+    # control characters, sizes, the request line, the header lines
+    match = _REQUEST_LINE.fullmatch(request_line)
+    if match is None and _has_control(request_line):
         raise HTTPError("400 Bad Request", "control character in the request head")
-    lines = raw.decode("latin-1").split("\r\n")
-    if len(lines) - 1 > max_headers:
-        raise HTTPError("431 Request Header Fields Too Large", "too many headers")
-    if any(len(line) > max_field for line in lines[1:]):
-        raise HTTPError("431 Request Header Fields Too Large", "header line too long")
-    match = _REQUEST_LINE.fullmatch(lines[0])
+    bad_header_line = False
+    if block:
+        block += "\r\n"
+        if _HEADER_BLOCK.fullmatch(block) is None:
+            if _has_control(block.replace("\r\n", "")):
+                raise HTTPError("400 Bad Request", "control character in the request head")
+            bad_header_line = True
+        # (a header line takes 4 characters at least: a shorter block has
+        # fewer lines than the limit, uncounted)
+        if len(block) > 4 * max_headers and block.count("\r\n") > max_headers:
+            raise HTTPError("431 Request Header Fields Too Large", "too many headers")
+        if len(block) > max_field and \
+                max(len(line) for line in block.split("\r\n")) > max_field:
+            raise HTTPError("431 Request Header Fields Too Large", "header line too long")
     if match is None:
         raise HTTPError("400 Bad Request", "bad request line")
     method, target, version = match.groups()
     if _METHOD_REFUSED.search(method) or not 3 <= len(method) <= 20:
         # (methods are case-sensitive: "get" is not GET; gunicorn refuses it)
         raise HTTPError("400 Bad Request", "bad request method")
-    if version not in ("HTTP/1.1", "HTTP/1.0"):
+    if version != "HTTP/1.1" and version != "HTTP/1.0":
         raise HTTPError("505 HTTP Version Not Supported", "unsupported version")
     raw_target = target
-    target = target.partition("#")[0]  # (a fragment is no part of the path)
-    absolute = _ABSOLUTE_FORM.fullmatch(target)
-    if absolute is not None:  # a server must accept it; routing wants the path
-        rest = absolute.group(1)
-        target = rest if rest.startswith("/") else "/" + rest
-    elif not (target.startswith("/") or (target == "*" and method == "OPTIONS")):
-        raise HTTPError("400 Bad Request", "request target not in origin form")
-    headers: list[tuple[str, str]] = []
-    index: dict[str, str] = {}
-    for line in lines[1:]:
-        name, colon, value = line.partition(":")
-        if not colon or _TOKEN.fullmatch(name) is None:
-            raise HTTPError("400 Bad Request", "bad header line")
-        name = name.lower()
-        value = value.strip(" \t")
-        headers.append((name, value))
-        index[name] = f"{index[name]},{value}" if name in index else value
-    head = RequestHead(method, target, version, headers, end + 4, raw_target=raw_target,
-                       _index=index)
-    _frame(head)
+    if "#" in target:
+        target = target.partition("#")[0]  # (a fragment is no part of the path)
+    if not target.startswith("/"):
+        absolute = _ABSOLUTE_FORM.fullmatch(target)
+        if absolute is not None:  # a server must accept it; routing wants the path
+            rest = absolute.group(1)
+            target = rest if rest.startswith("/") else "/" + rest
+        elif not (target == "*" and method == "OPTIONS"):
+            raise HTTPError("400 Bad Request", "request target not in origin form")
+    if bad_header_line:
+        raise HTTPError("400 Bad Request", "bad header line")
+    headers = [(name.lower(), value.rstrip(" \t"))
+               for name, value in _HEADER_LINE.findall(block)] if block else []
+    index = dict(headers)
+    repeated = len(index) != len(headers)
+    if repeated:  # (rare) the values of a repeated header, joined by ","
+        index = {}
+        for name, value in headers:
+            index[name] = f"{index[name]},{value}" if name in index else value
+    head = RequestHead(method, target, version, headers, end + 4, raw_target, index)
+    _frame(head, repeated)
     return head
+
+
+def _has_control(text: str) -> bool:
+    """Whether ``text`` (a head's lines, their CRLFs taken out) holds a
+    control character other than HTAB, or a CR or LF."""
+    return _CONTROL.search(text) is not None or "\r" in text or "\n" in text
 
 
 def _tokens(value: str | None) -> set[str]:
     return {t.strip().lower() for t in value.split(",")} if value else set()
 
 
-def _frame(head: RequestHead) -> None:
+def _frame(head: RequestHead, repeated: bool = True) -> None:
     """Work out the body's framing and the connection's fate, refusing what
-    could be read two ways (request smuggling lives in such gaps)."""
-    names = [name for name, _ in head.headers]
-    if names.count("content-type") > 1:  # (one value by its nature: gunicorn refuses two)
-        raise HTTPError("400 Bad Request", "several Content-Type headers")
-    hosts = names.count("host")
-    if hosts > 1 or (head.version == "HTTP/1.1" and hosts != 1):
+    could be read two ways (request smuggling lives in such gaps).
+    ``repeated``: whether a header name came more than once."""
+    index = head._index
+    if repeated:
+        names = [name for name, _ in head.headers]
+        if names.count("content-type") > 1:  # (one value by its nature: gunicorn refuses two)
+            raise HTTPError("400 Bad Request", "several Content-Type headers")
+        if names.count("host") > 1:
+            raise HTTPError("400 Bad Request", "one Host at most, and HTTP/1.1 needs one")
+        if names.count("content-length") > 1:
+            raise HTTPError("400 Bad Request", "several Content-Length headers")
+    if head.version == "HTTP/1.1" and "host" not in index:
         raise HTTPError("400 Bad Request", "one Host at most, and HTTP/1.1 needs one")
-    if names.count("content-length") > 1:
-        raise HTTPError("400 Bad Request", "several Content-Length headers")
-    declared = head.get("content-length")
-    coding = head.get("transfer-encoding")
+    declared = index.get("content-length")
+    coding = index.get("transfer-encoding")
     if coding is not None:
         if declared is not None or head.version == "HTTP/1.0":
             raise HTTPError("400 Bad Request", "Transfer-Encoding beside Content-Length")
@@ -195,9 +223,11 @@ def _frame(head: RequestHead) -> None:
                 len(declared) > MAX_LENGTH_DIGITS:
             raise HTTPError("400 Bad Request", "invalid Content-Length")
         head.content_length = int(declared)
-    connection = _tokens(head.get("connection"))
-    head.keep_alive = head.version == "HTTP/1.1" and "close" not in connection
-    expect = head.get("expect")
+    connection = index.get("connection")
+    head.keep_alive = head.version == "HTTP/1.1" and (
+        connection is None or "close" not in connection.lower()  # (the usual, at once)
+        or "close" not in _tokens(connection))
+    expect = index.get("expect")
     if expect is not None:
         if expect.strip().lower() != "100-continue":
             raise HTTPError("417 Expectation Failed", "unknown expectation")

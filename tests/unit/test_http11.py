@@ -234,3 +234,63 @@ def test_a_fragment_is_no_part_of_the_path_or_query():
 def test_two_content_types_are_refused_as_gunicorn_does():
     assert refusal(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Type: a/b\r\n"
                    b"Content-Type: c/d\r\nContent-Length: 0\r\n\r\n") == "400"
+
+
+# -- properties: any well-formed head is read as sent; a stray byte is refused --
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+_TOKEN_ALPHABET = "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+# a value's characters: visible ASCII, HTAB, space and latin-1's upper half
+_VALUE_ALPHABET = st.sampled_from(
+    [chr(c) for c in range(0x20, 0x7f)] + ["\t"] + [chr(c) for c in range(0x80, 0x100)])
+_names = st.text(_TOKEN_ALPHABET, min_size=1, max_size=12).filter(
+    lambda n: n.lower() not in {"host", "content-length", "transfer-encoding", "expect",
+                                "content-type", "connection"})
+_values = st.text(_VALUE_ALPHABET, max_size=30).map(lambda v: v.strip(" \t"))
+_padding = st.sampled_from(["", " ", "\t", " \t "])
+
+
+@st.composite
+def _heads(draw):
+    method = draw(st.sampled_from(["GET", "POST", "OPTIONS", "M-SEARCH"]))
+    path = "/" + draw(st.text("abc/%.-_~0123456789", max_size=20))
+    query = draw(st.text("abc=&%+0123456789", max_size=20))
+    target = path + ("?" + query if query else "")
+    fields = draw(st.lists(st.tuples(_names, _values, _padding, _padding), max_size=15))
+    fields.insert(draw(st.integers(0, len(fields))), ("Host", "h", " ", ""))
+    lines = [f"{method} {target} HTTP/1.1"] + [f"{n}:{before}{v}{after}"
+                                               for n, v, before, after in fields]
+    data = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    return data, method, target, path, query, [(n.lower(), v) for n, v, _, _ in fields]
+
+
+@settings(max_examples=300, deadline=None)
+@given(_heads())
+def test_any_well_formed_head_is_read_as_sent(case):
+    data, method, target, path, query, headers = case
+    head = parse_head(data + b"next")
+    assert head is not None
+    assert (head.method, head.target, head.raw_target) == (method, target, target)
+    assert (head.path, head.query, head.version) == (path, query, "HTTP/1.1")
+    assert head.headers == headers and head.size == len(data)
+    for name, _ in headers:
+        assert head.get(name) == ",".join(v for n, v in headers if n == name)
+    assert head.keep_alive and head.content_length == 0 and not head.chunked
+
+
+@settings(max_examples=300, deadline=None)
+@given(_heads(), st.data())
+def test_a_stray_control_character_cr_or_lf_anywhere_is_refused(case, data):
+    raw = case[0]
+    head_end = len(raw) - 4
+    at = data.draw(st.integers(0, head_end - 1))
+    stray = data.draw(st.sampled_from([bytes([c]) for c in range(0x20) if c != 0x09] + [b"\x7f"]))
+    if raw[at:at + 2] == b"\r\n" or raw[at - 1:at + 1] == b"\r\n":
+        at = 1  # (inside the method: no line end to join with)
+    broken = raw[:at] + stray + raw[at:]
+    if stray == b"\r" and broken[at + 1:at + 2] == b"\n":
+        return  # (a line end made, not a stray CR)
+    with pytest.raises(HTTPError) as refused:
+        parse_head(broken)
+    assert refused.value.status.startswith("400")
