@@ -97,6 +97,10 @@ class RequestHead:
         """The value of header ``name`` (lower case); repeated headers joined by ``,``."""
         return self._index.get(name)
 
+    def has_any(self, names: frozenset[str]) -> bool:
+        """Whether a header of one of ``names`` (lower case) came."""
+        return not names.isdisjoint(self._index)
+
     def __repr__(self) -> str:
         return f"RequestHead({self.method} {self.raw_target} {self.version}, {self.headers})"
 

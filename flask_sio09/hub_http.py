@@ -124,6 +124,8 @@ class HubHTTP(HubConnection):
         #: bytes held unread at most: a whole head and body, and some ahead
         self.buffer_limit = MAX_HEAD_BYTES + self.limit + PIPELINE_LIMIT
         self.resource = options.resource
+        #: the last request's path and SCRIPT_NAME, and their route
+        self._routed: tuple[tuple[str, str] | None, protocol.Route | None] = (None, None)
 
     # -- entry (hub thread) -------------------------------------------------
 
@@ -433,9 +435,16 @@ class HubHTTP(HubConnection):
         the WSGI server gives it), parsed the same way. Were they to differ,
         a long poll or a stream could reach the app on one of ``hub_wsgi``'s
         few threads and hold it."""
-        path = hub_wsgi.path_info(head.path, hub_wsgi.script_name_of(self.template, head))
+        script_name = hub_wsgi.script_name_of(self.template, head)
+        key = (head.path, script_name)
+        if key == self._routed[0]:  # (a client polls one path again and again)
+            return self._routed[1]
+        path = hub_wsgi.path_info(head.path, script_name)
         route = protocol.parse_path(path, self.resource)
-        return route if route is not None and route.protocol == "1" else None
+        if route is not None and route.protocol != "1":
+            route = None
+        self._routed = (key, route)
+        return route
 
     def _served_route(self, head: RequestHead) -> protocol.Route | None:
         """The route of a polling request the hub serves itself, or None for
@@ -517,12 +526,10 @@ class HubHTTP(HubConnection):
             "CONTENT_LENGTH": head.get("content-length") or "",
             "wsgi.input": io.BytesIO(body),
         }
-        # (what the origin check reads)
-        for name in ("origin", "referer", "host", "sec-fetch-site", "cookie",
-                     "authorization"):
+        for name, key in ORIGIN_CHECK_HEADERS:
             value = head.get(name)
             if value is not None:
-                environ["HTTP_" + name.upper().replace("-", "_")] = value
+                environ[key] = value
         # a session adopted here (message_queue) keeps the whole request
         full_environ = (lambda: transports.keep_environ(
             hub_wsgi.build_environ(self.template, head, None))) \
@@ -605,6 +612,11 @@ class HubHTTP(HubConnection):
         self.state = IDLE
         self.buf[:0] = leftover
         self._advance()
+
+
+#: the headers the origin check reads, and their WSGI keys
+ORIGIN_CHECK_HEADERS = tuple((name, "HTTP_" + name.upper().replace("-", "_")) for name in (
+    "origin", "referer", "host", "sec-fetch-site", "cookie", "authorization"))
 
 
 # -- adopting a connection from the WSGI server ---------------------------------

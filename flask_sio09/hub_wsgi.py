@@ -20,7 +20,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -218,6 +218,14 @@ class Forwarding:
     scheme: str
     #: the ``SCRIPT_NAME`` when no header sets it (gunicorn's is the process's)
     script_name: str
+    #: the lower-case header names that can match ``secure_scheme_headers``
+    #: (a key matches a name it equals upper-cased), so that a request
+    #: with none of them costs one set operation
+    scheme_header_names: frozenset[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "scheme_header_names", frozenset(
+            name.lower() for name in self.secure_scheme_headers if name.upper() == name))
 
 
 def head_limits(cfg: Any) -> tuple[int, int, int, str] | None:
@@ -265,6 +273,8 @@ def forwarding_policy(cfg: Any, peer: str) -> Forwarding | None:
 
 def _forwarded_scheme(forwarding: Forwarding, head: RequestHead) -> str:
     """The scheme ``head``'s proxy headers give (gunicorn's rule)."""
+    if not head.has_any(forwarding.scheme_header_names):
+        return forwarding.scheme  # (the usual: runs for every request of a kept connection)
     scheme = None
     for name, value in head.headers:
         expected = forwarding.secure_scheme_headers.get(name.upper())

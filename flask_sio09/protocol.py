@@ -29,6 +29,7 @@ __all__ = [
     "jsonp_wrap",
     "origin_allowed",
     "parse_path",
+    "parse_query",
     "utf16_len",
 ]
 
@@ -88,6 +89,24 @@ def parse_path(path: str, resource: str = "socket.io") -> Route | None:
         return None
     segments += [None] * (3 - len(segments))  # type: ignore[list-item]
     return Route(segments[0], segments[1], segments[2])
+
+
+def parse_query(query: str) -> dict[str, list[str]]:
+    """A request's query string as ``parse_qs(query, keep_blank_values=True)``
+    reads it: each name's values in order, blank ones kept. A query with
+    nothing to decode (the ``t=<timestamp>`` of every poll) is split here
+    without ``parse_qs``' work per field."""
+    if "%" in query or "+" in query:
+        return parse_qs(query, keep_blank_values=True)
+    fields: dict[str, list[str]] = {}
+    for pair in query.split("&"):
+        if pair:
+            name, _, value = pair.partition("=")
+            if name in fields:
+                fields[name].append(value)
+            else:
+                fields[name] = [value]
+    return fields
 
 
 def _number(value: float | int | None) -> str:

@@ -18,7 +18,6 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs
 
 from . import packet as packet_codec
 from . import protocol, wsframe
@@ -57,7 +56,7 @@ def _response(status: str, body: str | bytes, content_type: str = TEXT,
 
 
 def _query(environ: dict[str, Any]) -> dict[str, list[str]]:
-    return parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
+    return protocol.parse_query(environ.get("QUERY_STRING", ""))
 
 
 def _origin_ok(server: Server, environ: dict[str, Any], use_referer: bool = True,

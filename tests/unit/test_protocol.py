@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from urllib.parse import quote, urlencode
+from urllib.parse import parse_qs, quote, urlencode
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -19,6 +19,28 @@ PROPS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthC
 SPECIAL = list("<>/!-\\\"'\n\r\u2028\u2029\ufffd😀é&=%+?:scriptSCRIPT \x00")
 any_text = st.text(st.one_of(st.sampled_from(SPECIAL), st.integers(0, 0x10FFFF).map(chr)),
                    max_size=40)
+
+# --- query strings --------------------------------------------------------------
+
+query_text = st.text(st.sampled_from(list("ab=&;%+2F0 é\u0100?#")), max_size=30)
+
+
+@PROPS
+@given(query_text)
+def test_a_query_is_read_as_parse_qs_reads_it(query):
+    assert protocol.parse_query(query) == parse_qs(query, keep_blank_values=True)
+
+
+@pytest.mark.parametrize("query, fields", [
+    ("", {}),
+    ("t=1700000000000-1", {"t": ["1700000000000-1"]}),
+    ("t=1&disconnect", {"t": ["1"], "disconnect": [""]}),
+    ("a=1&&a=2&=x&b=", {"a": ["1", "2"], "": ["x"], "b": [""]}),
+    ("i=0&a=x%3Dy+z", {"i": ["0"], "a": ["x=y z"]}),
+])
+def test_query_examples(query, fields):
+    assert protocol.parse_query(query) == fields
+
 
 # --- routing --------------------------------------------------------------------
 
