@@ -28,6 +28,7 @@ and reads the client's next requests itself with the strict parser of
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import math
@@ -56,6 +57,10 @@ MIN_BODY_RATE = 8192
 #: bytes a client may send ahead while its long poll waits (pipelining);
 #: more than this closes the connection
 PIPELINE_LIMIT = 65536
+#: request paths whose route is remembered (``_route_of``), the latest used
+#: kept: a path per polling session; one sent a new path each time only
+#: pushes others out
+ROUTES_REMEMBERED = 4096
 #: the transports whose requests the hub serves itself (an htmlfile GET turns
 #: the connection into a stream the hub writes, which ends it)
 SERVED_TRANSPORTS = frozenset({"xhr-polling", "jsonp-polling", "htmlfile"})
@@ -124,8 +129,6 @@ class HubHTTP(HubConnection):
         #: bytes held unread at most: a whole head and body, and some ahead
         self.buffer_limit = MAX_HEAD_BYTES + self.limit + PIPELINE_LIMIT
         self.resource = options.resource
-        #: the last request's path and SCRIPT_NAME, and their route
-        self._routed: tuple[tuple[str, str] | None, protocol.Route | None] = (None, None)
 
     # -- entry (hub thread) -------------------------------------------------
 
@@ -166,7 +169,7 @@ class HubHTTP(HubConnection):
         """Write a completed response; keep the connection unless it must close."""
         status, headers, body = response
         close = not self.keep_alive or status.startswith("413")
-        head = "".join(f"{name}: {value}\r\n" for name, value in headers)
+        head = "".join([f"{name}: {value}\r\n" for name, value in headers])
         ending = "Connection: close\r\n\r\n" if close else "\r\n"
         self.write(f"HTTP/1.1 {status}\r\n{date_line()}{head}{ending}".encode("latin-1") + body)
         if close:
@@ -435,16 +438,8 @@ class HubHTTP(HubConnection):
         the WSGI server gives it), parsed the same way. Were they to differ,
         a long poll or a stream could reach the app on one of ``hub_wsgi``'s
         few threads and hold it."""
-        script_name = hub_wsgi.script_name_of(self.template, head)
-        key = (head.path, script_name)
-        if key == self._routed[0]:  # (a client polls one path again and again)
-            return self._routed[1]
-        path = hub_wsgi.path_info(head.path, script_name)
-        route = protocol.parse_path(path, self.resource)
-        if route is not None and route.protocol != "1":
-            route = None
-        self._routed = (key, route)
-        return route
+        return _route_of(head.path, hub_wsgi.script_name_of(self.template, head),
+                         self.resource)
 
     def _served_route(self, head: RequestHead) -> protocol.Route | None:
         """The route of a polling request the hub serves itself, or None for
@@ -612,6 +607,15 @@ class HubHTTP(HubConnection):
         self.state = IDLE
         self.buf[:0] = leftover
         self._advance()
+
+
+@functools.lru_cache(maxsize=ROUTES_REMEMBERED)
+def _route_of(path: str, script_name: str, resource: str) -> protocol.Route | None:
+    """``HubHTTP._route``'s answer for a path as sent, remembered: every poll
+    of a client asks for the same one, often on another kept connection
+    (a client's connection pool serves all its requests)."""
+    route = protocol.parse_path(hub_wsgi.path_info(path, script_name), resource)
+    return route if route is not None and route.protocol == "1" else None
 
 
 #: the headers the origin check reads, and their WSGI keys

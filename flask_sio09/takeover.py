@@ -123,13 +123,13 @@ def peer_closed(sock: socket.socket) -> bool:
     written to a client that hung up, they would be lost, while kept they go
     out with its next poll. (A TLS socket cannot peek: it counts as open.)
     """
-    if sock.gettimeout() != 0.0:
-        # a blocking socket, or one with a timeout: Python would wait in recv
-        # for data, so ask the kernel first whether there is anything to read
-        poller = select.poll()  # (not select(): descriptors may be above 1024)
-        poller.register(sock, select.POLLIN)
-        if not poller.poll(0):
-            return False
+    # ask the kernel first whether there is anything to read: a blocking
+    # socket would wait in recv, and on a non-blocking one the usual answer,
+    # nothing, costs an exception
+    poller = select.poll()  # (not select(): descriptors may be above 1024)
+    poller.register(sock, select.POLLIN)
+    if not poller.poll(0):
+        return False
     try:
         return sock.recv(1, socket.MSG_PEEK) == b""
     except (BlockingIOError, InterruptedError, ValueError):  # ValueError: TLS
