@@ -25,8 +25,8 @@ from .droplog import log_about, log_refused
 from .http11 import date_line
 from .server import NOOP, NOT_HANDSHAKEN, POLL_FAILED, Server
 from .session import IllegalTransition, Session
-from .takeover import (can_take_over, client_socket, peer_closed, read_ahead, take_over_socket,
-                       wsgi_server_connections)
+from .takeover import (can_take_over, client_socket, peer_closed, read_ahead, reset_on_close,
+                       take_over_socket, wsgi_server_connections)
 
 logger = logging.getLogger("flask_sio09")
 
@@ -593,12 +593,15 @@ class HTMLFileStream:
         return self.sock is not None and peer_closed(self.sock)
 
     def abort(self) -> None:
-        """The session closed ``close_timeout`` ago and the WSGI server is
-        still writing this stream to a client that stopped reading: shutting
-        the socket down unblocks it."""
+        """The session closed ``close_timeout`` ago (at once, for an outbox
+        overflow) and the WSGI server is still writing this stream to a
+        client that stopped reading: shutting the socket down unblocks it,
+        and its close then resets the connection, dropping what was not sent
+        (decisions.md, "Outbox limit"), as for a thread-mode WebSocket."""
         if not self.done and self.sock is not None:
             logger.info("htmlfile stream still open long after its session closed; cut off")
             try:
+                reset_on_close(self.sock)
                 self.sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass

@@ -1351,6 +1351,11 @@ def test_htmlfile_client_that_never_reads(start, mode):
                   .encode())
     server.wait_events(lambda evs: any(e["event"] == "connect" for e in evs), sid=sid,
                        what="the htmlfile stream to open")
+    # the kernels' buffers first (under the outbox limit), so that the
+    # server's writer is stuck when the session closes (as for a WebSocket)
+    server.server_emit("big", "z" * 10_000, to=sid, count=15)
+    wait_until(lambda: unsent_bytes(server.port, sloth) > 0, timeout=60,
+               message="the server's kernel to hold bytes the client does not read")
     for _ in range(40):
         server.server_emit("big", "z" * 10_000, to=sid, count=100)
         if events_of(server, sid, "disconnect"):
@@ -1360,6 +1365,12 @@ def test_htmlfile_client_that_never_reads(start, mode):
     wait_until(lambda: not holds_connection(pid, server.port, sloth),
                timeout=OUTBOX_CLOSE_TIMEOUT + 30,
                message="the server to drop the htmlfile stream of a client that never reads")
+    # with a reset: the stale chunks the server had not sent are dropped, not
+    # left in its kernel's buffers for the client to read (decisions.md)
+    with pytest.raises(ConnectionResetError):
+        for _ in range(10_000):
+            if not sloth.recv(1 << 20):
+                break
     sloth.close()
     assert_serves(server)
 
