@@ -33,8 +33,9 @@ MAX_HEADER_LINE = 8188
 #: decimal digits of a Content-Length at most (larger is refused, not parsed)
 MAX_LENGTH_DIGITS = 15
 #: empty lines skipped before a request line (RFC 9112 §2.2: a client may send
-#: one after a body; more than these are refused as a bad request line)
-MAX_EMPTY_LINES = 4
+#: one after a body; a server should ignore at least one). More are refused as
+#: a bad request line, as gunicorn refuses them on a connection of its own.
+MAX_EMPTY_LINES = 1
 
 _TOKEN_CHARS = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _REQUEST_LINE = re.compile("(" + _TOKEN_CHARS + r") ([\x21-\x7e]+) (HTTP/[0-9]\.[0-9])")
@@ -149,9 +150,9 @@ def parse_head(buf: bytes | bytearray, max_head: int = MAX_HEAD_BYTES,
             if _has_control(block.replace("\r\n", "")):
                 raise HTTPError("400 Bad Request", "control character in the request head")
             bad_header_line = True
-        # (a header line takes 4 characters at least: a shorter block has
-        # fewer lines than the limit, uncounted)
-        if len(block) > 4 * max_headers and block.count("\r\n") > max_headers:
+        # (a line takes 3 characters at least, one and its CRLF: a shorter
+        # block has no more lines than the limit, uncounted)
+        if len(block) > 3 * max_headers and block.count("\r\n") > max_headers:
             raise HTTPError("431 Request Header Fields Too Large", "too many headers")
         if len(block) > max_field and \
                 max(len(line) for line in block.split("\r\n")) > max_field:
@@ -204,16 +205,15 @@ def _frame(head: RequestHead, repeated: bool = True) -> None:
     could be read two ways (request smuggling lives in such gaps).
     ``repeated``: whether a header name came more than once."""
     index = head._index
-    if repeated:
-        names = [name for name, _ in head.headers]
-        if names.count("content-type") > 1:  # (one value by its nature: gunicorn refuses two)
-            raise HTTPError("400 Bad Request", "several Content-Type headers")
-        if names.count("host") > 1:
-            raise HTTPError("400 Bad Request", "one Host at most, and HTTP/1.1 needs one")
-        if names.count("content-length") > 1:
-            raise HTTPError("400 Bad Request", "several Content-Length headers")
-    if head.version == "HTTP/1.1" and "host" not in index:
+    names = [name for name, _ in head.headers] if repeated else []
+    if repeated and names.count("content-type") > 1:
+        # (one value by its nature: gunicorn refuses two)
+        raise HTTPError("400 Bad Request", "several Content-Type headers")
+    hosts = names.count("host") if repeated else int("host" in index)
+    if hosts > 1 or (head.version == "HTTP/1.1" and hosts != 1):
         raise HTTPError("400 Bad Request", "one Host at most, and HTTP/1.1 needs one")
+    if repeated and names.count("content-length") > 1:
+        raise HTTPError("400 Bad Request", "several Content-Length headers")
     declared = index.get("content-length")
     coding = index.get("transfer-encoding")
     if coding is not None:

@@ -82,12 +82,14 @@ def test_an_absolute_form_target_is_read_as_its_path(target, path, query):
     assert head is not None and (head.path, head.query) == (path, query)
 
 
-def test_empty_lines_before_a_request_line_are_skipped():
-    data = b"\r\n\r\nGET /a HTTP/1.1\r\nHost: h\r\n\r\nrest"
+def test_one_empty_line_before_a_request_line_is_skipped_two_are_refused():
+    """As gunicorn: one is skipped (RFC 9112 §2.2), two are a bad request line."""
+    data = b"\r\nGET /a HTTP/1.1\r\nHost: h\r\n\r\nrest"
     head = parse_head(data)
     assert head is not None and head.target == "/a"
     assert data[head.size:] == b"rest"
-    assert parse_head(b"\r\n") is None and parse_head(b"\r\n\r\n") is None
+    assert parse_head(b"\r\n") is None
+    assert refusal(b"\r\n" + data) == "400"
 
 
 @pytest.mark.parametrize("partial", [
@@ -162,6 +164,49 @@ def test_an_endless_request_line_is_414_and_endless_headers_431():
     assert refused.value.status.startswith("431")
 
 
+def test_exactly_the_header_limit_is_accepted_one_more_is_431():
+    lines = b"".join(b"X-%d: 1\r\n" % i for i in range(MAX_HEADERS - 1))
+    assert parse_head(b"GET / HTTP/1.1\r\nHost: h\r\n" + lines + b"\r\n") is not None
+    assert refusal(b"GET / HTTP/1.1\r\nHost: h\r\n" + lines + b"X: 1\r\n\r\n") == "431"
+
+
+@pytest.mark.parametrize("line", [b"a", b":", b" ", b"a:"])
+def test_too_many_header_lines_is_431_however_short_or_broken(line):
+    """The count comes first, as for well-formed lines (gunicorn's order)."""
+    assert refusal(b"GET / HTTP/1.1\r\n" + (line + b"\r\n") * 4 + b"\r\n",
+                   max_headers=3) == "431"
+    assert refusal(b"GET / HTTP/1.1\r\n" + (line + b"\r\n") * (MAX_HEADERS + 1)
+                   + b"\r\n") == "431"
+
+
+@pytest.mark.parametrize("char", [bytes([c]) for c in range(0x20) if c != 0x09] + [b"\x7f"])
+def test_every_control_character_in_a_value_or_a_target_is_refused(char):
+    assert refusal(b"GET / HTTP/1.1\r\nHost: h\r\nX: a" + char + b"b\r\n\r\n") == "400"
+    assert refusal(b"GET / HTTP/1.1\r\nHost: h" + char + b"\r\n\r\n") == "400"
+    assert refusal(b"GET /a" + char + b"b HTTP/1.1\r\nHost: h\r\n\r\n") == "400"
+
+
+def test_a_header_line_over_the_limit_is_431_without_other_headers():
+    field = b"X: " + b"a" * (MAX_HEADER_LINE - 2)  # one byte over
+    assert refusal(b"GET / HTTP/1.0\r\n" + field + b"\r\n\r\n") == "431"
+    assert parse_head(b"GET / HTTP/1.0\r\n" + field[:-1] + b"\r\n\r\n") is not None
+
+
+@pytest.mark.parametrize("value, keep_alive", [
+    ("x-close", True), ("closed", True), ("keep-alive,close", False), (" CLOSE ", False),
+    ("upgrade, close", False), ("close-ish, keep-alive", True),
+])
+def test_only_the_close_token_ends_the_connection(value, keep_alive):
+    head = parse_head(f"GET / HTTP/1.1\r\nHost: h\r\nConnection: {value}\r\n\r\n".encode())
+    assert head is not None and head.keep_alive is keep_alive
+
+
+def test_a_missing_host_is_named_before_a_repeated_content_length():
+    with pytest.raises(HTTPError) as refused:
+        parse_head(b"GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n")
+    assert "Host" in str(refused.value)
+
+
 def test_too_many_headers_is_431():
     lines = b"".join(b"X-%d: 1\r\n" % i for i in range(MAX_HEADERS + 1))
     with pytest.raises(HTTPError) as refused:
@@ -194,9 +239,9 @@ def test_random_bytes_never_crash_the_parser(seed):
             assert refused.status[:3] in {"400", "414", "417", "431", "501", "505"}
 
 
-def refusal(data: bytes) -> str:
+def refusal(data: bytes, **limits: int) -> str:
     with pytest.raises(HTTPError) as refused:
-        parse_head(data)
+        parse_head(data, **limits)
     return refused.value.status[:3]
 
 
