@@ -61,6 +61,11 @@ PIPELINE_LIMIT = 65536
 #: kept: a path per polling session; one sent a new path each time only
 #: pushes others out
 ROUTES_REMEMBERED = 4096
+#: the longest path remembered: a session's polling path is about 50
+#: characters; longer ones are routed each time, so that what the cache
+#: holds stays small (4,096 paths of 4 KB, which a client may send, would
+#: keep 30 MB)
+ROUTE_PATH_REMEMBERED = 256
 #: the transports whose requests the hub serves itself (an htmlfile GET turns
 #: the connection into a stream the hub writes, which ends it)
 SERVED_TRANSPORTS = frozenset({"xhr-polling", "jsonp-polling", "htmlfile"})
@@ -438,8 +443,10 @@ class HubHTTP(HubConnection):
         the WSGI server gives it), parsed the same way. Were they to differ,
         a long poll or a stream could reach the app on one of ``hub_wsgi``'s
         few threads and hold it."""
-        return _route_of(head.path, hub_wsgi.script_name_of(self.template, head),
-                         self.resource)
+        script_name = hub_wsgi.script_name_of(self.template, head)
+        if len(head.path) > ROUTE_PATH_REMEMBERED:  # (not ours; not to be kept either)
+            return _route_of.__wrapped__(head.path, script_name, self.resource)
+        return _route_of(head.path, script_name, self.resource)
 
     def _served_route(self, head: RequestHead) -> protocol.Route | None:
         """The route of a polling request the hub serves itself, or None for

@@ -207,3 +207,69 @@ def test_a_held_answer_not_kept_alive_goes_after_close_timeout_and_to_a_half_clo
         stuck.set()
         late_peer.close()
         half_peer.close()
+
+
+# -- routing a kept connection's request -------------------------------------------
+
+class _Routing:
+    """What ``HubHTTP._route`` reads of its connection."""
+
+    def __init__(self, template):
+        self.template, self.resource = template, "socket.io"
+
+    route = hub_http.HubHTTP._route
+
+
+def _head(target: str, *headers: str):
+    from flask_sio09.http11 import parse_head
+
+    lines = "".join(f"{h}\r\n" for h in ("Host: h", *headers))
+    return parse_head(f"GET {target} HTTP/1.1\r\n{lines}\r\n".encode())
+
+
+def _trusted_proxy_template():
+    from flask_sio09 import hub_wsgi
+
+    class Config:
+        secure_scheme_headers = {"X-FORWARDED-PROTO": "https"}
+        forwarder_headers = ["SCRIPT_NAME"]
+        forwarded_allow_ips = ["127.0.0.1"]
+        is_ssl = False
+
+    return {"SCRIPT_NAME": "", hub_wsgi.FORWARDING: hub_wsgi.forwarding_policy(Config(), "127.0.0.1")}
+
+
+def test_the_route_follows_each_requests_script_name_though_the_path_is_the_same():
+    """A trusted proxy's SCRIPT_NAME header, per request, on one connection:
+    the same path routes as ours with one prefix and not with another (the
+    remembered routes are keyed by both)."""
+    from flask_sio09.protocol import Route
+
+    conn = _Routing(_trusted_proxy_template())
+    path = "/pre/socket.io/1/xhr-polling/abc"
+    for _ in range(2):  # (the second time from what is remembered)
+        assert conn.route(_head(path, "SCRIPT_NAME: /pre")) == Route("1", "xhr-polling", "abc")
+        assert conn.route(_head(path)) is None
+        assert conn.route(_head(path, "SCRIPT_NAME: /other")) is None
+        assert conn.route(_head("/socket.io/1/xhr-polling/abc")) == \
+            Route("1", "xhr-polling", "abc")
+
+
+@pytest.mark.parametrize("target", ["/socket.io/2/xhr-polling/abc", "/socket.io/", "/socket.io",
+                                    "/socket.iox/1/xhr-polling/abc", "/other/1/xhr-polling/a"])
+def test_only_protocol_1_routes_are_the_hubs(target):
+    conn = _Routing({"SCRIPT_NAME": ""})
+    for _ in range(2):
+        assert conn.route(_head(target)) is None
+
+
+def test_long_paths_are_routed_but_not_remembered():
+    from flask_sio09.protocol import Route
+
+    conn = _Routing({"SCRIPT_NAME": ""})
+    hub_http._route_of.cache_clear()
+    sid = "s" * 4000
+    assert conn.route(_head(f"/socket.io/1/xhr-polling/{sid}")) == Route("1", "xhr-polling", sid)
+    assert conn.route(_head("/socket.io/1/xhr-polling/short")) == \
+        Route("1", "xhr-polling", "short")
+    assert hub_http._route_of.cache_info().currsize == 1

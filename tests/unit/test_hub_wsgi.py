@@ -287,3 +287,27 @@ def test_script_name_is_matched_on_the_path_as_sent_and_header_map_refuse_counts
     untrusted = {**TEMPLATE, "SCRIPT_NAME": "/base", hub_wsgi.FORWARDING: None}
     with pytest.raises(HTTPError):  # (the process's SCRIPT_NAME, an untrusted peer)
         hub_wsgi.check_forwarding(untrusted, head_of(b"GET /x HTTP/1.1\r\nHost: h\r\n\r\n"))
+
+
+@pytest.mark.parametrize("headers, scheme", [
+    ("", "http"),
+    ("X-Forwarded-Proto: https\r\n", "https"),
+    ("X-Forwarded-Ssl: on\r\n", "https"),  # (the second of gunicorn's names alone)
+    ("X-Forwarded-Ssl: off\r\n", "http"),
+    ("X-Forwarded-Proto: https\r\nX-Forwarded-Ssl: on\r\n", "https"),
+    ("X-Forwarded-Proto: https\r\nX-Forwarded-Ssl: off\r\n", None),  # contradictory: 400
+    ("X-Forwarded-Proto: https\r\nX-Forwarded-Proto: http\r\n", None),
+])
+def test_each_of_gunicorns_scheme_headers_counts_and_contradictions_are_refused(headers, scheme):
+    from flask_sio09.http11 import HTTPError
+
+    template = {**TEMPLATE, hub_wsgi.FORWARDING: hub_wsgi.forwarding_policy(
+        GunicornConfig(["127.0.0.1"]), "127.0.0.1")}
+    head = head_of(f"GET /x HTTP/1.1\r\nHost: h\r\n{headers}\r\n".encode())
+    if scheme is None:
+        with pytest.raises(HTTPError) as refused:
+            hub_wsgi.check_forwarding(template, head)
+        assert refused.value.status.startswith("400")
+    else:
+        hub_wsgi.check_forwarding(template, head)
+        assert hub_wsgi.build_environ(template, head, None)["wsgi.url_scheme"] == scheme
