@@ -75,9 +75,12 @@ def worker_pid(master: int, deadline: float) -> int:
     raise RuntimeError("gunicorn started no worker")
 
 
-def wait_ready(port: int, deadline: float) -> None:
+def wait_ready(server: subprocess.Popen[bytes], port: int, deadline: float) -> None:
+    """Wait until the server answers a handshake; fail if it exits first."""
     url = f"http://127.0.0.1:{port}/socket.io/1/"
     while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"the server exited ({server.returncode}); see its log")
         try:
             with urllib.request.urlopen(url, timeout=5) as response:
                 if response.status == 200:
@@ -96,6 +99,23 @@ def measure(worker: int, port: int, workload: str, clients: int, acks: int,
            "--warmup", "200", "--max-seconds", "900", "--connect-seconds", "300"]
     loadgen = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                env=env)
+    try:
+        done = _drive(loadgen, worker, tag)
+    finally:
+        if loadgen.poll() is None:  # (interrupted, or the server failed)
+            loadgen.kill()
+            loadgen.wait()
+    if done.get("messages") != acks or any(done.get(k) for k in ("lost", "wrong", "extra")):
+        raise RuntimeError(f"the load generator's run was not clean: {done or 'no result'}")
+    dumps = sorted(out.glob(f"cg.{worker}.out.*"), key=lambda p: p.stat().st_mtime)
+    if not dumps:
+        raise RuntimeError("callgrind wrote no dump")
+    return total_instructions(dumps[-1])
+
+
+def _drive(loadgen: subprocess.Popen[str], worker: int, tag: str) -> dict[str, object]:
+    """Answer loadgen.js's checkpoints, counting from "ready" to "done"; its
+    "done" event."""
     assert loadgen.stdin is not None and loadgen.stdout is not None
     done: dict[str, object] = {}
     for line in loadgen.stdout:
@@ -115,12 +135,14 @@ def measure(worker: int, port: int, workload: str, clients: int, acks: int,
             loadgen.stdin.write("next\n")
             loadgen.stdin.flush()
     loadgen.wait(timeout=60)
-    if done.get("messages") != acks or any(done.get(k) for k in ("lost", "wrong", "extra")):
-        raise RuntimeError(f"the load generator's run was not clean: {done}")
-    dumps = sorted(out.glob(f"cg.{worker}.out.*"), key=lambda p: p.stat().st_mtime)
-    if not dumps:
-        raise RuntimeError("callgrind wrote no dump")
-    return total_instructions(dumps[-1])
+    return done
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        pass  # (all gone already)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -134,6 +156,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="where flask_sio09 is imported from (another work tree)")
     parser.add_argument("--label", default="this tree")
     args = parser.parse_args(argv)
+    unknown = set(args.workloads.split(",")) - set(WORKLOADS)
+    if unknown:
+        parser.error(f"unknown workloads: {', '.join(sorted(unknown))}")
     for tool in ("valgrind", "callgrind_control", "node"):
         if shutil.which(tool) is None:
             print(f"instructions.py: {tool} not found", file=sys.stderr)
@@ -142,6 +167,9 @@ def main(argv: list[str] | None = None) -> int:
         print("instructions.py: run bench/run.py once to install the ws package",
               file=sys.stderr)
         return 2
+    # a SIGTERM ends the run as Ctrl-C does: through the clean-up below, which
+    # stops the server under Valgrind (its own process group) and the generator
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     port = free_port()
     out = Path(tempfile.mkdtemp(prefix="sio09-callgrind-"))
     env = dict(os.environ, SIO09_BENCH_MODE="hub", PYTHONPATH=args.pythonpath)
@@ -154,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
                               stderr=subprocess.STDOUT, env=env, start_new_session=True)
     try:
         deadline = time.monotonic() + 600
-        wait_ready(port, deadline)
+        wait_ready(server, port, deadline)
         worker = worker_pid(server.pid, deadline)
         for run in range(args.repeat):
             for workload in args.workloads.split(","):
@@ -163,13 +191,16 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{args.label}: {workload}, {args.clients} clients: "
                       f"{count / args.acks:,.0f} instructions per ack", flush=True)
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
+        _signal_group(server.pid, signal.SIGTERM)
         try:
             server.wait(timeout=60)
         except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+            pass
+        _signal_group(server.pid, signal.SIGKILL)  # (what is left of it: a worker)
+        server.wait()
         log.close()
+        if sys.exc_info()[0] not in (None, SystemExit, KeyboardInterrupt):
+            sys.stderr.write((out / "server.log").read_text(errors="replace")[-2000:])
         shutil.rmtree(out, ignore_errors=True)
     return 0
 
