@@ -23,7 +23,7 @@ from . import packet as packet_codec
 from . import protocol, wsframe
 from .droplog import log_about, log_refused
 from .http11 import date_line
-from .server import NOOP, NOT_HANDSHAKEN, POLL_FAILED, Server
+from .server import NOOP, NOT_HANDSHAKEN, POLL_FAILED, UNRESPONSIVE, Server
 from .session import IllegalTransition, Session
 from .takeover import (can_take_over, client_socket, peer_closed, read_ahead, reset_on_close,
                        take_over_socket, wsgi_server_connections)
@@ -600,6 +600,12 @@ class HTMLFileStream:
         (decisions.md, "Outbox limit"), as for a thread-mode WebSocket."""
         if not self.done and self.sock is not None:
             logger.info("htmlfile stream still open long after its session closed; cut off")
+            self.cut_off()
+
+    def cut_off(self) -> None:
+        """End the connection with a reset: its close drops what the kernel
+        still holds for a client that stopped reading."""
+        if self.sock is not None:
             try:
                 reset_on_close(self.sock)
                 self.sock.shutdown(socket.SHUT_RDWR)
@@ -665,6 +671,12 @@ def stream_chunks(server: Server, stream: Stream,
             transport.event.clear()
         released = True
         leftover = server.release(session, transport)
+        if session.close_reason in UNRESPONSIVE:
+            # its client stopped reading: nothing more, and what the kernel
+            # holds for it is dropped (the stream may end here before the
+            # monitor's abort, when no write was stuck as the session closed)
+            transport.cut_off()
+            return
         if leftover:  # e.g. the "0::" of a server-side disconnect
             yield stream.encode(leftover)
     finally:

@@ -1376,6 +1376,34 @@ def test_htmlfile_client_that_never_reads(start, mode):
 
 
 @pytest.mark.parametrize("mode", MODES)
+def test_htmlfile_outbox_overflow_while_its_writer_is_idle_resets_the_stream(start, mode):
+    """The outbox overflows in one emit while the stream's writer waits for
+    packets (not stuck in a write): the stream still ends with a reset, and
+    what the server's kernel held for the client is dropped, not read as
+    the dead session's last chunks followed by a clean end."""
+    server = start("sio_run", mode, max_outbox_bytes=OUTBOX, close_timeout=LONG_CLOSE_TIMEOUT,
+                   polling_duration=1, heartbeat_interval=2, heartbeat_timeout=10)
+    sid = handshake(server)[0]
+    sloth = connect(server, rcvbuf=4096)
+    sloth.sendall(f"GET {poll_path(sid, 'htmlfile')} HTTP/1.1\r\nHost: {server.host}\r\n\r\n"
+                  .encode())
+    server.wait_events(lambda evs: any(e["event"] == "connect" for e in evs), sid=sid,
+                       what="the htmlfile stream to open")
+    server.server_emit("small", "z" * 4_000, to=sid, count=4)  # (taken by the kernels)
+    wait_until(lambda: unsent_bytes(server.port, sloth) > 0, timeout=60,
+               message="the server's kernel to hold bytes the client does not read")
+    server.server_emit("big", "z" * (OUTBOX + 1))  # one packet over the limit
+    server.wait_events(lambda evs: any(e["event"] == "disconnect" for e in evs), sid=sid,
+                       what="the disconnect of the stream's session")
+    with pytest.raises(ConnectionResetError):
+        for _ in range(10_000):
+            if not sloth.recv(1 << 20):
+                break
+    sloth.close()
+    assert_serves(server)
+
+
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("kind", KINDS)
 def test_polling_client_that_stops_reading_its_answer(start, kind, mode):
     """A poll whose answer (3 MB, queued before it came, so answered from the
