@@ -2,7 +2,7 @@
 
 CPU seconds per message (``run.py``) move by 10 to 30% from one run to the next
 on a shared machine; the instructions a server executes for the same client
-actions hardly move (under 1% between runs here). This tool counts them, to
+actions hardly move (within 1 to 1.5% between runs here). This tool counts them, to
 tell whether a code change made the hub's work per message larger or smaller:
 
     .venv/bin/python bench/instructions.py                    # this work tree
@@ -155,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pythonpath", default=str(ROOT),
                         help="where flask_sio09 is imported from (another work tree)")
     parser.add_argument("--label", default="this tree")
+    parser.add_argument("--port", type=int, default=0,
+                        help="the server's loopback port (default: a free one)")
     args = parser.parse_args(argv)
     unknown = set(args.workloads.split(",")) - set(WORKLOADS)
     if unknown:
@@ -167,19 +169,28 @@ def main(argv: list[str] | None = None) -> int:
         print("instructions.py: run bench/run.py once to install the ws package",
               file=sys.stderr)
         return 2
-    # a SIGTERM ends the run as Ctrl-C does: through the clean-up below, which
-    # stops the server under Valgrind (its own process group) and the generator
+    # a SIGTERM or SIGHUP (a closed terminal) ends the run as Ctrl-C does:
+    # through the clean-up below, which stops the server under Valgrind (its
+    # own process group) and the generator
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    port = free_port()
-    out = Path(tempfile.mkdtemp(prefix="sio09-callgrind-"))
+    signal.signal(signal.SIGHUP, lambda *_: sys.exit(129))
+    import run as bench_run  # (bench/ is this script's directory)
+
     env = dict(os.environ, SIO09_BENCH_MODE="hub", PYTHONPATH=args.pythonpath)
+    tree = bench_run.measured_tree(sys.executable, env)
+    print(f"{args.label}: flask_sio09 at {bench_run.revision(tree)}", flush=True)
+    port = args.port or free_port()
+    out = Path(tempfile.mkdtemp(prefix="sio09-callgrind-"))
     cmd = ["valgrind", "--tool=callgrind", "--trace-children=yes", "--instr-atstart=no",
            f"--callgrind-out-file={out}/cg.%p.out", sys.executable, "-m", "gunicorn",
            "-k", "gthread", "-w", "1", "--threads", "20", "-b", f"127.0.0.1:{port}",
            "--chdir", str(HERE / "apps"), "--log-level", "warning", "sio09_app:app"]
     log = open(out / "server.log", "w")
+    # (from bench/apps: ``python -m`` puts the working directory first on
+    # sys.path, where the repository root would shadow --pythonpath)
     server = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
-                              stderr=subprocess.STDOUT, env=env, start_new_session=True)
+                              stderr=subprocess.STDOUT, env=env, cwd=HERE / "apps",
+                              start_new_session=True)
     try:
         deadline = time.monotonic() + 600
         wait_ready(server, port, deadline)
@@ -206,4 +217,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # (cleaned up in main)
+        sys.exit(130)

@@ -300,7 +300,11 @@ class RunningServer:
                    "--log-level", "warning", "--graceful-timeout", "3", f"{spec.module}:app"]
         self.cmd = cmd
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
-                                     stderr=subprocess.STDOUT, env=env, cwd=ROOT,
+                                     stderr=subprocess.STDOUT, env=env,
+                                     # (a Python server from bench/apps: ``-m`` puts the
+                                     # working directory first on sys.path, ahead of a
+                                     # PYTHONPATH naming another work tree to measure)
+                                     cwd=APPS if spec.module else ROOT,
                                      preexec_fn=raise_nofile, start_new_session=True)
         self.pid = self.proc.pid     # the process measured: Node, or gunicorn's worker
         try:
@@ -926,15 +930,35 @@ def interpreter_build(maps: str | None = None) -> str:
         (", --enable-optimizations" if optimized else "")
 
 
-def revision() -> str:
+def measured_tree(python: str = sys.executable, env: dict[str, str] | None = None) -> Path:
+    """The directory whose ``flask_sio09`` the Python servers import (with
+    ``env``, this process's environment by default): this
+    repository's, or the one ``PYTHONPATH`` names first (a second work tree,
+    to measure other code). Asked the way a server imports it, from
+    ``bench/apps`` (``python -m`` puts the working directory first on the
+    path, so a server started from the repository root would import the
+    root's package whatever ``PYTHONPATH`` says)."""
+    found = subprocess.run(
+        [python, "-c", "import os, flask_sio09; "
+                       "print(os.path.dirname(os.path.dirname(os.path.abspath(flask_sio09.__file__))))"],
+        cwd=APPS, capture_output=True, text=True, env=env)
+    where = found.stdout.strip()
+    return Path(where) if found.returncode == 0 and where else ROOT
+
+
+def revision(tree: Path = ROOT) -> str:
+    """The commit of the work tree ``tree`` (where flask_sio09 is imported
+    from), with a note of uncommitted changes to the package, and the tree
+    itself when it is not this repository."""
+    where = "" if tree.resolve() == ROOT.resolve() else f" (imported from {tree})"
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=tree,
                               capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    dirty = subprocess.run(["git", "status", "--porcelain", "--", "flask_sio09"], cwd=ROOT,
+        return "unknown" + where
+    dirty = subprocess.run(["git", "status", "--porcelain", "--", "flask_sio09"], cwd=tree,
                            capture_output=True, text=True).stdout.strip()
-    return head + (" + uncommitted changes in flask_sio09/" if dirty else "")
+    return head + (" + uncommitted changes in flask_sio09/" if dirty else "") + where
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -1023,7 +1047,7 @@ def main(argv: list[str] | None = None) -> int:
     run_logs = LOGS / stamp
     load_before = os.getloadavg()[0]
     # read once: in a shared working tree the code may change while the bench runs
-    rev = revision()
+    rev = revision(measured_tree())
     command = "python bench/run.py " + " ".join(sys.argv[1:] if argv is None else argv)
     print(f"bench: {started:%Y-%m-%d %H:%M %Z}; {machine()}; flask_sio09 at {rev}",
           file=sys.stderr)

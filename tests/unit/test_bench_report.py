@@ -346,3 +346,19 @@ def test_the_server_cpu_is_read_finer_than_clock_ticks(bench):
     assert seen is not None and before <= seen <= after
     sample = bench.Sample.read(os.getpid())
     assert abs(sample.cpu_s - sample.cpu_ticks_s) <= 2 / bench.CLK_TCK + 0.01
+
+
+def test_the_measured_code_is_the_one_pythonpath_names(bench, tmp_path):
+    """A second work tree on PYTHONPATH is what the servers import (they run
+    from bench/apps, where the repository root cannot shadow it), and the
+    table names it."""
+    import os
+
+    (tmp_path / "flask_sio09").mkdir()
+    (tmp_path / "flask_sio09" / "__init__.py").write_text("")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    assert bench.measured_tree(sys.executable, env) == tmp_path
+    assert bench.measured_tree(sys.executable, {k: v for k, v in os.environ.items()
+                                                if k != "PYTHONPATH"}) == bench.ROOT
+    assert str(tmp_path) in bench.revision(tmp_path)  # (not a git tree: "unknown", and where)
+    assert "imported from" not in bench.revision(bench.ROOT)
