@@ -1339,18 +1339,34 @@ def test_a_slow_reader_that_sends_heartbeats_is_not_timed_out(start, mode):
     slow.close()
 
 
-@pytest.mark.parametrize("mode", MODES)
-def test_htmlfile_client_that_never_reads(start, mode):
-    server = start("sio_run", mode, max_outbox_bytes=8_000_000,
-                   close_timeout=OUTBOX_CLOSE_TIMEOUT, polling_duration=1, heartbeat_interval=2,
-                   heartbeat_timeout=10)
-    pid = worker_pid(server)
+def open_htmlfile_that_never_reads(server) -> tuple[str, socket.socket]:
+    """A session and its htmlfile stream, open, on a socket with a small
+    receive buffer from which the test reads nothing."""
     sid = handshake(server)[0]
     sloth = connect(server, rcvbuf=4096)
     sloth.sendall(f"GET {poll_path(sid, 'htmlfile')} HTTP/1.1\r\nHost: {server.host}\r\n\r\n"
                   .encode())
     server.wait_events(lambda evs: any(e["event"] == "connect" for e in evs), sid=sid,
                        what="the htmlfile stream to open")
+    return sid, sloth
+
+
+def assert_reset(sock: socket.socket) -> None:
+    """What the server had not sent is dropped: reading ends in a reset, not
+    in a clean end of stream."""
+    with pytest.raises(ConnectionResetError):
+        for _ in range(10_000):
+            if not sock.recv(1 << 20):
+                break
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_htmlfile_client_that_never_reads(start, mode):
+    server = start("sio_run", mode, max_outbox_bytes=8_000_000,
+                   close_timeout=OUTBOX_CLOSE_TIMEOUT, polling_duration=1, heartbeat_interval=2,
+                   heartbeat_timeout=10)
+    pid = worker_pid(server)
+    sid, sloth = open_htmlfile_that_never_reads(server)
     # the kernels' buffers first (under the outbox limit), so that the
     # server's writer is stuck when the session closes (as for a WebSocket)
     server.server_emit("big", "z" * 10_000, to=sid, count=15)
@@ -1367,10 +1383,7 @@ def test_htmlfile_client_that_never_reads(start, mode):
                message="the server to drop the htmlfile stream of a client that never reads")
     # with a reset: the stale chunks the server had not sent are dropped, not
     # left in its kernel's buffers for the client to read (decisions.md)
-    with pytest.raises(ConnectionResetError):
-        for _ in range(10_000):
-            if not sloth.recv(1 << 20):
-                break
+    assert_reset(sloth)
     sloth.close()
     assert_serves(server)
 
@@ -1383,22 +1396,14 @@ def test_htmlfile_outbox_overflow_while_its_writer_is_idle_resets_the_stream(sta
     the dead session's last chunks followed by a clean end."""
     server = start("sio_run", mode, max_outbox_bytes=OUTBOX, close_timeout=LONG_CLOSE_TIMEOUT,
                    polling_duration=1, heartbeat_interval=2, heartbeat_timeout=10)
-    sid = handshake(server)[0]
-    sloth = connect(server, rcvbuf=4096)
-    sloth.sendall(f"GET {poll_path(sid, 'htmlfile')} HTTP/1.1\r\nHost: {server.host}\r\n\r\n"
-                  .encode())
-    server.wait_events(lambda evs: any(e["event"] == "connect" for e in evs), sid=sid,
-                       what="the htmlfile stream to open")
+    sid, sloth = open_htmlfile_that_never_reads(server)
     server.server_emit("small", "z" * 4_000, to=sid, count=4)  # (taken by the kernels)
     wait_until(lambda: unsent_bytes(server.port, sloth) > 0, timeout=60,
                message="the server's kernel to hold bytes the client does not read")
     server.server_emit("big", "z" * (OUTBOX + 1))  # one packet over the limit
     server.wait_events(lambda evs: any(e["event"] == "disconnect" for e in evs), sid=sid,
                        what="the disconnect of the stream's session")
-    with pytest.raises(ConnectionResetError):
-        for _ in range(10_000):
-            if not sloth.recv(1 << 20):
-                break
+    assert_reset(sloth)
     sloth.close()
     assert_serves(server)
 
