@@ -63,8 +63,8 @@ PIPELINE_LIMIT = 65536
 ROUTES_REMEMBERED = 4096
 #: the longest path remembered: a session's polling path is about 50
 #: characters; longer ones are routed each time, so that what the cache
-#: holds stays small (4,096 paths of 4 KB, which a client may send, would
-#: keep 30 MB)
+#: holds stays small (4,096 paths of 4 KB, which a client may send, kept
+#: about 30 MB)
 ROUTE_PATH_REMEMBERED = 256
 #: the transports whose requests the hub serves itself (an htmlfile GET turns
 #: the connection into a stream the hub writes, which ends it)
@@ -444,7 +444,7 @@ class HubHTTP(HubConnection):
         a long poll or a stream could reach the app on one of ``hub_wsgi``'s
         few threads and hold it."""
         script_name = hub_wsgi.script_name_of(self.template, head)
-        if len(head.path) > ROUTE_PATH_REMEMBERED:  # (not ours; not to be kept either)
+        if len(head.path) > ROUTE_PATH_REMEMBERED:  # (routed, not remembered)
             return _route_of.__wrapped__(head.path, script_name, self.resource)
         return _route_of(head.path, script_name, self.resource)
 
