@@ -123,6 +123,8 @@ def parse_head(buf: bytes | bytearray, max_head: int = MAX_HEAD_BYTES,
         start += 2
     if start == len(buf):
         return None  # empty lines so far: the request line is still to come
+    if buf.startswith(b"\r\n", start):  # one more empty line than allowed
+        raise HTTPError("400 Bad Request", "bad request line")
     if buf.find(b"\r\n", start, start + max_line + 2) < 0:
         # no line end yet: too long once a byte past the limit is not its CR
         past = buf[start + max_line:start + max_line + 2]

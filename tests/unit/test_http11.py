@@ -90,6 +90,7 @@ def test_one_empty_line_before_a_request_line_is_skipped_two_are_refused():
     assert data[head.size:] == b"rest"
     assert parse_head(b"\r\n") is None
     assert refusal(b"\r\n" + data) == "400"
+    assert refusal(b"\r\n\r\n") == "400"  # (at once, not when a head has come)
 
 
 @pytest.mark.parametrize("partial", [
