@@ -137,6 +137,12 @@ def parse_head(buf: bytes | bytearray, max_head: int = MAX_HEAD_BYTES,
         if buf.count(b"\n") != buf.count(b"\r\n"):
             # a bare LF would never end the head: refuse now, not at the timeout
             raise HTTPError("400 Bad Request", "bare LF in the request head")
+        line_end = buf.find(b"\r\n", start)
+        if line_end >= 0 and _REQUEST_LINE.fullmatch(
+                buf[start:line_end].decode("latin-1")) is None:
+            # a bad request line is refused once it is whole, as gunicorn
+            # does, not when the rest of the head has come
+            raise HTTPError("400 Bad Request", "bad request line")
         return None
     text = buf[start:end].decode("latin-1")
     request_line, _, block = text.partition("\r\n")

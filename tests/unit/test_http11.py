@@ -150,6 +150,16 @@ def test_hostile_or_broken_heads_are_refused(data, status):
     assert refused.value.status.startswith(status)
 
 
+@pytest.mark.parametrize("first", [b"\r\r\n", b" \r\n", b"GET /\r\n", b"GET / HTTP/1.1 x\r\n",
+                                   b"GET / HTTP/1.1 \r\nHost: h\r\n"])
+def test_a_bad_request_line_is_refused_before_the_head_is_complete(first):
+    assert refusal(first) == "400"
+
+
+def test_a_good_request_line_waits_for_the_rest_of_the_head():
+    assert parse_head(b"GET / HTTP/1.1\r\nHost: h\r\n") is None
+
+
 def test_a_bare_lf_is_refused_before_the_head_is_complete():
     with pytest.raises(HTTPError) as refused:
         parse_head(b"GET / HTTP/1.1\nHost: h\n")
