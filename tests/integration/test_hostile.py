@@ -1409,6 +1409,25 @@ def test_htmlfile_outbox_overflow_while_its_writer_is_idle_resets_the_stream(sta
 
 
 @pytest.mark.parametrize("mode", MODES)
+def test_htmlfile_stream_of_a_silent_client_is_reset_at_its_heartbeat_timeout(start, mode):
+    """A client that reads nothing and sends no heartbeat: its session ends
+    at heartbeat_timeout and its stream is reset too (decisions.md), with
+    what the kernel held for it (less than the socket buffers take, so no
+    write was stuck) dropped, not read before a clean end."""
+    server = start("sio_run", mode, close_timeout=LONG_CLOSE_TIMEOUT, polling_duration=1,
+                   heartbeat_interval=1, heartbeat_timeout=4)
+    sid, sloth = open_htmlfile_that_never_reads(server)
+    server.server_emit("small", "z" * 1_000, to=sid, count=20)
+    wait_until(lambda: unsent_bytes(server.port, sloth) > 0, timeout=60,
+               message="the server's kernel to hold bytes the client does not read")
+    server.wait_events(lambda evs: any(e["event"] == "disconnect" for e in evs), sid=sid,
+                       what="the heartbeat timeout of the silent stream's session")
+    assert_reset(sloth)
+    sloth.close()
+    assert_serves(server)
+
+
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("kind", KINDS)
 def test_polling_client_that_stops_reading_its_answer(start, kind, mode):
     """A poll whose answer (3 MB, queued before it came, so answered from the

@@ -358,7 +358,24 @@ def test_the_measured_code_is_the_one_pythonpath_names(bench, tmp_path):
     (tmp_path / "flask_sio09" / "__init__.py").write_text("")
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
     assert bench.measured_tree(sys.executable, env) == tmp_path
-    assert bench.measured_tree(sys.executable, {k: v for k, v in os.environ.items()
-                                                if k != "PYTHONPATH"}) == bench.ROOT
+    # (without it, wherever the venv's install points: a clone tested with
+    # another clone's venv imports that one)
+    plain = bench.measured_tree(sys.executable, {k: v for k, v in os.environ.items()
+                                                 if k != "PYTHONPATH"})
+    assert plain != tmp_path and (plain / "flask_sio09" / "__init__.py").is_file()
     assert str(tmp_path) in bench.revision(tmp_path)  # (not a git tree: "unknown", and where)
     assert "imported from" not in bench.revision(bench.ROOT)
+
+
+def test_a_python_server_imports_the_package_pythonpath_names(bench, tmp_path, monkeypatch):
+    """The bench's gunicorn starts where the repository root cannot shadow
+    PYTHONPATH: a stand-in package there is the one the app imports."""
+    marker = tmp_path / "imported"
+    (tmp_path / "flask_sio09").mkdir()
+    (tmp_path / "flask_sio09" / "__init__.py").write_text(
+        f"open({str(marker)!r}, 'w').write(__file__)\nraise ImportError('a stand-in')\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    workload = bench.Workload("w", "w", "echo", 1)
+    with open(tmp_path / "server.log", "w") as log, pytest.raises(bench.ServerFailed):
+        bench.RunningServer(bench.sio09_spec("hub"), workload, sys.executable, log)
+    assert marker.read_text().startswith(str(tmp_path))
