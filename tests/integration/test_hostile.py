@@ -1052,6 +1052,13 @@ def server_end(server_port: int, client: socket.socket) -> list[str] | None:
     return None
 
 
+def until_the_kernel_holds_unread_bytes(server, client: socket.socket) -> None:
+    """Wait until the server's kernel holds bytes for ``client`` that it has
+    not taken (it reads nothing)."""
+    wait_until(lambda: unsent_bytes(server.port, client) > 0, timeout=60,
+               message="the server's kernel to hold bytes the client does not read")
+
+
 def unsent_bytes(server_port: int, client: socket.socket) -> int:
     """How many bytes the server's kernel holds for ``client`` that the client
     has not taken (the send queue of the server's end)."""
@@ -1163,8 +1170,7 @@ def test_client_that_never_reads(start, mode, outbox):
     # client's buffer and end in a clean end of stream: nothing to drop.)
     offered = 15 * 10_000
     server.server_emit("big", "z" * 10_000, to=sid, count=15)
-    wait_until(lambda: unsent_bytes(server.port, sloth.sock) > 0, timeout=60,
-               message="the server's kernel to hold bytes the client does not read")
+    until_the_kernel_holds_unread_bytes(server, sloth.sock)
     for _ in range(40):  # at most 40 MB offered
         server.server_emit("big", "z" * 10_000, to=sid, count=100)
         offered += 100 * 10_000
@@ -1360,6 +1366,16 @@ def assert_reset(sock: socket.socket) -> None:
                 break
 
 
+def ends_with_a_reset(server, sid: str, sloth: socket.socket, what: str) -> None:
+    """The session ends (``what``), its stream with a reset, and the server
+    serves others."""
+    server.wait_events(lambda evs: any(e["event"] == "disconnect" for e in evs), sid=sid,
+                       what=what)
+    assert_reset(sloth)
+    sloth.close()
+    assert_serves(server)
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_htmlfile_client_that_never_reads(start, mode):
     server = start("sio_run", mode, max_outbox_bytes=8_000_000,
@@ -1370,8 +1386,7 @@ def test_htmlfile_client_that_never_reads(start, mode):
     # the kernels' buffers first (under the outbox limit), so that the
     # server's writer is stuck when the session closes (as for a WebSocket)
     server.server_emit("big", "z" * 10_000, to=sid, count=15)
-    wait_until(lambda: unsent_bytes(server.port, sloth) > 0, timeout=60,
-               message="the server's kernel to hold bytes the client does not read")
+    until_the_kernel_holds_unread_bytes(server, sloth)
     for _ in range(40):
         server.server_emit("big", "z" * 10_000, to=sid, count=100)
         if events_of(server, sid, "disconnect"):
@@ -1398,14 +1413,9 @@ def test_htmlfile_outbox_overflow_while_its_writer_is_idle_resets_the_stream(sta
                    polling_duration=1, heartbeat_interval=2, heartbeat_timeout=10)
     sid, sloth = open_htmlfile_that_never_reads(server)
     server.server_emit("small", "z" * 4_000, to=sid, count=4)  # (taken by the kernels)
-    wait_until(lambda: unsent_bytes(server.port, sloth) > 0, timeout=60,
-               message="the server's kernel to hold bytes the client does not read")
+    until_the_kernel_holds_unread_bytes(server, sloth)
     server.server_emit("big", "z" * (OUTBOX + 1))  # one packet over the limit
-    server.wait_events(lambda evs: any(e["event"] == "disconnect" for e in evs), sid=sid,
-                       what="the disconnect of the stream's session")
-    assert_reset(sloth)
-    sloth.close()
-    assert_serves(server)
+    ends_with_a_reset(server, sid, sloth, "the disconnect of the stream's session")
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -1418,13 +1428,8 @@ def test_htmlfile_stream_of_a_silent_client_is_reset_at_its_heartbeat_timeout(st
                    heartbeat_interval=1, heartbeat_timeout=4)
     sid, sloth = open_htmlfile_that_never_reads(server)
     server.server_emit("small", "z" * 1_000, to=sid, count=20)
-    wait_until(lambda: unsent_bytes(server.port, sloth) > 0, timeout=60,
-               message="the server's kernel to hold bytes the client does not read")
-    server.wait_events(lambda evs: any(e["event"] == "disconnect" for e in evs), sid=sid,
-                       what="the heartbeat timeout of the silent stream's session")
-    assert_reset(sloth)
-    sloth.close()
-    assert_serves(server)
+    until_the_kernel_holds_unread_bytes(server, sloth)
+    ends_with_a_reset(server, sid, sloth, "the heartbeat timeout of the silent stream's session")
 
 
 @pytest.mark.parametrize("mode", MODES)
