@@ -235,6 +235,9 @@ class RedisManager(MemoryManager):
         #: Redis operations nobody waits for (``later``), and their thread
         self._later: queue.SimpleQueue[Callable[[], Any]] = queue.SimpleQueue()
         self._later_thread: threading.Thread | None = None
+        #: ``later`` operations not finished yet (queued, or running on its thread)
+        self._later_pending = 0
+        self._later_finished = threading.Condition()
 
     def _no_retry(self) -> Any:
         """redis-py's retry policy that never retries: it would send again a
@@ -300,6 +303,8 @@ class RedisManager(MemoryManager):
         """Run ``operation`` (a publish, a record to delete) on this manager's
         own thread, in order: for a caller that must not wait for Redis, such
         as the hub's thread closing a session while Redis is slow."""
+        with self._later_finished:
+            self._later_pending += 1
         self._later.put(operation)
         if self._later_thread is None:
             with self._start_lock:
@@ -310,16 +315,29 @@ class RedisManager(MemoryManager):
 
     def _run_later(self) -> None:
         while True:
-            _run_deferred(self._later.get())
+            self._run_one_later(self._later.get())
+
+    def _run_one_later(self, operation: Callable[[], Any]) -> None:
+        try:
+            _run_deferred(operation)
+        finally:
+            with self._later_finished:
+                self._later_pending -= 1
+                self._later_finished.notify_all()
 
     def run_later_now(self) -> None:
-        """Run here what waits for ``later``'s thread (the process exits)."""
+        """Run here what waits for ``later``'s thread, and wait for the one it
+        runs (the process exits: its daemon thread would be cut off in the
+        middle, and a session's records left behind)."""
         while True:
             try:
                 operation = self._later.get_nowait()
             except queue.Empty:
-                return
-            _run_deferred(operation)
+                break
+            self._run_one_later(operation)
+        with self._later_finished:  # (bounded: Redis may be away)
+            self._later_finished.wait_for(lambda: self._later_pending <= 0,
+                                          timeout=SOCKET_TIMEOUT + 1)
 
     def _log_unreachable(self, what: str, exc: Exception) -> None:
         """One ERROR line per ``ERROR_LOG_INTERVAL`` while Redis is away or

@@ -621,3 +621,25 @@ def test_a_handshake_is_recorded_with_its_query_or_not_at_all(fresh_redis, caplo
     assert manager.record_handshake("t" * 20, 30, "token=ok")
     assert manager.handshake_query("t" * 20) == "token=ok"
     assert manager.handshake_query("t" * 20) is None
+
+
+def test_at_exit_a_later_operation_running_on_its_thread_is_waited_for(redis_server):
+    """``run_later_now`` (the process exits) waits for the operation the
+    manager's thread took and runs, not only for those still queued: a
+    session's records were left behind when the exit came in between."""
+    import threading
+    import time
+
+    manager = RedisManager(None, redis_server.url, write_only=True)
+    started, done = threading.Event(), []
+
+    def slow() -> None:
+        started.set()
+        time.sleep(0.5)
+        done.append("slow")
+
+    manager.later(slow)
+    assert started.wait(10)
+    manager.later(lambda: done.append("queued"))
+    manager.run_later_now()
+    assert done.count("slow") == 1 and done.count("queued") == 1
