@@ -358,13 +358,17 @@ class Hub:
         threading.Thread(target=self._run, daemon=True, name="sio09-hub").start()
 
     def _run_pending(self) -> None:
+        lock = self._lock
         while True:
-            with self._lock:
+            lock.acquire()  # (not ``with``: see session.py's LOCK_NOTE)
+            try:
                 calls, self._calls = self._calls, []
                 dirty, self._dirty = self._dirty, {}
                 if not calls and not dirty:
                     self._woken = False
                     return
+            finally:
+                lock.release()
             for fn in calls:
                 self._guarded(fn)
             for conn in dirty:

@@ -14,7 +14,7 @@ from threading import get_ident
 
 from . import wsframe
 from .droplog import log_about, log_dropped
-from .hub import HIGH_WATER, READ, Hub, HubConnection
+from .hub import HIGH_WATER, READ, RECV_SIZE, Hub, HubConnection
 from .server import INBOUND_LIMIT
 from .session import Session
 from .stopping import GOING_AWAY, GOING_AWAY_CODE
@@ -68,8 +68,16 @@ class HubWebSocket(HubConnection):
             self._feed(early)
 
     def on_readable(self) -> None:
-        data = self.read()
-        if data is None or self._ending:
+        try:  # (what read() does, inline: this runs for every message)
+            data = self.sock.recv(RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.lost()
+            return
+        if self._ending:
             return  # (what the peer sends after its close frame is dropped)
         self._feed(data)
         self._unhandled += len(data)
@@ -166,7 +174,9 @@ class HubWebSocket(HubConnection):
         session = self.session
         if session is None or session.closed:
             return False
-        with self.lock:
+        lock = self.lock
+        lock.acquire()  # (not ``with``: see session.py's LOCK_NOTE)
+        try:
             if self.closed or self._ended or self.out:
                 return False  # the hub owns what is pending; order matters
             packets = session.take_outbox(self)
@@ -184,6 +194,8 @@ class HubWebSocket(HubConnection):
                 return True
             self.out += data[sent:]
             return False
+        finally:
+            lock.release()
 
     def flush(self) -> None:
         session = self.session

@@ -122,6 +122,8 @@ def _reject_constant(name: str) -> Any:
 
 
 _INFINITIES = (float("inf"), float("-inf"))
+#: JSON text this long or shorter cannot nest past MAX_JSON_DEPTH
+_DEPTH_CHECK_LENGTH = 2 * MAX_JSON_DEPTH
 _CONTAINERS = (list, dict)
 _decoder = json.JSONDecoder(parse_int=_parse_int, parse_float=_parse_float,
                             parse_constant=_reject_constant)
@@ -183,7 +185,7 @@ def _loads(text: str) -> Any:
     # Nesting past the limit takes more than MAX_JSON_DEPTH opening brackets,
     # and as many closing ones in valid JSON: a shorter text is never looked
     # at, a longer one costs two counts, and only a bracket-heavy value is walked.
-    if len(text) > 2 * MAX_JSON_DEPTH and \
+    if len(text) > _DEPTH_CHECK_LENGTH and \
             text.count("[") + text.count("{") > MAX_JSON_DEPTH and \
             type(value) in _CONTAINERS and _too_deep(value):
         raise PacketError(f"JSON nested deeper than {MAX_JSON_DEPTH}")
@@ -273,7 +275,14 @@ def _decode_event(endpoint: str, pid: int | None, ack: bool | str, data: str) ->
     # (what _with_id does, inline: every event a client emits comes here)
     packet: Packet = {"type": "event", "endpoint": endpoint} if pid is None else \
         {"type": "event", "endpoint": endpoint, "id": pid, "ack": ack}
-    obj = _loads_lenient(data)
+    obj = None
+    if data:  # (what _loads_lenient does, inline)
+        try:
+            obj = _loads(data)
+        except PacketError:
+            raise
+        except ValueError:
+            pass
     if type(obj) is dict:
         name = obj.get("name")
         args = obj.get("args", [])
@@ -329,7 +338,10 @@ def _decode(data: str) -> Packet:
             field = field[:-1]
             ack = "data"
         if field:  # a lone '+' is ignored, as N does
-            pid = _digits(field, "packet id")
+            # (what _digits does, inline: every event with an ack has an id)
+            if not (len(field) <= MAX_ID_DIGITS and field.isascii() and field.isdigit()):
+                raise PacketError(f"bad packet id: {field[:20]!r}")
+            pid = int(field)
     return decoder(fields[2], pid, ack, fields[3] if len(fields) == 4 else "")
 
 

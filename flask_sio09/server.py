@@ -192,10 +192,11 @@ class _EventJob:
 
     def __call__(self) -> None:
         session, endpoint = self.session, self.endpoint
-        if not session.is_connected(endpoint) and endpoint in session.left_by_client \
-                and not session.closed:
+        connected = session.is_connected(endpoint)
+        if not connected and endpoint in session.left_by_client and not session.closed:
             self.server.rejoin_left(session, endpoint)  # (off the common path)
-        if session.is_connected(endpoint) and not session.closed:
+            connected = session.is_connected(endpoint)
+        if connected and not session.closed:
             server = self.server
             ack = None if self.ack_id is None else Ack(server, session, endpoint, self.ack_id)
             if self.message_packet:

@@ -89,11 +89,15 @@ class Workers:
     def submit(self, session: Session, job: Callable[[], None],
                inline: bool = False) -> None:
         """Run ``job`` after the session's earlier jobs."""
-        with session.lock:
+        lock = session.lock
+        lock.acquire()  # (not ``with``: see LOCK_NOTE in session.py; this runs per packet)
+        try:
             session.jobs.append(job)
             if session.jobs_running:
                 return
             session.jobs_running = True
+        finally:
+            lock.release()
         if inline or self.synchronous:
             self.drain(session)  # this thread runs the session's jobs now
         elif threading.get_ident() == self._deferring:
@@ -115,6 +119,7 @@ class Workers:
         """
         me = threading.get_ident()
         deferred = self._deferred
+        lock = self._lock
         while deferred:
             try:
                 session = deferred.popleft()
@@ -122,12 +127,15 @@ class Workers:
                 break
             self._draining_since = time.monotonic()
             self.drain(session)
-            with self._lock:
+            lock.acquire()  # (not ``with``: see LOCK_NOTE in session.py)
+            try:
                 if self._deferring != me:  # released: give back the slot it took
                     self._slots += 1
                     self._slot_freed.notify()
                     return False
                 self._draining_since = None
+            finally:
+                lock.release()
         return True
 
     def can_defer(self) -> bool:
@@ -177,10 +185,14 @@ class Workers:
             # appends just then (it appends, then looks at ``jobs_running``,
             # under the lock).
             if not jobs:
-                with session.lock:
+                lock = session.lock
+                lock.acquire()  # (not ``with``: see LOCK_NOTE in session.py)
+                try:
                     if not jobs:
                         session.jobs_running = False
                         return
+                finally:
+                    lock.release()
             job = jobs.popleft()
             try:
                 job()

@@ -594,7 +594,10 @@ def encode_texts(texts: list[str]) -> bytes:
     Raises :class:`UnicodeEncodeError` as :func:`encode_text` does.
     """
     if len(texts) == 1:  # the common case: one packet per write
-        return encode_text(texts[0])
+        # (what encode_text does for a short one, inline)
+        payload = texts[0].encode("utf-8")
+        n = len(payload)
+        return _TEXT_HEADERS[n] + payload if n < 126 else encode_text(texts[0])
     return b"".join([encode_text(text) for text in texts])
 
 
