@@ -189,6 +189,103 @@ def test_a_copied_context_keeps_its_events_namespace_while_others_come(make_app)
     assert client.get_received("/") == []
 
 
+def _bridge_and_session(app, sid):
+    server = app.extensions["sio09"].server
+    return server.app, server.get_session(sid)
+
+
+def test_signals_connected_after_some_events_are_sent_from_the_next_one_on(make_app):
+    """Events with no receiver and no teardown function take the shortcut
+    (the connection's own contextvars.Context, pushed for good); one
+    connected later must still be heard, and g must stay fresh throughout."""
+    app, sio = make_app()
+    seen = []
+
+    @sio.on("ping")
+    def ping():
+        seen.append(("handler", g.get("mark")))
+        g.mark = True
+        return request.sid
+
+    def pushed(sender, **kw):
+        seen.append("pushed")
+
+    def popped(sender, **kw):
+        seen.append("popped")
+
+    client = sio.test_client(app)
+    assert client.emit("ping", callback=True) == [client.sid]
+    assert client.emit("ping", callback=True) == [client.sid]
+    signals.appcontext_pushed.connect(pushed, app)
+    signals.appcontext_popped.connect(popped, app)
+    try:
+        assert client.emit("ping", callback=True) == [client.sid]
+    finally:
+        signals.appcontext_pushed.disconnect(pushed, app)
+        signals.appcontext_popped.disconnect(popped, app)
+    assert client.emit("ping", callback=True) == [client.sid]
+    assert seen == [("handler", None), ("handler", None),
+                    "pushed", ("handler", None), "popped", ("handler", None)]
+    assert not flask.has_request_context() and not flask.has_app_context()
+
+
+def test_a_handler_that_runs_another_of_its_connection_nests_the_contexts(make_app):
+    """The bridge called again for the same connection, from inside one of
+    its handlers (on the same thread, then on another thread while the
+    first still runs): each call sees the request, and the outer handler's
+    context is intact afterwards."""
+    app, sio = make_app()
+    seen = []
+
+    def inner(where):
+        seen.append((where, request.sid, request.event["name"], flask.has_app_context()))
+        return where
+
+    @sio.on("outer")
+    def outer():
+        bridge, session = _bridge_and_session(app, request.sid)
+        assert g.get("outer") is None  # (fresh for this event)
+        g.outer = True
+        same = bridge._call(session, "", {"name": "nested", "args": []}, inner, ("same thread",))
+        results = []
+        thread = threading.Thread(target=lambda: results.append(bridge._call(
+            session, "", {"name": "threaded", "args": []}, inner, ("other thread",))))
+        thread.start()
+        thread.join(30)
+        seen.append(("outer", request.sid, flask.has_request_context()))
+        return [same] + results
+
+    client = sio.test_client(app)
+    assert client.emit("outer", callback=True) == [["same thread", "other thread"]]
+    assert seen == [("same thread", client.sid, "nested", True),
+                    ("other thread", client.sid, "threaded", True),
+                    ("outer", client.sid, True)]
+    # the next event takes the shortcut again, with a fresh g
+    assert client.emit("outer", callback=True) == [["same thread", "other thread"]]
+    assert not flask.has_request_context() and not flask.has_app_context()
+
+
+def test_a_context_variable_a_handler_sets_stays_with_its_connection(make_app):
+    """Handlers run in their connection's own contextvars.Context: a value
+    one sets (and leaves set) is not seen by another connection's."""
+    import contextvars
+
+    app, sio = make_app()
+    mark = contextvars.ContextVar("mark", default="unset")
+
+    @sio.on("mark")
+    def set_mark(value):
+        before = mark.get()
+        mark.set(value)
+        return before
+
+    first, second = sio.test_client(app), sio.test_client(app)
+    assert first.emit("mark", "a", callback=True) == ["unset"]
+    assert second.emit("mark", "b", callback=True) == ["unset"]
+    assert first.emit("mark", "c", callback=True) == ["a"]
+    assert mark.get() == "unset"
+
+
 def test_the_server_is_told_which_namespaces_run_a_connect_handler():
     # (without one, the server joins a client to the global namespace at once)
     from flask_sio09 import Namespace, SocketIO
