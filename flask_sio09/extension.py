@@ -223,52 +223,48 @@ class _EventContext(RequestContext):
         # which ``flask.copy_current_request_context`` calls in a handler)
         super().__init__(app, environ, request, session)
         self._event_app_context = app.app_context()
-        #: the ``contextvars.Context`` of ``run``'s shortcut, in which this
-        #: context and its app context are pushed for good; in the list while
-        #: no thread runs in it (taken with one atomic pop)
-        self._pushed_vars: list[contextvars.Context] = []
-        self._made_vars = False
+        #: the ``contextvars.Context`` that ``run`` copies for each event, in
+        #: which this context and its app context are pushed (made at the first)
+        self._pushed_vars: contextvars.Context | None = None
+        #: the exception of the running handler that no error handler took
+        self.unhandled: Exception | None = None
 
     def run(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """``fn(*args)`` with this context pushed: what ``push()``, the
-        call, then ``pop()`` do.
+        """``fn(*args)`` with this context pushed, in a ``contextvars.Context``
+        of the event's own: a context variable the handler sets, or a Flask
+        context it pushes and leaves, ends with the event (it is seen by no
+        later event, of this connection or another, and freed at once).
 
-        The common case, with no signal receiver or teardown function
-        registered, takes a shortcut: the connection's own
-        ``contextvars.Context``, in which this context and the app context
-        stay pushed, runs ``fn`` with only ``flask.g`` made new. Setting and
-        resetting the two context variables for each event cost a tenth of
-        an event's CPU in the hub. Nested calls (a handler that runs
-        another of its connection's) push and pop as usual, inside it. A
-        receiver connected or a teardown function registered while ``fn``
-        runs takes effect from the next event on.
+        Without any signal receiver or teardown function registered (the
+        common case) this context is not pushed and popped: the event's
+        Context is a copy of one in which it is pushed for good, and only
+        ``flask.g`` is made new. Setting and resetting the two context
+        variables for each event cost a tenth of an event's CPU in the hub.
+        With receivers or teardown functions, it is pushed and popped in
+        an empty Context. A receiver connected or a teardown function
+        registered while ``fn`` runs takes effect from the next event on.
         """
         app = self.app
         if appcontext_pushed.receivers or \
                 app.teardown_request_funcs.get(None) or request_tearing_down.receivers or \
                 app.teardown_appcontext_funcs or appcontext_tearing_down.receivers or \
                 appcontext_popped.receivers or "files" in self.request.__dict__:
-            return self._run_pushed(fn, args)
-        if not self._made_vars:
+            return contextvars.Context().run(self._run_pushed, fn, args)
+        pushed = self._pushed_vars
+        if pushed is None:
             pushed = contextvars.Context()
             pushed.run(self._push_for_good)
-            self._pushed_vars.append(pushed)
-            self._made_vars = True
-        try:
-            pushed = self._pushed_vars.pop()
-        except IndexError:  # this thread runs in it already: a nested call
-            return self._run_pushed(fn, args)
+            self._pushed_vars = pushed
         self._event_app_context.g = app.app_ctx_globals_class()  # flask.g lives for one event
         try:
-            return pushed.run(fn, *args)
+            return pushed.copy().run(fn, *args)
         finally:
-            self._pushed_vars.append(pushed)
+            self.unhandled = None  # (no teardown function to hand it to)
             if "files" in self.request.__dict__:  # uploads a handler parsed
                 self.request.close()
 
     def _push_for_good(self) -> None:
-        # (run in the connection's own Context; never reset, so the tokens
-        # are not kept)
+        # (in the Context that run() copies: never reset, so no tokens kept)
         _cv_app.set(self._event_app_context)
         _cv_request.set(self)  # type: ignore[arg-type]
         if self._session is None:  # (as push() does, with the contexts pushed)
@@ -276,10 +272,17 @@ class _EventContext(RequestContext):
 
     def _run_pushed(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
         self.push()
+        self.unhandled = None
         try:
             return fn(*args)
         finally:
-            self.pop()
+            # the teardown functions get a handler's exception that no error
+            # handler took, as when it leaves Flask-SocketIO's ``with`` block
+            exc, self.unhandled = self.unhandled, None
+            if exc is None:
+                self.pop()
+            else:
+                self.pop(exc)
 
     def match_request(self) -> None:
         pass
@@ -372,10 +375,10 @@ class _AppBridge:
         request.namespace = namespace  # type: ignore[attr-defined]
         request.event = event  # type: ignore[attr-defined]
         request._sio09_ack = pending  # type: ignore[attr-defined]
-        return ctx.run(self._run_handler, session, namespace, event, fn, args, pending)
+        return ctx.run(self._run_handler, ctx, session, namespace, event, fn, args, pending)
 
-    def _run_handler(self, session: Session, namespace: str, event: dict[str, Any],
-                     fn: Handler, args: tuple[Any, ...] | list[Any],
+    def _run_handler(self, ctx: _EventContext, session: Session, namespace: str,
+                     event: dict[str, Any], fn: Handler, args: tuple[Any, ...] | list[Any],
                      pending: PendingAck | None) -> Any:
         """``fn(*args)`` in the event's context; an exception goes to the
         error handler, whose value is returned."""
@@ -385,6 +388,8 @@ class _AppBridge:
             if pending is not None:
                 pending.failed = True
             result = self._handle_error(namespace, exc, session)
+            if result is UNHANDLED:
+                ctx.unhandled = exc  # (for the teardown functions)
             # (after the error handler ran: that value is its, see _answer_failed)
             _error_handled.event = event
             # a connect handler that failed must not let the client in

@@ -4,6 +4,7 @@ pushed for each event, with the effects of Flask's own push and pop."""
 import threading
 
 import flask
+import pytest
 from flask import Flask, g, request, signals
 
 from flask_sio09 import emit
@@ -41,6 +42,36 @@ def test_teardown_functions_run_once_per_event(make_app):
     assert client.emit("ping", callback=True) == ["pong"]
     assert client.emit("ping", callback=True) == ["pong"]
     assert calls == [("handler", True), ("request", None), ("appcontext", None)] * 2
+
+
+def test_teardown_functions_get_the_exception_no_error_handler_took(make_app):
+    """As when a handler's exception leaves Flask-SocketIO's request
+    context: an exception the error handler answered is not passed on."""
+    app, sio = make_app()
+    calls = []
+    app.teardown_request(lambda exc: calls.append(("request", repr(exc))))
+    app.teardown_appcontext(lambda exc: calls.append(("appcontext", repr(exc))))
+
+    @sio.on("fail")
+    def fail():
+        raise KeyError("lost")
+
+    @sio.on("fail", namespace="/handled")
+    def fail_handled():
+        raise KeyError("answered")
+
+    sio.on_error("/handled")(lambda exc: "sorry")
+    client = sio.test_client(app)
+    client.connect("/handled")
+    calls.clear()
+    client.emit("fail")
+    assert calls == [("request", "KeyError('lost')"), ("appcontext", "KeyError('lost')")]
+    calls.clear()
+    assert client.emit("fail", namespace="/handled", callback=True) == ["sorry"]
+    assert calls == [("request", "None"), ("appcontext", "None")]
+    calls.clear()
+    client.emit("fail")
+    assert [exc for _, exc in calls] == ["KeyError('lost')"] * 2
 
 
 def test_context_signals_are_sent_for_each_event(make_app):
@@ -265,25 +296,66 @@ def test_a_handler_that_runs_another_of_its_connection_nests_the_contexts(make_a
     assert not flask.has_request_context() and not flask.has_app_context()
 
 
-def test_a_context_variable_a_handler_sets_stays_with_its_connection(make_app):
-    """Handlers run in their connection's own contextvars.Context: a value
-    one sets (and leaves set) is not seen by another connection's."""
+@pytest.mark.parametrize("with_teardown", [False, True], ids=["shortcut", "push-and-pop"])
+def test_what_a_handler_leaves_in_its_context_ends_with_its_event(make_app, with_teardown):
+    """A context variable a handler sets, and a Flask context it pushes and
+    never pops, end with the event: no later event (of its connection or
+    another) sees them, and what they hold is freed at once, without
+    waiting for the garbage collector. So with and without a teardown
+    function (which takes the push-and-pop path)."""
     import contextvars
+    import gc
+    import weakref
 
     app, sio = make_app()
+    if with_teardown:
+        app.teardown_appcontext(lambda exc: None)
     mark = contextvars.ContextVar("mark", default="unset")
+    held = []
+
+    class Big:
+        pass
 
     @sio.on("mark")
     def set_mark(value):
         before = mark.get()
-        mark.set(value)
+        big = Big()
+        held.append(weakref.ref(big))
+        mark.set((value, big))
         return before
 
+    @sio.on("leave_pushed")
+    def leave_pushed(how):
+        if how == "app":
+            app.app_context().push()
+            g.mark = "leaked"
+        else:
+            app.test_request_context("/elsewhere?x=1").push()
+            raise RuntimeError("a helper failed before its pop")
+
+    @sio.on("look")
+    def look():
+        return g.get("mark"), request.sid, request.path, \
+            flask.current_app._get_current_object() is app
+
+    errors = []
+    sio.on_error_default(lambda exc: errors.append(str(exc)))
     first, second = sio.test_client(app), sio.test_client(app)
-    assert first.emit("mark", "a", callback=True) == ["unset"]
-    assert second.emit("mark", "b", callback=True) == ["unset"]
-    assert first.emit("mark", "c", callback=True) == ["a"]
+    gc.disable()  # (what is freed must be freed by reference counting)
+    try:
+        assert first.emit("mark", "a", callback=True) == ["unset"]
+        assert held[-1]() is None
+        assert second.emit("mark", "b", callback=True) == ["unset"]
+        assert first.emit("mark", "c", callback=True) == ["unset"]
+        assert held[-1]() is None
+    finally:
+        gc.enable()
     assert mark.get() == "unset"
+    for how in ("app", "request"):
+        first.emit("leave_pushed", how)
+        assert first.emit("look", callback=True) == [None, first.sid, "/socket.io/1/", True]
+    assert errors == ["a helper failed before its pop"]
+    assert not flask.has_request_context() and not flask.has_app_context()
 
 
 def test_the_server_is_told_which_namespaces_run_a_connect_handler():
