@@ -74,6 +74,63 @@ def test_teardown_functions_get_the_exception_no_error_handler_took(make_app):
     assert [exc for _, exc in calls] == ["KeyError('lost')"] * 2
 
 
+@pytest.mark.parametrize("kind", ["teardown_request", "teardown_appcontext",
+                                  "appcontext_pushed", "appcontext_popped",
+                                  "request_tearing_down", "appcontext_tearing_down"])
+def test_each_teardown_function_or_signal_alone_runs_once_per_event(make_app, kind):
+    # any one of them is enough to take the push-and-pop path (the shortcut
+    # would run none of them)
+    app, sio = make_app()
+    calls = []
+
+    def receiver(*args, **kwargs):
+        calls.append(kind)
+
+    if kind.startswith("teardown"):
+        getattr(app, kind)(receiver)
+    else:
+        getattr(signals, kind).connect(receiver, app)
+
+    @sio.on("ping")
+    def ping():
+        return "pong"
+
+    try:
+        client = sio.test_client(app)
+        calls.clear()
+        for _ in range(3):
+            assert client.emit("ping", callback=True) == ["pong"]
+        assert calls == [kind] * 3
+    finally:
+        if not kind.startswith("teardown"):
+            getattr(signals, kind).disconnect(receiver, app)
+
+
+def test_the_flask_session_is_opened_with_the_contexts_pushed(make_app):
+    """As Flask opens it for a request: a session interface may use
+    current_app or the request."""
+    from flask.sessions import SecureCookieSessionInterface
+
+    seen = []
+
+    class Recording(SecureCookieSessionInterface):
+        def open_session(self, app, request):
+            seen.append((flask.has_app_context(), flask.has_request_context()))
+            return super().open_session(app, request)
+
+    app, sio = make_app()
+    app.session_interface = Recording()
+
+    @sio.on("ping")
+    def ping():
+        return "pong"
+
+    client = sio.test_client(app)
+    assert client.emit("ping", callback=True) == ["pong"]
+    assert client.emit("ping", callback=True) == ["pong"]
+    assert seen == [(True, True)]  # once per connection
+
+
 def test_context_signals_are_sent_for_each_event(make_app):
     app, sio = make_app()
     seen = []

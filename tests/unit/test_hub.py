@@ -180,6 +180,44 @@ def test_close_frame_and_peer_loss_end_session_once(server, hub, app):
     assert wait_until(lambda: other.closed and app.disconnects == 2)
 
 
+def test_a_peer_gone_after_its_close_frame_is_not_read_again_while_handlers_run(app):
+    # its close waits for the handler of the event before it; meanwhile the
+    # socket's end of stream must end the reading, not be reported (and
+    # read) on every round until the handler is done: a spinning hub
+    gate = threading.Event()
+    echo = app.event
+
+    def event(session, namespace, name, args, ack, packet=False):
+        if name == "wait":
+            gate.wait(30)
+        echo(session, namespace, name, args, ack)
+
+    app.event = event
+    server = Server(Options(), app, monitor=False)
+    hub = server.hub = Hub(server)
+    try:
+        session, conn, client = open_websocket(server, hub)
+        reads = []
+        on_readable = conn.on_readable
+
+        def counted():
+            reads.append(1)
+            on_readable()
+
+        conn.on_readable = counted
+        client.sock.sendall(client_frame('5:::{"name":"wait","args":[]}')
+                            + client_frame(payload=struct.pack("!H", 1000), opcode=0x8))
+        client.sock.close()
+        for _ in range(50):  # half a second of the hub's rounds, handler waiting
+            gate.wait(0.01)
+        assert len(reads) <= 5, len(reads)
+        gate.set()
+        assert wait_until(lambda: session.closed)
+    finally:
+        gate.set()
+        server.shutdown()
+
+
 @pytest.mark.parametrize("sent, echoed", [
     (struct.pack("!H", 3000) + b"bye", struct.pack("!H", 3000)),
     (struct.pack("!H", 1001), struct.pack("!H", 1001)),

@@ -501,6 +501,20 @@ def test_encode_texts_is_one_text_message_per_string(texts):
     assert data == b"".join(encode_text(text) for text in texts)
 
 
+@pytest.mark.parametrize("size", [0, 1, 124, 125, 126, 127, 65535, 65536, 65537])
+@pytest.mark.parametrize("char", ["a", "\u00e9", "\u20ac", "\U0001F600"])
+def test_encode_texts_of_one_string_at_the_length_boundaries(size, char):
+    # one packet per write is the common case, framed inline (not through
+    # encode_text): every header form, at the UTF-8 byte counts around each
+    # boundary, whatever the width of the characters
+    width = len(char.encode("utf-8"))
+    text = char * (size // width) + "a" * (size % width)
+    assert len(text.encode("utf-8")) == size
+    data = wsframe.encode_texts([text])
+    assert data == encode_text(text)
+    assert _wsproto_client_events(data) == [("text", text)]
+
+
 def test_encode_texts_refuses_a_lone_surrogate_as_encode_text_does():
     with pytest.raises(UnicodeEncodeError):
         wsframe.encode_texts(["ok", "\ud800"])
