@@ -119,6 +119,21 @@ def open_websocket(server, hub, max_message_size=1_000_000):
     return session, conn, client
 
 
+def hold_wait_events(app):
+    """Make the handler of an event named ``wait`` block until the returned
+    event is set (at most 30 s); other events are echoed."""
+    gate = threading.Event()
+    echo = app.event
+
+    def event(session, namespace, name, args, ack, packet=False):
+        if name == "wait":
+            gate.wait(30)
+        echo(session, namespace, name, args, ack)
+
+    app.event = event
+    return gate
+
+
 def test_messages_in_order_and_acks_one_frame_each(server, hub, app):
     session, conn, client = open_websocket(server, hub)
     burst = b"".join(client_frame(f'5:{i}+::{{"name":"n","args":[{i}]}}') for i in range(1, 201))
@@ -184,15 +199,7 @@ def test_a_peer_gone_after_its_close_frame_is_not_read_again_while_handlers_run(
     # its close waits for the handler of the event before it; meanwhile the
     # socket's end of stream must end the reading, not be reported (and
     # read) on every round until the handler is done: a spinning hub
-    gate = threading.Event()
-    echo = app.event
-
-    def event(session, namespace, name, args, ack, packet=False):
-        if name == "wait":
-            gate.wait(30)
-        echo(session, namespace, name, args, ack)
-
-    app.event = event
+    gate = hold_wait_events(app)
     server = Server(Options(), app, monitor=False)
     hub = server.hub = Hub(server)
     try:
@@ -357,15 +364,7 @@ def test_a_client_that_sends_faster_than_its_handlers_run_is_read_no_further(app
     # goes on once the handlers catch up, and nothing is lost.
     from flask_sio09 import server as server_module
 
-    gate = threading.Event()
-    echo = app.event
-
-    def event(session, namespace, name, args, ack, packet=False):
-        if name == "wait":
-            gate.wait(30)
-        echo(session, namespace, name, args, ack)
-
-    app.event = event
+    gate = hold_wait_events(app)
     server = Server(Options(max_outbox_bytes=16_000_000), app, monitor=False)
     hub = server.hub = Hub(server)
     try:
