@@ -206,7 +206,8 @@ _EVENT_ATTRIBUTES = ("sid", "namespace", "event", "_sio09_session")
 
 class _EventContext(RequestContext):
     """The request context handlers run in: the request that opened the
-    connection, made once per connection and pushed for each event.
+    connection, made once per connection and in effect for each event
+    (``run``: in a ``contextvars.Context`` of the event's own).
 
     Pushing and popping has the effects of Flask's own, minus the work that
     would do nothing here, which is most of its cost (8 µs of an event's

@@ -1,5 +1,6 @@
 """The Flask context handlers run in (``_EventContext``): one per connection,
-pushed for each event, with the effects of Flask's own push and pop."""
+in effect for each event (pushed and popped, or in a copy of a Context where it
+stays pushed), with the effects of Flask's own push and pop."""
 
 import threading
 
