@@ -2,7 +2,7 @@
 
 This module turns the bytes a WebSocket client sends into events, and the server's
 messages into frames. It does no I/O at all: no sockets, no threads, no clocks,
-standard library only. The caller (the I/O hub) reads from the socket, hands the
+standard library only (but see :func:`_unmask`). The caller (the I/O hub) reads from the socket, hands the
 bytes to :meth:`FrameReader.feed`, acts on the events it gets back, and writes the
 bytes the ``encode_*`` functions return.
 
@@ -42,6 +42,7 @@ import binascii
 import codecs
 import hashlib
 import struct
+from collections.abc import Callable
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_SIZE",
@@ -253,7 +254,7 @@ _XOR_TABLES = [(_IDENTITY ^ int.from_bytes(bytes((k,)) * 256, "little")).to_byte
 del _IDENTITY
 
 
-def _unmask(payload: bytes, mask: bytes) -> bytes | bytearray:
+def _unmask_python(payload: bytes, mask: bytes) -> bytes | bytearray:
     """XOR ``payload`` with the 4-byte ``mask`` repeated (§5.3).
 
     No Python loop over the bytes: a short payload is XORed as one big integer; a
@@ -275,6 +276,33 @@ def _unmask(payload: bytes, mask: bytes) -> bytes | bytearray:
     out[2::4] = out[2::4].translate(_XOR_TABLES[mask[2]])
     out[3::4] = out[3::4].translate(_XOR_TABLES[mask[3]])
     return out
+
+
+def _c_unmask() -> Callable[[bytes, bytes], bytes | bytearray] | None:
+    """The C unmasking of the ``websockets`` package, if it is installed
+    (``pip install flask_sio09[speedups]``): the same XOR, five to six times
+    faster on a short payload, more on a long one."""
+    try:
+        from websockets.speedups import apply_mask
+    except ImportError:  # (not installed, or a build without its C extension)
+        return None
+    return apply_mask  # type: ignore[no-any-return]
+
+
+def _unmask_first(payload: bytes, mask: bytes) -> bytes | bytearray:
+    """XOR ``payload`` with the 4-byte ``mask`` repeated (§5.3), in C when
+    ``websockets`` is installed, else with :func:`_unmask_python`.
+
+    The first call chooses and rebinds the module-level name ``_unmask``, so
+    that importing this module does not import ``websockets`` (50 ms, most of
+    it its version lookup) in a process that never reads a frame.
+    """
+    global _unmask
+    _unmask = _c_unmask() or _unmask_python
+    return _unmask(payload, mask)
+
+
+_unmask = _unmask_first
 
 
 # ---------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import codecs
+import sys
 from pathlib import Path
 
 import pytest
@@ -82,6 +83,7 @@ def rejection(data: bytes, **kwargs) -> WebSocketError:
 
 
 def test_module_imports_only_pure_stdlib():
+    # (and the C unmasking of ``websockets``, a pure function, when installed)
     tree = ast.parse(MODULE.read_text(encoding="utf-8"))
     imported = set()
     for node in ast.walk(tree):
@@ -89,17 +91,42 @@ def test_module_imports_only_pure_stdlib():
             imported.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
             imported.add("." * node.level + (node.module or ""))
-    assert imported <= {"__future__", "base64", "binascii", "codecs", "hashlib", "struct"}
+    assert imported <= {"__future__", "base64", "binascii", "codecs", "collections.abc",
+                        "hashlib", "struct", "websockets.speedups"}
 
 
 @settings(max_examples=40, deadline=None)
 @given(st.binary(min_size=4, max_size=4),
        st.integers(0, 2000) | st.sampled_from([511, 512, 513, 65536 + 3]))
 def test_unmask_matches_a_plain_xor(mask, size):
-    # Both unmasking paths (short: one integer XOR; long: translate tables).
+    # Both Python unmasking paths (short: one integer XOR; long: translate
+    # tables), and the C one that ``_unmask`` is when websockets is installed.
     payload = bytes(range(256)) * (size // 256) + bytes(range(size % 256))
     expected = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    assert bytes(wsframe._unmask_python(payload, mask)) == expected
     assert bytes(wsframe._unmask(payload, mask)) == expected
+    c_unmask = wsframe._c_unmask()
+    if c_unmask is not None:
+        assert c_unmask(payload, mask) == expected
+
+
+def test_unmask_is_the_c_one_when_websockets_is_installed():
+    # (the test extra installs websockets: the hub's frames are unmasked in C)
+    from websockets.speedups import apply_mask
+
+    assert wsframe._c_unmask() is apply_mask
+    wsframe._unmask(b"x", b"abcd")  # the first call binds the module's name
+    assert wsframe._unmask is apply_mask
+
+
+def test_unmask_falls_back_to_python_without_websockets(monkeypatch):
+    monkeypatch.setitem(sys.modules, "websockets.speedups", None)  # (import fails)
+    assert wsframe._c_unmask() is None
+    monkeypatch.setattr(wsframe, "_unmask", wsframe.__dict__["_unmask_first"])
+    reader = FrameReader()
+    frame = bytes((0x81, 0x80 | 5)) + b"abcd" + bytes(wsframe._unmask_python(b"hello", b"abcd"))
+    assert reader.feed(frame) == [("text", "hello")]
+    assert wsframe._unmask is wsframe._unmask_python
 
 
 # ---------------------------------------------------------------------------
