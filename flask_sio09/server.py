@@ -171,38 +171,44 @@ class Ack:
             self._server.outbox_overflow(session)
 
 
-class _EventJob:
-    """Runs the handler of one event (a job for ``Workers``).
+class _EventJob(Ack):
+    """Runs the handler of one event (``run`` is a job for ``Workers``), and
+    is that event's ``ack`` callable when the packet asked for a data ack.
 
     One small object rather than a closure: a closure over these values
     allocates a cell per value, and in hub mode a round's jobs all wait until
     its I/O is done; with a few hundred clients that many objects alive at once
-    set off Python's cyclic garbage collector every round.
+    set off Python's cyclic garbage collector every round. Being the ack too
+    spares making a second object for each event (a handler that keeps its
+    ack keeps the event's arguments with it).
     """
 
-    __slots__ = ("server", "session", "endpoint", "name", "args", "ack_id")
+    __slots__ = ("name", "args")
 
     #: False: an event packet; True (``_MessageJob``): a message or json packet
     message_packet = False
 
     def __init__(self, server: Server, session: Session, endpoint: str, name: str,
                  args: list[Any], ack_id: int | None) -> None:
-        self.server, self.session, self.endpoint = server, session, endpoint
-        self.name, self.args, self.ack_id = name, args, ack_id
+        self._server, self._session = server, session
+        self._endpoint, self._id = endpoint, ack_id  # type: ignore[assignment]
+        self.used = False
+        self.name, self.args = name, args
 
-    def __call__(self) -> None:
-        session, endpoint = self.session, self.endpoint
+    def run(self) -> None:
+        """Run the event's handler (on a worker, after the session's earlier jobs)."""
+        session, endpoint = self._session, self._endpoint
         connected = session.is_connected(endpoint)
         if not connected and endpoint in session.left_by_client and not session.closed:
-            self.server.rejoin_left(session, endpoint)  # (off the common path)
+            self._server.rejoin_left(session, endpoint)  # (off the common path)
             connected = session.is_connected(endpoint)
         if connected and not session.closed:
-            server = self.server
-            ack = None if self.ack_id is None else Ack(server, session, endpoint, self.ack_id)
+            app = self._server.app
+            ack = None if self._id is None else self
             if self.message_packet:
-                server.app.event(session, endpoint, self.name, self.args, ack, packet=True)
+                app.event(session, endpoint, self.name, self.args, ack, packet=True)
             else:
-                server.app.event(session, endpoint, self.name, self.args, ack)
+                app.event(session, endpoint, self.name, self.args, ack)
         elif not session.closed:
             # a namespace the client left, never joined, or (a POST racing the
             # first poll) a session no transport has opened yet: N ran no handler
@@ -797,7 +803,7 @@ class Server:
         else:
             name, args, job_class = kind, [pkt.get("data")], _MessageJob
         ack_id = pkt["id"] if ack_kind == "data" else None
-        self.workers.submit(session, job_class(self, session, endpoint, name, args, ack_id),
+        self.workers.submit(session, job_class(self, session, endpoint, name, args, ack_id).run,
                             inline)
 
     def _handle_ack(self, session: Session, pkt: dict[str, Any], endpoint: str,
