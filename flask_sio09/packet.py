@@ -158,6 +158,11 @@ def _too_deep(value: Any) -> bool:
 # scanner and encoder as the C code takes for a small packet; these call the C
 # parts directly, with the same results (the tests hold them to the stdlib's).
 _scan_once = _decoder.scan_once
+# The same without the Python call per integer (_parse_int), which costs as
+# much as the C scanner's whole work on a small packet's number: for texts too
+# short to hold an integer of more than MAX_INT_DIGITS digits.
+_scan_short = json.JSONDecoder(parse_float=_parse_float,
+                               parse_constant=_reject_constant).scan_once
 _JSON_SPACE = " \t\n\r"
 _c_iterencode = None if json.encoder.c_make_encoder is None else json.encoder.c_make_encoder(
     None, json_default, json.encoder.encode_basestring, None, ":", ",",
@@ -177,7 +182,9 @@ def _loads(text: str) -> Any:
         value = _decoder.decode(text)  # the stdlib's whitespace and error rules
     else:
         try:
-            value, end = _scan_once(text, 0)
+            # (a text of MAX_INT_DIGITS characters or fewer holds no integer
+            # past the limit: its integers are parsed without _parse_int)
+            value, end = (_scan_short if len(text) <= MAX_INT_DIGITS else _scan_once)(text, 0)
         except StopIteration as exc:
             raise json.JSONDecodeError("Expecting value", text, exc.value) from None
         if end != len(text):
