@@ -35,7 +35,7 @@ from . import packet as packet_codec
 from . import protocol, transports
 from .droplog import log_dropped
 from .options import OptionError, emitter_url, resolve_options
-from .server import Server
+from .server import Ack, Server
 from .session import Session
 
 if TYPE_CHECKING:
@@ -439,7 +439,7 @@ class _AppBridge:
             "connect" in self.sio.handlers.get(namespace, {})
 
     def event(self, session: Session, namespace: str, name: str, args: list[Any],
-              ack: Callable[..., None] | None, packet: bool = False) -> None:
+              ack: Ack | None, packet: bool = False) -> None:
         if name in RESERVED_EVENTS:
             logger.debug("session %s: reserved event name %r dropped", session.sid, name)
             return
@@ -470,8 +470,9 @@ class _AppBridge:
         # value answers it (no PendingAck needed: nothing can take it)
         result = self._call(session, namespace, event, registered.fn, args)
         if ack is not None and result is not UNHANDLED:
-            try:
-                ack(*ack_args(result))
+            try:  # (ack(*ack_args(result)), inline: every event with an ack)
+                ack.answer(() if result is None else result if isinstance(result, tuple)
+                           else (result,))
             except Exception as exc:  # a value JSON cannot carry
                 self._answer_failed(session, namespace, event, ack, exc)
 

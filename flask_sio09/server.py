@@ -107,10 +107,11 @@ class Application(Protocol):
         """Run the namespace's connect handler; False refuses the client."""
 
     def event(self, session: Session, namespace: str, name: str, args: list[Any],
-              ack: Callable[..., None] | None, packet: bool = False) -> None:
+              ack: Ack | None, packet: bool = False) -> None:
         """Run the handler of an event; a ``message`` or ``json`` packet comes
         as an event of that name with its data as the one argument, and
-        ``packet`` True (an event the client named so has it False)."""
+        ``packet`` True (an event the client named so has it False). ``ack``:
+        the data ack the packet asked for."""
 
     def disconnect(self, session: Session, namespace: str) -> None:
         """Run the namespace's disconnect handler."""
@@ -148,6 +149,11 @@ class Ack:
         return self._id
 
     def __call__(self, *args: Any) -> None:
+        self.answer(args)
+
+    def answer(self, args: tuple[Any, ...]) -> None:
+        """Answer with ``args`` (what calling it does: the bridge answers
+        with a handler's return value this way, sparing the call's packing)."""
         # claimed under a lock: a thread the handler gave it to, and the
         # bridge answering for the handler that raised, may call at once
         _claim.acquire()
