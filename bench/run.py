@@ -907,7 +907,21 @@ def machine() -> str:
     node = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
     return (f"{os.cpu_count()} cores ({model or platform.machine()}), Linux "
             f"{platform.release()}, Python {platform.python_version()} "
-            f"({interpreter_build()}), Node {node}")
+            f"({interpreter_build()}; {unmasking()}), Node {node}")
+
+
+def unmasking(python: str = sys.executable) -> str:
+    """How flask_sio09's hub unmasks WebSocket frames under ``python``: in C
+    when the ``websockets`` package is installed (the ``speedups`` extra),
+    else in Python, which costs about 7% more instructions per emit + ack."""
+    found = subprocess.run(
+        [python, "-c", "from websockets.speedups import apply_mask; import websockets; "
+                       "print(websockets.__version__)"],
+        capture_output=True, text=True)
+    version = found.stdout.strip()
+    if found.returncode == 0 and version:
+        return f"WebSocket frames unmasked in C (websockets {version})"
+    return "WebSocket frames unmasked in Python (no websockets package)"
 
 
 def interpreter_build(maps: str | None = None) -> str:

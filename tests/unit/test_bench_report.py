@@ -147,6 +147,18 @@ def test_the_machine_line_says_how_the_interpreter_was_built(bench):
     assert own in bench.machine()
 
 
+def test_the_machine_line_says_how_frames_are_unmasked(bench, tmp_path):
+    # this venv has the test extra, so websockets: the C unmasking
+    assert bench.unmasking().startswith("WebSocket frames unmasked in C (websockets ")
+    assert bench.unmasking() in bench.machine()
+    # an interpreter where the import fails says so
+    fake = tmp_path / "python"
+    fake.write_text("#!/bin/sh\nexit 1\n")
+    fake.chmod(0o755)
+    assert bench.unmasking(str(fake)) == \
+        "WebSocket frames unmasked in Python (no websockets package)"
+
+
 def test_the_peers_venv_is_checked_for_the_interpreter_it_was_made_from(bench, tmp_path):
     """Flask-SocketIO's venv must follow the interpreter that runs the bench."""
     ours = sys._base_executable
