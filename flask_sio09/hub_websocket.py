@@ -79,7 +79,19 @@ class HubWebSocket(HubConnection):
             return
         if self._ending:
             return  # (what the peer sends after its close frame is dropped)
-        self._feed(data)
+        # (what _feed and _handle do, inline for the most common read: one
+        # text message, for a session that is not ending)
+        try:
+            events = self.reader.feed(data)
+        except wsframe.WebSocketError as exc:
+            self._failed(exc)
+        else:
+            session = self.session
+            if len(events) == 1 and events[0][0] == "text" and session is not None and \
+                    not self._ended:
+                self.server.receive(session, events[0][1])
+            else:
+                self._handle(events)
         self._unhandled += len(data)
         if self._unhandled > self._inbound_limit and not self._ending and not self._ended \
                 and not self.closed and self.session is not None:
@@ -106,13 +118,17 @@ class HubWebSocket(HubConnection):
         try:
             events = self.reader.feed(data)
         except wsframe.WebSocketError as exc:
-            log_about(self.session, "websocket protocol error",
-                      "websocket of %s: protocol error %s (%s)",
-                      self.session.sid if self.session else "-", exc.code, exc)
-            self._handle(exc.events)  # what came before the violation still counts
-            self._end_in_order(exc.code)
+            self._failed(exc)
             return
         self._handle(events)
+
+    def _failed(self, exc: wsframe.WebSocketError) -> None:
+        """The client broke RFC 6455: what came before still counts; then end."""
+        log_about(self.session, "websocket protocol error",
+                  "websocket of %s: protocol error %s (%s)",
+                  self.session.sid if self.session else "-", exc.code, exc)
+        self._handle(exc.events)
+        self._end_in_order(exc.code)
 
     def _handle(self, events: list[tuple]) -> None:
         session = self.session
