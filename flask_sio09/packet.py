@@ -214,16 +214,21 @@ def without_lone_surrogates(text: str) -> str:
 
 def _dumps(value: Any) -> str:
     text = _print_json(value)
-    if not text.isascii():
-        # A lone surrogate (say from a client's "\ud800") cannot be written as
-        # UTF-8; inside a JSON string its escape decodes to the same value.
-        if _SURROGATE.search(text):
-            text = _SURROGATE.sub(_escape_surrogate, text)
-        # U+2028/U+2029 end a "." match in JavaScript regexes: socket.io-client
-        # 0.9.16 parses ack data with /^([0-9]+)(\+)?(.*)/ and would cut the
-        # JSON there. Their escapes are the same JSON value.
-        if "\u2028" in text or "\u2029" in text:
-            text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+    return text if text.isascii() else _js_safe(text)
+
+
+def _js_safe(text: str) -> str:
+    """Non-ASCII JSON ``text`` as a JavaScript client parses it whole, and as
+    UTF-8 can carry it."""
+    # A lone surrogate (say from a client's "\ud800") cannot be written as
+    # UTF-8; inside a JSON string its escape decodes to the same value.
+    if _SURROGATE.search(text):
+        text = _SURROGATE.sub(_escape_surrogate, text)
+    # U+2028/U+2029 end a "." match in JavaScript regexes: socket.io-client
+    # 0.9.16 parses ack data with /^([0-9]+)(\+)?(.*)/ and would cut the
+    # JSON there. Their escapes are the same JSON value.
+    if "\u2028" in text or "\u2029" in text:
+        text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
     return text
 
 
@@ -467,9 +472,13 @@ def encode_ack(ack_id: int, args: list[Any] | tuple[Any, ...] | None,
     if not args:
         return f"6::{endpoint}:{ack_id}"
     try:
-        data = _dumps(args)
+        # (what _dumps and _print_json do, inline: every data ack comes here)
+        data = "".join(_c_iterencode(args, 0)) if _c_iterencode is not None \
+            else _encoder.encode(args)
     except Exception as exc:  # TypeError, ValueError, RecursionError from json
         raise PacketError(f"cannot encode packet: {exc.__class__.__name__}: {exc}") from exc
+    if not data.isascii():
+        data = _js_safe(data)
     return f"6::{endpoint}:{ack_id}+{data}"
 
 
