@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from . import packet as packet_codec
+from .packet import decode_event
 from .manager import MemoryManager, listed_names
 from .cluster import Cluster
 from . import stopping
@@ -748,6 +749,13 @@ class Server:
             return
         debug = _debug_enabled(logging.DEBUG)
         for part in parts:
+            event = decode_event(part)  # (the common case: no dict, no hop)
+            if event is not None:
+                if debug:
+                    logger.debug("session %s: received %s", session.sid, part)
+                endpoint, pid, ack_kind, name, args = event
+                self._dispatch(session, endpoint, pid, ack_kind, name, args, _EventJob, inline)
+                continue
             try:
                 pkt = packet_codec.decode(part)
             except packet_codec.PacketError as exc:
@@ -787,28 +795,35 @@ class Server:
 
     def _handle_event(self, session: Session, pkt: dict[str, Any], endpoint: str,
                       inline: bool) -> None:
-        ack_kind = pkt.get("ack")
+        pid = pkt.get("id")
+        ack_kind = None if pid is None else pkt.get("ack")
+        if pkt["type"] == "event":
+            self._dispatch(session, endpoint, pid, ack_kind, pkt.get("name"),
+                           pkt.get("args", []), _EventJob, inline)
+        else:
+            self._dispatch(session, endpoint, pid, ack_kind, pkt["type"], [pkt.get("data")],
+                           _MessageJob, inline)
+
+    def _dispatch(self, session: Session, endpoint: str, pid: int | None,
+                  ack_kind: bool | str | None, name: str | None, args: list[Any],
+                  job_class: type[_EventJob], inline: bool) -> None:
+        """Queue the handler of an event (``_EventJob``; ``name`` None: its
+        JSON was bad) or of a message or json packet (``_MessageJob``, named
+        after its type), answering a plain ack (``ack_kind`` True) at once."""
         if ack_kind is True:  # automatic ack, before dispatch (as N does)
             # queued at once, not held with the namespace's packets while its
             # connect handler runs: a refusal drops those, and the client
             # waits for this ack whatever the handler decides
             self.send_to_session(session, packet_codec.encode(
-                {"type": "ack", "ackId": pkt["id"], "endpoint": endpoint, "args": []}))
-        kind = pkt["type"]
-        if kind == "event":
-            name = pkt.get("name")
-            if not isinstance(name, str) or name in BLACKLISTED_EVENTS:
-                # (bad JSON decodes to an event with no name, as in Node)
-                log_dropped(session, "session %s: an event %s dropped", session.sid,
-                            "named 'disconnect'" if name in BLACKLISTED_EVENTS
-                            else "without a name (bad JSON)" if name is None
-                            else "whose name is not a string")
-                return
-            args = pkt.get("args", [])
-            job_class: type[_EventJob] = _EventJob
-        else:
-            name, args, job_class = kind, [pkt.get("data")], _MessageJob
-        ack_id = pkt["id"] if ack_kind == "data" else None
+                {"type": "ack", "ackId": pid, "endpoint": endpoint, "args": []}))
+        if job_class is _EventJob and (not isinstance(name, str) or name in BLACKLISTED_EVENTS):
+            # (bad JSON decodes to an event with no name, as in Node)
+            log_dropped(session, "session %s: an event %s dropped", session.sid,
+                        "named 'disconnect'" if name in BLACKLISTED_EVENTS
+                        else "without a name (bad JSON)" if name is None
+                        else "whose name is not a string")
+            return
+        ack_id = pid if ack_kind == "data" else None
         self.workers.submit(session, job_class(self, session, endpoint, name, args, ack_id).run,
                             inline)
 

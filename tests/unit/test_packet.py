@@ -634,3 +634,61 @@ def test_json_text_decodes_as_the_stdlib_does(text):
 def test_json_values_encode_as_the_stdlib_does(value):
     expected = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     assert packet._print_json(value) == expected
+
+
+# --- decode_event: the server's tuple form of an event packet ------------------
+
+def _event_tuple_by_decode(text):
+    """What decode_event must give for ``text``, read off decode()'s dict."""
+    try:
+        pkt = packet.decode(text)
+    except PacketError:
+        return None
+    if pkt["type"] != "event":
+        return None
+    pid = pkt.get("id")
+    return pkt["endpoint"], pid, None if pid is None else pkt["ack"], pkt.get("name"), pkt["args"]
+
+
+def _assert_decode_event_agrees(text):
+    got = packet.decode_event(text)
+    assert got == _event_tuple_by_decode(text)
+    if got is not None:  # (== would let an ack of 1 pass for True)
+        assert type(got[1]) in (int, type(None)) and got[2] in (None, True, "data")
+
+
+@st.composite
+def event_texts(draw):
+    """Event packets as clients write them, then mutated at random."""
+    body = draw(st.one_of(
+        st.builds(lambda n, a: json.dumps({"name": n, "args": a}), wild_text, json_lists),
+        st.builds(lambda n: json.dumps({"name": n}), wild_text),
+        json_values.map(json.dumps),
+        st.text(st.one_of(wild_chars, st.sampled_from(list('{}[]":,'))), max_size=20),
+        st.sampled_from(["", "{", '{"name":"a","args":[1e400]}', '{"name":"a","args":[' +
+                         "9" * 101 + "]}", "[" * 200 + "]" * 200, '{"name":"a","args":[NaN]}'])))
+    head = draw(st.sampled_from(["", "1", "12+", "+", "007", "1" * 16, "-1", "1 ", "١"]))
+    text = f"5:{head}:{draw(endpoints)}:{body}" if draw(st.booleans()) else \
+        f"5:{head}:{draw(endpoints)}"
+    if draw(st.booleans()):
+        pos = draw(st.integers(0, len(text)))
+        text = text[:pos] + draw(st.text(wild_chars, max_size=2)) + \
+            text[pos + draw(st.integers(0, 2)):]
+    return text
+
+
+@FUZZ
+@given(st.one_of(event_texts(), mutated(), st.text(st.one_of(wild_chars, any_chars),
+                                                   max_size=30)))
+def test_decode_event_gives_what_decode_gives_for_every_text(text):
+    _assert_decode_event_agrees(text)
+
+
+@pytest.mark.parametrize("text", [
+    '5:::{"name":"a","args":[1]}', '5:1::{"name":"a"}', '5:1+:/c:{"name":"a","args":[]}',
+    "5:::", "5::", "5:", "5", "5:::x", '5:+::{"name":"a"}', '5:1+::[]', '5:::{"name":1}',
+    '5:::{"name":"a","args":{}}', "5:::" + "[" * 50000, '5:::{"name":"a","args":[1e400]}',
+    '5:x::{"name":"a"}', '5:' + "1" * 16 + '::{"name":"a"}', '3:::x', '6:::1+[]', "",
+])
+def test_decode_event_known_texts(text):
+    _assert_decode_event_agrees(text)
