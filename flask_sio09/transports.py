@@ -792,6 +792,7 @@ def get_hub(server: Server) -> Any:
             if server.hub is None:
                 from .hub import Hub
 
+                wsframe.choose_unmask()  # (the import, here rather than on the hub thread)
                 server.hub = Hub(server, server.clock, wsgi_server_connections())
     return server.hub
 

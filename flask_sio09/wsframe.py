@@ -280,25 +280,34 @@ def _unmask_python(payload: bytes, mask: bytes) -> bytes | bytearray:
 
 def _c_unmask() -> Callable[[bytes, bytes], bytes | bytearray] | None:
     """The C unmasking of the ``websockets`` package, if it is installed
-    (``pip install flask_sio09[speedups]``): the same XOR, five to six times
-    faster on a short payload, more on a long one."""
+    (``pip install flask_sio09[speedups]``) and works: the same XOR, five to
+    six times faster on a short payload, more on a long one."""
     try:
         from websockets.speedups import apply_mask
-    except ImportError:  # (not installed, or a build without its C extension)
+    except Exception:  # not installed (ImportError), or an install that does not load
+        return None
+    try:  # a build that loads but computes otherwise must not garble every message
+        if apply_mask(b"\x00\x01\x02\x03\xff", b"\x0f\xf0\x55\xaa") != b"\x0f\xf1\x57\xa9\xf0":
+            return None
+    except Exception:
         return None
     return apply_mask  # type: ignore[no-any-return]
 
 
-def _unmask_first(payload: bytes, mask: bytes) -> bytes | bytearray:
-    """XOR ``payload`` with the 4-byte ``mask`` repeated (§5.3), in C when
-    ``websockets`` is installed, else with :func:`_unmask_python`.
-
-    The first call chooses and rebinds the module-level name ``_unmask``, so
-    that importing this module does not import ``websockets`` (50 ms, most of
-    it its version lookup) in a process that never reads a frame.
-    """
+def choose_unmask() -> None:
+    """Bind ``_unmask``: to the C unmasking when ``websockets`` provides it,
+    else to :func:`_unmask_python`. The hub calls this as it starts, so that
+    the import (40 to 50 ms, most of it ``websockets``' version lookup) is not
+    paid by the hub thread at its first frame, nor by a process that never
+    reads a frame; otherwise the first unmasking calls it."""
     global _unmask
     _unmask = _c_unmask() or _unmask_python
+
+
+def _unmask_first(payload: bytes, mask: bytes) -> bytes | bytearray:
+    """XOR ``payload`` with the 4-byte ``mask`` repeated (§5.3), after
+    :func:`choose_unmask` has bound ``_unmask`` for the calls to come."""
+    choose_unmask()
     return _unmask(payload, mask)
 
 

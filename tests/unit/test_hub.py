@@ -655,3 +655,16 @@ def test_the_reserve_leaves_room_for_the_wsgi_servers_own_connections(
     monkeypatch.setattr(resource, "getrlimit", lambda which: (soft, soft))
     assert takeover.connection_capacity(server_connections) == capacity
     assert ("gunicorn's worker exits" in caplog.text) is warned
+
+
+def test_starting_the_hub_chooses_the_unmasking_before_its_first_frame(monkeypatch):
+    # (the import of websockets takes 40 to 50 ms: not on the hub thread)
+    from flask_sio09 import transports, wsframe
+
+    monkeypatch.setattr(wsframe, "_unmask", wsframe._unmask_first)
+    server = Server(Options(), EchoApp(), monitor=False)
+    try:
+        transports.get_hub(server)
+        assert wsframe._unmask is wsframe._c_unmask()  # the C one: the test extra has it
+    finally:
+        server.shutdown()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import ast
 import codecs
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -119,10 +120,29 @@ def test_unmask_is_the_c_one_when_websockets_is_installed():
     assert wsframe._unmask is apply_mask
 
 
+class _BrokenSpeedups(types.ModuleType):
+    def __getattr__(self, name):
+        raise RuntimeError("this build does not load")
+
+
+@pytest.mark.parametrize("module", [
+    _BrokenSpeedups("websockets.speedups"),  # raises something else than ImportError
+    types.SimpleNamespace(apply_mask=lambda data, mask: data),  # loads, computes otherwise
+    types.SimpleNamespace(apply_mask=lambda data, mask: 1 / 0),
+], ids=["import-raises", "wrong-xor", "xor-raises"])
+def test_a_broken_c_unmasking_is_not_used(monkeypatch, module):
+    monkeypatch.setitem(sys.modules, "websockets.speedups", module)
+    assert wsframe._c_unmask() is None
+    monkeypatch.setattr(wsframe, "_unmask", wsframe._unmask_first)
+    frame = bytes((0x81, 0x80 | 5)) + b"abcd" + bytes(wsframe._unmask_python(b"hello", b"abcd"))
+    assert FrameReader().feed(frame) == [("text", "hello")]
+    assert wsframe._unmask is wsframe._unmask_python  # chosen once, not at every frame
+
+
 def test_unmask_falls_back_to_python_without_websockets(monkeypatch):
     monkeypatch.setitem(sys.modules, "websockets.speedups", None)  # (import fails)
     assert wsframe._c_unmask() is None
-    monkeypatch.setattr(wsframe, "_unmask", wsframe.__dict__["_unmask_first"])
+    monkeypatch.setattr(wsframe, "_unmask", wsframe._unmask_first)
     reader = FrameReader()
     frame = bytes((0x81, 0x80 | 5)) + b"abcd" + bytes(wsframe._unmask_python(b"hello", b"abcd"))
     assert reader.feed(frame) == [("text", "hello")]
