@@ -186,8 +186,7 @@ class _EventJob(Ack):
     allocates a cell per value, and in hub mode a round's jobs all wait until
     its I/O is done; with a few hundred clients that many objects alive at once
     set off Python's cyclic garbage collector every round. Being the ack too
-    spares making a second object for each event (a handler that keeps its
-    ack keeps the event's arguments with it).
+    spares making a second object for each event.
     """
 
     __slots__ = ("name", "args")
@@ -205,24 +204,30 @@ class _EventJob(Ack):
     def run(self) -> None:
         """Run the event's handler (on a worker, after the session's earlier jobs)."""
         session, endpoint = self._session, self._endpoint
-        connected = session.is_connected(endpoint)
-        if not connected and endpoint in session.left_by_client and not session.closed:
-            self._server.rejoin_left(session, endpoint)  # (off the common path)
+        try:
             connected = session.is_connected(endpoint)
-        if connected and not session.closed:
-            app = self._server.app
-            ack = None if self._id is None else self
-            if self.message_packet:
-                app.event(session, endpoint, self.name, self.args, ack, packet=True)
-            else:
-                app.event(session, endpoint, self.name, self.args, ack)
-        elif not session.closed:
-            # a namespace the client left, never joined, or (a POST racing the
-            # first poll) a session no transport has opened yet: N ran no handler
-            log_dropped(session, "session %s: an event on a namespace not connected dropped",
-                        session.sid)
-            logger.debug("session %s: event %r on %r dropped", session.sid, self.name,
-                         endpoint)
+            if not connected and endpoint in session.left_by_client and not session.closed:
+                self._server.rejoin_left(session, endpoint)  # (off the common path)
+                connected = session.is_connected(endpoint)
+            if connected and not session.closed:
+                app = self._server.app
+                ack = None if self._id is None else self
+                if self.message_packet:
+                    app.event(session, endpoint, self.name, self.args, ack, packet=True)
+                else:
+                    app.event(session, endpoint, self.name, self.args, ack)
+            elif not session.closed:
+                # a namespace the client left, never joined, or (a POST racing the
+                # first poll) a session no transport has opened yet: N ran no handler
+                log_dropped(session,
+                            "session %s: an event on a namespace not connected dropped",
+                            session.sid)
+                logger.debug("session %s: event %r on %r dropped", session.sid, self.name,
+                             endpoint)
+        finally:
+            # an ack the handler keeps (to answer later) must not keep the
+            # event's arguments alive with it
+            self.args = None  # type: ignore[assignment]
 
 
 class _MessageJob(_EventJob):

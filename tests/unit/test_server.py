@@ -1054,3 +1054,17 @@ def test_an_ack_two_threads_answer_at_once_goes_out_once(server, app, monkeypatc
     first.join(30)
     assert session.take_outbox() == ['6:::7+["thread"]']
     assert "answered twice" in caplog.text
+
+
+def test_an_ack_kept_by_the_handler_answers_later_without_holding_the_event_args(server, app):
+    kept = []
+    app.event = lambda session, namespace, name, args, ack, packet=False: kept.append((args, ack))
+    session, _ = open_session(server)
+    session.take_outbox()
+    server.receive(session, '5:7+::{"name":"big","args":["' + "x" * 1000 + '"]}')
+    (args, ack), = kept
+    assert args == ["x" * 1000]  # the handler got them
+    assert ack.args is None  # the ack it keeps does not hold them any longer
+    assert ack.id == 7 and session.take_outbox() == []
+    ack("later")
+    assert session.take_outbox() == ['6:::7+["later"]']
