@@ -528,3 +528,28 @@ def test_a_client_null_room_is_an_error_and_broadcasts_still_reach_everyone(app_
     alice.emit("shout", "hi")
     heard = {"name": "heard", "args": ["hi"], "namespace": "/chat"}
     assert heard in alice.get_received() and heard in bob.get_received()
+
+
+@pytest.mark.parametrize("value", [0, False, "", 0.0, [], {}])
+def test_a_falsy_return_value_answers_the_ack_with_itself(app_sio, value):
+    # (only None means "no arguments"; a mutation probe found no test telling them apart)
+    app, sio = app_sio
+    sio.on("falsy")(lambda: value)
+    assert sio.test_client(app).emit("falsy", callback=True) == [value]
+
+
+def test_a_raising_handler_without_an_error_handler_logs_one_error(app_sio, caplog):
+    # its data ack stays unanswered: no second error about what JSON cannot carry
+    app, sio = app_sio
+
+    @sio.on("boom")
+    def boom():
+        raise RuntimeError("boom")
+
+    client = sio.test_client(app)
+    with caplog.at_level(logging.DEBUG, logger="flask_sio09"):
+        client.emit("boom", callback=True)
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1, [r.getMessage() for r in errors]
+    assert errors[0].exc_info and errors[0].exc_info[0] is RuntimeError
+    assert client.is_connected()

@@ -7,6 +7,7 @@ module document; where N and G differ, N wins.
 from __future__ import annotations
 
 import json
+import sys
 from decimal import Decimal
 
 import pytest
@@ -692,3 +693,37 @@ def test_decode_event_gives_what_decode_gives_for_every_text(text):
 ])
 def test_decode_event_known_texts(text):
     _assert_decode_event_agrees(text)
+
+
+@pytest.mark.parametrize("text", ['"a\x01"', '["\x1f"]', '{"a\n":1}', '"\x00"'])
+def test_a_raw_control_character_in_a_json_string_is_refused_short_or_long(text):
+    # (strict, as the stdlib is, on both scanners: the short one too)
+    long_text = "[" + text + "," + ",".join(["1"] * 60) + "]"
+    assert len(text) <= packet.MAX_INT_DIGITS < len(long_text)
+    for each in (text, long_text):
+        with pytest.raises(ValueError):
+            packet._loads(each)
+        with pytest.raises(PacketError):
+            packet.decode("4:::" + each)
+
+
+def _parse_int_calls(text):
+    calls = []
+
+    def profile(frame, event, arg):
+        if event == "call" and frame.f_code is packet._parse_int.__code__:
+            calls.append(1)
+
+    sys.setprofile(profile)
+    try:
+        packet._loads(text)
+    finally:
+        sys.setprofile(None)
+    return len(calls)
+
+
+def test_only_texts_long_enough_to_pass_the_digit_limit_call_parse_int():
+    # the point of _scan_short: no Python call per integer where none can be too long
+    assert _parse_int_calls("[1,2,3]") == 0
+    assert _parse_int_calls("1" * packet.MAX_INT_DIGITS) == 0  # 100 characters: still short
+    assert _parse_int_calls("[" + "1," * 50 + "1]") == 51  # 103 characters

@@ -1068,3 +1068,43 @@ def test_an_ack_kept_by_the_handler_answers_later_without_holding_the_event_args
     assert ack.id == 7 and session.take_outbox() == []
     ack("later")
     assert session.take_outbox() == ['6:::7+["later"]']
+
+
+def test_an_event_job_that_runs_after_its_session_closed_runs_no_handler(server, app):
+    # (its namespaces are still listed until the disconnect handlers have run)
+    from flask_sio09.server import _EventJob
+
+    session, _ = open_session(server)
+    job = _EventJob(server, session, "", "late", [], 3)
+    session.close("client disconnect")
+    assert session.is_connected("")
+    job.run()
+    assert ("event", "", "late", []) not in app.calls
+
+
+def test_every_answer_of_an_ack_is_claimed_under_the_lock(server, app, monkeypatch):
+    # two threads may answer one ack at once (the handler's thread, and the
+    # bridge for a handler that raised): the claim must be atomic
+    from flask_sio09 import server as server_module
+
+    taken = []
+
+    class CountingLock:
+        def __init__(self):
+            self.lock = threading.Lock()
+
+        def acquire(self, *args):
+            taken.append(1)
+            return self.lock.acquire(*args)
+
+        def release(self):
+            self.lock.release()
+
+    monkeypatch.setattr(server_module, "_claim", CountingLock())
+    app.answers["q"] = ("a",)
+    session, _ = open_session(server)
+    session.take_outbox()
+    server.receive(session, '5:4+::{"name":"q"}')
+    server.receive(session, '5:5+::{"name":"q"}')
+    assert session.take_outbox() == ['6:::4+["a"]', '6:::5+["a"]']
+    assert len(taken) == 2

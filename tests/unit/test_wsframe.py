@@ -127,9 +127,10 @@ class _BrokenSpeedups(types.ModuleType):
 
 @pytest.mark.parametrize("module", [
     _BrokenSpeedups("websockets.speedups"),  # raises something else than ImportError
+    types.ModuleType("websockets.speedups"),  # no apply_mask in it (ImportError)
     types.SimpleNamespace(apply_mask=lambda data, mask: data),  # loads, computes otherwise
     types.SimpleNamespace(apply_mask=lambda data, mask: 1 / 0),
-], ids=["import-raises", "wrong-xor", "xor-raises"])
+], ids=["import-raises", "no-apply-mask", "wrong-xor", "xor-raises"])
 def test_a_broken_c_unmasking_is_not_used(monkeypatch, module):
     monkeypatch.setitem(sys.modules, "websockets.speedups", module)
     assert wsframe._c_unmask() is None
