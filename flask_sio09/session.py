@@ -99,8 +99,10 @@ class Session:
         #: endpoint -> list of packets held while its connect handler runs;
         #: an endpoint that is in ``namespaces`` but not here is connected.
         self._held: dict[str, list[str]] = {}
-        #: endpoints joined (or being joined) by this client
-        self.namespaces: set[str] = set()
+        #: endpoints joined (or being joined) by this client, in the order it
+        #: joined them (a dict used as an ordered set: the disconnect handlers
+        #: of a session that ends run in that order, the same in every process)
+        self.namespaces: dict[str, None] = {}
         #: namespaces the client left whose leaving waits in the job queue
         self.leaving: set[str] = set()
         #: namespaces the server left whose disconnect handler waits in the
@@ -298,7 +300,7 @@ class Session:
         with self.lock:
             if endpoint in self.namespaces or self.closed:
                 return False
-            self.namespaces.add(endpoint)
+            self.namespaces[endpoint] = None
             self._held[endpoint] = []
             return True
 
@@ -324,7 +326,7 @@ class Session:
         """Give up joining ``endpoint``; held packets are dropped."""
         with self.lock:
             self._held.pop(endpoint, None)
-            self.namespaces.discard(endpoint)
+            self.namespaces.pop(endpoint, None)
             dropped = self._drop_callbacks(endpoint)
         _tell_unanswered(dropped)
 
@@ -343,7 +345,7 @@ class Session:
             if endpoint not in self.namespaces or (connected_only and endpoint in self._held):
                 return False
             self._held.pop(endpoint, None)
-            self.namespaces.discard(endpoint)
+            self.namespaces.pop(endpoint, None)
             if handler_queued:
                 self.disconnecting.add(endpoint)
             dropped = self._drop_callbacks(endpoint)

@@ -732,7 +732,7 @@ def test_the_namespaces_a_client_left_are_remembered_within_a_bound(server, app)
         server.receive(session, f"0::/n{i}")
     assert len(session.left_by_client) == MAX_NAMESPACES_PER_SESSION
     assert f"/n{3 * MAX_NAMESPACES_PER_SESSION - 1}" in session.left_by_client
-    assert session.namespaces == {""}
+    assert list(session.namespaces) == [""]
 
 
 def test_a_namespace_the_server_left_or_the_handler_refused_stays_left(server, app):
@@ -1108,3 +1108,14 @@ def test_every_answer_of_an_ack_is_claimed_under_the_lock(server, app, monkeypat
     server.receive(session, '5:5+::{"name":"q"}')
     assert session.take_outbox() == ['6:::4+["a"]', '6:::5+["a"]']
     assert len(taken) == 2
+
+
+def test_a_closing_session_runs_its_disconnect_handlers_in_join_order(server, app):
+    # (the same order in every process: not a set's, which the hash seed decides)
+    session, _ = open_session(server)
+    joined = ["/q", "/b", "/zz", "/a", "/m", "/c0", "/x", "/e", "/k9", "/d"]
+    for endpoint in joined:
+        server.receive(session, f"1::{endpoint}")
+    server.close_session(session, "client disconnect")
+    left = [call[1] for call in app.calls if call[0] == "disconnect"]
+    assert left == joined + [""]  # the global namespace last
