@@ -19,6 +19,7 @@ import email.utils
 import re
 import time
 from collections.abc import Callable
+from typing import Any
 
 #: bytes of a request head (request line and headers) we hold at most
 MAX_HEAD_BYTES = 16384
@@ -36,6 +37,12 @@ MAX_LENGTH_DIGITS = 15
 #: one after a body; a server should ignore at least one). More are refused as
 #: a bad request line, as gunicorn refuses them on a connection of its own.
 MAX_EMPTY_LINES = 1
+#: header blocks a ``HeadMemo`` holds at most (a browser alternates its polls
+#: and uploads, two blocks, on each of its connections)
+MEMO_BLOCKS = 4
+#: the longest header block a ``HeadMemo`` holds, in characters: a browser's
+#: are under 1,000; what a kept connection holds stays small
+MEMO_BLOCK_CHARS = 4096
 
 _TOKEN_CHARS = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _REQUEST_LINE = re.compile("(" + _TOKEN_CHARS + r") ([\x21-\x7e]+) (HTTP/[0-9]\.[0-9])")
@@ -75,7 +82,7 @@ class RequestHead:
 
     __slots__ = ("method", "target", "version", "headers", "size", "content_length",
                  "chunked", "keep_alive", "expect_continue", "raw_target", "path", "query",
-                 "_index", "get")
+                 "_index", "get", "block")
 
     def __init__(self, method: str, target: str, version: str,
                  headers: list[tuple[str, str]], size: int, raw_target: str = "",
@@ -100,6 +107,9 @@ class RequestHead:
         self.path, _, self.query = target.partition("?")
         self._index = dict(headers) if index is None else index
         self.get: Callable[[str], str | None] = self._index.get
+        #: the ``KnownBlock`` its headers came from or went into (a
+        #: ``HeadMemo``'s), else None
+        self.block: KnownBlock | None = None
 
     def has_any(self, names: frozenset[str]) -> bool:
         """Whether a header of one of ``names`` (lower case) came."""
@@ -109,11 +119,60 @@ class RequestHead:
         return f"RequestHead({self.method} {self.raw_target} {self.version}, {self.headers})"
 
 
+class KnownBlock:
+    """A header block that was parsed and accepted once, with what its
+    headers say (for one HTTP version). Shared by every head that repeats
+    it: nothing here is changed after it is made, but ``derived``."""
+
+    __slots__ = ("version", "headers", "index", "content_length", "chunked", "keep_alive",
+                 "expect_continue", "derived")
+
+    def __init__(self, head: RequestHead) -> None:
+        self.version = head.version
+        self.headers = head.headers
+        self.index = head._index
+        self.content_length = head.content_length
+        self.chunked = head.chunked
+        self.keep_alive = head.keep_alive
+        self.expect_continue = head.expect_continue
+        #: what the memo's owner worked out from these headers alone, to
+        #: reuse for the next head with the same block (None until it does)
+        self.derived: Any = None
+
+
+class HeadMemo:
+    """The header blocks one connection sent lately, parsed and accepted.
+
+    A client on a kept connection sends the same header lines with each of
+    its polls and uploads; only the request line (with its ``t=`` timestamp)
+    changes, and an upload's ``Content-Length`` now and then. A head whose
+    block is known is parsed without checking and splitting the block again:
+    the checks of the request line still run, and nothing about the answer
+    differs. One memo per connection, used with the same limits each time
+    (they are part of what "accepted" meant).
+    """
+
+    __slots__ = ("blocks",)
+
+    def __init__(self) -> None:
+        self.blocks: dict[str, KnownBlock] = {}
+
+    def remember(self, block: str, head: RequestHead) -> None:
+        if len(block) > MEMO_BLOCK_CHARS:
+            return
+        if len(self.blocks) >= MEMO_BLOCKS:
+            self.blocks.clear()  # (a client whose headers keep changing)
+        head.block = self.blocks[block] = KnownBlock(head)
+
+
 def parse_head(buf: bytes | bytearray, max_head: int = MAX_HEAD_BYTES,
                max_headers: int = MAX_HEADERS, max_line: int = MAX_REQUEST_LINE,
-               max_field: int = MAX_HEADER_LINE) -> RequestHead | None:
+               max_field: int = MAX_HEADER_LINE, memo: HeadMemo | None = None,
+               ) -> RequestHead | None:
     """Parse the request head at the start of ``buf``.
 
+    :param memo: the connection's ``HeadMemo``: a known header block is
+                 taken from it, a new one accepted goes into it.
     :return: the head, or None when ``buf`` does not hold a whole head yet.
     :raises HTTPError: the bytes are not a request we accept (the status to
                        answer is in the exception), or the head is too large.
@@ -149,9 +208,14 @@ def parse_head(buf: bytes | bytearray, max_head: int = MAX_HEAD_BYTES,
     # the faults are looked for in the order that names the first one:
     # control characters, sizes, the request line, the header lines
     match = _REQUEST_LINE.fullmatch(request_line)
+    if memo is not None and match is not None:
+        known = memo.blocks.get(block)
+        if known is not None and known.version == match.group(3):
+            return _known_head(match, known, end + 4)
     if match is None and _has_control(request_line):
         raise HTTPError("400 Bad Request", "control character in the request head")
     bad_header_line = False
+    sent_block = block  # (the memo's key: what a known head's partition gives)
     if block:
         block += "\r\n"
         if _HEADER_BLOCK.fullmatch(block) is None:
@@ -168,21 +232,7 @@ def parse_head(buf: bytes | bytearray, max_head: int = MAX_HEAD_BYTES,
     if match is None:
         raise HTTPError("400 Bad Request", "bad request line")
     method, target, version = match.groups()
-    if _METHOD_REFUSED.search(method) or not 3 <= len(method) <= 20:
-        # (methods are case-sensitive: "get" is not GET; gunicorn refuses it)
-        raise HTTPError("400 Bad Request", "bad request method")
-    if version != "HTTP/1.1" and version != "HTTP/1.0":
-        raise HTTPError("505 HTTP Version Not Supported", "unsupported version")
-    raw_target = target
-    if "#" in target:
-        target = target.partition("#")[0]  # (a fragment is no part of the path)
-    if not target.startswith("/"):
-        absolute = _ABSOLUTE_FORM.fullmatch(target)
-        if absolute is not None:  # a server must accept it; routing wants the path
-            rest = absolute.group(1)
-            target = rest if rest.startswith("/") else "/" + rest
-        elif not (target == "*" and method == "OPTIONS"):
-            raise HTTPError("400 Bad Request", "request target not in origin form")
+    target = _origin_form(method, target, version)
     if bad_header_line:
         raise HTTPError("400 Bad Request", "bad header line")
     headers = [(name.lower(), value.rstrip(" \t"))
@@ -193,8 +243,43 @@ def parse_head(buf: bytes | bytearray, max_head: int = MAX_HEAD_BYTES,
         index = {}
         for name, value in headers:
             index[name] = f"{index[name]},{value}" if name in index else value
-    head = RequestHead(method, target, version, headers, end + 4, raw_target, index)
+    head = RequestHead(method, target, version, headers, end + 4, match.group(2), index)
     _frame(head, repeated)
+    if memo is not None:
+        memo.remember(sent_block, head)
+    return head
+
+
+def _origin_form(method: str, target: str, version: str) -> str:
+    """Check a request line's method and version, and give its target in
+    origin form, without a fragment."""
+    if _METHOD_REFUSED.search(method) or not 3 <= len(method) <= 20:
+        # (methods are case-sensitive: "get" is not GET; gunicorn refuses it)
+        raise HTTPError("400 Bad Request", "bad request method")
+    if version != "HTTP/1.1" and version != "HTTP/1.0":
+        raise HTTPError("505 HTTP Version Not Supported", "unsupported version")
+    if "#" in target:
+        target = target.partition("#")[0]  # (a fragment is no part of the path)
+    if not target.startswith("/"):
+        absolute = _ABSOLUTE_FORM.fullmatch(target)
+        if absolute is not None:  # a server must accept it; routing wants the path
+            rest = absolute.group(1)
+            target = rest if rest.startswith("/") else "/" + rest
+        elif not (target == "*" and method == "OPTIONS"):
+            raise HTTPError("400 Bad Request", "request target not in origin form")
+    return target
+
+
+def _known_head(match: re.Match[str], known: KnownBlock, size: int) -> RequestHead:
+    """The head of a request line (matched) whose header block is ``known``."""
+    method, raw_target, version = match.groups()
+    head = RequestHead(method, _origin_form(method, raw_target, version), version,
+                       known.headers, size, raw_target, known.index)
+    head.content_length = known.content_length
+    head.chunked = known.chunked
+    head.keep_alive = known.keep_alive
+    head.expect_continue = known.expect_continue
+    head.block = known
     return head
 
 

@@ -39,7 +39,7 @@ from typing import Any
 
 from . import hub_wsgi, protocol, transports, wsframe
 from .droplog import log_refused
-from .http11 import MAX_HEAD_BYTES, HTTPError, RequestHead, date_line, parse_head
+from .http11 import MAX_HEAD_BYTES, HeadMemo, HTTPError, RequestHead, date_line, parse_head
 from .hub import READ, Hub, HubConnection
 from .server import Server
 from .session import IllegalTransition, Session
@@ -117,6 +117,10 @@ class HubHTTP(HubConnection):
         self.buf = bytearray(buffered)
         self.state = IDLE
         self.head: RequestHead | None = None
+        #: the header blocks this client sent lately, parsed (its next
+        #: requests repeat them), and what they say (``HeaderFacts``)
+        self.memo = HeadMemo()
+        self.facts: HeaderFacts | None = None
         self.route: protocol.Route | None = None
         self.poll: KeptPoll | None = None
         self.keep_alive = True
@@ -365,10 +369,11 @@ class HubHTTP(HubConnection):
             self.head_since = now
         try:
             limits = self.template.get(hub_wsgi.LIMITS)
-            head = parse_head(self.buf) if limits is None else parse_head(
-                self.buf, max_line=limits[0], max_field=limits[1], max_headers=limits[2])
+            head = parse_head(self.buf, memo=self.memo) if limits is None else parse_head(
+                self.buf, max_line=limits[0], max_field=limits[1], max_headers=limits[2],
+                memo=self.memo)
             if head is not None:
-                hub_wsgi.check_forwarding(self.template, head)
+                self.facts = self._facts(head)
         except HTTPError as exc:
             log_refused("kept connection request", "kept connection: request refused (%s): %s",
                         exc.status, exc)
@@ -431,6 +436,19 @@ class HubHTTP(HubConnection):
             self._serve(head, b"")
         return True
 
+    def _facts(self, head: RequestHead) -> HeaderFacts:
+        """What ``head``'s header lines say: worked out once per block the
+        memo knows, and checked (``hub_wsgi.check_forwarding``) as gunicorn
+        checks each request."""
+        block = head.block
+        facts: HeaderFacts | None = block.derived if block is not None else None
+        if facts is None:
+            facts = HeaderFacts(hub_wsgi.check_forwarding_headers(self.template, head), head)
+            if block is not None:
+                block.derived = facts
+        hub_wsgi.check_script_name(facts.script_name, head.path)
+        return facts
+
     def _await_body(self, state: str, now: float, length: int) -> None:
         """Read (or drop) a body of ``length`` bytes next, by a deadline that
         counts from now, not from its latest byte."""
@@ -443,7 +461,8 @@ class HubHTTP(HubConnection):
         the WSGI server gives it), parsed the same way. Were they to differ,
         a long poll or a stream could reach the app on one of ``hub_wsgi``'s
         few threads and hold it."""
-        script_name = hub_wsgi.script_name_of(self.template, head)
+        assert self.facts is not None
+        script_name = self.facts.script_name
         if len(head.path) > ROUTE_PATH_REMEMBERED:  # (routed, not remembered)
             return _route_of.__wrapped__(head.path, script_name, self.resource)
         return _route_of(head.path, script_name, self.resource)
@@ -520,24 +539,22 @@ class HubHTTP(HubConnection):
 
     def _serve(self, head: RequestHead, body: bytes) -> None:
         """Answer a polling request with the WSGI path's own rules."""
-        route = self.route
-        assert route is not None
+        route, facts = self.route, self.facts
+        assert route is not None and facts is not None
         environ: dict[str, Any] = {
             "REQUEST_METHOD": head.method,
             "QUERY_STRING": head.query,
             "CONTENT_LENGTH": head.get("content-length") or "",
             "wsgi.input": io.BytesIO(body),
+            **facts.origin_environ,
         }
-        for name, key in ORIGIN_CHECK_HEADERS:
-            value = head.get(name)
-            if value is not None:
-                environ[key] = value
         # a session adopted here (message_queue) keeps the whole request
         full_environ = (lambda: transports.keep_environ(
             hub_wsgi.build_environ(self.template, head, None))) \
             if self.server.cluster is not None else None
-        result = transports.route_request(self.server, route, head.method, environ, full_environ)
         cors = transports.origin_ok(self.server, environ)
+        result = transports.route_request(self.server, route, head.method, environ, full_environ,
+                                          cors)
         if isinstance(result, transports.LongPoll):
             self.begin_poll(result, environ, cors, head.keep_alive)
         elif isinstance(result, transports.HeldAnswer):
@@ -628,6 +645,21 @@ def _route_of(path: str, script_name: str, resource: str) -> protocol.Route | No
 #: the headers the origin check reads, and their WSGI keys
 ORIGIN_CHECK_HEADERS = tuple((name, "HTTP_" + name.upper().replace("-", "_")) for name in (
     "origin", "referer", "host", "sec-fetch-site", "cookie", "authorization"))
+
+
+class HeaderFacts:
+    """What a kept connection works out from a request's header lines alone.
+    Kept with the memo's ``KnownBlock``, so that the client's next requests,
+    which repeat those lines, reuse it."""
+
+    __slots__ = ("script_name", "origin_environ")
+
+    def __init__(self, script_name: str, head: RequestHead) -> None:
+        #: the request's ``SCRIPT_NAME`` (``hub_wsgi.script_name_of``)
+        self.script_name = script_name
+        #: the WSGI keys of the headers the origin check reads
+        self.origin_environ = {key: value for name, key in ORIGIN_CHECK_HEADERS
+                               if (value := head.get(name)) is not None}
 
 
 # -- adopting a connection from the WSGI server ---------------------------------

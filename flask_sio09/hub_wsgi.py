@@ -287,11 +287,22 @@ def _forwarded_scheme(forwarding: Forwarding, head: RequestHead) -> str:
     return scheme or forwarding.scheme
 
 
-def check_forwarding(template: dict[str, Any], head: RequestHead) -> None:
+def check_forwarding(template: dict[str, Any], head: RequestHead) -> str:
     """Refuse (``HTTPError``) what gunicorn refuses in a request's headers:
     proxy headers that contradict each other, a ``SCRIPT_NAME`` (its header,
     or the process's) that does not begin the path as sent, and with
-    ``--header-map refuse`` a header with ``_`` that is not a proxy's."""
+    ``--header-map refuse`` a header with ``_`` that is not a proxy's.
+
+    :return: the request's ``SCRIPT_NAME`` (``script_name_of``).
+    """
+    script_name = check_forwarding_headers(template, head)
+    check_script_name(script_name, head.path)
+    return script_name
+
+
+def check_forwarding_headers(template: dict[str, Any], head: RequestHead) -> str:
+    """``check_forwarding``'s checks that read the headers alone (the same
+    for every request that repeats them); the ``SCRIPT_NAME`` they give."""
     forwarding = template.get(FORWARDING)
     if forwarding is not None:
         _forwarded_scheme(forwarding, head)
@@ -300,10 +311,14 @@ def check_forwarding(template: dict[str, Any], head: RequestHead) -> None:
         for name, _ in head.headers:
             if "_" in name and (forwarding is None or not _forwarded(forwarding, name)):
                 raise HTTPError("400 Bad Request", f"header name with _: {name}")
-    script_name = script_name_of(template, head)
-    if script_name and not head.path.startswith(script_name):
+    return script_name_of(template, head)
+
+
+def check_script_name(script_name: str, path: str) -> None:
+    """``check_forwarding``'s check of the path: ``SCRIPT_NAME`` begins it."""
+    if script_name and not path.startswith(script_name):
         raise HTTPError("500 Internal Server Error",
-                        f"the path {head.path!r} does not start with SCRIPT_NAME "
+                        f"the path {path!r} does not start with SCRIPT_NAME "
                         f"{script_name!r}")
 
 

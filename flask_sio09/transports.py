@@ -115,9 +115,9 @@ def handle_request(server: Server, route: protocol.Route, environ: dict[str, Any
             return _finish(environ, start_response,
                            _response("503 Service Unavailable", "server full"), cors=False)
         return serve_websocket(server, route.sid or "", environ, start_response)
-    result = route_request(server, route, method, environ)
     # N sends no CORS headers to a refused origin
     cors = _origin_ok(server, environ)
+    result = route_request(server, route, method, environ, origin_allowed=cors)
     if isinstance(result, LongPoll):
         if use_hub(server, environ) and _keeps_alive(server, environ):
             # the hub answers this poll and serves the connection's next requests
@@ -170,6 +170,7 @@ def handle_request(server: Server, route: protocol.Route, environ: dict[str, Any
 def route_request(server: Server, route: protocol.Route, method: str,
                   environ: dict[str, Any],
                   full_environ: Callable[[], dict[str, Any]] | None = None,
+                  origin_allowed: bool | None = None,
                   ) -> Response | LongPoll | Stream:
     """Decide the response to a non-WebSocket request.
 
@@ -177,6 +178,8 @@ def route_request(server: Server, route: protocol.Route, method: str,
                          ``environ`` has only what the routing needs (the
                          hub's kept connections): a session adopted from
                          another process keeps it.
+    :param origin_allowed: ``origin_ok(server, environ)``, when the caller
+                           has asked it already (for its CORS headers).
     """
     if route.protocol == "":
         return _response("200 OK", "Welcome to socket.io.")
@@ -187,8 +190,12 @@ def route_request(server: Server, route: protocol.Route, method: str,
         return _preflight()
     if route.transport is None:
         return handshake(server, environ, query)
-    if not _origin_ok(server, environ,
-                      script=method == "GET" and route.transport == "jsonp-polling"):
+    if method == "GET" and route.transport == "jsonp-polling":
+        # (a script's answer is readable by any page: the stricter check)
+        origin_allowed = _origin_ok(server, environ, script=True)
+    elif origin_allowed is None:
+        origin_allowed = _origin_ok(server, environ)
+    if not origin_allowed:
         return _response("403 Forbidden", "bad origin")
     if "disconnect" in query:
         return forced_disconnect(server, route.sid or "")

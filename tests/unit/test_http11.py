@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from flask_sio09.http11 import (MAX_HEAD_BYTES, MAX_HEADER_LINE, MAX_HEADERS, MAX_REQUEST_LINE,
-                                HTTPError, parse_head)
+                                MEMO_BLOCK_CHARS, MEMO_BLOCKS, HeadMemo, HTTPError, parse_head)
 
 POLL = b"GET /socket.io/1/xhr-polling/abc?t=1 HTTP/1.1\r\nHost: h\r\n\r\n"
 
@@ -350,3 +350,110 @@ def test_a_stray_control_character_cr_or_lf_anywhere_is_refused(case, data):
     with pytest.raises(HTTPError) as refused:
         parse_head(broken)
     assert refused.value.status.startswith("400")
+
+
+# -- the memo of header blocks (a kept connection's repeated headers) ---------
+
+def _outcome(data: bytes, memo: HeadMemo | None = None, **limits):
+    """What parse_head makes of ``data``: the head's fields, or the refusal."""
+    try:
+        head = parse_head(data, memo=memo, **limits)
+    except HTTPError as exc:
+        return ("refused", exc.status, str(exc))
+    if head is None:
+        return None
+    return (head.method, head.target, head.raw_target, head.version, head.path, head.query,
+            head.headers, {name: head.get(name) for name, _ in head.headers}, head.size,
+            head.content_length, head.chunked, head.keep_alive, head.expect_continue)
+
+
+BLOCK = b"Host: h\r\nOrigin: http://o\r\nContent-Length: 3\r\n"
+
+
+def test_a_known_block_is_taken_from_the_memo_and_read_the_same():
+    memo = HeadMemo()
+    first = parse_head(b"POST /a?t=1 HTTP/1.1\r\n" + BLOCK + b"\r\nabc", memo=memo)
+    second = parse_head(b"POST /b?t=2 HTTP/1.1\r\n" + BLOCK + b"\r\nabc", memo=memo)
+    assert first is not None and second is not None
+    assert first.block is not None and second.block is first.block
+    assert len(memo.blocks) == 1
+    assert (second.target, second.path, second.query) == ("/b?t=2", "/b", "t=2")
+    assert second.content_length == 3 and second.get("origin") == "http://o"
+    assert _outcome(b"POST /b?t=2 HTTP/1.1\r\n" + BLOCK + b"\r\n", memo) == \
+        _outcome(b"POST /b?t=2 HTTP/1.1\r\n" + BLOCK + b"\r\n")
+
+
+def test_a_known_block_under_another_version_is_read_again():
+    memo = HeadMemo()
+    block = b"Host: h\r\nExpect: 100-continue\r\n"
+    parse_head(b"GET / HTTP/1.1\r\n" + block + b"\r\n", memo=memo)
+    old = parse_head(b"GET / HTTP/1.0\r\n" + block + b"\r\n", memo=memo)
+    assert old is not None and not old.keep_alive and not old.expect_continue
+    again = parse_head(b"GET / HTTP/1.1\r\n" + block + b"\r\n", memo=memo)
+    assert again is not None and again.keep_alive and again.expect_continue
+
+
+@pytest.mark.parametrize("line, status", [
+    (b"get / HTTP/1.1", "400"), (b"GET / HTTP/2.0", "505"), (b"GET x HTTP/1.1", "400"),
+    (b"GET / HTTP/1.1 x", "400"), (b"G\x01T / HTTP/1.1", "400")])
+def test_a_known_block_still_has_its_request_line_checked(line, status):
+    memo = HeadMemo()
+    assert parse_head(b"GET / HTTP/1.1\r\n" + BLOCK + b"\r\n", memo=memo) is not None
+    with pytest.raises(HTTPError) as refused:
+        parse_head(line + b"\r\n" + BLOCK + b"\r\n", memo=memo)
+    assert refused.value.status.startswith(status)
+    assert _outcome(line + b"\r\n" + BLOCK + b"\r\n", memo) == \
+        _outcome(line + b"\r\n" + BLOCK + b"\r\n")
+
+
+def test_refused_and_long_blocks_are_not_remembered_and_the_memo_stays_small():
+    memo = HeadMemo()
+    with pytest.raises(HTTPError):
+        parse_head(b"GET / HTTP/1.1\r\nHost: h\r\nHost: i\r\n\r\n", memo=memo)
+    with pytest.raises(HTTPError):
+        parse_head(b"GET / HTTP/1.1\r\nContent-Length: x\r\nHost: h\r\n\r\n", memo=memo)
+    assert not memo.blocks
+    long_value = b"v" * MEMO_BLOCK_CHARS
+    assert parse_head(b"GET / HTTP/1.1\r\nHost: h\r\nX: " + long_value + b"\r\n\r\n",
+                      memo=memo) is not None
+    assert not memo.blocks
+    for n in range(3 * MEMO_BLOCKS):
+        head = parse_head(f"GET / HTTP/1.1\r\nHost: h{n}\r\n\r\n".encode(), memo=memo)
+        assert head is not None and head.get("host") == f"h{n}"
+        assert 1 <= len(memo.blocks) <= MEMO_BLOCKS
+
+
+def test_a_known_block_is_checked_against_the_limits_once():
+    """The memo is one connection's, used with the same limits: a block that
+    passed them once is not measured again (the limits are those it passed)."""
+    memo = HeadMemo()
+    block = b"Host: h\r\nA: 1\r\nB: 2\r\n"
+    assert parse_head(b"GET / HTTP/1.1\r\n" + block + b"\r\n", memo=memo, max_headers=3)
+    with pytest.raises(HTTPError) as refused:
+        parse_head(b"GET / HTTP/1.1\r\n" + block + b"\r\n", max_headers=2)
+    assert refused.value.status.startswith("431")
+
+
+_LINES = st.sampled_from([
+    b"GET /socket.io/1/xhr-polling/s?t=1 HTTP/1.1", b"POST /socket.io/1/xhr-polling/s?t=2 HTTP/1.1",
+    b"GET / HTTP/1.0", b"OPTIONS * HTTP/1.1", b"GET http://h/x?y HTTP/1.1", b"GET /a#f HTTP/1.1",
+    b"get / HTTP/1.1", b"GET / HTTP/1.2", b"GET  / HTTP/1.1", b"GET x HTTP/1.1", b"G\x00T / HTTP/1.1",
+    b"GET /\x7f HTTP/1.1", b""])
+_FIELDS = st.sampled_from([
+    b"Host: h", b"Host: i", b"Connection: close", b"Connection: keep-alive", b"Content-Length: 3",
+    b"Content-Length: x", b"Transfer-Encoding: chunked", b"Transfer-Encoding: gzip",
+    b"Expect: 100-continue", b"Expect: other", b"Origin: http://o", b"Cookie: a=b",
+    b"X-A:  1 ", b"x-a:2", b" folded", b"Bad Name: v", b"X: \x01", b"Content-Type: t",
+    b"content-type: u", b"X-Long: " + b"l" * 60])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.tuples(_LINES, st.lists(_FIELDS, max_size=6)), min_size=1, max_size=12),
+       st.sampled_from([{}, {"max_headers": 3}, {"max_field": 40}, {"max_line": 30}]))
+def test_a_memo_never_changes_what_a_head_is_read_as(requests, limits):
+    """A connection's requests parsed with its memo, and each parsed alone:
+    the same head or the same refusal, request by request."""
+    memo = HeadMemo()
+    for line, fields in requests:
+        data = line + b"\r\n" + b"".join(f + b"\r\n" for f in fields) + b"\r\n"
+        assert _outcome(data, memo, **limits) == _outcome(data, None, **limits), data

@@ -212,12 +212,19 @@ def test_a_held_answer_not_kept_alive_goes_after_close_timeout_and_to_a_half_clo
 # -- routing a kept connection's request -------------------------------------------
 
 class _Routing:
-    """What ``HubHTTP._route`` reads of its connection."""
+    """What ``HubHTTP._route`` reads of its connection: the facts of the
+    head's headers, as ``_read_head`` finds them before routing (the check
+    of the path against SCRIPT_NAME left out: routing is tested alone)."""
 
     def __init__(self, template):
         self.template, self.resource = template, "socket.io"
 
-    route = hub_http.HubHTTP._route
+    def route(self, head):
+        from flask_sio09 import hub_wsgi
+
+        self.facts = hub_http.HeaderFacts(hub_wsgi.check_forwarding_headers(self.template, head),
+                                          head)
+        return hub_http.HubHTTP._route(self, head)
 
 
 def _head(target: str, *headers: str):
