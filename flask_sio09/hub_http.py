@@ -397,10 +397,11 @@ class HubHTTP(HubConnection):
             self.respond(("411 Length Required", [("Content-Type", transports.TEXT),
                                                   ("Content-Length", "0")], b""))
             return False
-        upgrade = self._websocket_route(head)
-        if upgrade is not None:
-            self._upgrade(head, upgrade)
-            return False
+        if head.get("upgrade") is not None:
+            upgrade = self._websocket_route(head)
+            if upgrade is not None:
+                self._upgrade(head, upgrade)
+                return False
         route = self._served_route(head)
         self.route = route
         if route is None:
@@ -552,7 +553,7 @@ class HubHTTP(HubConnection):
         full_environ = (lambda: transports.keep_environ(
             hub_wsgi.build_environ(self.template, head, None))) \
             if self.server.cluster is not None else None
-        cors = transports.origin_ok(self.server, environ)
+        cors = self._origin_ok(facts, environ)
         result = transports.route_request(self.server, route, head.method, environ, full_environ,
                                           cors)
         if isinstance(result, transports.LongPoll):
@@ -565,6 +566,16 @@ class HubHTTP(HubConnection):
             self._become_stream(result)
         else:
             self.respond(transports.complete_response(environ, result, cors))
+
+    def _origin_ok(self, facts: HeaderFacts, environ: dict[str, Any]) -> bool:
+        """``transports.origin_ok`` for a request with these header facts:
+        asked once per block and ``cors_allowed_origins`` setting (the
+        answer depends on nothing else)."""
+        allowed = self.server.options.cors_allowed_origins
+        setting = tuple(allowed) if isinstance(allowed, list) else allowed
+        if facts.origin_answer is None or facts.origin_answer[0] != setting:
+            facts.origin_answer = (setting, transports.origin_ok(self.server, environ))
+        return facts.origin_answer[1]
 
     def _become_stream(self, stream: transports.Stream) -> None:
         """An htmlfile GET: the socket becomes a ``HubStream``, as on the WSGI
@@ -652,7 +663,7 @@ class HeaderFacts:
     Kept with the memo's ``KnownBlock``, so that the client's next requests,
     which repeat those lines, reuse it."""
 
-    __slots__ = ("script_name", "origin_environ")
+    __slots__ = ("script_name", "origin_environ", "origin_answer")
 
     def __init__(self, script_name: str, head: RequestHead) -> None:
         #: the request's ``SCRIPT_NAME`` (``hub_wsgi.script_name_of``)
@@ -660,6 +671,9 @@ class HeaderFacts:
         #: the WSGI keys of the headers the origin check reads
         self.origin_environ = {key: value for name, key in ORIGIN_CHECK_HEADERS
                                if (value := head.get(name)) is not None}
+        #: the ``cors_allowed_origins`` setting (a list as a tuple) and the
+        #: origin check's answer under it, once asked
+        self.origin_answer: tuple[Any, bool] | None = None
 
 
 # -- adopting a connection from the WSGI server ---------------------------------

@@ -185,11 +185,10 @@ def route_request(server: Server, route: protocol.Route, method: str,
         return _response("200 OK", "Welcome to socket.io.")
     if route.protocol != "1":
         return _response("500 Internal Server Error", "Protocol version not supported.")
-    query = _query(environ)
     if method == "OPTIONS":  # a CORS preflight: answered, no session is made
         return _preflight()
     if route.transport is None:
-        return handshake(server, environ, query)
+        return handshake(server, environ, _query(environ))
     if method == "GET" and route.transport == "jsonp-polling":
         # (a script's answer is readable by any page: the stricter check)
         origin_allowed = _origin_ok(server, environ, script=True)
@@ -197,7 +196,11 @@ def route_request(server: Server, route: protocol.Route, method: str,
         origin_allowed = _origin_ok(server, environ)
     if not origin_allowed:
         return _response("403 Forbidden", "bad origin")
-    if "disconnect" in query:
+    query_string = environ.get("QUERY_STRING", "")
+    # (only a query naming it, or with escapes, can have a "disconnect" field:
+    # a poll's "t=<timestamp>" is not parsed here)
+    if ("disconnect" in query_string or "%" in query_string) and \
+            "disconnect" in protocol.parse_query(query_string):
         return forced_disconnect(server, route.sid or "")
     handler = POLLING.get(route.transport)
     if handler is None or route.transport not in server.options.transports:
@@ -219,7 +222,7 @@ def route_request(server: Server, route: protocol.Route, method: str,
             logger.info("session %s: a poll reached this process, another holds the "
                         "session; polling transports need requests routed to one process "
                         "(docs/deployment.md)", sid)
-        return handler.get(server, session, environ, query)
+        return handler.get(server, session, environ)
     return _response("405 Method Not Allowed", "")
 
 
@@ -485,7 +488,7 @@ class XHRPolling:
 
     @staticmethod
     def get(server: Server, session: Session | None, environ: dict[str, Any],
-            query: dict[str, list[str]]) -> Response | LongPoll:
+            ) -> Response | LongPoll:
         if session is None:
             return _response("200 OK", NOT_HANDSHAKEN)
         return _long_poll(session, lambda payload: _response("200 OK", payload))
@@ -540,8 +543,8 @@ class JSONPPolling(XHRPolling):
 
     @staticmethod
     def get(server: Server, session: Session | None, environ: dict[str, Any],
-            query: dict[str, list[str]]) -> Response | LongPoll:
-        index = protocol.jsonp_index(query.get("i", [None])[0])
+            ) -> Response | LongPoll:
+        index = protocol.jsonp_index(_query(environ).get("i", [None])[0])
         if index is None:
             # N falls back to io.j[0]; answering 400 keeps a bad value out of
             # the script, and every client sends a valid one
@@ -698,7 +701,7 @@ class HTMLFile(XHRPolling):
 
     @staticmethod
     def get(server: Server, session: Session | None, environ: dict[str, Any],
-            query: dict[str, list[str]]) -> Response | Stream:
+            ) -> Response | Stream:
         if session is None:
             body = protocol.HTMLFILE_PREAMBLE + protocol.htmlfile_chunk(NOT_HANDSHAKEN)
             return _response("200 OK", body, HTML)

@@ -177,6 +177,25 @@ def test_forced_disconnect_ends_session_and_runs_handler_once(client, sio):
     assert calls == [sid]
 
 
+@pytest.mark.parametrize("query, forced", [
+    ("disconnect", True), ("t=1&disconnect=True", True), ("%64isconnect=1", True),
+    ("t=1&disconnec%74", True), ("disconnect=&t=2", True),
+    ("t=1", False), ("t=disconnect", False), ("xdisconnect=1", False), ("dis+connect=1", False),
+    ("t=%31", False), ("", False)])
+def test_only_a_query_field_named_disconnect_forces_it(client, sio, query, forced):
+    """A poll's query is read for a ``disconnect`` field in every spelling a
+    query parser decodes to that name, and only then."""
+    sid = handshake(client)
+    poll(client, sid)
+    resp = client.get(f"/socket.io/1/xhr-polling/{sid}?{query}")
+    assert resp.status_code == 200
+    session = client.application.extensions["sio09"].server.get_session(sid)
+    if forced:
+        assert session is None or session.closed
+    else:
+        assert session is not None and not session.closed
+
+
 def test_connect_refusal_and_query(client, sio):
     @sio.on("connect", namespace="/private")
     def private(query):

@@ -280,3 +280,31 @@ def test_long_paths_are_routed_but_not_remembered():
     assert conn.route(_head("/socket.io/1/xhr-polling/short")) == \
         Route("1", "xhr-polling", "short")
     assert hub_http._route_of.cache_info().currsize == 1
+
+
+def test_the_origin_answer_is_kept_per_header_block_and_follows_the_setting():
+    """A kept connection asks the origin check once per header block, and
+    again whenever ``cors_allowed_origins`` changes, in place included."""
+    from types import SimpleNamespace
+
+    from flask_sio09.http11 import parse_head
+
+    allowed = ["http://a"]
+    conn = SimpleNamespace(server=SimpleNamespace(options=SimpleNamespace(
+        cors_allowed_origins=allowed)))
+    head = parse_head(b"POST /x HTTP/1.1\r\nHost: h\r\nOrigin: http://a\r\n\r\n")
+    facts = hub_http.HeaderFacts("", head)
+    environ = dict(facts.origin_environ)
+    assert environ == {"HTTP_HOST": "h", "HTTP_ORIGIN": "http://a"}
+
+    def origin_ok():
+        return hub_http.HubHTTP._origin_ok(conn, facts, environ)
+
+    assert origin_ok() is True
+    assert origin_ok() is True
+    allowed[0] = "http://b"  # (changed in place)
+    assert origin_ok() is False
+    conn.server.options.cors_allowed_origins = "*"
+    assert origin_ok() is True
+    conn.server.options.cors_allowed_origins = None  # same origin only: the Host is h
+    assert origin_ok() is False

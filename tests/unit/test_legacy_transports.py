@@ -397,7 +397,7 @@ def test_htmlfile_session_closed_before_the_stream_starts(app, client, sio):
     the body: the stream then says "not handshaken" and ends."""
     server = server_of(app)
     session = server.get_session(handshake(client))
-    stream = transports.HTMLFile.get(server, session, {}, {})
+    stream = transports.HTMLFile.get(server, session, {})
     server.close_session(session, "closed meanwhile")
     chunks = list(transports.stream_chunks(server, stream))
     assert chunks == [protocol.HTMLFILE_PREAMBLE.encode(), b'<script>_("7:::1+0");</script>']
