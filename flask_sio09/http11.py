@@ -177,6 +177,20 @@ def parse_head(buf: bytes | bytearray, max_head: int = MAX_HEAD_BYTES,
     :raises HTTPError: the bytes are not a request we accept (the status to
                        answer is in the exception), or the head is too large.
     """
+    if memo is not None and memo.blocks:
+        # a whole head, a request line within its limit and a known block:
+        # what the checks below would find first is then only what the
+        # request line holds (each a refusal ``_known_head`` makes too), so
+        # it is read from the memo without them. (An empty line before the
+        # request line leaves none here to match.)
+        end = buf.find(b"\r\n\r\n", 0, max_head)
+        if end > 0:
+            request_line, _, block = buf[:end].decode("latin-1").partition("\r\n")
+            known = memo.blocks.get(block)
+            if known is not None and len(request_line) <= max_line:
+                match = _REQUEST_LINE.fullmatch(request_line)
+                if match is not None and known.version == match.group(3):
+                    return _known_head(match, known, end + 4)
     start = 0
     while start < 2 * MAX_EMPTY_LINES and buf.startswith(b"\r\n", start):
         start += 2
@@ -271,10 +285,14 @@ def _origin_form(method: str, target: str, version: str) -> str:
 
 
 def _known_head(match: re.Match[str], known: KnownBlock, size: int) -> RequestHead:
-    """The head of a request line (matched) whose header block is ``known``."""
+    """The head of a request line (matched) whose header block is ``known``
+    (accepted with this line's version)."""
     method, raw_target, version = match.groups()
-    head = RequestHead(method, _origin_form(method, raw_target, version), version,
-                       known.headers, size, raw_target, known.index)
+    if (method == "GET" or method == "POST") and raw_target[0] == "/" and "#" not in raw_target:
+        target = raw_target  # (a poll's, an upload's: in origin form already)
+    else:
+        target = _origin_form(method, raw_target, version)
+    head = RequestHead(method, target, version, known.headers, size, raw_target, known.index)
     head.content_length = known.content_length
     head.chunked = known.chunked
     head.keep_alive = known.keep_alive

@@ -406,6 +406,16 @@ def test_a_known_block_still_has_its_request_line_checked(line, status):
         _outcome(line + b"\r\n" + BLOCK + b"\r\n")
 
 
+@pytest.mark.parametrize("limits", [{}, {"max_line": 30}])
+def test_a_known_block_does_not_let_a_request_line_past_its_limit(limits):
+    memo = HeadMemo()
+    assert parse_head(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n", memo=memo, **limits) is not None
+    long_line = b"GET /" + b"a" * limits.get("max_line", MAX_REQUEST_LINE) + b" HTTP/1.1"
+    with pytest.raises(HTTPError) as refused:
+        parse_head(long_line + b"\r\nHost: h\r\n\r\n", memo=memo, **limits)
+    assert refused.value.status.startswith("414")
+
+
 def test_refused_and_long_blocks_are_not_remembered_and_the_memo_stays_small():
     memo = HeadMemo()
     with pytest.raises(HTTPError):
@@ -438,7 +448,8 @@ _LINES = st.sampled_from([
     b"GET /socket.io/1/xhr-polling/s?t=1 HTTP/1.1", b"POST /socket.io/1/xhr-polling/s?t=2 HTTP/1.1",
     b"GET / HTTP/1.0", b"OPTIONS * HTTP/1.1", b"GET http://h/x?y HTTP/1.1", b"GET /a#f HTTP/1.1",
     b"get / HTTP/1.1", b"GET / HTTP/1.2", b"GET  / HTTP/1.1", b"GET x HTTP/1.1", b"G\x00T / HTTP/1.1",
-    b"GET /\x7f HTTP/1.1", b""])
+    b"GET /\x7f HTTP/1.1", b"", b"\r\nGET / HTTP/1.1", b"\r\n\r\nGET / HTTP/1.1",
+    b"GET /a\nb HTTP/1.1"])
 _FIELDS = st.sampled_from([
     b"Host: h", b"Host: i", b"Connection: close", b"Connection: keep-alive", b"Content-Length: 3",
     b"Content-Length: x", b"Transfer-Encoding: chunked", b"Transfer-Encoding: gzip",
@@ -447,13 +458,17 @@ _FIELDS = st.sampled_from([
     b"content-type: u", b"X-Long: " + b"l" * 60])
 
 
-@settings(max_examples=400, deadline=None)
-@given(st.lists(st.tuples(_LINES, st.lists(_FIELDS, max_size=6)), min_size=1, max_size=12),
-       st.sampled_from([{}, {"max_headers": 3}, {"max_field": 40}, {"max_line": 30}]))
-def test_a_memo_never_changes_what_a_head_is_read_as(requests, limits):
-    """A connection's requests parsed with its memo, and each parsed alone:
-    the same head or the same refusal, request by request."""
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.lists(_FIELDS, max_size=6), min_size=1, max_size=3),
+       st.lists(st.tuples(_LINES, st.integers(0, 2)), min_size=1, max_size=12),
+       st.sampled_from([{}, {"max_headers": 3}, {"max_field": 40}, {"max_line": 30},
+                        {"max_head": 90}]))
+def test_a_memo_never_changes_what_a_head_is_read_as(blocks, requests, limits):
+    """A connection's requests (a few header blocks, repeated under various
+    request lines) parsed with its memo, and each parsed alone: the same
+    head or the same refusal, request by request."""
     memo = HeadMemo()
-    for line, fields in requests:
+    for line, which in requests:
+        fields = blocks[which % len(blocks)]
         data = line + b"\r\n" + b"".join(f + b"\r\n" for f in fields) + b"\r\n"
         assert _outcome(data, memo, **limits) == _outcome(data, None, **limits), data
