@@ -555,7 +555,7 @@ class HubHTTP(HubConnection):
             if self.server.cluster is not None else None
         cors = self._origin_ok(facts, environ)
         result = transports.route_request(self.server, route, head.method, environ, full_environ,
-                                          cors)
+                                          origin_allowed=cors)
         if isinstance(result, transports.LongPoll):
             self.begin_poll(result, environ, cors, head.keep_alive)
         elif isinstance(result, transports.HeldAnswer):

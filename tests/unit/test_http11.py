@@ -472,3 +472,33 @@ def test_a_memo_never_changes_what_a_head_is_read_as(blocks, requests, limits):
         fields = blocks[which % len(blocks)]
         data = line + b"\r\n" + b"".join(f + b"\r\n" for f in fields) + b"\r\n"
         assert _outcome(data, memo, **limits) == _outcome(data, None, **limits), data
+
+
+def test_a_known_block_keeps_everything_its_headers_said():
+    """What the block said the first time (repeats joined, Expect, chunked)
+    is what each later head with it says."""
+    for block, check in [
+            (b"Host: h\r\nX-A: 1\r\nX-A: 2\r\n", lambda h: h.get("x-a") == "1,2"),
+            (b"Host: h\r\nExpect: 100-continue\r\nContent-Length: 4\r\n",
+             lambda h: h.expect_continue and h.content_length == 4),
+            (b"Host: h\r\nTransfer-Encoding: chunked\r\n", lambda h: h.chunked),
+            (b"Host: h\r\nConnection: close\r\n", lambda h: not h.keep_alive)]:
+        memo = HeadMemo()
+        for target in (b"/a", b"/b"):
+            head = parse_head(b"POST " + target + b" HTTP/1.1\r\n" + block + b"\r\n", memo=memo)
+            assert head is not None and check(head), (block, target)
+        assert head.block is not None and len(memo.blocks) == 1
+
+
+def test_the_memo_holds_its_number_of_blocks_up_to_its_size():
+    memo = HeadMemo()
+    for n in range(MEMO_BLOCKS):
+        parse_head(f"GET / HTTP/1.1\r\nHost: h{n}\r\n\r\n".encode(), memo=memo)
+    assert len(memo.blocks) == MEMO_BLOCKS  # all of them, no fewer
+    parse_head(b"GET / HTTP/1.1\r\nHost: new\r\n\r\n", memo=memo)
+    assert "Host: new" in memo.blocks  # the newest is always kept
+    memo = HeadMemo()
+    block = "Host: h\r\nX: " + "v" * (MEMO_BLOCK_CHARS - len("Host: h\r\nX: "))
+    assert len(block) == MEMO_BLOCK_CHARS
+    parse_head(f"GET / HTTP/1.1\r\n{block}\r\n\r\n".encode(), memo=memo)
+    assert block in memo.blocks

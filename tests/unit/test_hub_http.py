@@ -4,10 +4,11 @@ bytes it wrote wait for a client that reads nothing."""
 
 import math
 import socket
+import time
 
 import pytest
 
-from flask_sio09 import hub_http
+from flask_sio09 import http11, hub_http
 from flask_sio09.hub import Hub
 from flask_sio09.server import Options, Server
 from tests.unit.doubles import EchoApp, wait_until
@@ -308,3 +309,94 @@ def test_the_origin_answer_is_kept_per_header_block_and_follows_the_setting():
     assert origin_ok() is True
     conn.server.options.cors_allowed_origins = None  # same origin only: the Host is h
     assert origin_ok() is False
+
+
+# -- the header memo on a real kept connection ----------------------------------
+
+GUNICORN_LIMITS = {"SCRIPT_NAME": "", "sio09.limits": (4094, 8188, 100, "drop")}
+
+
+def _idle_kept(server, template):
+    """A kept connection waiting for its next request, and the client's end."""
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    theirs.settimeout(20)
+    conn = hub_http.HubHTTP(server.hub, ours, dict(template), b"", lambda e, s: [])
+    server.hub.call(lambda: conn.start(lambda c: None))
+    return conn, theirs
+
+
+def _ask(sock, request: bytes) -> tuple[int, bytes]:
+    """Send one request; read its answer's status and body."""
+    sock.sendall(request)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, "the connection closed"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    length = next(int(line.split(":")[1]) for line in lines
+                  if line.lower().startswith("content-length:"))
+    while len(body) < length:
+        body += sock.recv(65536)
+    assert len(body) == length, "more than one answer came"
+    return int(lines[0].split(" ")[1]), body
+
+
+def _upload(sid: str, *headers: str, body: bytes = b"2::") -> bytes:
+    lines = "".join(f"{h}\r\n" for h in ("Host: h", *headers))
+    return (f"POST /socket.io/1/xhr-polling/{sid}?t={time.monotonic_ns()} HTTP/1.1\r\n{lines}"
+            f"Content-Length: {len(body)}\r\n\r\n").encode("latin-1") + body
+
+
+def test_a_kept_connection_reads_repeated_headers_from_its_own_memo(server):
+    """Under gunicorn's limits too, the second request with the same header
+    lines comes from the memo with what the hub derived from them; another
+    connection has a memo of its own."""
+    session = server.new_session({"QUERY_STRING": ""})
+    conn, theirs = _idle_kept(server, GUNICORN_LIMITS)
+    other, other_end = _idle_kept(server, GUNICORN_LIMITS)
+    try:
+        assert _ask(theirs, _upload(session.sid, "X-Client: a")) == (200, b"1")
+        first = conn.head
+        assert _ask(theirs, _upload(session.sid, "X-Client: a")) == (200, b"1")
+        assert conn.head is not first and conn.head.block is first.block
+        assert first.block is not None and first.block.derived is conn.facts
+        assert other.memo is not conn.memo and not other.memo.blocks
+        assert _ask(other_end, _upload(session.sid, "X-Client: a")) == (200, b"1")
+        assert other.head.block is not conn.head.block
+    finally:
+        theirs.close()
+        other_end.close()
+
+
+def test_every_request_of_a_kept_connection_has_its_origin_checked(server):
+    """The origin check's answer is kept per header block: each upload of
+    one connection gets its own headers' answer, whatever came before."""
+    session = server.new_session({"QUERY_STRING": ""})
+    conn, theirs = _idle_kept(server, GUNICORN_LIMITS)
+    pad = "X-Pad: " + "p" * (http11.MEMO_BLOCK_CHARS + 100)  # (too long for the memo)
+    try:
+        for headers, status in [
+                ((), 200), (("Origin: http://evil.example",), 403), ((), 200),
+                (("Origin: http://h",), 200), (("Origin: http://evil.example",), 403),
+                (("Referer: http://evil.example/page",), 403), (("Referer: http://h/page",), 200),
+                (("Origin: http://evil.example", "Origin: http://h"), 403),
+                (("Sec-Fetch-Site: same-origin", "Origin: http://evil.example"), 200),
+                (("Sec-Fetch-Site:",), 403), ((pad,), 200),
+                ((pad, "Origin: http://evil.example"), 403), ((), 200)]:
+            for _ in range(2):  # (the second time from the memo, where it fits)
+                assert _ask(theirs, _upload(session.sid, *headers))[0] == status, headers
+    finally:
+        theirs.close()
+
+
+def test_header_facts_keep_the_origin_headers_as_the_wsgi_server_would():
+    from flask_sio09.http11 import parse_head
+
+    head = parse_head(b"GET / HTTP/1.1\r\nHost: h\r\nOrigin: http://evil\r\nOrigin: http://h\r\n"
+                      b"Sec-Fetch-Site:\r\nCookie: a=b\r\nX-Other: 1\r\n\r\n")
+    assert hub_http.HeaderFacts("/s", head).origin_environ == {
+        "HTTP_HOST": "h", "HTTP_ORIGIN": "http://evil,http://h", "HTTP_SEC_FETCH_SITE": "",
+        "HTTP_COOKIE": "a=b"}

@@ -311,3 +311,17 @@ def test_each_of_gunicorns_scheme_headers_counts_and_contradictions_are_refused(
     else:
         hub_wsgi.check_forwarding(template, head)
         assert hub_wsgi.build_environ(template, head, None)["wsgi.url_scheme"] == scheme
+
+
+@pytest.mark.parametrize("script_name, path, refused", [
+    ("/app", "/app/x", False), ("/app", "/app", False), ("/app", "/apX/x", True),
+    ("/app", "/ap", True), ("/app", "/", True), ("", "/anything", False)])
+def test_the_path_must_begin_with_script_name(script_name, path, refused):
+    from flask_sio09.http11 import HTTPError
+
+    if refused:
+        with pytest.raises(HTTPError) as error:
+            hub_wsgi.check_script_name(script_name, path)
+        assert error.value.status.startswith("500")
+    else:
+        hub_wsgi.check_script_name(script_name, path)

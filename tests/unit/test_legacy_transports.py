@@ -573,3 +573,18 @@ def test_flashsocket_listed_is_offered(app):
     body = client.get("/socket.io/1/").get_data(as_text=True)
     assert body.endswith(":websocket,flashsocket,xhr-polling")
     server_of(app).shutdown()
+
+
+@pytest.mark.parametrize("transport", ["xhr-polling", "jsonp-polling", "htmlfile"])
+@pytest.mark.parametrize("headers, status", [
+    ({"Origin": REFUSED}, 403), ({"Referer": REFUSED + "/page"}, 403),
+    ({"Origin": "http://localhost"}, 200), ({"Referer": "http://localhost/page"}, 200), ({}, 200)])
+def test_every_polling_upload_has_its_origin_checked(client, transport, headers, status):
+    """The WSGI path asks the origin check once per request, for its CORS
+    headers and its 403 alike: by the Origin, else the Referer."""
+    sid = handshake(client)
+    body = b"d=2%3A%3A" if transport == "jsonp-polling" else b"2::"
+    resp = client.post(f"/socket.io/1/{transport}/{sid}", data=body, headers=headers,
+                       content_type="application/x-www-form-urlencoded"
+                       if transport == "jsonp-polling" else "text/plain;charset=UTF-8")
+    assert resp.status_code == status, resp.data
