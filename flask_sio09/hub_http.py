@@ -572,7 +572,9 @@ class HubHTTP(HubConnection):
         asked once per block and ``cors_allowed_origins`` setting (the
         answer depends on nothing else)."""
         allowed = self.server.options.cors_allowed_origins
-        setting = tuple(allowed) if isinstance(allowed, list) else allowed
+        # (a collection as what it holds now: one changed in place since
+        # the last request must be asked again)
+        setting = allowed if allowed is None or isinstance(allowed, str) else tuple(allowed)
         if facts.origin_answer is None or facts.origin_answer[0] != setting:
             facts.origin_answer = (setting, transports.origin_ok(self.server, environ))
         return facts.origin_answer[1]
@@ -671,8 +673,8 @@ class HeaderFacts:
         #: the WSGI keys of the headers the origin check reads
         self.origin_environ = {key: value for name, key in ORIGIN_CHECK_HEADERS
                                if (value := head.get(name)) is not None}
-        #: the ``cors_allowed_origins`` setting (a list as a tuple) and the
-        #: origin check's answer under it, once asked
+        #: the ``cors_allowed_origins`` setting (a collection as a tuple of
+        #: what it held) and the origin check's answer under it, once asked
         self.origin_answer: tuple[Any, bool] | None = None
 
 

@@ -309,6 +309,17 @@ def test_the_origin_answer_is_kept_per_header_block_and_follows_the_setting():
     assert origin_ok() is True
     conn.server.options.cors_allowed_origins = None  # same origin only: the Host is h
     assert origin_ok() is False
+    # any collection the check reads, assigned at run time and changed in place
+    origins = {"http://a"}
+    conn.server.options.cors_allowed_origins = origins
+    assert origin_ok() is True
+    origins.discard("http://a")
+    origins.add("http://b")
+    assert origin_ok() is False
+    origins.add("http://a")
+    assert origin_ok() is True
+    conn.server.options.cors_allowed_origins = ("http://b",)
+    assert origin_ok() is False
 
 
 # -- the header memo on a real kept connection ----------------------------------
