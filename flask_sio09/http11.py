@@ -222,10 +222,6 @@ def parse_head(buf: bytes | bytearray, max_head: int = MAX_HEAD_BYTES,
     # the faults are looked for in the order that names the first one:
     # control characters, sizes, the request line, the header lines
     match = _REQUEST_LINE.fullmatch(request_line)
-    if memo is not None and match is not None:
-        known = memo.blocks.get(block)
-        if known is not None and known.version == match.group(3):
-            return _known_head(match, known, end + 4)
     if match is None and _has_control(request_line):
         raise HTTPError("400 Bad Request", "control character in the request head")
     bad_header_line = False
