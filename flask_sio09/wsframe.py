@@ -347,7 +347,7 @@ class FrameReader:
         "_pending",
         "_msg_op",
         "_msg_len",
-        "_parts",
+        "_buffer",
         "_decoder",
         "_frame_left",
         "_frame_fin",
@@ -365,10 +365,11 @@ class FrameReader:
         # Never more than 14 + 125 bytes: data payload is consumed as it arrives.
         self._pending: bytes = b""
         # The message being assembled: opcode (0 when none is open), payload bytes
-        # announced so far, decoded parts, and the UTF-8 decoder of a text message.
+        # announced so far, the payload received, and the UTF-8 decoder that
+        # checks a text message as it comes.
         self._msg_op: int = 0
         self._msg_len: int = 0
-        self._parts: list = []
+        self._buffer = bytearray()
         self._decoder: codecs.IncrementalDecoder | None = None
         # The data frame whose payload is still arriving: bytes left, its FIN bit,
         # its mask, and how many of its payload bytes came already (mask phase).
@@ -560,23 +561,25 @@ class FrameReader:
         done = not left and self._frame_fin
         decoder = self._decoder
         if decoder is not None:
-            # Text: decode incrementally (§8.1), so that a bad byte fails now,
+            # Text: checked incrementally (§8.1), so that a bad byte fails now,
             # even when the sequence it breaks straddles two fragments.
             try:
-                text = decoder.decode(chunk, done)
+                decoder.decode(chunk, done)
             except UnicodeDecodeError:
                 raise self._fail(
                     INVALID_DATA, "text message is not valid UTF-8", events) from None
-            if text:
-                self._parts.append(text)
-        elif chunk:
-            self._parts.append(chunk)
+        # The bytes are kept in one buffer, not a piece per chunk: a client
+        # sending a message in one-byte fragments would otherwise make it take
+        # some thirty times its size (an object per piece), past what
+        # max_message_size means to bound.
+        self._buffer += chunk
         if done:
+            message = self._buffer
+            self._buffer = bytearray()
             if decoder is not None:
-                events.append(("text", "".join(self._parts)))
+                events.append(("text", message.decode("utf-8")))
             else:
-                events.append(("binary", b"".join(self._parts)))
-            self._parts = []
+                events.append(("binary", bytes(message)))
             self._decoder = None
             self._msg_op = 0
             self._msg_len = 0
