@@ -7,9 +7,12 @@ log and the client's ack lost), or that is a size the peer controls.
 
 from __future__ import annotations
 
+import json
 import sys
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from flask_sio09 import packet
 from flask_sio09.packet import MAX_JSON_DEPTH, PacketError
@@ -88,6 +91,58 @@ def test_wide_but_shallow_json_is_not_refused():
     assert len(packet.decode("4:::" + wide)["data"]) == 5000
     brackets_in_strings = '["' + "[" * 1000 + '"]'
     assert packet.decode("4:::" + brackets_in_strings)["data"] == ["[" * 1000]
+
+
+def _walked_depth(value) -> int:
+    """The nesting depth of a decoded value, by a plain recursive walk (the
+    reference for the codec's count on the text)."""
+    if isinstance(value, dict):
+        return 1 + max(map(_walked_depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(_walked_depth, value), default=0)
+    return 0
+
+
+_tricky_strings = st.text(st.sampled_from(list('[]{}"\\/ab\u00e9\n')), max_size=6)
+_json_trees = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False,
+                                                         allow_infinity=False)
+    | _tricky_strings,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_tricky_strings, inner,
+                                                                max_size=3),
+    max_leaves=40,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_json_trees, st.booleans(), st.sampled_from([(",", ":"), (", ", ": "), (",\n", " : ")]))
+def test_the_nesting_count_on_the_text_is_the_depth_of_the_value(value, ascii_only, separators):
+    text = json.dumps(value, ensure_ascii=ascii_only, separators=separators)
+    assert packet._nesting_depth(text) == _walked_depth(value)
+
+
+@pytest.mark.parametrize("depth", [MAX_JSON_DEPTH, MAX_JSON_DEPTH + 1])
+def test_nesting_is_measured_across_strings_escapes_and_mixed_brackets(depth):
+    # every opening level mixes arrays and objects, strings that hold brackets,
+    # quotes and backslashes; only the real containers count
+    levels = ['{"a\\"":"]}[{\\\\","b":' if i % 2 else '["[[\\"]",' for i in range(depth)]
+    closing = "".join("}" if i % 2 else "]" for i in reversed(range(depth)))
+    text = "".join(levels) + "1" + closing
+    assert _walked_depth(json.loads(text)) == depth
+    if depth <= MAX_JSON_DEPTH:
+        packet.decode("4:::" + text)
+    else:
+        with pytest.raises(PacketError):
+            packet.decode("4:::" + text)
+
+
+def test_a_megabyte_of_small_arrays_decodes():
+    """A large bracket-heavy text is measured (on its text: walking the
+    decoded value in Python took the hub's thread half a second for this)."""
+    text = '5:1+::{"name":"echo","args":[' + ",".join(["[[1]]"] * 150_000) + "]}"
+    event = packet.decode_event(text)
+    assert event is not None and event[4] == [[[1]]] * 150_000
+    assert packet._nesting_depth(text[6:]) == 4
 
 
 def _at_depth(frames: int, fn):
