@@ -50,6 +50,11 @@ MAX_NAMESPACES_PER_SESSION = 100
 #: until they have run: a client that sends faster than slow handlers run
 #: must not grow the server's memory without a bound
 INBOUND_LIMIT = 1 << 20
+#: characters past which a payload that the hub's thread received is decoded
+#: as a job of its session (as its handlers run) instead of in the hub's
+#: round: a megabyte of small JSON arrays takes a sixth of a second to decode,
+#: and the watchdog lets other clients' I/O go on only while a job runs
+DECODE_AS_JOB_CHARS = 16 * 1024
 
 CONNECT_ECHO = "1::"
 HEARTBEAT = "2::"
@@ -739,6 +744,16 @@ class Server:
         """Decode a payload that arrived from the client and dispatch it.
         Malformed packets are logged and dropped; the session lives on."""
         session.last_seen = self.clock()  # (what session.touch does, inline: every payload)
+        if (len(data) > DECODE_AS_JOB_CHARS or session.decoding) and not inline and \
+                self.workers.defers_here():
+            # On the hub's thread, a large payload is decoded as a job of the
+            # session, where the watchdog can hand the hub to another thread
+            # while it takes long; what the session sends after it is decoded
+            # the same way until it is done, so its packets keep their order.
+            with session.lock:
+                session.decoding += 1
+            self.workers.submit(session, lambda: self._receive_as_job(session, data))
+            return
         try:
             # A WebSocket message is most often one packet, not a payload.
             # No count limit: the byte limit bounds a payload (a count adds no
@@ -773,6 +788,15 @@ class Server:
                 self._handle_event(session, pkt, pkt["endpoint"], inline)
             else:
                 self.handle_packet(session, pkt, inline)
+
+    def _receive_as_job(self, session: Session, data: str) -> None:
+        try:
+            # (inline: decoded on this thread, which runs the session's jobs
+            # already; what its packets submit queues behind this job)
+            self.receive(session, data, inline=True)
+        finally:
+            with session.lock:
+                session.decoding -= 1
 
     def handle_packet(self, session: Session, pkt: dict[str, Any], inline: bool = False) -> None:
         """Act on one decoded packet."""

@@ -119,6 +119,8 @@ class Session:
         # handler jobs of this session, run one at a time (see workers.py)
         self.jobs: deque[Callable[[], None]] = deque()
         self.jobs_running = False
+        #: payloads queued to be decoded as jobs (``Server.receive``)
+        self.decoding = 0
         #: bytes of polling uploads whose handlers have not all run yet
         self.uploads_waiting = 0
         #: the log lines about its dropped input (``droplog``), from the first

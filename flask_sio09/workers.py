@@ -143,6 +143,10 @@ class Workers:
         it blocks (a slot is free); else its work should go to the pool."""
         return self._slots > 0
 
+    def defers_here(self) -> bool:
+        """True on the deferring thread (the hub's)."""
+        return threading.get_ident() == self._deferring
+
     def has_deferred(self) -> bool:
         """True when the deferring thread has sessions to run."""
         return bool(self._deferred)

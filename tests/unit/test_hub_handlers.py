@@ -399,3 +399,66 @@ def test_a_handler_raising_systemexit_costs_neither_its_session_nor_the_server(
         assert "raised SystemExit" in caplog.text and "raised KeyboardInterrupt" in caplog.text
         # a few lines per session, then a count, however often its handlers raise
         assert sum("raised" in r.getMessage() for r in caplog.records) <= droplog.BURST
+
+
+def test_a_large_payload_is_decoded_as_a_job_and_a_slow_decode_stalls_no_one(
+        server, hub, app, monkeypatch):
+    """A payload past DECODE_AS_JOB_CHARS is decoded as a job of its session,
+    where the watchdog hands the hub to a new thread when it takes long (a
+    probe's 900 kB of small JSON arrays kept every client of the hub waiting
+    seconds while the hub's round decoded them). What the session sends after
+    it waits for it, in order."""
+    from flask_sio09 import server as server_module
+
+    decoding = threading.Event()
+    finish = threading.Event()
+    decode = server_module.decode_event
+
+    def slow_for_large(part):
+        if len(part) > server_module.DECODE_AS_JOB_CHARS:
+            decoding.set()
+            assert finish.wait(30)
+        return decode(part)
+
+    monkeypatch.setattr(server_module, "decode_event", slow_for_large)
+    session, _, big = open_websocket(server, hub)
+    _, _, other = open_websocket(server, hub)
+    large = "x" * (server_module.DECODE_AS_JOB_CHARS + 1)
+    emit(big, "echo", 1, large)
+    assert decoding.wait(30)
+    # the hub goes on while the decode takes its time: another client's
+    # events and pings are answered
+    for i in range(1, 6):
+        emit(other, "echo", i, "y")
+        assert other.text() == f'6:::{i}+["y"]'
+    other.sock.sendall(client_frame(payload=b"hi", opcode=0x9))
+    assert other.frame() == (0xA, b"hi")
+    # small events sent after the large one wait for it, and keep their order
+    for i in range(2, 5):
+        emit(big, "echo", i, i)
+    assert wait_until(lambda: session.decoding == 4)
+    finish.set()
+    assert [big.text() for _ in range(4)] == \
+        [f'6:::1+["{large}"]'] + [f"6:::{i}+[{i}]" for i in range(2, 5)]
+    assert wait_until(lambda: session.decoding == 0)
+    # and once it is done, a small payload is decoded in the hub's round again
+    emit(big, "echo", 5, 5)
+    assert big.text() == "6:::5+[5]"
+    assert session.decoding == 0
+
+
+def test_a_payload_received_off_the_hub_thread_is_decoded_at_once(server, monkeypatch):
+    """Thread mode and the WSGI transports decode on the thread that read the
+    payload, however large (it serves that client alone)."""
+    from flask_sio09 import server as server_module
+
+    decoded = []
+    decode = server_module.decode_event
+    monkeypatch.setattr(server_module, "decode_event",
+                        lambda part: decoded.append(len(part)) or decode(part))
+    session = server.new_session({"QUERY_STRING": ""})
+    text = '5:1+::{"name":"echo","args":["%s"]}' % ("z" * 20_000)
+    assert not server.workers.defers_here()
+    server.receive(session, text)
+    assert decoded == [len(text)]  # before receive returned, on this thread
+    assert session.decoding == 0
