@@ -68,6 +68,8 @@ UPLOAD_TOO_LARGE = "upload too large"
 OUTBOX_OVERFLOW = "outbox overflow"
 #: the close reason of a session whose client went silent past heartbeat_timeout
 HEARTBEAT_TIMEOUT = "heartbeat timeout"
+#: the close reason of a polling session no poll came for in close_timeout
+CLOSE_TIMEOUT = "close timeout"
 #: close reasons of a client that stopped reading or answering: its
 #: connection is reset, what it was not sent dropped (hub, thread mode)
 UNRESPONSIVE = frozenset({OUTBOX_OVERFLOW, HEARTBEAT_TIMEOUT})
@@ -501,10 +503,12 @@ class Server:
                 # at once when its client stopped reading (outbox overflow)
                 grace = 0.0 if reason == OUTBOX_OVERFLOW else self.options.close_timeout
                 self._closing.append((transport, self.clock() + grace))
-            if session.transport is None and session.has_outbox():
+            if session.transport is None and session.has_outbox() and reason != CLOSE_TIMEOUT:
                 # no transport to carry the last packets: keep them for the
                 # next poll (a client told "0::" does not reconnect; one told
-                # "7:::1+0" would), at most close_timeout
+                # "7:::1+0" would), at most close_timeout. Not for a client
+                # that no poll came from in close_timeout: it is gone, and
+                # should it come back, "7:::1+0" has it start again (as in N)
                 self._draining[session.sid] = (session, self.clock())
         logger.debug("session %s closed: %s", session.sid, reason)
         if session.drops is not None:
@@ -1002,7 +1006,7 @@ class Server:
                 if not session.namespaces:
                     limit = min(limit, UNUSED_HANDSHAKE_TIMEOUT)
                 if now - session.detached_since > limit:
-                    self.close_session(session, "close timeout")
+                    self.close_session(session, CLOSE_TIMEOUT)
             elif transport is not None and transport.persistent:
                 # A session whose handler still runs (or waits for a thread) is
                 # not timed out: in thread mode that handler holds the thread

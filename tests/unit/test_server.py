@@ -467,6 +467,25 @@ def test_server_disconnect_between_polls_is_collected_by_next_poll(server, app, 
     assert server.get_session(session.sid, draining=True) is None
 
 
+def test_a_session_closed_by_its_close_timeout_keeps_nothing_for_a_poll(server, clock):
+    """A polling client that no poll came from in close_timeout is gone: what
+    was queued for it goes with the session, and a poll that comes later
+    anyway is told to start again, not handed those stale packets (they were
+    kept for one more close_timeout: probe S)."""
+    session = server.new_session({"QUERY_STRING": ""})
+    poll = Transport(persistent=False)
+    server.attach(session, poll)
+    server.release(session, poll)
+    server.emit_packet({"type": "message", "data": "queued"}, "", to=session.sid)
+    assert session.has_outbox()
+    clock.now += 21
+    server.monitor_step(clock.now)
+    assert session.closed and session.close_reason == "close timeout"
+    assert server.get_session(session.sid) is None
+    assert server.get_session(session.sid, draining=True) is None
+    assert server._draining == {}
+
+
 def test_undelivered_last_packets_are_forgotten_after_close_timeout(server, clock):
     session = server.new_session({"QUERY_STRING": ""})
     poll = Transport(persistent=False)
