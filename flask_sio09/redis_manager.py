@@ -120,12 +120,13 @@ return 2
 #: the handshake record's value once another process claimed it
 CLAIMED = "claimed"
 #: a process forgets a session's records (the session's and an unused
-#: handshake's) only while they are its own
+#: handshake's, with that handshake's query) only while they are its own
 FORGET_SCRIPT = """
-for _, key in ipairs(KEYS) do
-  if redis.call('get', key) == ARGV[1] then
-    redis.call('del', key)
-  end
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  redis.call('del', KEYS[1])
+end
+if redis.call('get', KEYS[2]) == ARGV[1] then
+  redis.call('del', KEYS[2], KEYS[3])
 end
 return 0
 """
@@ -556,9 +557,8 @@ class RedisManager(MemoryManager):
         def run() -> None:
             pipeline = self._client.pipeline(transaction=False)
             for sid in sids:
-                self._forget_script(keys=[self._key("session", sid),
-                                          self._key("handshake", sid)],
-                                    args=[self.host_id], client=pipeline)
+                self._forget_script(keys=self._forget_keys(sid), args=[self.host_id],
+                                    client=pipeline)
             pipeline.execute()
         self._guarded("forget the sessions of an exiting process", run)
 
@@ -573,8 +573,11 @@ class RedisManager(MemoryManager):
         an unused handshake of it can no longer be claimed (records another
         process wrote are left alone)."""
         self._guarded("forget a session", lambda: self._forget_script(
-            keys=[self._key("session", sid), self._key("handshake", sid)],
-            args=[self.host_id]))
+            keys=self._forget_keys(sid), args=[self.host_id]))
+
+    def _forget_keys(self, sid: str) -> list[str]:
+        # (FORGET_SCRIPT's: the session's record, its handshake's, that one's query)
+        return [self._key("session", sid), self._key("handshake", sid), self._query_key(sid)]
 
     # -- listening -----------------------------------------------------------
 

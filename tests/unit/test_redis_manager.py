@@ -544,6 +544,28 @@ def test_a_disconnected_handshake_cannot_be_claimed_afterwards(pair):
     assert two.manager.claim("h" * 20) is False
 
 
+def test_forgetting_an_unused_handshake_leaves_no_key(pair, redis_server):
+    """Its query goes with it, not 30 s later with its expiry (probe S); a
+    handshake that another process claimed keeps its marker until it expires."""
+    import redis
+
+    one, two = pair
+    client = redis.Redis(port=redis_server.port)
+    one.manager.record_handshake("q" * 20, 30, "?token=abc")
+    assert len(client.keys("*" + "q" * 20 + "*")) == 2  # the handshake and its query
+    one.manager.forget("q" * 20)
+    one.manager.record_handshake("r" * 20, 30, "?a=1")
+    one.manager.record_handshake("t" * 20, 30, "")
+    one.manager.forget_many(["r" * 20, "t" * 20])
+    for sid in ("q" * 20, "r" * 20, "t" * 20):
+        assert client.keys("*" + sid + "*") == []
+    one.manager.record_handshake("u" * 20, 30, "?b=2")
+    assert two.manager.claim("u" * 20) is True
+    assert two.manager.handshake_query("u" * 20) == "?b=2"
+    one.manager.forget("u" * 20)  # the other process holds it: its record stays
+    assert two.manager.held_elsewhere("u" * 20) is False and one.manager.held_elsewhere("u" * 20)
+
+
 def test_an_exiting_process_forgets_its_records_in_one_go(pair):
     one, two = pair
     for sid in ("x" * 20, "y" * 20):
