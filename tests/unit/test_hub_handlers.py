@@ -462,3 +462,59 @@ def test_a_payload_received_off_the_hub_thread_is_decoded_at_once(server, monkey
     server.receive(session, text)
     assert decoded == [len(text)]  # before receive returned, on this thread
     assert session.decoding == 0
+
+
+def test_a_slot_a_pool_thread_gives_back_wakes_a_thread_waiting_for_one():
+    workers = Workers(2)
+    with workers._slot_freed:
+        workers._slots -= 1  # as a hub thread that release_stuck let go holds one
+    gate, second = threading.Event(), threading.Event()
+    try:
+        workers.submit(FakeSession("s1"), lambda: gate.wait(30))
+        workers.submit(FakeSession("s2"), second.set)  # waits for a slot
+        assert wait_until(lambda: len(workers._threads) == 2)
+        assert not second.wait(0.3)  # (a short look: it must not have run)
+        gate.set()  # s1's thread gives its slot back: s2's thread must hear of it
+        assert second.wait(10), "the slot given back woke no thread waiting for one"
+    finally:
+        gate.set()
+        workers.stop()
+
+
+def test_a_blocking_handler_that_comes_while_every_slot_is_taken_waits_for_one(app):
+    # the hub hands it to the pool's queue rather than run it and let it go
+    # too: handler_threads bounds the handlers that run away from the hub
+    with hub_server(app, 1) as (server, hub):
+        first = open_websocket(server, hub)[2]
+        second = open_websocket(server, hub)[2]
+        emit(first, "block", 1)
+        assert wait_until(lambda: app.blocked == 1 and not server.workers.can_defer())
+        emit(second, "block", 1)
+        # the hub still does I/O (a ping is answered) and the second handler
+        # has not started (a short look: it must not have)
+        second.sock.sendall(client_frame(payload=b"p", opcode=0x9))
+        assert second.frame() == (0xA, b"p")
+        assert not wait_until(lambda: app.blocked == 2, deadline=0.5)
+        app.release.set()
+        assert first.text() == "6:::1" and second.text() == "6:::1"
+        assert app.blocked == 2
+
+
+def test_a_parked_watchdog_wakes_for_a_handler_that_blocks(app):
+    with hub_server(app, 4) as (server, hub):
+        stuck = open_websocket(server, hub)[2]
+        other = open_websocket(server, hub)[2]
+        emit(other, "echo", 1, "warm")
+        assert other.text() == '6:::1+["warm"]'
+        # idle for a while, the watchdog parks (it must: it would wake every
+        # 10 ms for ever otherwise)
+        assert wait_until(lambda: hub._watch_parked, deadline=20)
+        emit(stuck, "block", 1)
+        assert wait_until(lambda: app.blocked == 1)
+        # a parked watchdog that was not woken would leave the hub stuck
+        # in that handler, and this echo unanswered until it returns
+        emit(other, "echo", 2, "x")
+        assert other.text() == '6:::2+["x"]'
+        assert not app.release.is_set()
+        app.release.set()
+        assert stuck.text() == "6:::1"

@@ -217,3 +217,29 @@ def test_a_session_that_ended_or_left_keeps_no_callback():
     gone = Forwarded(told)
     ack_id = session.add_callback("", gone)  # asked as it ended
     assert session.pop_callback("", ack_id) is None and told == [gone_there, gone]
+
+
+def test_a_packet_of_exactly_the_outbox_limit_fits():
+    session = make(limit=10)
+    assert session.send("x" * 10) is True
+    assert session.send("y") is False  # one character past it overflows
+
+
+def test_leaving_a_connecting_namespace_stops_holding_its_packets():
+    # what is sent there afterwards is not kept in a hold list that nothing
+    # would ever release (it goes out, or is dropped with joined=True)
+    session = make()
+    assert session.begin_namespace("/a")
+    assert session.leave_namespace("/a")
+    assert session.send("5::/a:{}", "/a") is True
+    assert session.take_outbox() == ["5::/a:{}"]
+    assert session.send("5::/a:{}", "/a", joined=True) is True
+    assert session.take_outbox() == []
+    assert session._held == {}
+
+
+def test_a_closed_session_joins_no_namespace():
+    session = make()
+    session.close("test")
+    assert session.begin_namespace("/a") is False
+    assert "/a" not in session.namespaces
