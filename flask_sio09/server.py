@@ -796,8 +796,8 @@ class Server:
     def _receive_as_job(self, session: Session, data: str) -> None:
         try:
             # (inline: decoded on this thread, which runs the session's jobs
-            # already; what its packets submit queues behind this job)
-            self.receive(session, data, inline=True)
+            # already; what its packets submit runs right after this job)
+            self.workers.collect_next(session, lambda: self.receive(session, data, inline=True))
         finally:
             with session.lock:
                 session.decoding -= 1

@@ -121,6 +121,11 @@ class Session:
         self.jobs_running = False
         #: payloads queued to be decoded as jobs (``Server.receive``)
         self.decoding = 0
+        #: while such a job decodes: (its thread, the jobs it submits), which
+        #: run right after it (``Workers.submit``)
+        self.collecting: tuple[int, list[Callable[[], None]]] | None = None
+        # (29 attributes: CPython 3.11 keeps up to 29 in the layout that its
+        # instances share; a 30th would make every attribute read slower)
         #: bytes of polling uploads whose handlers have not all run yet
         self.uploads_waiting = 0
         #: the log lines about its dropped input (``droplog``), from the first

@@ -40,7 +40,7 @@ _STOP = None
 
 class JobQueue:
     """Jobs that run in order on the pool but belong to no client (a
-    ``Session`` carries the same three attributes for its own jobs)."""
+    ``Session`` carries the same four attributes for its own jobs)."""
 
     def __init__(self, name: str) -> None:
         #: named ``sid`` as in a session: the log line of a failed job shows it
@@ -49,6 +49,7 @@ class JobQueue:
         self.lock = threading.Lock()
         self.jobs: deque[Callable[[], None]] = deque()
         self.jobs_running = False
+        self.collecting: tuple[int, list[Callable[[], None]]] | None = None
 
 
 class Workers:
@@ -92,6 +93,12 @@ class Workers:
         lock = session.lock
         lock.acquire()  # (not ``with``: see LOCK_NOTE in session.py; this runs per packet)
         try:
+            collecting = session.collecting
+            if collecting is not None and collecting[0] == threading.get_ident():
+                # a job of the session collects what it submits, to run next
+                # (see collect_next)
+                collecting[1].append(job)
+                return
             session.jobs.append(job)
             if session.jobs_running:
                 return
@@ -104,6 +111,23 @@ class Workers:
             self._deferred.append(session)
         else:
             self._hand_off(session)
+
+    @staticmethod
+    def collect_next(session: Session, job: Callable[[], None]) -> None:
+        """Run ``job`` (a job of ``session``, now on this thread) so that the
+        jobs it submits to its own session run right after it, in order,
+        ahead of any queued meanwhile: as if they had been submitted in its
+        place (a payload decoded as a job: its packets' handlers must come
+        before, say, the close that the client sent after it)."""
+        collected: list[Callable[[], None]] = []
+        with session.lock:
+            session.collecting = (threading.get_ident(), collected)
+        try:
+            job()
+        finally:
+            with session.lock:
+                session.collecting = None
+                session.jobs.extendleft(reversed(collected))
 
     def defer_to(self, thread_ident: int) -> None:
         """From now on, what that thread (``threading.get_ident()``) submits

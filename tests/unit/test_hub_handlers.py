@@ -5,6 +5,7 @@ workers.py). Real socketpairs, a real hub, handlers that block on events."""
 import contextlib
 import gc
 import threading
+import time
 import weakref
 
 import pytest
@@ -144,6 +145,7 @@ class FakeSession:
         self.lock = threading.Lock()
         self.jobs = deque()
         self.jobs_running = False
+        self.collecting = None
 
 
 def test_a_failing_job_of_a_queue_that_is_no_session_is_logged_and_the_rest_run(caplog):
@@ -518,3 +520,97 @@ def test_a_parked_watchdog_wakes_for_a_handler_that_blocks(app):
         assert not app.release.is_set()
         app.release.set()
         assert stuck.text() == "6:::1"
+
+
+@pytest.mark.parametrize("ending", ["close frame", "hang-up", "0::"])
+def test_the_packets_of_a_payload_decoded_as_a_job_come_before_what_followed_it(
+        server, hub, app, monkeypatch, ending):
+    """Its handlers run right after the decode, ahead of what the client sent
+    after it and the hub acted on meanwhile: a close (the session's end waits
+    for the handlers queued before it), a 0::. A probe saw the event of a large
+    payload sent just before a close dropped (its handler queued behind the
+    close, then finding the session closed)."""
+    from flask_sio09 import server as server_module
+
+    decoding = threading.Event()
+    finish = threading.Event()
+    decode = server_module.decode_event
+    order = []
+    disconnect = app.disconnect
+
+    def slow_for_large(part):
+        if len(part) > server_module.DECODE_AS_JOB_CHARS:
+            decoding.set()
+            assert finish.wait(30)
+        return decode(part)
+
+    def recorded_disconnect(session, namespace):
+        order.append("disconnect")
+        disconnect(session, namespace)
+
+    event = app.event
+
+    def recorded_event(session, namespace, name, args, ack, packet=False):
+        order.append(name)
+        event(session, namespace, name, args, ack, packet)
+
+    monkeypatch.setattr(server_module, "decode_event", slow_for_large)
+    app.disconnect, app.event = recorded_disconnect, recorded_event
+    session, _, client = open_websocket(server, hub)
+    # the first look of a handler job at the session waits a little: a close
+    # that the hub acts on before it then finds the session ended
+    is_connected = session.is_connected
+    delayed = []
+
+    def slow_first_look(endpoint):
+        if not delayed and threading.get_ident() != hub.leader:
+            delayed.append(True)
+            time.sleep(0.3)
+        return is_connected(endpoint)
+
+    session.is_connected = slow_first_look
+    emit(client, "large", 1, "x" * (server_module.DECODE_AS_JOB_CHARS + 1))
+    emit(client, "small", 2, "y")
+    assert decoding.wait(30)
+    if ending == "close frame":
+        client.sock.sendall(client_frame(payload=b"\x03\xe8", opcode=0x8))
+    elif ending == "hang-up":
+        client.sock.close()
+    else:
+        client.sock.sendall(client_frame("0::"))
+    # the hub has read (and acted on) the ending before the decode is done
+    assert wait_until(lambda: session.closed or session.jobs_running and len(session.jobs) >= 2)
+    finish.set()
+    assert wait_until(lambda: "disconnect" in order)
+    assert order == ["large", "small", "disconnect"]
+    assert wait_until(lambda: session.decoding == 0 and session.collecting is None)
+
+
+def test_back_pressure_waits_for_the_handlers_of_a_payload_decoded_as_a_job(server):
+    """``when_handled`` (what holds a WebSocket's reading and a polling upload's
+    answer) fires after the handlers of a payload decoded as a job, not once
+    it is decoded."""
+    from flask_sio09 import server as server_module
+
+    session = server.new_session({"QUERY_STRING": ""})
+    ran = []
+    server.workers.defer_to(threading.get_ident())  # (this thread acts as the hub's)
+    try:
+        large = "z" * (server_module.DECODE_AS_JOB_CHARS + 1)
+        server.receive(session, '5:1+::{"name":"echo","args":["%s"]}' % large)
+        assert session.decoding == 1
+        server.when_handled(session, lambda: ran.append("handled"))
+        server.workers.submit(session, lambda: ran.append("later job"))
+        original = server.workers.submit
+
+        def submit(target, job, inline=False):
+            # the decode's own submissions: record when they run
+            original(target, lambda: (ran.append("dispatched"), job()), inline)
+
+        server.workers.submit = submit
+        assert server.workers.run_deferred()
+    finally:
+        server.workers.submit = original
+        server.workers.defer_to(None)
+    assert ran[0] == "dispatched" and ran[1:] == ["handled", "later job"]
+    assert session.decoding == 0
