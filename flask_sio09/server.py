@@ -567,6 +567,18 @@ class Server:
         self.close_session(session, "client disconnect",
                            last=DISCONNECT if session.transport is not None else None)
 
+    def forced_disconnect(self, session: Session) -> None:
+        """``?disconnect``: the client ends its session, after the handlers
+        of what it sent before, as Node ran them before it read the request.
+        Those may still wait in the job queue: a POST is answered before its
+        packets' handlers run, and a large one may still be decoding."""
+        with session.lock:
+            pending = session.jobs_running or bool(session.jobs)
+        if pending:
+            self.when_handled(session, lambda: self.client_disconnect(session))
+        else:
+            self.client_disconnect(session)
+
     def _client_left(self, session: Session, endpoint: str) -> None:
         """The client sent a disconnect packet: for the session (global
         namespace) or for one namespace."""

@@ -332,7 +332,7 @@ def forced_disconnect(server: Server, sid: str) -> Response:
     """``?disconnect``: end the session now, whether or not a transport is open."""
     session = server.get_session(sid)
     if session is not None:
-        server.client_disconnect(session)
+        server.forced_disconnect(session)
     elif server.held_elsewhere(sid):
         server.disconnect(sid)  # its process ends it
     return _response("200 OK", "")

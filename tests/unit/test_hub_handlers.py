@@ -614,3 +614,49 @@ def test_back_pressure_waits_for_the_handlers_of_a_payload_decoded_as_a_job(serv
         server.workers.defer_to(None)
     assert ran[0] == "dispatched" and ran[1:] == ["handled", "later job"]
     assert session.decoding == 0
+
+
+def test_a_forced_disconnect_waits_for_the_handlers_of_what_came_before(
+        server, hub, app, monkeypatch):
+    """``?disconnect`` ends the session after the handlers of what the client
+    sent before it, as Node did: a POST is answered before its packets run,
+    and a large one may still be decoding (a probe lost the events of a large
+    POST that socket.io-client's disconnectSync followed)."""
+    from flask_sio09 import server as server_module
+    from flask_sio09 import transports
+
+    decoding = threading.Event()
+    finish = threading.Event()
+    decode = server_module.decode_event
+    order = []
+
+    def slow_for_large(part):
+        if len(part) > server_module.DECODE_AS_JOB_CHARS:
+            decoding.set()
+            assert finish.wait(30)
+        return decode(part)
+
+    event, disconnect = app.event, app.disconnect
+    app.event = lambda session, namespace, name, args, ack, packet=False: (
+        order.append(name), event(session, namespace, name, args, ack, packet))
+    app.disconnect = lambda session, namespace: (
+        order.append("disconnect"), disconnect(session, namespace))
+    monkeypatch.setattr(server_module, "decode_event", slow_for_large)
+    session, _, client = open_websocket(server, hub)
+    emit(client, "large", 1, "x" * (server_module.DECODE_AS_JOB_CHARS + 1))
+    assert decoding.wait(30)
+    transports.forced_disconnect(server, session.sid)
+    assert not session.closed  # (it waits for the decode and its handlers)
+    finish.set()
+    assert wait_until(lambda: "disconnect" in order)
+    assert order == ["large", "disconnect"]
+    assert session.closed and session.close_reason == "client disconnect"
+
+
+def test_a_forced_disconnect_of_an_idle_session_ends_it_at_once(server, hub):
+    session, _, _ = open_websocket(server, hub)
+    assert wait_until(lambda: not session.jobs_running and not session.jobs)
+    from flask_sio09 import transports
+
+    transports.forced_disconnect(server, session.sid)
+    assert session.closed
