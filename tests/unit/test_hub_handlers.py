@@ -403,6 +403,38 @@ def test_a_handler_raising_systemexit_costs_neither_its_session_nor_the_server(
         assert sum("raised" in r.getMessage() for r in caplog.records) <= droplog.BURST
 
 
+class HeldDecode:
+    """Decoding a payload over ``DECODE_AS_JOB_CHARS`` waits for ``finish``
+    (``started`` is set meanwhile); smaller ones decode as usual."""
+
+    def __init__(self, monkeypatch):
+        from flask_sio09 import server as server_module
+
+        self.started = threading.Event()
+        self.finish = threading.Event()
+        self.large = "x" * (server_module.DECODE_AS_JOB_CHARS + 1)
+        decode = server_module.decode_event
+
+        def slow_for_large(part):
+            if len(part) > server_module.DECODE_AS_JOB_CHARS:
+                self.started.set()
+                assert self.finish.wait(30)
+            return decode(part)
+
+        monkeypatch.setattr(server_module, "decode_event", slow_for_large)
+
+
+def record_handlers(app) -> list:
+    """The names of the events ``app`` handles, and "disconnect", in order."""
+    order = []
+    event, disconnect = app.event, app.disconnect
+    app.event = lambda session, namespace, name, args, ack, packet=False: (
+        order.append(name), event(session, namespace, name, args, ack, packet))
+    app.disconnect = lambda session, namespace: (
+        order.append("disconnect"), disconnect(session, namespace))
+    return order
+
+
 def test_a_large_payload_is_decoded_as_a_job_and_a_slow_decode_stalls_no_one(
         server, hub, app, monkeypatch):
     """A payload past DECODE_AS_JOB_CHARS is decoded as a job of its session,
@@ -410,24 +442,12 @@ def test_a_large_payload_is_decoded_as_a_job_and_a_slow_decode_stalls_no_one(
     probe's 900 kB of small JSON arrays kept every client of the hub waiting
     seconds while the hub's round decoded them). What the session sends after
     it waits for it, in order."""
-    from flask_sio09 import server as server_module
-
-    decoding = threading.Event()
-    finish = threading.Event()
-    decode = server_module.decode_event
-
-    def slow_for_large(part):
-        if len(part) > server_module.DECODE_AS_JOB_CHARS:
-            decoding.set()
-            assert finish.wait(30)
-        return decode(part)
-
-    monkeypatch.setattr(server_module, "decode_event", slow_for_large)
+    held = HeldDecode(monkeypatch)
     session, _, big = open_websocket(server, hub)
     _, _, other = open_websocket(server, hub)
-    large = "x" * (server_module.DECODE_AS_JOB_CHARS + 1)
+    large = held.large
     emit(big, "echo", 1, large)
-    assert decoding.wait(30)
+    assert held.started.wait(30)
     # the hub goes on while the decode takes its time: another client's
     # events and pings are answered
     for i in range(1, 6):
@@ -439,7 +459,7 @@ def test_a_large_payload_is_decoded_as_a_job_and_a_slow_decode_stalls_no_one(
     for i in range(2, 5):
         emit(big, "echo", i, i)
     assert wait_until(lambda: session.decoding == 4)
-    finish.set()
+    held.finish.set()
     assert [big.text() for _ in range(4)] == \
         [f'6:::1+["{large}"]'] + [f"6:::{i}+[{i}]" for i in range(2, 5)]
     assert wait_until(lambda: session.decoding == 0)
@@ -530,32 +550,8 @@ def test_the_packets_of_a_payload_decoded_as_a_job_come_before_what_followed_it(
     for the handlers queued before it), a 0::. A probe saw the event of a large
     payload sent just before a close dropped (its handler queued behind the
     close, then finding the session closed)."""
-    from flask_sio09 import server as server_module
-
-    decoding = threading.Event()
-    finish = threading.Event()
-    decode = server_module.decode_event
-    order = []
-    disconnect = app.disconnect
-
-    def slow_for_large(part):
-        if len(part) > server_module.DECODE_AS_JOB_CHARS:
-            decoding.set()
-            assert finish.wait(30)
-        return decode(part)
-
-    def recorded_disconnect(session, namespace):
-        order.append("disconnect")
-        disconnect(session, namespace)
-
-    event = app.event
-
-    def recorded_event(session, namespace, name, args, ack, packet=False):
-        order.append(name)
-        event(session, namespace, name, args, ack, packet)
-
-    monkeypatch.setattr(server_module, "decode_event", slow_for_large)
-    app.disconnect, app.event = recorded_disconnect, recorded_event
+    held = HeldDecode(monkeypatch)
+    order = record_handlers(app)
     session, _, client = open_websocket(server, hub)
     # the first look of a handler job at the session waits a little: a close
     # that the hub acts on before it then finds the session ended
@@ -569,9 +565,9 @@ def test_the_packets_of_a_payload_decoded_as_a_job_come_before_what_followed_it(
         return is_connected(endpoint)
 
     session.is_connected = slow_first_look
-    emit(client, "large", 1, "x" * (server_module.DECODE_AS_JOB_CHARS + 1))
+    emit(client, "large", 1, held.large)
     emit(client, "small", 2, "y")
-    assert decoding.wait(30)
+    assert held.started.wait(30)
     if ending == "close frame":
         client.sock.sendall(client_frame(payload=b"\x03\xe8", opcode=0x8))
     elif ending == "hang-up":
@@ -580,7 +576,7 @@ def test_the_packets_of_a_payload_decoded_as_a_job_come_before_what_followed_it(
         client.sock.sendall(client_frame("0::"))
     # the hub has read (and acted on) the ending before the decode is done
     assert wait_until(lambda: session.closed or session.jobs_running and len(session.jobs) >= 2)
-    finish.set()
+    held.finish.set()
     assert wait_until(lambda: "disconnect" in order)
     assert order == ["large", "small", "disconnect"]
     assert wait_until(lambda: session.decoding == 0 and session.collecting is None)
@@ -622,32 +618,16 @@ def test_a_forced_disconnect_waits_for_the_handlers_of_what_came_before(
     sent before it, as Node did: a POST is answered before its packets run,
     and a large one may still be decoding (a probe lost the events of a large
     POST that socket.io-client's disconnectSync followed)."""
-    from flask_sio09 import server as server_module
     from flask_sio09 import transports
 
-    decoding = threading.Event()
-    finish = threading.Event()
-    decode = server_module.decode_event
-    order = []
-
-    def slow_for_large(part):
-        if len(part) > server_module.DECODE_AS_JOB_CHARS:
-            decoding.set()
-            assert finish.wait(30)
-        return decode(part)
-
-    event, disconnect = app.event, app.disconnect
-    app.event = lambda session, namespace, name, args, ack, packet=False: (
-        order.append(name), event(session, namespace, name, args, ack, packet))
-    app.disconnect = lambda session, namespace: (
-        order.append("disconnect"), disconnect(session, namespace))
-    monkeypatch.setattr(server_module, "decode_event", slow_for_large)
+    held = HeldDecode(monkeypatch)
+    order = record_handlers(app)
     session, _, client = open_websocket(server, hub)
-    emit(client, "large", 1, "x" * (server_module.DECODE_AS_JOB_CHARS + 1))
-    assert decoding.wait(30)
+    emit(client, "large", 1, held.large)
+    assert held.started.wait(30)
     transports.forced_disconnect(server, session.sid)
     assert not session.closed  # (it waits for the decode and its handlers)
-    finish.set()
+    held.finish.set()
     assert wait_until(lambda: "disconnect" in order)
     assert order == ["large", "disconnect"]
     assert session.closed and session.close_reason == "client disconnect"
