@@ -42,8 +42,8 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from itertools import accumulate
 from decimal import Decimal
+from itertools import accumulate
 from typing import Any
 
 __all__ = [

@@ -329,7 +329,8 @@ def keep_environ(environ: dict[str, Any]) -> dict[str, Any]:
 
 
 def forced_disconnect(server: Server, sid: str) -> Response:
-    """``?disconnect``: end the session now, whether or not a transport is open."""
+    """``?disconnect``: end the session, whether or not a transport is open
+    (``Server.forced_disconnect``: after the handlers of what came before)."""
     session = server.get_session(sid)
     if session is not None:
         server.forced_disconnect(session)
