@@ -70,6 +70,8 @@ OUTBOX_OVERFLOW = "outbox overflow"
 HEARTBEAT_TIMEOUT = "heartbeat timeout"
 #: the close reason of a polling session no poll came for in close_timeout
 CLOSE_TIMEOUT = "close timeout"
+#: the reason of a session the client ended (``0::`` or ``?disconnect``)
+CLIENT_DISCONNECT = "client disconnect"
 #: close reasons of a client that stopped reading or answering: its
 #: connection is reset, what it was not sent dropped (hub, thread mode)
 UNRESPONSIVE = frozenset({OUTBOX_OVERFLOW, HEARTBEAT_TIMEOUT})
@@ -503,12 +505,15 @@ class Server:
                 # at once when its client stopped reading (outbox overflow)
                 grace = 0.0 if reason == OUTBOX_OVERFLOW else self.options.close_timeout
                 self._closing.append((transport, self.clock() + grace))
-            if session.transport is None and session.has_outbox() and reason != CLOSE_TIMEOUT:
+            if session.transport is None and session.has_outbox() and \
+                    reason not in (CLOSE_TIMEOUT, CLIENT_DISCONNECT):
                 # no transport to carry the last packets: keep them for the
                 # next poll (a client told "0::" does not reconnect; one told
                 # "7:::1+0" would), at most close_timeout. Not for a client
                 # that no poll came from in close_timeout: it is gone, and
-                # should it come back, "7:::1+0" has it start again (as in N)
+                # should it come back, "7:::1+0" has it start again (as in N);
+                # nor for one that ended the session itself (?disconnect
+                # between polls): a later poll gets "7:::1+0", as from N
                 self._draining[session.sid] = (session, self.clock())
         logger.debug("session %s closed: %s", session.sid, reason)
         if session.drops is not None:
@@ -564,7 +569,7 @@ class Server:
         """The client ended its session (``0::`` or ``?disconnect``). As N
         does, ``0::`` is echoed only on an open transport; a later poll gets
         ``7:::1+0``."""
-        self.close_session(session, "client disconnect",
+        self.close_session(session, CLIENT_DISCONNECT,
                            last=DISCONNECT if session.transport is not None else None)
 
     def forced_disconnect(self, session: Session) -> None:

@@ -486,6 +486,23 @@ def test_a_session_closed_by_its_close_timeout_keeps_nothing_for_a_poll(server, 
     assert server._draining == {}
 
 
+def test_a_session_the_client_ended_between_polls_keeps_nothing_for_a_poll(server):
+    """?disconnect (or a POSTed 0::) with no poll open: the client ended the
+    session, so what was queued for it goes with it and a later poll is told
+    7:::1+0 (PROTOCOL.md 2.3), not handed those packets (probe AA)."""
+    session = server.new_session({"QUERY_STRING": ""})
+    poll = Transport(persistent=False)
+    server.attach(session, poll)
+    server.release(session, poll)
+    server.emit_packet({"type": "message", "data": "queued"}, "", to=session.sid)
+    assert session.has_outbox()
+    server.forced_disconnect(session)
+    assert session.closed and session.close_reason == "client disconnect"
+    assert server.get_session(session.sid) is None
+    assert server.get_session(session.sid, draining=True) is None
+    assert server._draining == {}
+
+
 def test_undelivered_last_packets_are_forgotten_after_close_timeout(server, clock):
     session = server.new_session({"QUERY_STRING": ""})
     poll = Transport(persistent=False)
