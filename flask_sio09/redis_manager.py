@@ -62,6 +62,20 @@ MAX_MESSAGE_BYTES = 7 * 1024 * 1024 - 64 * 1024
 ERROR_LOG_INTERVAL = 10.0
 #: seconds a publish or a connection attempt may take before it fails
 SOCKET_TIMEOUT = 5.0
+#: once a publish has timed out (Redis stalled: paused, or cut off without a
+#: reset), what is published goes to the manager's own thread (``later``), in
+#: order, until one gets through with nothing left behind it: a handler that
+#: emits then goes on serving its own process's clients, instead of waiting
+#: SOCKET_TIMEOUT for each message. At most this many bytes wait there; past
+#: that a message is dropped (logged), as one Redis never took
+STALLED_QUEUE_BYTES = 64 * 1024 * 1024
+#: a message that waited this long for a stalled Redis is dropped (logged):
+#: delivered so late, it would mislead more than its loss
+STALLED_QUEUE_SECONDS = 30.0
+#: sessions whose records could not be deleted when they ended (Redis away),
+#: kept to be deleted once Redis answers again; past this many the oldest is
+#: left to its record's expiry (SESSION_RECORD_SECONDS)
+MAX_UNFORGOTTEN = 100_000
 #: the listener's wait between reconnection attempts doubles up to this (what
 #: other processes publish meanwhile is lost to this one: keep it short)
 MAX_BACKOFF = 4.0
@@ -239,6 +253,17 @@ class RedisManager(MemoryManager):
         #: ``later`` operations not finished yet (queued, or running on its thread)
         self._later_pending = 0
         self._later_finished = threading.Condition()
+        #: a publish timed out, and none has got through since: publishes
+        #: wait on ``later``'s thread (see STALLED_QUEUE_BYTES), these many
+        #: of them and bytes
+        self._stalled = False
+        self._stalled_waiting = 0
+        self._stalled_bytes = 0
+        self._stall_lock = threading.Lock()
+        #: sids whose records are to be deleted once Redis answers (``forget``)
+        self._unforgotten: OrderedDict[str, None] = OrderedDict()
+        self._unforgotten_lock = threading.Lock()
+        self._retry_forget_queued = False
 
     def _no_retry(self) -> Any:
         """redis-py's retry policy that never retries: it would send again a
@@ -259,18 +284,24 @@ class RedisManager(MemoryManager):
 
     def publish(self, message: dict[str, Any]) -> bool:
         """Send ``message`` to the other processes; False when Redis could
-        not be reached (logged: the message is lost)."""
+        not be reached (logged: the message is lost). While Redis is stalled
+        it is queued instead (True; see STALLED_QUEUE_BYTES)."""
         return self._publish(message) is True
 
-    def _publish(self, message: dict[str, Any]) -> bool | None:
-        # True: sent; False: surely lost; None: Redis did not answer in time,
-        # so it may or may not have it
+    def _publish(self, message: dict[str, Any], callback_id: int | None = None) -> bool | None:
+        # True: sent (or queued behind a stall); False: surely lost; None:
+        # Redis did not answer in time, so it may or may not have it
         data = _message_bytes({**message, "host": self.host_id})
+        op = message.get("op")
         if len(data) > MAX_MESSAGE_BYTES:
             logger.error("message queue: a %r of %d bytes is too large to publish "
-                         "(at most %d); dropped", message.get("op"), len(data),
-                         MAX_MESSAGE_BYTES)
+                         "(at most %d); dropped", op, len(data), MAX_MESSAGE_BYTES)
             return False
+        if self._stalled:
+            return self._publish_behind_stall(data, op, callback_id)
+        return self._send(data, op)
+
+    def _send(self, data: bytes, op: Any) -> bool | None:
         redis = self._redis_module
         for attempt in (1, 2):
             try:
@@ -279,17 +310,57 @@ class RedisManager(MemoryManager):
                 return True
             except redis.TimeoutError as exc:
                 # never again: Redis may have it (delivery is at most once)
-                self._log_unreachable(f"publish {message.get('op')!r}", exc)
+                self._stalled = True
+                self._log_unreachable(f"publish {op!r}", exc)
                 return None
             except redis.ConnectionError as exc:
                 # a pooled connection that Redis dropped (it restarted) fails
                 # before the command leaves: once more, on a new connection
                 if attempt == 2:
-                    self._log_unreachable(f"publish {message.get('op')!r}", exc)
+                    self._log_unreachable(f"publish {op!r}", exc)
             except redis.RedisError as exc:  # an error reply (an ACL): not sent
-                self._log_unreachable(f"publish {message.get('op')!r}", exc)
+                self._log_unreachable(f"publish {op!r}", exc)
                 return False
         return False
+
+    def _publish_behind_stall(self, data: bytes, op: Any,
+                              callback_id: int | None) -> bool | None:
+        """Queue a publish on ``later``'s thread, behind those that wait for a
+        stalled Redis (see STALLED_QUEUE_BYTES); False when too much waits."""
+        with self._stall_lock:
+            stalled = self._stalled  # (again: the last queued one may just have gone)
+            full = stalled and self._stalled_bytes + len(data) > STALLED_QUEUE_BYTES
+            if stalled and not full:
+                self._stalled_waiting += 1
+                self._stalled_bytes += len(data)
+        if not stalled:
+            return self._send(data, op)
+        if full:
+            self._log_unreachable(f"publish {op!r}", TimeoutError(
+                f"Redis stalled, and {STALLED_QUEUE_BYTES} bytes wait for it already"))
+            return False
+        queued_at, most = time.monotonic(), STALLED_QUEUE_SECONDS
+        self.later(lambda: self._send_queued(data, op, callback_id, queued_at, most))
+        return True
+
+    def _send_queued(self, data: bytes, op: Any, callback_id: int | None,
+                     queued_at: float, most: float) -> None:
+        """A publish that waited for a stalled Redis (on ``later``'s thread)."""
+        waited = time.monotonic() - queued_at
+        if waited > most:
+            self._log_unreachable(f"publish {op!r}", TimeoutError(
+                f"it waited {waited:.0f} s for a stalled Redis (at most {most:.0f} s)"))
+            sent: bool | None = False
+        else:
+            sent = self._send(data, op)
+        if sent is False and callback_id is not None:
+            self.pop_callback(callback_id)  # never left: no answer can come
+        with self._stall_lock:
+            self._stalled_waiting -= 1
+            self._stalled_bytes -= len(data)
+            if sent is True and self._stalled_waiting == 0:
+                # nothing queued is left to overtake: publish directly again
+                self._stalled = False
 
     def publish_with_callback(self, message: dict[str, Any], namespace: str,
                               callback: Callable[..., Any]) -> None:
@@ -297,7 +368,7 @@ class RedisManager(MemoryManager):
         until another process forwards the answer or says none will come, or
         none takes the question: see ``CALLBACK_TAKEN_SECONDS``)."""
         callback_id = self.remember_callback(namespace, callback)
-        if self._publish({**message, "cb": callback_id}) is False:
+        if self._publish({**message, "cb": callback_id}, callback_id) is False:
             self.pop_callback(callback_id)  # never left: no answer can come
 
     def later(self, operation: Callable[[], Any]) -> None:
@@ -364,7 +435,11 @@ class RedisManager(MemoryManager):
     def _reachable(self, wrote: bool) -> None:
         """An operation reached Redis (``wrote``: a write that Redis
         accepted): after failures, say so once, with the count of the
-        failures not reported yet."""
+        failures not reported yet; and delete the records that could not be
+        deleted meanwhile (``forget``)."""
+        if self._unforgotten and not self._retry_forget_queued:
+            self._retry_forget_queued = True
+            self.later(self._forget_unforgotten)
         if self._failing:
             self._failing = False
             state = "reachable again"
@@ -552,15 +627,18 @@ class RedisManager(MemoryManager):
             return None
         return "unrecorded" if claimed == 2 else claimed == 1
 
-    def forget_many(self, sids: list[str]) -> None:
-        """``forget`` for each of ``sids``, in one round trip (a process exits)."""
-        def run() -> None:
+    def forget_many(self, sids: list[str],
+                    what: str = "forget the sessions of an exiting process") -> bool:
+        """``forget`` for each of ``sids``, in one round trip (a process
+        exits); False when Redis could not be reached (logged as ``what``)."""
+        def run() -> bool:
             pipeline = self._client.pipeline(transaction=False)
             for sid in sids:
                 self._forget_script(keys=self._forget_keys(sid), args=[self.host_id],
                                     client=pipeline)
             pipeline.execute()
-        self._guarded("forget the sessions of an exiting process", run)
+            return True
+        return self._guarded(what, run) is not None
 
     def held_elsewhere(self, sid: str) -> bool:
         """Whether another process holds the session ``sid`` now."""
@@ -571,9 +649,32 @@ class RedisManager(MemoryManager):
     def forget(self, sid: str) -> None:
         """The session ``sid`` ended here: no process holds it any more, and
         an unused handshake of it can no longer be claimed (records another
-        process wrote are left alone)."""
-        self._guarded("forget a session", lambda: self._forget_script(
-            keys=self._forget_keys(sid), args=[self.host_id]))
+        process wrote are left alone). When Redis cannot be reached, that is
+        done once it answers again (see MAX_UNFORGOTTEN)."""
+        if self._guarded("forget a session", lambda: self._forget_script(
+                keys=self._forget_keys(sid), args=[self.host_id])) is None:
+            self._forget_when_reachable([sid])
+
+    def _forget_when_reachable(self, sids: list[str]) -> None:
+        with self._unforgotten_lock:
+            unforgotten = self._unforgotten
+            for sid in sids:
+                unforgotten[sid] = None
+            while len(unforgotten) > MAX_UNFORGOTTEN:
+                unforgotten.popitem(last=False)
+
+    def _forget_unforgotten(self) -> None:
+        """Delete the records that ``forget`` could not (``later``'s thread,
+        once an operation reached Redis again)."""
+        with self._unforgotten_lock:
+            sids = list(self._unforgotten)
+            self._unforgotten.clear()
+            self._retry_forget_queued = False
+        for start in range(0, len(sids), 1000):  # (bounded round trips)
+            batch = sids[start:start + 1000]
+            if not self.forget_many(batch, "forget the sessions that ended while it was away"):
+                self._forget_when_reachable(sids[start:])
+                return
 
     def _forget_keys(self, sid: str) -> list[str]:
         # (FORGET_SCRIPT's: the session's record, its handshake's, that one's query)

@@ -254,43 +254,127 @@ def test_the_listener_subscribes_again_after_redis_restarts(fresh_redis, caplog)
 def test_a_publish_that_times_out_is_not_sent_again(fresh_redis, caplog, monkeypatch):
     """Redis stalls (SIGSTOP) past the timeout, then resumes: the publish
     fails after one timeout, and what Redis had received reaches the other
-    process once, not twice (delivery is at most once). The failures are
-    reported once Redis is reachable again."""
+    process once, not twice (delivery is at most once). The publishes after
+    it do not wait for Redis: they go, in order, through the manager's own
+    thread (probe X: each had held its handler for the whole timeout, so a
+    session that emits served its own process's clients 20 s late in a 25 s
+    stall). The failures are reported once Redis is reachable again."""
     monkeypatch.setattr(redis_manager, "SOCKET_TIMEOUT", 1.0)
     caplog.set_level(logging.WARNING, logger="flask_sio09")
     server = fresh_redis()
     channel = f"stall-{next(_channels)}"
     one = Process(server.url, channel)
     two = Process(server.url, channel, ["b1"])
+
+    def emit(text):
+        return one.manager.publish({"op": "emit", "ns": "/chat", "to": "b1", "skip": None,
+                                    "p": text})
     try:
-        assert one.manager.publish({"op": "emit", "ns": "/chat", "to": "b1", "skip": None,
-                                    "p": "before"})
+        assert emit("before")
         wait_until(lambda: two.got("b1") == ["before"], timeout=20, message="the first emit")
         sent = []
         publish = one.manager._client.publish
-        monkeypatch.setattr(one.manager._client, "publish",
-                            lambda *args: sent.append(args[1]) or publish(*args))
+        monkeypatch.setattr(one.manager._client, "publish", lambda *args: sent.append(
+            (json.loads(args[1])["p"], threading.current_thread().name)) or publish(*args))
         os.kill(server.proc.pid, signal.SIGSTOP)
         try:
-            # (Redis resumes only once both have failed: resumed on a timer,
-            # it answered the second when the test thread was slow)
-            assert not one.manager.publish({"op": "emit", "ns": "/chat", "to": "b1",
-                                            "skip": None, "p": "stalled"})
-            assert not one.manager.publish({"op": "emit", "ns": "/chat", "to": "b1",
-                                            "skip": None, "p": "stalled too"})
+            assert not emit("stalled")  # the timeout: maybe sent, never again
+            queued = [f"queued {n}" for n in range(5)]
+            for text in queued:
+                assert emit(text)  # behind the stall, not lost
         finally:
             os.kill(server.proc.pid, signal.SIGCONT)
-        assert len(sent) == 2  # one attempt each, never a retry after a timeout
-        assert "cannot publish" in caplog.text
-        assert one.manager.publish({"op": "emit", "ns": "/chat", "to": "b1", "skip": None,
-                                    "p": "after"})
-        wait_until(lambda: "after" in two.got("b1"), timeout=20, message="the emit after")
+        assert sent[0] == ("stalled", threading.current_thread().name)
+        assert emit("after")
+        wait_until(lambda: "after" in two.got("b1"), timeout=30, message="the emit after")
+        # one attempt each, in order; the queued ones from the manager's thread
+        assert [text for text, _ in sent] == ["stalled", *queued, "after"]
+        assert {thread for text, thread in sent[1:]} == {"sio09-message-queue-later"}
         got = two.got("b1")
-        assert got.count("stalled") <= 1 and got.count("stalled too") <= 1, got
-        assert "reachable again (1 more failures since the last report)" in caplog.text
+        assert got.count("stalled") <= 1 and got.count("after") == 1, got
+        arrived = [text for text in got if text.startswith("queued")]
+        assert len(set(arrived)) == len(arrived) and arrived == sorted(arrived), got
+        assert "cannot publish" in caplog.text
+        assert "reachable again" in caplog.text
+        # nothing waits any more: the next publish is sent on the caller's thread
+        wait_until(lambda: not one.manager._stalled, timeout=20)
+        assert emit("direct") and sent[-1] == ("direct", threading.current_thread().name)
     finally:
         one.manager.stop()
         two.manager.stop()
+
+
+def test_publishes_behind_a_stall_are_bounded_in_bytes_and_age(fresh_redis, caplog,
+                                                                monkeypatch):
+    """While Redis stalls, what waits for it is bounded: past the byte limit a
+    publish is refused at once, and one that waited too long is dropped
+    (logged), not delivered minutes late."""
+    monkeypatch.setattr(redis_manager, "SOCKET_TIMEOUT", 1.0)
+    monkeypatch.setattr(redis_manager, "STALLED_QUEUE_BYTES", 1000)
+    monkeypatch.setattr(redis_manager, "STALLED_QUEUE_SECONDS", 0.0)
+    monkeypatch.setattr(redis_manager, "ERROR_LOG_INTERVAL", 0.0)
+    caplog.set_level(logging.ERROR, logger="flask_sio09")
+    server = fresh_redis()
+    channel = f"stall-bound-{next(_channels)}"
+    one = Process(server.url, channel)
+    two = Process(server.url, channel, ["b1"])
+
+    def emit(text):
+        return one.manager.publish({"op": "emit", "ns": "/chat", "to": "b1", "skip": None,
+                                    "p": text})
+    gate = threading.Event()
+    try:
+        os.kill(server.proc.pid, signal.SIGSTOP)
+        try:
+            assert not emit("stalled")
+            one.manager.later(lambda: gate.wait(30))  # (what is queued now stays queued)
+            assert emit("x" * 400)  # (to be dropped for its age)
+            monkeypatch.setattr(redis_manager, "STALLED_QUEUE_SECONDS", 30.0)
+            assert not emit("y" * 800)  # past the byte limit
+            assert "bytes wait for it already" in caplog.text
+        finally:
+            os.kill(server.proc.pid, signal.SIGCONT)
+            gate.set()
+        wait_until(lambda: "for a stalled Redis (at most 0 s)" in caplog.text, timeout=20)
+        wait_until(lambda: emit("after") and "after" in two.got("b1"), timeout=30,
+                   interval=0.5, message="an emit after")
+        assert not [text for text in two.got("b1") if text[0] in "xy"]
+    finally:
+        gate.set()
+        one.manager.stop()
+        two.manager.stop()
+
+
+def test_records_of_sessions_that_ended_while_redis_stalled_are_deleted_after(
+        fresh_redis, caplog, monkeypatch):
+    """A session that ends while Redis cannot be reached keeps no record once
+    Redis answers again (probe X: they stayed for their 24 h expiry)."""
+    monkeypatch.setattr(redis_manager, "SOCKET_TIMEOUT", 1.0)
+    caplog.set_level(logging.WARNING, logger="flask_sio09")
+    server = fresh_redis()
+    channel = f"stall-forget-{next(_channels)}"
+    one = Process(server.url, channel)
+    client = redis.Redis(port=server.port)
+    sids = ["f" * 20, "g" * 20]
+    for sid in sids:
+        assert one.manager.record_handshake(sid, 30)
+        assert one.manager.claim(sid, own=True) is True
+    assert len(client.keys("*:session:*")) == 2
+    try:
+        os.kill(server.proc.pid, signal.SIGSTOP)
+        try:
+            for sid in sids:
+                one.manager.forget(sid)  # times out
+        finally:
+            os.kill(server.proc.pid, signal.SIGCONT)
+        assert "cannot forget a session" in caplog.text
+        # the next operation that reaches Redis has them deleted
+        wait_until(lambda: one.manager.publish({"op": "close_room", "ns": "", "room": "r"})
+                   and client.keys("*:session:*") == [], timeout=30, interval=0.5,
+                   message="the records deleted")
+        assert client.keys("*" + sids[0] + "*") == [] and one.manager._unforgotten == {}
+    finally:
+        one.manager.stop()
 
 
 def test_without_the_redis_package_the_error_says_what_to_install(monkeypatch):
