@@ -11,9 +11,19 @@
 const io = require('socket.io-client');
 const [url, transport, mode] = [process.argv[2], process.argv[3], process.argv[4]];
 const options = {
-  transports: [transport], 'force new connection': true, reconnect: false,
+  'force new connection': true, reconnect: false,
   'connect timeout': 20000, 'try multiple transports': false,
 };
+
+// io.connect(target, opts) over `transport` only. (A `transports` option would
+// be merged into the client's default list index by index (io.util.merge), so
+// ['xhr-polling'] still lists websocket, which the server's order then picks;
+// the socket's own list, set before its handshake is answered, is used as is.)
+function connect(target, opts) {
+  const socket = io.connect(target, opts);
+  socket.socket.options.transports = [transport];
+  return socket;
+}
 
 // A function that prints result() once (then exits), called when the run is
 // over or after 40 s; before() runs first (a disconnect, say).
@@ -38,13 +48,14 @@ if (mode === 'rejoin') {
   const finish = finisher(() => ({ seen }));
   // (one connection for both: 'force new connection' would make a new one)
   const shared = Object.assign({}, options, { 'force new connection': false });
-  const first = io.connect(url2, shared);
+  const first = connect(url2, shared);
   first.on('connect_failed', () => { seen.push('connect_failed'); finish(); });
   first.once('connect', () => {
+    seen.push('over ' + first.socket.transport.name);
     first.emit('echo', 'before', function (x) {
       seen.push('ack ' + x);
       first.disconnect();
-      const again = io.connect(url2, shared);
+      const again = connect(url2, shared);
       seen.push(again === first ? 'same object' : 'new object');
       again.emit('echo', 'after', function (y) { seen.push('ack ' + y); finish(); });
     });
@@ -53,7 +64,7 @@ if (mode === 'rejoin') {
   // a namespace's socket as apps use one: an emit with an ack, then its
   // disconnect() (0::/private) and the program's exit
   const seen = [];
-  const socket = io.connect(url + '/private?token=ok', options);
+  const socket = connect(url + '/private?token=ok', options);
   const finish = finisher(() => ({ seen }), () => socket.disconnect());
   socket.on('connect_failed', () => { seen.push('connect_failed'); finish(); });
   socket.on('error', (e) => seen.push('error ' + e));
@@ -62,9 +73,9 @@ if (mode === 'rejoin') {
   });
 } else if (mode === 'boot') {
   const seen = [];
-  const socket = io.connect(url + '?boot=1', options);
+  const socket = connect(url + '?boot=1', options);
   const finish = finisher(() => ({ seen }));
-  socket.on('connect', () => seen.push('connect'));
+  socket.on('connect', () => seen.push('connect over ' + socket.socket.transport.name));
   socket.on('before_boot', (n) => seen.push('before_boot ' + n));
   socket.on('disconnect', (reason) => { seen.push('disconnect ' + reason); finish(); });
   socket.on('error', (e) => seen.push('error ' + e));
@@ -74,7 +85,7 @@ if (mode === 'rejoin') {
     connected: false, transport: null, ack: null, room: null, answered: null,
     message: null, sendAnswered: null, errors: [],
   };
-  const socket = io.connect(url, options);
+  const socket = connect(url, options);
   const finish = finisher(() => result, () => socket.disconnect());
   socket.on('error', (e) => result.errors.push(String(e)));
   socket.on('connect_failed', () => { result.errors.push('connect_failed'); finish(); });

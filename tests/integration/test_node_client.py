@@ -37,15 +37,16 @@ def run_client(node_client: dict, server, transport: str, *mode: str) -> dict:
     return json.loads(run.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.parametrize("transport", ["websocket", "xhr-polling"])
 @pytest.mark.parametrize("mode", ["hub", "thread"])
 @pytest.mark.parametrize("kind", ["sio_run", "gunicorn"])
-def test_node_client_over_websocket(live_server, node_client, kind, mode):
+def test_node_client(live_server, node_client, kind, mode, transport):
     """Connect with the default origin rule, an emit with a data ack, a room
     message, a server's question answered through the client's callback."""
     server = live_server(kind, websocket_mode=mode)
     for _ in range(2):
-        assert run_client(node_client, server, "websocket") == {
-            "connected": True, "transport": "websocket", "ack": ["from node", 7],
+        assert run_client(node_client, server, transport) == {
+            "connected": True, "transport": transport, "ack": ["from node", 7],
             "room": {"n": 1}, "answered": ["node says", "ready?"],
             "message": "a message for node", "sendAnswered": [], "errors": [],
         }
@@ -59,7 +60,7 @@ def test_disconnect_in_the_global_connect_handler(live_server, node_client, mode
     so it does not reconnect), as with Node's server."""
     server = live_server("gunicorn", websocket_mode=mode)
     assert run_client(node_client, server, transport, "boot") == {
-        "seen": ["connect", "before_boot 1", "disconnect booted"]}
+        "seen": [f"connect over {transport}", "before_boot 1", "disconnect booted"]}
 
 
 @pytest.mark.parametrize("transport", ["websocket", "xhr-polling"])
@@ -70,4 +71,4 @@ def test_a_namespace_left_and_taken_again(live_server, node_client, transport):
     the client again through the connect handler."""
     server = live_server("gunicorn", websocket_mode="hub")
     assert run_client(node_client, server, transport, "rejoin") == {
-        "seen": ["ack before", "same object", "ack after"]}
+        "seen": [f"over {transport}", "ack before", "same object", "ack after"]}
