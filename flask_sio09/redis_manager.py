@@ -257,6 +257,8 @@ class RedisManager(MemoryManager):
         #: wait on ``later``'s thread (see STALLED_QUEUE_BYTES), these many
         #: of them and bytes
         self._stalled = False
+        #: the process exits (``run_later_now``)
+        self._exiting = False
         self._stalled_waiting = 0
         self._stalled_bytes = 0
         self._stall_lock = threading.Lock()
@@ -297,7 +299,9 @@ class RedisManager(MemoryManager):
             logger.error("message queue: a %r of %d bytes is too large to publish "
                          "(at most %d); dropped", op, len(data), MAX_MESSAGE_BYTES)
             return False
-        if self._stalled:
+        if self._stalled and not self.write_only:
+            # (an emitter, a script, serves no clients of its own, and would
+            # exit with what it queued unsent: it waits for each publish)
             return self._publish_behind_stall(data, op, callback_id)
         return self._send(data, op)
 
@@ -351,6 +355,11 @@ class RedisManager(MemoryManager):
             self._log_unreachable(f"publish {op!r}", TimeoutError(
                 f"it waited {waited:.0f} s for a stalled Redis (at most {most:.0f} s)"))
             sent: bool | None = False
+        elif self._exiting and self._stalled:
+            # (one timeout each would hold the exit for as many of them)
+            self._log_unreachable(f"publish {op!r}", TimeoutError(
+                "the process exits, and Redis is stalled"))
+            sent = False
         else:
             sent = self._send(data, op)
         if sent is False and callback_id is not None:
@@ -400,7 +409,9 @@ class RedisManager(MemoryManager):
     def run_later_now(self) -> None:
         """Run here what waits for ``later``'s thread, and wait for the one it
         runs (the process exits: its daemon thread would be cut off in the
-        middle, and a session's records left behind)."""
+        middle, and a session's records left behind). Publishes that wait
+        for a stalled Redis are dropped (logged)."""
+        self._exiting = True
         while True:
             try:
                 operation = self._later.get_nowait()

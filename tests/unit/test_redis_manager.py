@@ -345,6 +345,49 @@ def test_publishes_behind_a_stall_are_bounded_in_bytes_and_age(fresh_redis, capl
         two.manager.stop()
 
 
+def test_an_emitter_and_an_exiting_process_queue_nothing_behind_a_stall(fresh_redis, caplog,
+                                                                        monkeypatch):
+    """A write-only emitter (a script) waits for each publish even while
+    Redis stalls: it would exit with what it had queued unsent and unlogged.
+    A server process that exits drops what waits behind the stall (logged)
+    instead of spending a timeout on each."""
+    monkeypatch.setattr(redis_manager, "SOCKET_TIMEOUT", 1.0)
+    monkeypatch.setattr(redis_manager, "ERROR_LOG_INTERVAL", 0.0)
+    caplog.set_level(logging.ERROR, logger="flask_sio09")
+    server = fresh_redis()
+    channel = f"stall-exit-{next(_channels)}"
+    emitter = RedisManager(None, server.url, write_only=True, channel=channel)
+    one = Process(server.url, channel)
+    attempts = []
+    for manager, name in ((emitter, "emitter"), (one.manager, "server")):
+        publish = manager._client.publish
+        monkeypatch.setattr(manager._client, "publish", lambda *args, publish=publish, name=name:
+                            attempts.append((name, json.loads(args[1])["p"])) or publish(*args))
+
+    def emit(manager, text):
+        return manager.publish({"op": "emit", "ns": "/chat", "to": "b1", "skip": None,
+                                "p": text})
+    gate = threading.Event()
+    try:
+        os.kill(server.proc.pid, signal.SIGSTOP)
+        try:
+            assert not emit(emitter, "e1") and not emit(emitter, "e2")  # each waited
+            assert attempts == [("emitter", "e1"), ("emitter", "e2")]
+            assert not emit(one.manager, "s1")
+            one.manager.later(lambda: gate.wait(30))  # (what is queued now stays queued)
+            assert emit(one.manager, "s2") and emit(one.manager, "s3")
+            threading.Timer(0.2, gate.set).start()
+            one.manager.run_later_now()  # the process exits
+        finally:
+            os.kill(server.proc.pid, signal.SIGCONT)
+            gate.set()
+        assert [text for name, text in attempts if name == "server"] == ["s1"]
+        assert caplog.text.count("the process exits, and Redis is stalled") == 2
+    finally:
+        gate.set()
+        one.manager.stop()
+
+
 def test_records_of_sessions_that_ended_while_redis_stalled_are_deleted_after(
         fresh_redis, caplog, monkeypatch):
     """A session that ends while Redis cannot be reached keeps no record once
