@@ -269,6 +269,32 @@ def test_the_line_limits_are_gunicorns():
     assert refusal(b"GET / HTTP/1.1\r\nHost: h\r\n" + field + b"a\r\n\r\n") == "431"
 
 
+def test_a_request_line_of_exactly_the_limit_whose_lf_has_not_come_yet_waits_for_it():
+    # else a client whose CR and LF arrive in two reads gets a 414 for a line
+    # the limit allows
+    line = b"GET /" + b"a" * (MAX_REQUEST_LINE - len(b"GET / HTTP/1.1")) + b" HTTP/1.1"
+    assert len(line) == MAX_REQUEST_LINE
+    assert parse_head(line + b"\r") is None
+    head = parse_head(line + b"\r\nHost: h\r\n\r\n")
+    assert head is not None and head.version == "HTTP/1.1"
+
+
+def test_an_unterminated_head_of_exactly_max_head_bytes_is_431():
+    # else a head that can never end within the limit is held (and the
+    # client kept waiting) until the timeout instead of refused at once
+    start = b"GET / HTTP/1.1\r\nHost: h\r\nX: "
+    data = start + b"a" * (MAX_HEAD_BYTES - len(start))
+    assert len(data) == MAX_HEAD_BYTES
+    assert parse_head(data[:-1]) is None  # one byte short: it may still end
+    assert refusal(data) == "431"
+
+
+@pytest.mark.parametrize("version", [b"HTTP/1.2", b"HTTP/1.9"])
+def test_http_1_x_other_than_1_0_and_1_1_is_505(version):
+    # else a request of a version we do not speak is answered as HTTP/1.1
+    assert refusal(b"GET / " + version + b"\r\nHost: h\r\n\r\n") == "505"
+
+
 @pytest.mark.parametrize("line", [b"get / HTTP/1.1", b"Get / HTTP/1.1", b"GE / HTTP/1.1",
                                   b"G#T / HTTP/1.1", b"A" * 21 + b" / HTTP/1.1"])
 def test_methods_gunicorn_refuses_are_refused(line):

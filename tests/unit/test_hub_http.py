@@ -15,8 +15,11 @@ from tests.unit.doubles import EchoApp, wait_until
 
 
 @pytest.fixture
-def server():
-    srv = Server(Options(polling_duration=0.5, close_timeout=1), EchoApp(), monitor=False)
+def server(request):
+    """A server with a hub; ``parametrize("server", [{option: value}], indirect=True)``
+    changes its options."""
+    options = {"polling_duration": 0.5, "close_timeout": 1, **getattr(request, "param", {})}
+    srv = Server(Options(**options), EchoApp(), monitor=False)
     srv.hub = Hub(srv)
     yield srv
     srv.shutdown()
@@ -337,8 +340,10 @@ def _idle_kept(server, template):
     return conn, theirs
 
 
-def _ask(sock, request: bytes) -> tuple[int, bytes]:
-    """Send one request; read its answer's status and body."""
+def _ask(sock, request: bytes, with_headers: bool = False):
+    """Send one request; read its answer's status and body (with
+    ``with_headers``, and its headers: lower-cased names to values). An
+    answer without a Content-Length is read as one without a body."""
     sock.sendall(request)
     data = b""
     while b"\r\n\r\n" not in data:
@@ -347,12 +352,14 @@ def _ask(sock, request: bytes) -> tuple[int, bytes]:
         data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
-    length = next(int(line.split(":")[1]) for line in lines
-                  if line.lower().startswith("content-length:"))
+    headers = {name.strip().lower(): value.strip()
+               for name, _, value in (line.partition(":") for line in lines[1:])}
+    length = int(headers.get("content-length", "0"))
     while len(body) < length:
         body += sock.recv(65536)
     assert len(body) == length, "more than one answer came"
-    return int(lines[0].split(" ")[1]), body
+    status = int(lines[0].split(" ")[1])
+    return (status, body, headers) if with_headers else (status, body)
 
 
 def _upload(sid: str, *headers: str, body: bytes = b"2::") -> bytes:
@@ -411,3 +418,175 @@ def test_header_facts_keep_the_origin_headers_as_the_wsgi_server_would():
     assert hub_http.HeaderFacts("/s", head).origin_environ == {
         "HTTP_HOST": "h", "HTTP_ORIGIN": "http://evil,http://h", "HTTP_SEC_FETCH_SITE": "",
         "HTTP_COOKIE": "a=b"}
+
+
+# -- refusals and the end of a kept connection ------------------------------------
+
+def _poll(sid: str) -> bytes:
+    return f"GET /socket.io/1/xhr-polling/{sid}?t={time.monotonic_ns()} HTTP/1.1\r\n" \
+           "Host: h\r\n\r\n".encode()
+
+
+def test_a_websocket_upgrade_from_a_foreign_origin_on_a_kept_connection_is_403(server):
+    """A page of another site must not open a WebSocket by reusing a kept
+    polling connection: the upgrade gets the 403 a fresh connection gets,
+    not a 101, and the connection ends."""
+    session = server.new_session({"QUERY_STRING": ""})
+    conn, theirs = _idle_kept(server, GUNICORN_LIMITS)
+    upgrade = (f"GET /socket.io/1/websocket/{session.sid} HTTP/1.1\r\nHost: h\r\n"
+               "Origin: http://evil.example\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+               "Sec-WebSocket-Version: 13\r\n\r\n").encode()
+    try:
+        assert _ask(theirs, _upload(session.sid)) == (200, b"1")
+        status, body, headers = _ask(theirs, upgrade, with_headers=True)
+        assert (status, body) == (403, b"bad origin")
+        assert headers.get("connection") == "close"
+        assert read_to_end(theirs) == b""
+    finally:
+        theirs.close()
+
+
+def test_a_chunked_upload_on_a_kept_connection_is_411_and_the_connection_ends(server):
+    """A chunked body is not read: its chunks would be taken for the next
+    request. The client gets a 411 and the end of the connection."""
+    session = server.new_session({"QUERY_STRING": ""})
+    conn, theirs = _idle_kept(server, GUNICORN_LIMITS)
+    chunked = (f"POST /socket.io/1/xhr-polling/{session.sid} HTTP/1.1\r\nHost: h\r\n"
+               "Transfer-Encoding: chunked\r\n\r\n3\r\n2::\r\n0\r\n\r\n").encode()
+    try:
+        status, body, headers = _ask(theirs, chunked, with_headers=True)
+        assert (status, body) == (411, b"")
+        assert headers.get("connection") == "close"
+        assert read_to_end(theirs) == b""
+    finally:
+        theirs.close()
+
+
+def test_a_request_saying_connection_close_on_a_kept_connection_gets_its_answer_then_the_end(
+        server):
+    """The client asked for the connection to end after this request: its
+    answer says ``Connection: close`` and the connection ends, rather than
+    staying open for a request that never comes."""
+    session = server.new_session({"QUERY_STRING": ""})
+    conn, theirs = _idle_kept(server, GUNICORN_LIMITS)
+    try:
+        assert _ask(theirs, _upload(session.sid)) == (200, b"1")
+        status, body, headers = _ask(theirs, _upload(session.sid, "Connection: close"),
+                                     with_headers=True)
+        assert (status, body) == (200, b"1")
+        assert headers.get("connection") == "close"
+        assert read_to_end(theirs) == b""
+    finally:
+        theirs.close()
+
+
+@pytest.mark.parametrize("server", [{"max_http_buffer_size": 1000}], indirect=True)
+def test_a_413_for_a_body_read_and_dropped_still_ends_the_kept_connection(server):
+    """A body somewhat over the limit (here 1,500 bytes of 1,000) is read and
+    dropped so that the client can read its 413; the 413 (which closes the
+    session) still says ``Connection: close`` and the connection ends, as a
+    fresh connection's does, rather than staying open as if all were well."""
+    session = server.new_session({"QUERY_STRING": ""})
+    conn, theirs = _idle_kept(server, GUNICORN_LIMITS)
+    try:
+        status, _, headers = _ask(theirs, _upload(session.sid, body=b"3:::" + b"x" * 1496),
+                                  with_headers=True)
+        assert status == 413
+        assert headers.get("connection") == "close"
+        assert read_to_end(theirs) == b""
+    finally:
+        theirs.close()
+
+
+@pytest.mark.parametrize("server", [{"max_http_buffer_size": 1000}], indirect=True)
+def test_a_body_over_twice_the_limit_gets_its_413_before_any_byte_of_it(server):
+    """Only bodies up to twice the limit are read and dropped: one declared
+    at 2,500 bytes (limit 1,000) is answered 413 at once, from its head
+    alone, not after the client has sent it (or never, if it waits)."""
+    session = server.new_session({"QUERY_STRING": ""})
+    conn, theirs = _idle_kept(server, GUNICORN_LIMITS)
+    head_only = (f"POST /socket.io/1/xhr-polling/{session.sid} HTTP/1.1\r\nHost: h\r\n"
+                 "Content-Length: 2500\r\n\r\n").encode()
+    try:
+        status, _, headers = _ask(theirs, head_only, with_headers=True)
+        assert status == 413
+        assert headers.get("connection") == "close"  # (the body is left unread)
+    finally:
+        theirs.close()
+
+
+@pytest.mark.parametrize("server", [{"polling_duration": 60}], indirect=True)
+def test_more_than_the_pipeline_limit_sent_while_a_long_poll_waits_ends_the_connection(
+        server):
+    """While its long poll waits, a client may send only PIPELINE_LIMIT bytes
+    ahead, though a connection otherwise holds a whole head and body more:
+    past it the connection is closed, with the poll unanswered."""
+    session = server.new_session({"QUERY_STRING": ""})
+    conn, theirs = _idle_kept(server, GUNICORN_LIMITS)
+    ahead = (f"POST /socket.io/1/xhr-polling/{session.sid} HTTP/1.1\r\nHost: h\r\n"
+             "Content-Length: 900000\r\n\r\n").encode() + b"x" * 70000
+    assert hub_http.PIPELINE_LIMIT < len(ahead) < conn.buffer_limit
+    try:
+        assert _ask(theirs, _poll(session.sid)) == (200, b"1::")
+        theirs.sendall(_poll(session.sid))
+        assert wait_until(lambda: conn.state == hub_http.POLL)
+        theirs.sendall(ahead)
+        assert wait_until(lambda: conn.closed), "the connection stayed open"
+        try:  # no answer to the poll came first (closed with bytes unread: maybe a reset)
+            assert read_to_end(theirs) == b""
+        except ConnectionResetError:
+            pass
+    finally:
+        theirs.close()
+
+
+def test_a_head_sent_a_few_bytes_at_a_time_still_ends_keep_alive_seconds_after_its_first():
+    """A client that trickles its request head, a little before each
+    timeout, must not hold the connection for ever: it ends
+    KEEP_ALIVE_SECONDS after the head's first byte (a fake clock here)."""
+    now = [1000.0]
+    srv = Server(Options(close_timeout=1), EchoApp(), clock=lambda: now[0], monitor=False)
+    srv.hub = Hub(srv, clock=srv.clock)
+    conn, theirs = _idle_kept(srv, GUNICORN_LIMITS)
+    try:
+        theirs.sendall(b"GET /socket.io/1/xhr-polling/x HTTP/1.1\r\n")
+        assert wait_until(lambda: conn.head_since == 1000.0)
+        now[0] += hub_http.KEEP_ALIVE_SECONDS - 2
+        theirs.sendall(b"Host: h\r\n")  # a little before the head's deadline
+        assert wait_until(lambda: conn.buf.endswith(b"Host: h\r\n"))
+        now[0] = 1000.0 + hub_http.KEEP_ALIVE_SECONDS + 1
+        srv.hub.call(lambda: None)  # (the hub looks at its timers on the new time)
+        assert wait_until(lambda: conn.lingering or conn.closed), "the connection stayed open"
+        assert read_to_end(theirs) == b""
+    finally:
+        theirs.close()
+        srv.shutdown()
+
+
+def test_a_request_saying_connection_close_is_not_kept_by_the_hub(server):
+    """A client that sends ``Connection: close`` expects the connection to
+    end after its answer: the hub must not adopt it to keep it alive. (The
+    call is made as Werkzeug's server makes it, on the whole Flask app,
+    which is what ``can_keep`` looks for on the stack.)"""
+    import io
+
+    class Site:  # the whole Flask app
+        debug = False
+
+        def __call__(self, environ, start_response):
+            return hub_http.can_keep(server, environ)
+
+    server.app.app = Site()
+    werkzeug_serving = {"__name__": "werkzeug.serving", "site": server.app.app}
+    exec("def run_wsgi(environ):\n    return site(environ, None)\n", werkzeug_serving)
+
+    def keeps(**headers) -> bool:
+        environ = {"SERVER_PROTOCOL": "HTTP/1.1", "REQUEST_METHOD": "GET",
+                   "wsgi.input": io.BufferedReader(io.BytesIO(b"")), **headers}
+        return werkzeug_serving["run_wsgi"](environ)
+
+    assert keeps() is True
+    assert keeps(HTTP_CONNECTION="keep-alive") is True
+    assert keeps(HTTP_CONNECTION="close") is False
+    assert keeps(HTTP_CONNECTION="keep-alive, Close") is False

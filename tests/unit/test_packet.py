@@ -327,6 +327,20 @@ def test_frame_with_unicode():
         "\ufffd5\ufffd3:::é\ufffd6\ufffd3:::😀\ufffd3\ufffd2::")
 
 
+def test_a_u_ffff_in_the_units_an_astral_frame_overreaches_counts_as_one_unit():
+    """A frame of astral characters is read as more code points than its
+    length says; the extra ones, trimmed off, hold a U+FFFF (one UTF-16
+    unit, not two): the packets must come out as sent, not torn apart."""
+    first = '5:1+::{"name":"echo","args":["' + "\U0001F600" * 9 + '"]}'
+    second = "3:::\uffff"
+    third = '5:3+::{"name":"echo","args":[3]}'
+    wire = packet.frame([first, second, third])
+    assert wire.startswith(f"\ufffd{len(first) + 9}\ufffd")
+    assert packet.split_payload(wire) == [first, second, third]
+    assert packet.decode_payload(wire)[1] == {"type": "message", "endpoint": "",
+                                              "data": "\uffff"}
+
+
 def test_max_packets():
     wire = packet.frame(["2::"] * 3)
     assert packet.split_payload(wire, max_packets=3) == ["2::"] * 3
@@ -359,6 +373,16 @@ def test_split_payload_malformed(wire):
         packet.split_payload(wire)
     with pytest.raises(PacketError):
         packet.decode_payload(wire)
+
+
+def test_a_frame_length_of_eleven_digits_is_refused_even_when_its_value_is_small():
+    # else leading zeros let a payload past the 10-digit limit of PROTOCOL.md
+    # be read as packets (a client would see its payload acted on)
+    assert packet.split_payload("\ufffd0000000003\ufffd2::") == ["2::"]  # 10 digits
+    with pytest.raises(PacketError):
+        packet.split_payload("\ufffd00000000003\ufffd2::")
+    with pytest.raises(PacketError):
+        packet.split_payload("\ufffd3\ufffd2::\ufffd00000000003\ufffd2::")
 
 
 def test_decode_payload_propagates_packet_errors():

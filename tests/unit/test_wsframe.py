@@ -523,6 +523,25 @@ def test_handshake_rejects(overrides):
     assert info.value.status == "400 Bad Request"
 
 
+@pytest.mark.parametrize("overrides", [
+    {"CONTENT_LENGTH": "5"},
+    {"HTTP_TRANSFER_ENCODING": "chunked"},
+    {"CONTENT_LENGTH": "", "HTTP_TRANSFER_ENCODING": "chunked"},
+])
+def test_handshake_refuses_an_upgrade_that_carries_a_body(overrides):
+    # else the body's bytes would be read as the client's first WebSocket frames
+    with pytest.raises(HandshakeError) as info:
+        handshake_response(upgrade_environ(**overrides))
+    assert not isinstance(info.value, UnsupportedVersion)
+    assert info.value.status == "400 Bad Request"
+
+
+@pytest.mark.parametrize("length", ["", "0"])
+def test_handshake_accepts_an_empty_or_zero_content_length(length):
+    assert handshake_response(upgrade_environ(CONTENT_LENGTH=length)).startswith(
+        b"HTTP/1.1 101 ")
+
+
 @pytest.mark.parametrize("version", ["8", "12", "14", "", "13, 8"])
 def test_handshake_unsupported_version(version):
     with pytest.raises(UnsupportedVersion) as info:
