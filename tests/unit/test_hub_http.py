@@ -427,40 +427,42 @@ def _poll(sid: str) -> bytes:
            "Host: h\r\n\r\n".encode()
 
 
+def _last_answer_then_the_end(server, session, request: bytes, upload_first: bool = False):
+    """On a kept connection (after an upload of ``session``'s, with
+    ``upload_first``), ``request``'s status and body: its answer must say
+    ``Connection: close`` and be the last thing the connection carries."""
+    conn, theirs = _idle_kept(server, GUNICORN_LIMITS)
+    try:
+        if upload_first:
+            assert _ask(theirs, _upload(session.sid)) == (200, b"1")
+        status, body, headers = _ask(theirs, request, with_headers=True)
+        assert headers.get("connection") == "close"
+        assert read_to_end(theirs) == b""
+        return status, body
+    finally:
+        theirs.close()
+
+
 def test_a_websocket_upgrade_from_a_foreign_origin_on_a_kept_connection_is_403(server):
     """A page of another site must not open a WebSocket by reusing a kept
     polling connection: the upgrade gets the 403 a fresh connection gets,
     not a 101, and the connection ends."""
     session = server.new_session({"QUERY_STRING": ""})
-    conn, theirs = _idle_kept(server, GUNICORN_LIMITS)
     upgrade = (f"GET /socket.io/1/websocket/{session.sid} HTTP/1.1\r\nHost: h\r\n"
                "Origin: http://evil.example\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                "Sec-WebSocket-Version: 13\r\n\r\n").encode()
-    try:
-        assert _ask(theirs, _upload(session.sid)) == (200, b"1")
-        status, body, headers = _ask(theirs, upgrade, with_headers=True)
-        assert (status, body) == (403, b"bad origin")
-        assert headers.get("connection") == "close"
-        assert read_to_end(theirs) == b""
-    finally:
-        theirs.close()
+    assert _last_answer_then_the_end(server, session, upgrade, upload_first=True) == \
+        (403, b"bad origin")
 
 
 def test_a_chunked_upload_on_a_kept_connection_is_411_and_the_connection_ends(server):
     """A chunked body is not read: its chunks would be taken for the next
     request. The client gets a 411 and the end of the connection."""
     session = server.new_session({"QUERY_STRING": ""})
-    conn, theirs = _idle_kept(server, GUNICORN_LIMITS)
     chunked = (f"POST /socket.io/1/xhr-polling/{session.sid} HTTP/1.1\r\nHost: h\r\n"
                "Transfer-Encoding: chunked\r\n\r\n3\r\n2::\r\n0\r\n\r\n").encode()
-    try:
-        status, body, headers = _ask(theirs, chunked, with_headers=True)
-        assert (status, body) == (411, b"")
-        assert headers.get("connection") == "close"
-        assert read_to_end(theirs) == b""
-    finally:
-        theirs.close()
+    assert _last_answer_then_the_end(server, session, chunked) == (411, b"")
 
 
 def test_a_request_saying_connection_close_on_a_kept_connection_gets_its_answer_then_the_end(
@@ -469,16 +471,8 @@ def test_a_request_saying_connection_close_on_a_kept_connection_gets_its_answer_
     answer says ``Connection: close`` and the connection ends, rather than
     staying open for a request that never comes."""
     session = server.new_session({"QUERY_STRING": ""})
-    conn, theirs = _idle_kept(server, GUNICORN_LIMITS)
-    try:
-        assert _ask(theirs, _upload(session.sid)) == (200, b"1")
-        status, body, headers = _ask(theirs, _upload(session.sid, "Connection: close"),
-                                     with_headers=True)
-        assert (status, body) == (200, b"1")
-        assert headers.get("connection") == "close"
-        assert read_to_end(theirs) == b""
-    finally:
-        theirs.close()
+    assert _last_answer_then_the_end(server, session, _upload(session.sid, "Connection: close"),
+                                     upload_first=True) == (200, b"1")
 
 
 @pytest.mark.parametrize("server", [{"max_http_buffer_size": 1000}], indirect=True)
@@ -488,15 +482,9 @@ def test_a_413_for_a_body_read_and_dropped_still_ends_the_kept_connection(server
     session) still says ``Connection: close`` and the connection ends, as a
     fresh connection's does, rather than staying open as if all were well."""
     session = server.new_session({"QUERY_STRING": ""})
-    conn, theirs = _idle_kept(server, GUNICORN_LIMITS)
-    try:
-        status, _, headers = _ask(theirs, _upload(session.sid, body=b"3:::" + b"x" * 1496),
-                                  with_headers=True)
-        assert status == 413
-        assert headers.get("connection") == "close"
-        assert read_to_end(theirs) == b""
-    finally:
-        theirs.close()
+    status, _ = _last_answer_then_the_end(server, session,
+                                          _upload(session.sid, body=b"3:::" + b"x" * 1496))
+    assert status == 413
 
 
 @pytest.mark.parametrize("server", [{"max_http_buffer_size": 1000}], indirect=True)

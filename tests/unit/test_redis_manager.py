@@ -251,6 +251,20 @@ def test_the_listener_subscribes_again_after_redis_restarts(fresh_redis, caplog)
         two.manager.stop()
 
 
+def _stall_pair(fresh_redis):
+    """A redis-server of the test's own (to stop and go on), two processes
+    on it, and ``emit(text)``: one's publish to ``b1`` of the other."""
+    server = fresh_redis()
+    channel = f"stall-{next(_channels)}"
+    one = Process(server.url, channel)
+    two = Process(server.url, channel, ["b1"])
+
+    def emit(text):
+        return one.manager.publish({"op": "emit", "ns": "/chat", "to": "b1", "skip": None,
+                                    "p": text})
+    return server, one, two, emit
+
+
 def test_a_publish_that_times_out_is_not_sent_again(fresh_redis, caplog, monkeypatch):
     """Redis stalls (SIGSTOP) past the timeout, then resumes: the publish
     fails after one timeout, and what Redis had received reaches the other
@@ -261,14 +275,7 @@ def test_a_publish_that_times_out_is_not_sent_again(fresh_redis, caplog, monkeyp
     stall). The failures are reported once Redis is reachable again."""
     monkeypatch.setattr(redis_manager, "SOCKET_TIMEOUT", 1.0)
     caplog.set_level(logging.WARNING, logger="flask_sio09")
-    server = fresh_redis()
-    channel = f"stall-{next(_channels)}"
-    one = Process(server.url, channel)
-    two = Process(server.url, channel, ["b1"])
-
-    def emit(text):
-        return one.manager.publish({"op": "emit", "ns": "/chat", "to": "b1", "skip": None,
-                                    "p": text})
+    server, one, two, emit = _stall_pair(fresh_redis)
     try:
         assert emit("before")
         wait_until(lambda: two.got("b1") == ["before"], timeout=20, message="the first emit")
@@ -314,14 +321,7 @@ def test_publishes_behind_a_stall_are_bounded_in_bytes_and_age(fresh_redis, capl
     monkeypatch.setattr(redis_manager, "STALLED_QUEUE_SECONDS", 0.0)
     monkeypatch.setattr(redis_manager, "ERROR_LOG_INTERVAL", 0.0)
     caplog.set_level(logging.ERROR, logger="flask_sio09")
-    server = fresh_redis()
-    channel = f"stall-bound-{next(_channels)}"
-    one = Process(server.url, channel)
-    two = Process(server.url, channel, ["b1"])
-
-    def emit(text):
-        return one.manager.publish({"op": "emit", "ns": "/chat", "to": "b1", "skip": None,
-                                    "p": text})
+    server, one, two, emit = _stall_pair(fresh_redis)
     gate = threading.Event()
     try:
         os.kill(server.proc.pid, signal.SIGSTOP)

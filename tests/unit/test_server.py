@@ -467,17 +467,23 @@ def test_server_disconnect_between_polls_is_collected_by_next_poll(server, app, 
     assert server.get_session(session.sid, draining=True) is None
 
 
-def test_a_session_closed_by_its_close_timeout_keeps_nothing_for_a_poll(server, clock):
-    """A polling client that no poll came from in close_timeout is gone: what
-    was queued for it goes with the session, and a poll that comes later
-    anyway is told to start again, not handed those stale packets (they were
-    kept for one more close_timeout: probe S)."""
+def _between_polls_with_a_packet_queued(server):
+    """A polling session whose first poll was answered, with a packet queued since."""
     session = server.new_session({"QUERY_STRING": ""})
     poll = Transport(persistent=False)
     server.attach(session, poll)
     server.release(session, poll)
     server.emit_packet({"type": "message", "data": "queued"}, "", to=session.sid)
     assert session.has_outbox()
+    return session
+
+
+def test_a_session_closed_by_its_close_timeout_keeps_nothing_for_a_poll(server, clock):
+    """A polling client that no poll came from in close_timeout is gone: what
+    was queued for it goes with the session, and a poll that comes later
+    anyway is told to start again, not handed those stale packets (they were
+    kept for one more close_timeout: probe S)."""
+    session = _between_polls_with_a_packet_queued(server)
     clock.now += 21
     server.monitor_step(clock.now)
     assert session.closed and session.close_reason == "close timeout"
@@ -490,12 +496,7 @@ def test_a_session_the_client_ended_between_polls_keeps_nothing_for_a_poll(serve
     """?disconnect (or a POSTed 0::) with no poll open: the client ended the
     session, so what was queued for it goes with it and a later poll is told
     7:::1+0 (PROTOCOL.md 2.3), not handed those packets (probe AA)."""
-    session = server.new_session({"QUERY_STRING": ""})
-    poll = Transport(persistent=False)
-    server.attach(session, poll)
-    server.release(session, poll)
-    server.emit_packet({"type": "message", "data": "queued"}, "", to=session.sid)
-    assert session.has_outbox()
+    session = _between_polls_with_a_packet_queued(server)
     server.forced_disconnect(session)
     assert session.closed and session.close_reason == "client disconnect"
     assert server.get_session(session.sid) is None
