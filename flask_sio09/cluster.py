@@ -115,11 +115,12 @@ class Cluster:
         self.manager.stop()
 
     def _forget_all(self) -> None:
-        self.manager.run_later_now()  # (what the sessions that ended asked for)
-        sids = [sid for sid, session in list(self.server.sessions.items())
-                if not session.closed]
-        if sids:
-            self.manager.forget_many(sids)
+        # the open sessions' records with those of the sessions that ended
+        # (queued, or kept while Redis was away): one round trip, so that an
+        # exit while Redis stalls waits for one timeout, not one per session
+        self.manager.forget_later(sid for sid, session in list(self.server.sessions.items())
+                                  if not session.closed)
+        self.manager.run_later_now()
 
     def reset_after_fork(self) -> None:
         """In a forked child: a new identity and connections."""
@@ -208,8 +209,7 @@ class Cluster:
         if reason != CLAIMED_ELSEWHERE:
             # (only this process's own records; on the manager's thread: the
             # caller may be the hub's, which must not wait for a slow Redis)
-            manager = self.manager
-            manager.later(lambda: manager.forget(sid))
+            self.manager.forget_later([sid])
         self.unclaimed.discard(sid)
 
     def held_elsewhere(self, sid: str) -> bool:

@@ -262,10 +262,18 @@ class RedisManager(MemoryManager):
         self._stalled_waiting = 0
         self._stalled_bytes = 0
         self._stall_lock = threading.Lock()
-        #: sids whose records are to be deleted once Redis answers (``forget``)
-        self._unforgotten: OrderedDict[str, None] = OrderedDict()
-        self._unforgotten_lock = threading.Lock()
-        self._retry_forget_queued = False
+        #: sids whose records ``forget_later`` is to delete, in one round trip
+        #: on ``later``'s thread (again once Redis answers, when it could not)
+        self._to_forget: OrderedDict[str, None] = OrderedDict()
+        self._to_forget_lock = threading.Lock()
+        self._forget_queued = False
+        #: after a failed attempt, the next waits until then (an ACL that
+        #: denies the script would fail it again for every operation that works)
+        self._forget_again_at = 0.0
+        #: the listener is subscribed now (cleared while it reconnects)
+        self._listening = threading.Event()
+        #: when the listener subscribed again after it had lost Redis
+        self._resubscribed_at: float | None = None
 
     def _no_retry(self) -> Any:
         """redis-py's retry policy that never retries: it would send again a
@@ -361,6 +369,8 @@ class RedisManager(MemoryManager):
                 "the process exits, and Redis is stalled"))
             sent = False
         else:
+            if not self._exiting:
+                self._wait_for_listeners(most - waited)
             sent = self._send(data, op)
         if sent is False and callback_id is not None:
             self.pop_callback(callback_id)  # never left: no answer can come
@@ -370,6 +380,25 @@ class RedisManager(MemoryManager):
             if sent is True and self._stalled_waiting == 0:
                 # nothing queued is left to overtake: publish directly again
                 self._stalled = False
+
+    def _wait_for_listeners(self, most: float) -> None:
+        """Before a publish that waited for a stalled Redis: when this
+        process's listener lost Redis during the stall (silent for 15 s, see
+        HEALTH_INTERVAL), so did the other processes' listeners, and what is
+        published before they subscribe again reaches none of them. Wait, at
+        most ``most`` seconds, for this one to be back, and then for as long as
+        the others may take (their reconnection attempts: MAX_BACKOFF, and
+        a second for the connection and the subscription)."""
+        if self._listener is None:
+            return
+        deadline = time.monotonic() + max(0.0, most)
+        if not self._listening.wait(max(0.0, most)):
+            return
+        since = self._resubscribed_at
+        if since is not None:
+            pause = min(since + MAX_BACKOFF + 1.0, deadline) - time.monotonic()
+            if pause > 0:
+                self._stopped.wait(pause)
 
     def publish_with_callback(self, message: dict[str, Any], namespace: str,
                               callback: Callable[..., Any]) -> None:
@@ -448,9 +477,9 @@ class RedisManager(MemoryManager):
         accepted): after failures, say so once, with the count of the
         failures not reported yet; and delete the records that could not be
         deleted meanwhile (``forget``)."""
-        if self._unforgotten and not self._retry_forget_queued:
-            self._retry_forget_queued = True
-            self.later(self._forget_unforgotten)
+        if self._to_forget and not self._forget_queued and \
+                time.monotonic() >= self._forget_again_at:
+            self._queue_forget()
         if self._failing:
             self._failing = False
             state = "reachable again"
@@ -660,32 +689,46 @@ class RedisManager(MemoryManager):
     def forget(self, sid: str) -> None:
         """The session ``sid`` ended here: no process holds it any more, and
         an unused handshake of it can no longer be claimed (records another
-        process wrote are left alone). When Redis cannot be reached, that is
-        done once it answers again (see MAX_UNFORGOTTEN)."""
-        if self._guarded("forget a session", lambda: self._forget_script(
-                keys=self._forget_keys(sid), args=[self.host_id])) is None:
-            self._forget_when_reachable([sid])
+        process wrote are left alone)."""
+        self._guarded("forget a session", lambda: self._forget_script(
+            keys=self._forget_keys(sid), args=[self.host_id]))
 
-    def _forget_when_reachable(self, sids: list[str]) -> None:
-        with self._unforgotten_lock:
-            unforgotten = self._unforgotten
+    def forget_later(self, sids: Iterable[str]) -> None:
+        """``forget`` on ``later``'s thread, for a caller that must not wait
+        for Redis, the sessions that ended meanwhile together (one round
+        trip); once more when Redis answers again, should it not now (see
+        MAX_UNFORGOTTEN)."""
+        with self._to_forget_lock:
+            to_forget = self._to_forget
             for sid in sids:
-                unforgotten[sid] = None
-            while len(unforgotten) > MAX_UNFORGOTTEN:
-                unforgotten.popitem(last=False)
+                to_forget[sid] = None
+            while len(to_forget) > MAX_UNFORGOTTEN:
+                to_forget.popitem(last=False)
+            if self._forget_queued:
+                return
+        self._queue_forget()
 
-    def _forget_unforgotten(self) -> None:
-        """Delete the records that ``forget`` could not (``later``'s thread,
-        once an operation reached Redis again)."""
-        with self._unforgotten_lock:
-            sids = list(self._unforgotten)
-            self._unforgotten.clear()
-            self._retry_forget_queued = False
+    def _queue_forget(self) -> None:
+        with self._to_forget_lock:
+            if self._forget_queued:
+                return
+            self._forget_queued = True
+        self.later(self._forget_now)
+
+    def _forget_now(self) -> None:
+        """What ``forget_later`` was given (``later``'s thread)."""
+        with self._to_forget_lock:
+            sids = list(self._to_forget)
+            self._forget_queued = False
         for start in range(0, len(sids), 1000):  # (bounded round trips)
             batch = sids[start:start + 1000]
-            if not self.forget_many(batch, "forget the sessions that ended while it was away"):
-                self._forget_when_reachable(sids[start:])
+            if not self.forget_many(batch, "forget the sessions that ended"):
+                # kept for when Redis answers again (_reachable), a second on
+                self._forget_again_at = time.monotonic() + 1.0
                 return
+            with self._to_forget_lock:
+                for sid in batch:
+                    self._to_forget.pop(sid, None)
 
     def _forget_keys(self, sid: str) -> list[str]:
         # (FORGET_SCRIPT's: the session's record, its handshake's, that one's query)
@@ -750,15 +793,19 @@ class RedisManager(MemoryManager):
                         if self._subscribed.is_set():
                             logger.warning("message queue: subscribed to %s again",
                                            self.shown_url)
+                            self._resubscribed_at = time.monotonic()
                         self._subscribed.set()
+                        self._listening.set()
                         self._reachable(wrote=False)
                         backoff = 1.0
             except redis.RedisError as exc:
+                self._listening.clear()
                 # (one line per ERROR_LOG_INTERVAL, as for the other operations)
                 self._log_unreachable(f"listen (again in {backoff:.0f} s)", exc)
                 self._stopped.wait(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
             except Exception:  # the listener must outlive anything unforeseen
+                self._listening.clear()
                 logger.exception("message queue: listener error; again in %.0f s", backoff)
                 self._stopped.wait(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)

@@ -370,11 +370,12 @@ def test_a_session_that_ends_never_waits_for_redis_to_forget_its_records(two_app
     redis_answers = threading.Event()
     forgotten = []
 
-    def stalled_forget(sid):  # Redis does not answer until told to
+    def stalled_forget(sids, what=""):  # Redis does not answer until told to
         redis_answers.wait(DEADLINE)
-        forgotten.append(sid)
+        forgotten.extend(sids)
+        return True
 
-    server1.manager.forget = stalled_forget
+    server1.manager.forget_many = stalled_forget
     session = server1.sessions[a.sid]
     # the hub's thread, say: it must go on serving every other client
     closer = threading.Thread(target=server1.close_session, args=(session, "gone"))
@@ -386,6 +387,28 @@ def test_a_session_that_ends_never_waits_for_redis_to_forget_its_records(two_app
         redis_answers.set()
     wait_until(lambda: forgotten, timeout=DEADLINE, message="forgotten after all")
     assert forgotten == [a.sid]
+
+
+def test_an_exiting_process_forgets_every_record_in_one_round_trip(two_apps):
+    """At exit the records of the open sessions and those of the sessions that
+    ended, still waiting for the manager's thread, go in one round trip: while
+    Redis stalls that is one timeout, not one per session (probe AC: an exit
+    outlasted gunicorn's graceful timeout)."""
+    (app1, sio1, _), _ = two_apps
+    server1 = app1.extensions["sio09"].server
+    manager = server1.cluster.manager
+    clients = [sio1.test_client(app1) for _ in range(4)]
+    busy = threading.Event()
+    manager.later(lambda: busy.wait(DEADLINE))  # (Redis slow: its thread is held)
+    for client in clients[:2]:
+        server1.close_session(server1.sessions[client.sid], "gone")
+    calls = []
+    forget_many = manager.forget_many
+    manager.forget_many = lambda sids, *args: calls.append(sorted(sids)) or forget_many(
+        sids, *args)
+    threading.Timer(0.2, busy.set).start()
+    server1.cluster._forget_all()
+    assert calls == [sorted(client.sid for client in clients)]
 
 
 def test_a_callback_whose_client_ends_as_the_question_arrives_is_forgotten(two_apps):
