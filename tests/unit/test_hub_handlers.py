@@ -490,9 +490,12 @@ def test_a_slot_a_pool_thread_gives_back_wakes_a_thread_waiting_for_one():
     workers = Workers(2)
     with workers._slot_freed:
         workers._slots -= 1  # as a hub thread that release_stuck let go holds one
-    gate, second = threading.Event(), threading.Event()
+    gate, first, second = threading.Event(), threading.Event(), threading.Event()
     try:
-        workers.submit(FakeSession("s1"), lambda: gate.wait(30))
+        workers.submit(FakeSession("s1"), lambda: first.set() or gate.wait(30))
+        # (s1's thread has the one slot before s2 comes: else s2's thread could
+        # take it first, under load, and run at once)
+        assert first.wait(10)
         workers.submit(FakeSession("s2"), second.set)  # waits for a slot
         assert wait_until(lambda: len(workers._threads) == 2)
         assert not second.wait(0.3)  # (a short look: it must not have run)
