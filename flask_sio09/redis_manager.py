@@ -261,6 +261,8 @@ class RedisManager(MemoryManager):
         self._exiting = False
         self._stalled_waiting = 0
         self._stalled_bytes = 0
+        #: publishes dropped behind the stall, reported once it is over
+        self._stall_drops = 0
         self._stall_lock = threading.Lock()
         #: sids whose records ``forget_later`` is to delete, in one round trip
         #: on ``later``'s thread (again once Redis answers, when it could not)
@@ -342,7 +344,9 @@ class RedisManager(MemoryManager):
         with self._stall_lock:
             stalled = self._stalled  # (again: the last queued one may just have gone)
             full = stalled and self._stalled_bytes + len(data) > STALLED_QUEUE_BYTES
-            if stalled and not full:
+            if full:
+                self._stall_drops += 1
+            elif stalled:
                 self._stalled_waiting += 1
                 self._stalled_bytes += len(data)
         if not stalled:
@@ -357,48 +361,61 @@ class RedisManager(MemoryManager):
 
     def _send_queued(self, data: bytes, op: Any, callback_id: int | None,
                      queued_at: float, most: float) -> None:
-        """A publish that waited for a stalled Redis (on ``later``'s thread)."""
-        waited = time.monotonic() - queued_at
-        if waited > most:
-            self._log_unreachable(f"publish {op!r}", TimeoutError(
-                f"it waited {waited:.0f} s for a stalled Redis (at most {most:.0f} s)"))
-            sent: bool | None = False
-        elif self._exiting and self._stalled:
+        """A publish that waited for a stalled Redis (on ``later``'s thread):
+        sent once the listeners can hear it, or dropped (logged) if that
+        cannot be within ``most`` seconds of ``queued_at``."""
+        deadline = queued_at + most
+        if self._exiting and self._stalled:
             # (one timeout each would hold the exit for as many of them)
-            self._log_unreachable(f"publish {op!r}", TimeoutError(
-                "the process exits, and Redis is stalled"))
-            sent = False
+            reason = "the process exits, and Redis is stalled"
+        elif not self._exiting and not self._listeners_ready(deadline) or \
+                time.monotonic() > deadline:
+            reason = f"it waited over {most:.0f} s for a stalled Redis"
         else:
-            if not self._exiting:
-                self._wait_for_listeners(most - waited)
+            reason = ""
+        if reason:
+            self._log_unreachable(f"publish {op!r}", TimeoutError(reason))
+            sent: bool | None = False
+        else:
             sent = self._send(data, op)
         if sent is False and callback_id is not None:
             self.pop_callback(callback_id)  # never left: no answer can come
         with self._stall_lock:
             self._stalled_waiting -= 1
             self._stalled_bytes -= len(data)
+            if reason:
+                self._stall_drops += 1
             if sent is True and self._stalled_waiting == 0:
                 # nothing queued is left to overtake: publish directly again
                 self._stalled = False
+                dropped, self._stall_drops = self._stall_drops, 0
+            else:
+                dropped = 0
+        if dropped:
+            logger.warning("message queue: %d messages that waited for a stalled Redis at %s "
+                           "were dropped (too old, or past the %d bytes that may wait)",
+                           dropped, self.shown_url, STALLED_QUEUE_BYTES)
 
-    def _wait_for_listeners(self, most: float) -> None:
+    def _listeners_ready(self, deadline: float) -> bool:
         """Before a publish that waited for a stalled Redis: when this
         process's listener lost Redis during the stall (silent for 15 s, see
         HEALTH_INTERVAL), so did the other processes' listeners, and what is
-        published before they subscribe again reaches none of them. Wait, at
-        most ``most`` seconds, for this one to be back, and then for as long as
-        the others may take (their reconnection attempts: MAX_BACKOFF, and
-        a second for the connection and the subscription)."""
+        published before they subscribe again reaches none of them. Wait for
+        this one to be back, then for as long as the others may take (their
+        reconnection attempts: MAX_BACKOFF, and a second for the connection
+        and the subscription). False when that cannot be by ``deadline``."""
         if self._listener is None:
-            return
-        deadline = time.monotonic() + max(0.0, most)
-        if not self._listening.wait(max(0.0, most)):
-            return
+            return True
+        if not self._listening.wait(max(0.0, deadline - time.monotonic())):
+            return False
         since = self._resubscribed_at
-        if since is not None:
-            pause = min(since + MAX_BACKOFF + 1.0, deadline) - time.monotonic()
-            if pause > 0:
-                self._stopped.wait(pause)
+        if since is None:
+            return True
+        ready = since + MAX_BACKOFF + 1.0
+        if ready > deadline:
+            return False
+        self._stopped.wait(max(0.0, ready - time.monotonic()))
+        return True
 
     def publish_with_callback(self, message: dict[str, Any], namespace: str,
                               callback: Callable[..., Any]) -> None:
@@ -450,6 +467,10 @@ class RedisManager(MemoryManager):
         with self._later_finished:  # (bounded: Redis may be away)
             self._later_finished.wait_for(lambda: self._later_pending <= 0,
                                           timeout=SOCKET_TIMEOUT + 1)
+        if self._errors_not_logged:  # (the process exits: the count is told now)
+            others, self._errors_not_logged = self._errors_not_logged, 0
+            logger.error("message queue: %d operations failed at %s since the last report, "
+                         "as the process exits", others, self.shown_url)
 
     def _log_unreachable(self, what: str, exc: Exception) -> None:
         """One ERROR line per ``ERROR_LOG_INTERVAL`` while Redis is away or

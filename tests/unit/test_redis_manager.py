@@ -320,7 +320,7 @@ def test_publishes_behind_a_stall_are_bounded_in_bytes_and_age(fresh_redis, capl
     monkeypatch.setattr(redis_manager, "STALLED_QUEUE_BYTES", 1000)
     monkeypatch.setattr(redis_manager, "STALLED_QUEUE_SECONDS", 0.0)
     monkeypatch.setattr(redis_manager, "ERROR_LOG_INTERVAL", 0.0)
-    caplog.set_level(logging.ERROR, logger="flask_sio09")
+    caplog.set_level(logging.WARNING, logger="flask_sio09")
     server, one, two, emit = _stall_pair(fresh_redis)
     gate = threading.Event()
     try:
@@ -335,10 +335,13 @@ def test_publishes_behind_a_stall_are_bounded_in_bytes_and_age(fresh_redis, capl
         finally:
             os.kill(server.proc.pid, signal.SIGCONT)
             gate.set()
-        wait_until(lambda: "for a stalled Redis (at most 0 s)" in caplog.text, timeout=20)
+        wait_until(lambda: "waited over 0 s for a stalled Redis" in caplog.text, timeout=20)
         wait_until(lambda: emit("after") and "after" in two.got("b1"), timeout=30,
                    interval=0.5, message="an emit after")
         assert not [text for text in two.got("b1") if text[0] in "xy"]
+        # once the stall is over, the drops are told in one line
+        wait_until(lambda: "2 messages that waited for a stalled Redis" in caplog.text,
+                   timeout=20)
     finally:
         gate.set()
         one.manager.stop()
@@ -386,6 +389,40 @@ def test_an_emitter_and_an_exiting_process_queue_nothing_behind_a_stall(fresh_re
     finally:
         gate.set()
         one.manager.stop()
+
+
+def test_what_cannot_wait_for_the_listeners_any_longer_is_dropped_not_sent_to_nobody(
+        fresh_redis, caplog, monkeypatch):
+    """A message queued while no listener is subscribed, whose age limit
+    comes before they are back, is dropped and logged: published then, it
+    would reach no process and look sent (probe AF)."""
+    monkeypatch.setattr(redis_manager, "SOCKET_TIMEOUT", 1.0)
+    monkeypatch.setattr(redis_manager, "HEALTH_INTERVAL", 0.5)  # (over a third of 1 s)
+    monkeypatch.setattr(redis_manager, "ERROR_LOG_INTERVAL", 0.0)
+    caplog.set_level(logging.WARNING, logger="flask_sio09")
+    server, one, two, emit = _stall_pair(fresh_redis)
+    attempts = []
+    publish = one.manager._client.publish
+    monkeypatch.setattr(one.manager._client, "publish", lambda *args: attempts.append(
+        json.loads(args[1])["p"]) or publish(*args))
+    try:
+        os.kill(server.proc.pid, signal.SIGSTOP)
+        try:
+            assert not emit("stalled")
+            wait_until(lambda: not one.manager._listening.is_set(), timeout=30,
+                       message="the listener giving its connection up")
+            monkeypatch.setattr(redis_manager, "STALLED_QUEUE_SECONDS", 1.0)
+            assert emit("expires")
+            wait_until(lambda: "waited over 1 s for a stalled Redis" in caplog.text, timeout=20)
+        finally:
+            os.kill(server.proc.pid, signal.SIGCONT)
+        monkeypatch.setattr(redis_manager, "STALLED_QUEUE_SECONDS", 30.0)
+        wait_until(lambda: emit("after") and "after" in two.got("b1"), timeout=30,
+                   interval=0.5, message="an emit after")
+        assert "expires" not in attempts and "expires" not in two.got("b1")
+    finally:
+        one.manager.stop()
+        two.manager.stop()
 
 
 def test_records_of_sessions_that_ended_while_redis_stalled_are_deleted_after(
