@@ -1,11 +1,22 @@
 """Test doubles shared by the unit tests: an application that acks every event
-with its own arguments, and a bounded wait for a condition."""
+with its own arguments, a clock the test moves, and a bounded wait for a
+condition."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections.abc import Callable
+
+
+class Clock:
+    """A monotonic clock that moves only when the test sets ``now``."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 class EchoApp:

@@ -1,13 +1,20 @@
 """The HTTP surface through Flask's test client: handshake, xhr-polling, the
-forced disconnect, and handlers running in the connection's request context."""
+forced disconnect, and handlers running in the connection's request context;
+in thread mode, a poll's connection (a socketpair) whose client hung up or
+stopped reading."""
 
+import socket
 import threading
 
 import pytest
 from flask import Flask, request, session
+from werkzeug.test import EnvironBuilder
 
-from flask_sio09 import SocketIO, emit, join_room, rooms, send
+from flask_sio09 import SocketIO, disconnect, emit, join_room, protocol, rooms, send, transports
 from flask_sio09.options import OptionError
+from flask_sio09.server import Options, Server
+from tests.conftest import wait_until
+from tests.unit.doubles import Clock, EchoApp
 
 
 @pytest.fixture
@@ -28,6 +35,21 @@ def sio(app):
 @pytest.fixture
 def client(app, sio):
     return app.test_client()
+
+
+@pytest.fixture
+def sio_with(app):
+    """Factory: ``sio_with(**options)``, the extension on ``app`` with other
+    options than ``sio``'s; its server is shut down afterwards."""
+    made = []
+
+    def factory(**options):
+        made.append(SocketIO(app, **options))
+        return made[-1]
+
+    yield factory
+    if made:
+        app.extensions["sio09"].server.shutdown()
 
 
 def handshake(client, path="/socket.io/1/", **kw):
@@ -139,24 +161,31 @@ def test_packets_buffered_between_polls_are_framed_in_order(client, sio):
     assert got == list(range(50))
 
 
-def test_second_poll_answers_first_with_noop(client, sio, app):
+def test_a_second_poll_releases_the_first_at_once_with_a_noop(app, sio_with):
+    """A newer poll of the session answers the one still held at once with
+    ``8::``, and carries what comes next. Broken, the older poll is held for
+    the whole polling_duration (probe AD, mutation T15)."""
+    sio = sio_with(polling_duration=50)
+    client = app.test_client()
     sid = handshake(client)
     poll(client, sid)
-    results = []
-    first = threading.Thread(target=lambda: results.append(poll(app.test_client(), sid)))
-    first.start()
-    server = app.extensions["sio09"].server
-    session = server.get_session(sid)
-    for _ in range(200):
-        if session.transport is not None:
-            break
-        threading.Event().wait(0.01)
-    second_client = app.test_client()
-    sio.emit("later", 1)
-    first.join(5)
-    assert results and results[0] in ("8::", '5:::{"name":"later","args":[1]}')
-    if results[0] == "8::":
-        assert "later" in poll(second_client, sid)
+    session = app.extensions["sio09"].server.get_session(sid)
+    first, second = [], []
+    older = threading.Thread(target=lambda: first.append(poll(app.test_client(), sid)),
+                             daemon=True)
+    newer = threading.Thread(target=lambda: second.append(poll(app.test_client(), sid)),
+                             daemon=True)
+    try:
+        older.start()
+        wait_until(lambda: session.transport is not None, timeout=20, message="the first poll")
+        newer.start()
+        older.join(20)
+        assert first == ["8::"]
+        sio.emit("later", 1, to=sid)
+        newer.join(20)
+        assert second == ['5:::{"name":"later","args":[1]}']
+    finally:  # (a poll still held ends with the session)
+        app.extensions["sio09"].server.close_session(session, "test over")
 
 
 def test_forced_disconnect_ends_session_and_runs_handler_once(client, sio):
@@ -207,6 +236,23 @@ def test_connect_refusal_and_query(client, sio):
     assert poll(client, sid) == "7::/private:2"
     post(client, sid, "1::/private:?token=ok")
     assert poll(client, sid) == "1::/private"
+
+
+def test_a_connect_handlers_query_keeps_blank_values(client, sio):
+    """``1::/chat:?flag=&x=1``: the connect handler's query has ``flag``, an
+    empty string. Broken, a field given without a value is missing (probe
+    AD, mutation E10)."""
+    seen = []
+
+    @sio.on("connect", namespace="/chat")
+    def chat(query):
+        seen.append(query.to_dict())
+
+    sid = handshake(client)
+    poll(client, sid)
+    post(client, sid, "1::/chat:?flag=&x=1")
+    assert poll(client, sid) == "1::/chat"
+    assert seen == [{"flag": "", "x": "1"}]
 
 
 def test_flask_session_and_rooms_in_handlers(client, sio, app):
@@ -265,12 +311,144 @@ def test_on_handshake_refusal(client, sio):
     assert client.get("/socket.io/1/?key=good").status_code == 200
 
 
-def test_post_too_large_is_refused(app):
-    sio = SocketIO(app, max_http_buffer_size=100)
+def test_on_handshake_returning_none_accepts(client, sio):
+    """Only False refuses a handshake: an authorizer that ends without a
+    return (None) lets the client in. Broken, the client gets 403 (probe AD,
+    mutation E05)."""
+    @sio.on_handshake
+    def allow():
+        request.args.get("key")  # looks, and says nothing
+
+    resp = client.get("/socket.io/1/")
+    assert resp.status_code == 200, resp.data
+
+
+def test_on_handshake_that_raises_is_a_500_and_makes_no_session(client, sio, app):
+    """An authorizer that raises: the client gets 500 "handshake error" and
+    no session is made. Broken, it is let in (probe AD, mutation T07)."""
+    @sio.on_handshake
+    def allow():
+        raise RuntimeError("the user store is down")
+
+    resp = client.get("/socket.io/1/")
+    assert (resp.status_code, resp.get_data(as_text=True)) == (500, "handshake error")
+    assert app.extensions["sio09"].server.sessions == {}
+
+
+def test_post_too_large_is_refused_and_the_next_poll_fails_with_410(app, sio_with):
+    """A POST over max_http_buffer_size is refused (413) and ends the
+    session; the client's next poll fails with 410, on which socket.io-client
+    reconnects at once. Broken, that poll is answered 200 (``7:::1+0``, or the
+    410's text as if it were packets) (probe AD, mutations S16 and T11)."""
+    sio_with(max_http_buffer_size=100)
     client = app.test_client()
     sid = handshake(client)
     assert post(client, sid, "3:::" + "x" * 200).status_code == 413
-    app.extensions["sio09"].server.shutdown()
+    resp = client.get(f"/socket.io/1/xhr-polling/{sid}?t=1")
+    assert (resp.status_code, resp.get_data(as_text=True)) == (410, "session ended: reconnect")
+
+
+def test_an_upload_while_handlers_lag_past_the_inbound_limit_is_answered_after_them(client, sio,
+                                                                                    app):
+    """Once more than the inbound limit of a session's uploads waits for its
+    handlers, the answer to its next upload waits for them too (a
+    ``HeldAnswer``), which holds the client's next upload back. Broken, the
+    answer goes at once, and a client that sends faster than its handlers
+    run grows the server's memory without a bound (probe AD, mutations T12
+    and S07)."""
+    gate, running = threading.Event(), threading.Event()
+
+    @sio.on("slow")
+    def slow():
+        running.set()
+        gate.wait(30)
+
+    sid = handshake(client)
+    poll(client, sid)
+    server = app.extensions["sio09"].server
+
+    def upload(body):
+        environ = EnvironBuilder(path=f"/socket.io/1/xhr-polling/{sid}", method="POST",
+                                 data=body.encode("utf-8")).get_environ()
+        route = protocol.parse_path(environ["PATH_INFO"])
+        return transports.route_request(server, route, "POST", environ)
+
+    try:
+        assert upload('5:::{"name":"slow"}')[0] == "200 OK"
+        assert running.wait(30)
+        big = "3:::" + "x" * 600_000  # two of them pass INBOUND_LIMIT
+        first = upload(big)
+        assert not isinstance(first, transports.HeldAnswer) and first[2] == b"1"
+        held = upload(big)
+        assert isinstance(held, transports.HeldAnswer)
+        assert held.response[0] == "200 OK" and held.response[2] == b"1"
+    finally:
+        gate.set()
+    wait_until(lambda: server.get_session(sid).uploads_waiting == 0, timeout=30,
+               message="the handlers to catch up")
+
+
+def test_a_poll_after_a_server_disconnect_between_polls_gets_0(client, sio, app):
+    """The server ends a polling session between two polls: the next poll
+    gets its ``0::``, and the client stays disconnected; the one after hears
+    that the session is gone. Broken, the next poll gets ``7:::1+0`` and the
+    client reconnects (probe AD, mutation T14)."""
+    sid = handshake(client)
+    assert poll(client, sid) == "1::"
+    with app.app_context():
+        disconnect(sid=sid)
+    assert poll(client, sid) == "0::"
+    assert poll(client, sid) == "7:::1+0"
+
+
+def test_a_poll_whose_client_hung_up_leaves_its_packets_for_the_next_poll(app, sio_with):
+    """Thread mode: a poll answered after its client hung up (socketIO-client
+    gives up on a poll after its own timeout) takes nothing from the
+    session, and the client's next poll gets the packets. Broken, they are
+    written to the closed connection and lost (probe AD, mutation T16)."""
+    sio = sio_with(websocket_mode="thread", polling_duration=1)
+    client = app.test_client()
+    sid = handshake(client)
+    poll(client, sid)
+    sio.emit("news", 1, to=sid)
+    ours, theirs = socket.socketpair()
+    theirs.close()  # the client's end of the connection
+    try:
+        resp = client.get(f"/socket.io/1/xhr-polling/{sid}?t=1",
+                          environ_base={"werkzeug.socket": ours})
+        assert resp.status_code == 200
+    finally:
+        ours.close()
+    assert poll(client, sid) == '5:::{"name":"news","args":[1]}'
+
+
+def test_a_large_poll_answer_its_client_stopped_reading_is_cut_after_close_timeout():
+    """Thread mode: the WSGI server's thread writes a long poll's answer
+    without a timeout; when no part of it has been taken for close_timeout,
+    the monitor shuts the connection down and the thread is free. Broken, a
+    client that stops reading holds the thread for as long as it keeps the
+    connection (probe AD, mutation T19)."""
+    clock = Clock()
+    server = Server(Options(close_timeout=20), EchoApp(), clock=clock, monitor=False)
+    ours, theirs = socket.socketpair()
+    try:
+        answer = transports.WatchedAnswer(server, b"x" * (3 * transports.WatchedAnswer.PART),
+                                          ours)
+        parts = iter(answer)
+        next(parts)  # the WSGI server writes the first part; the client reads no more
+        clock.now += 20
+        server.monitor_step(clock.now)
+        theirs.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            theirs.recv(1)  # still open: close_timeout has not passed
+        clock.now += 1
+        server.monitor_step(clock.now)
+        theirs.settimeout(10)
+        assert theirs.recv(1) == b""  # shut down: the blocked write fails
+    finally:
+        server.shutdown()
+        ours.close()
+        theirs.close()
 
 
 def test_routes_outside_resource_reach_flask(client, app):

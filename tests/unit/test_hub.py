@@ -11,7 +11,8 @@ import pytest
 from flask_sio09.hub import Hub, HubPoll
 from flask_sio09.hub_websocket import HubWebSocket
 from flask_sio09.server import Options, Server
-from tests.unit.doubles import EchoApp, wait_until
+from flask_sio09.stopping import GOING_AWAY
+from tests.unit.doubles import Clock, EchoApp, wait_until
 
 
 def client_frame(text=None, opcode=0x1, payload=None, mask=b"\x01\x02\x03\x04", fin=True):
@@ -107,14 +108,21 @@ def hub(server):
     return hub
 
 
-def open_websocket(server, hub, max_message_size=1_000_000):
-    session = server.new_session({"QUERY_STRING": ""})
+def upgrade(hub, session, max_message_size=1_000_000):
+    """A WebSocket upgrade onto ``session`` (None: an unknown sid), handed to
+    the hub: (connection, client), the client past the 101."""
     ours, theirs = socket.socketpair()
     ours.setblocking(False)
     conn = HubWebSocket(hub, ours, session, max_message_size)
     hub.call(lambda: conn.start(b"HTTP/1.1 101 Switching Protocols\r\n\r\n"))
     client = FrameClient(theirs)
     assert client.read_until(b"\r\n\r\n").startswith(b"HTTP/1.1 101")
+    return conn, client
+
+
+def open_websocket(server, hub, max_message_size=1_000_000):
+    session = server.new_session({"QUERY_STRING": ""})
+    conn, client = upgrade(hub, session, max_message_size)
     assert client.text() == "1::"
     return session, conn, client
 
@@ -396,14 +404,57 @@ def test_a_client_that_sends_faster_than_its_handlers_run_is_read_no_further(app
 
 
 def test_unknown_session_gets_error_packet(server, hub):
-    ours, theirs = socket.socketpair()
-    ours.setblocking(False)
-    conn = HubWebSocket(hub, ours, None, 1000)
-    hub.call(lambda: conn.start(b"HTTP/1.1 101 Switching Protocols\r\n\r\n"))
-    client = FrameClient(theirs)
-    client.read_until(b"\r\n\r\n")
+    _, client = upgrade(hub, None, 1000)
     assert client.text() == "7:::1+0"
     assert client.frame()[0] == 0x8
+
+
+def test_an_upgrade_onto_a_session_ended_between_polls_gets_its_0_then_the_close(server, hub):
+    """A polling client's session that the server ended between two polls
+    keeps its ``0::`` for the next transport: a WebSocket upgrade gets it,
+    then the close frame. Broken, the client gets the close alone, and
+    reconnects instead of staying disconnected (probe AD, mutation H10)."""
+    session = server.new_session({"QUERY_STRING": ""})
+    poll = Transport()
+    server.attach(session, poll)
+    assert wait_until(lambda: session.is_connected("") and session.has_outbox())
+    assert server.release(session, poll) == ["1::"]
+    server.disconnect(session.sid)
+    _, client = upgrade(hub, server.get_session(session.sid, draining=True))
+    assert client.text() == "0::"
+    assert client.frame() == (0x8, struct.pack("!H", 1000))
+
+
+def test_a_websocket_whose_process_stops_is_closed_with_1001(server, hub):
+    """When the process stops serving (``go_away``), each WebSocket is closed
+    with 1001 (going away), which sends its client to a process that serves.
+    Broken, it is closed with 1000 (probe AD, mutation H05)."""
+    session, _, client = open_websocket(server, hub)
+    server.go_away()
+    assert client.frame() == (0x8, struct.pack("!H", 1001))
+    assert session.close_reason == GOING_AWAY
+
+
+def test_a_websocket_client_answering_each_heartbeat_outlives_heartbeat_timeout(app):
+    """A client that answers every ``2::`` stays connected however long it
+    stays. Broken, every WebSocket is cut at heartbeat_timeout (probe AD,
+    mutation S29)."""
+    clock = Clock()
+    srv = Server(Options(heartbeat_interval=5, heartbeat_timeout=12), app, clock=clock,
+                 monitor=False)
+    hub = srv.hub = Hub(srv)
+    try:
+        session, _, client = open_websocket(srv, hub)
+        for _ in range(6):  # 30 s: two and a half heartbeat timeouts
+            clock.now += 5
+            srv.monitor_step(clock.now)
+            assert not session.closed
+            assert client.text() == "2::"
+            # a ping after the answer: its pong says the answer was read
+            client.sock.sendall(client_frame("2::") + client_frame(payload=b"hb", opcode=0x9))
+            assert client.frame() == (0xA, b"hb")
+    finally:
+        srv.shutdown()
 
 
 def park(server, hub, session, deadline_in=10):

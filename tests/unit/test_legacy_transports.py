@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import threading
 import time
 from urllib.parse import quote
@@ -403,6 +404,35 @@ def test_htmlfile_session_closed_before_the_stream_starts(app, client, sio):
     assert chunks == [protocol.HTMLFILE_PREAMBLE.encode(), b'<script>_("7:::1+0");</script>']
 
 
+def test_htmlfile_whose_outbox_overflowed_is_cut_off_with_nothing_more(app):
+    """Thread mode: a stream whose client stopped reading until its outbox
+    overflowed ends at once and its connection is cut (reset): the client
+    gets nothing more, not even the end of the chunked body. Broken, the
+    stream ends as if nothing were wrong, and the connection is kept for a
+    client that reads nothing (probe AD, mutation T18)."""
+    sio = make_sio(app, max_outbox_bytes=1000)
+    server = server_of(app)
+    session = server.get_session(handshake(app.test_client()))
+    ours, theirs = socket.socketpair()
+    chunks = transports.stream_chunks(server, transports.HTMLFile.get(server, session, {}), ours)
+    try:
+        assert next(chunks) == protocol.HTMLFILE_PREAMBLE.encode()
+        assert script_payload(next(chunks)) == "1::"
+        for _ in range(5):  # the client reads none of it
+            sio.emit("big", "x" * 400, to=session.sid)
+        assert session.close_reason == "outbox overflow"
+        assert next(chunks, None) is None
+        theirs.settimeout(WAIT)
+        assert theirs.recv(1) == b""  # cut: the WSGI server's last chunk goes nowhere
+        with pytest.raises(OSError):
+            ours.sendall(b"0\r\n\r\n")
+    finally:
+        chunks.close()
+        ours.close()
+        theirs.close()
+        server.shutdown()
+
+
 def test_htmlfile_unknown_sid(client):
     resp = client.get("/socket.io/1/htmlfile/nosuchsession")
     assert resp.status_code == 200
@@ -475,6 +505,20 @@ def test_cors_jsonp_handshake(cors_client):
     bad = cors_client.get("/socket.io/1/?jsonp=5", headers={"Referer": REFUSED + "/app"})
     assert bad.status_code == 200  # so that the script runs and the client sees the error
     assert bad.get_data(as_text=True) == 'io.j[5](new Error("handshake bad origin"));'
+
+
+def test_a_jsonp_poll_with_the_users_cookies_and_no_origin_is_refused(app, client):
+    """A JSONP poll's answer is a script any page can load and read: one that
+    carries the user's cookies, with neither Origin nor Referer (a page
+    elsewhere that hides its referrer), is refused (403) unless every origin
+    is allowed; a client without cookies (not a browser) is served. Broken,
+    a page elsewhere reads the user's packets (probe AD, mutation T03)."""
+    sid = handshake(client)
+    browser = app.test_client()
+    browser.set_cookie("session", "abc")
+    refused = jsonp_get(browser, sid)
+    assert (refused.status_code, refused.get_data(as_text=True)) == (403, "bad origin")
+    assert jsonp_get(client, sid).get_data(as_text=True) == 'io.j[0]("1::");'
 
 
 @pytest.mark.parametrize("transport", ["xhr-polling", "jsonp-polling", "htmlfile"])
@@ -565,6 +609,35 @@ def test_flashsocket_upgrade_refused_unless_listed(client):
     sid = handshake(client)
     resp = client.get(f"/socket.io/1/flashsocket/{sid}", headers=UPGRADE)
     assert resp.status_code == 400  # not offered: never upgraded
+
+
+def test_a_websocket_upgrade_is_refused_when_websocket_is_not_offered(app):
+    """``transports`` without websocket: an upgrade request is answered 400
+    and nothing is written on its connection. Broken, the client is upgraded
+    and served on a transport the server does not offer (probe AD, mutation
+    T22)."""
+    make_sio(app, transports=["xhr-polling"], websocket_mode="thread")
+    client = app.test_client()
+    sid = handshake(client)
+    ours, theirs = socket.socketpair()
+    answers = []
+    request = threading.Thread(target=lambda: answers.append(client.get(
+        f"/socket.io/1/websocket/{sid}", headers=UPGRADE, environ_base={"werkzeug.socket": ours})),
+        daemon=True)
+    try:
+        request.start()
+        request.join(WAIT)
+        assert answers, "the request was upgraded and is being served"
+        assert (answers[0].status_code, answers[0].get_data(as_text=True)) == \
+            (400, "transport not supported")
+        theirs.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            theirs.recv(1)
+    finally:
+        theirs.close()  # (ends the connection, were it served)
+        request.join(WAIT)
+        ours.close()
+        server_of(app).shutdown()
 
 
 def test_flashsocket_listed_is_offered(app):

@@ -9,14 +9,7 @@ import pytest
 from flask_sio09 import packet
 from flask_sio09.server import Options, Server
 from tests.conftest import wait_until
-
-
-class Clock:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self):
-        return self.now
+from tests.unit.doubles import Clock
 
 
 class RecordingApp:
@@ -124,6 +117,33 @@ def test_namespace_connect_echo_then_query_then_refusal(server, app):
     server.receive(session, "1::/private")
     assert session.take_outbox() == ["1::/chat", "1::/chat2", "7::/private:2"]
     assert not session.is_connected("/private")
+
+
+def test_a_connect_handler_that_raises_refuses_the_namespace(server, app):
+    """The bridge's connect call raises (say a ``teardown_request`` that fails
+    after the handler ran): the client is refused (``7::/ns:2``) and is not
+    in the namespace. Broken, it is told ``1::/ns`` and joined (probe AD,
+    mutation S23)."""
+    def fail(session):
+        raise RuntimeError("teardown_request failed")
+
+    during_connect(server, app, fail, namespace="/ns")
+    session, _ = open_session(server)
+    session.take_outbox()
+    server.receive(session, "1::/ns")
+    assert session.take_outbox() == ["7::/ns:2"]
+    assert not session.is_connected("/ns") and "/ns" not in session.namespaces
+
+
+def test_a_1_for_the_global_namespace_of_an_open_session_is_not_answered(server, app):
+    """The global namespace is joined when the transport opens; a ``1::``
+    that the client sends later gets no answer, and no connect handler runs
+    again. Broken, the client gets a ``1::`` back (probe AD, mutation S34)."""
+    session, _ = open_session(server)
+    session.take_outbox()
+    server.receive(session, "1::")
+    assert session.take_outbox() == []
+    assert app.calls == [("connect", "", "")]
 
 
 def test_events_auto_ack_data_ack_and_blacklist(server, app):
@@ -290,6 +310,37 @@ def test_heartbeats_and_heartbeat_timeout(server, clock):
     assert session.closed and session.close_reason == "heartbeat timeout"
 
 
+def test_every_payload_the_client_sends_counts_as_its_sign_of_life(server, clock):
+    """Each payload received sets the session's ``last_seen`` to the
+    server's clock, so a client that speaks is not timed out. Broken, every
+    client is cut at heartbeat_timeout whatever it sends (probe AD, mutation
+    S29)."""
+    session, _ = open_session(server)
+    clock.now += 7
+    server.receive(session, "2::")
+    assert session.last_seen == clock.now
+    clock.now += 7  # 14 s since the transport opened, 7 since the client spoke
+    server.monitor_step(clock.now)
+    assert not session.closed
+
+
+def test_one_heartbeat_per_interval_however_often_the_monitor_looks(server, clock):
+    """The monitor passes several times per heartbeat_interval: the client
+    gets one ``2::`` per interval. Broken, it gets one per pass, and answers
+    each (probe AD, mutation S11)."""
+    session, _ = open_session(server)
+    session.take_outbox()
+    sent = []
+    for _ in range(20):  # a pass every half second for 10 s (interval: 5 s)
+        clock.now += 0.5
+        server.monitor_step(clock.now)
+        beats = session.take_outbox()
+        if beats:
+            server.receive(session, "2::")  # the client answers each
+        sent += beats
+    assert sent == ["2::", "2::"]
+
+
 def test_heartbeats_go_out_while_the_global_connect_handler_runs(server, app, clock):
     # a heartbeat belongs to no namespace: it was held back with the global
     # namespace's packets, so a client whose connect handler waited for a
@@ -417,6 +468,20 @@ def test_an_overflowed_outbox_is_dropped_not_kept_for_a_poll(app, clock):
     assert not session.has_outbox()
     assert srv.get_session(session.sid, draining=True) is None
     srv.shutdown()
+
+
+def test_uploads_past_the_inbound_limit_ask_for_their_answer_to_wait(server):
+    """``upload_received`` says True once the bytes whose handlers have not
+    run pass the inbound limit, so that the POST's answer waits for them.
+    Broken (past a hundred times the limit), a client that uploads faster
+    than its handlers run grows the server's memory (probe AD, mutation
+    S07)."""
+    from flask_sio09.server import INBOUND_LIMIT
+
+    session, _ = open_session(server)
+    assert server.upload_received(session, INBOUND_LIMIT) is False
+    assert server.upload_received(session, INBOUND_LIMIT + 1) is True
+    assert session.uploads_waiting == 0  # (their handlers ran: synchronous)
 
 
 def test_close_during_connect_handler_runs_disconnect_once(server, app):

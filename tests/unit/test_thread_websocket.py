@@ -5,21 +5,27 @@ only what the socket does not take wakes the request thread.
 
 A real socketpair stands in for the client's connection; the rest of
 simple-websocket is not needed (the transport uses its ``sock``, ``event``,
-``input_buffer`` and ``connected``).
+``input_buffer`` and ``connected``). The last tests serve a whole connection
+as a WSGI server's request thread does, simple-websocket's upgrade, reader
+and close included, over a loopback TCP connection (``served_websocket``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import struct
 import threading
 import types
 
 import pytest
 
-from flask_sio09.server import Options, Server
+from flask_sio09 import thread_websocket, transports
+from flask_sio09.server import HEARTBEAT_TIMEOUT, Options, Server
 from flask_sio09.thread_websocket import ReaderSignal, ThreadWebSocket, reader_thread
+from tests.unit.test_hub import FrameClient, client_frame
 
-from .doubles import EchoApp
+from .doubles import Clock, EchoApp, wait_until
 
 
 class FakeWs:
@@ -338,3 +344,86 @@ def test_a_session_closed_between_lookup_and_upgrade_gets_7_not_a_500():
         server.shutdown()
         ours.close()
         theirs.close()
+
+
+# --- the whole connection: simple-websocket, the request thread, the close ---------
+
+UPGRADE_ENVIRON = {"REQUEST_METHOD": "GET", "SERVER_PROTOCOL": "HTTP/1.1",
+                   "HTTP_HOST": "127.0.0.1", "HTTP_UPGRADE": "websocket",
+                   "HTTP_CONNECTION": "Upgrade", "HTTP_SEC_WEBSOCKET_VERSION": "13",
+                   "HTTP_SEC_WEBSOCKET_KEY": "dGhlIHNhbXBsZSBub25jZQ=="}
+
+
+@contextlib.contextmanager
+def served_websocket(server):
+    """A session's WebSocket as a gunicorn request thread serves it in thread
+    mode (``transports.serve_websocket``: simple-websocket's upgrade and
+    reader, the close), over a loopback TCP connection: yields (session,
+    client), the client past its ``1::`` and the connect job done."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        theirs = socket.create_connection(listener.getsockname())
+        ours, _ = listener.accept()
+    session = server.new_session({"QUERY_STRING": ""})
+    environ = {**UPGRADE_ENVIRON, "gunicorn.socket": ours}
+
+    def request():
+        with contextlib.suppress(StopIteration):  # (gunicorn's "close it quietly")
+            transports.serve_websocket(server, session.sid, environ, None)
+
+    thread = threading.Thread(target=request, daemon=True)
+    thread.start()
+    client = FrameClient(theirs)
+    try:
+        assert client.read_until(b"\r\n\r\n").startswith(b"HTTP/1.1 101")
+        assert client.text() == "1::"
+        assert wait_until(lambda: not session.jobs_running)  # (it sent the 1:: and ends)
+        yield session, client
+    finally:
+        theirs.close()
+        thread.join(10)
+        ours.close()
+        server.shutdown()
+
+
+def test_a_message_over_the_byte_limit_in_utf8_but_not_in_characters_closes_with_1009():
+    """max_http_buffer_size counts UTF-8 bytes, as in hub mode: a message of
+    64 characters and 124 bytes over a 100-byte limit is not run, and the
+    connection closes with 1009. Broken, it runs, as simple-websocket counts
+    characters (probe AD, mutation X01)."""
+    server = Server(Options(max_http_buffer_size=100), EchoApp(), monitor=False,
+                    synchronous=True)
+    with served_websocket(server) as (session, client):
+        client.sock.sendall(client_frame("3:::" + "é" * 60))
+        opcode, payload = client.frame()
+        assert (opcode, payload[:2]) == (0x8, struct.pack("!H", 1009))
+        assert server.app.events == []
+
+
+def test_a_websocket_whose_process_stops_is_closed_with_1001():
+    """When the process stops serving (``go_away``), a thread-mode WebSocket
+    is closed with 1001 (going away), as in hub mode. Broken, it is closed
+    with 1000 (probe AD, mutation X02)."""
+    server = Server(Options(), EchoApp(), monitor=False, synchronous=True)
+    with served_websocket(server) as (session, client):
+        server.go_away()
+        opcode, payload = client.frame()
+        assert (opcode, payload[:2]) == (0x8, struct.pack("!H", 1001))
+
+
+def test_an_unresponsive_clients_connection_is_reset_after_the_close_frame(monkeypatch):
+    """A client silent past heartbeat_timeout gets its close frame, and then
+    its connection is reset: what the kernel still held for it is dropped.
+    Broken, the connection is closed gracefully (probe AD, mutation X03)."""
+    # (the close's answer below may come late on a busy machine: it is waited for)
+    monkeypatch.setattr(thread_websocket, "CLOSE_HANDSHAKE_SECONDS", 60.0)
+    clock = Clock()
+    server = Server(Options(heartbeat_interval=5, heartbeat_timeout=12), EchoApp(),
+                    clock=clock, monitor=False, synchronous=True)
+    with served_websocket(server) as (session, client):
+        clock.now += 13
+        server.monitor_step(clock.now)
+        assert session.close_reason == HEARTBEAT_TIMEOUT
+        assert client.frame()[0] == 0x8
+        client.sock.sendall(client_frame(payload=struct.pack("!H", 1000), opcode=0x8))
+        with pytest.raises(ConnectionResetError):
+            client.sock.recv(1)
