@@ -251,9 +251,11 @@ def test_the_listener_subscribes_again_after_redis_restarts(fresh_redis, caplog)
         two.manager.stop()
 
 
-def _stall_pair(fresh_redis):
+def _stall_pair(fresh_redis, monkeypatch):
     """A redis-server of the test's own (to stop and go on), two processes
-    on it, and ``emit(text)``: one's publish to ``b1`` of the other."""
+    on it, and ``emit(text)``: one's publish to ``b1`` of the other; Redis
+    operations time out after 1 s."""
+    monkeypatch.setattr(redis_manager, "SOCKET_TIMEOUT", 1.0)
     server = fresh_redis()
     channel = f"stall-{next(_channels)}"
     one = Process(server.url, channel)
@@ -273,9 +275,8 @@ def test_a_publish_that_times_out_is_not_sent_again(fresh_redis, caplog, monkeyp
     thread (probe X: each had held its handler for the whole timeout, so a
     session that emits served its own process's clients 20 s late in a 25 s
     stall). The failures are reported once Redis is reachable again."""
-    monkeypatch.setattr(redis_manager, "SOCKET_TIMEOUT", 1.0)
     caplog.set_level(logging.WARNING, logger="flask_sio09")
-    server, one, two, emit = _stall_pair(fresh_redis)
+    server, one, two, emit = _stall_pair(fresh_redis, monkeypatch)
     try:
         assert emit("before")
         wait_until(lambda: two.got("b1") == ["before"], timeout=20, message="the first emit")
@@ -316,12 +317,11 @@ def test_publishes_behind_a_stall_are_bounded_in_bytes_and_age(fresh_redis, capl
     """While Redis stalls, what waits for it is bounded: past the byte limit a
     publish is refused at once, and one that waited too long is dropped
     (logged), not delivered minutes late."""
-    monkeypatch.setattr(redis_manager, "SOCKET_TIMEOUT", 1.0)
     monkeypatch.setattr(redis_manager, "STALLED_QUEUE_BYTES", 1000)
     monkeypatch.setattr(redis_manager, "STALLED_QUEUE_SECONDS", 0.0)
     monkeypatch.setattr(redis_manager, "ERROR_LOG_INTERVAL", 0.0)
     caplog.set_level(logging.WARNING, logger="flask_sio09")
-    server, one, two, emit = _stall_pair(fresh_redis)
+    server, one, two, emit = _stall_pair(fresh_redis, monkeypatch)
     gate = threading.Event()
     try:
         os.kill(server.proc.pid, signal.SIGSTOP)
@@ -396,11 +396,10 @@ def test_what_cannot_wait_for_the_listeners_any_longer_is_dropped_not_sent_to_no
     """A message queued while no listener is subscribed, whose age limit
     comes before they are back, is dropped and logged: published then, it
     would reach no process and look sent (probe AF)."""
-    monkeypatch.setattr(redis_manager, "SOCKET_TIMEOUT", 1.0)
     monkeypatch.setattr(redis_manager, "HEALTH_INTERVAL", 0.5)  # (over a third of 1 s)
     monkeypatch.setattr(redis_manager, "ERROR_LOG_INTERVAL", 0.0)
     caplog.set_level(logging.WARNING, logger="flask_sio09")
-    server, one, two, emit = _stall_pair(fresh_redis)
+    server, one, two, emit = _stall_pair(fresh_redis, monkeypatch)
     attempts = []
     publish = one.manager._client.publish
     monkeypatch.setattr(one.manager._client, "publish", lambda *args: attempts.append(
@@ -466,11 +465,10 @@ def test_what_waited_behind_a_long_stall_waits_for_the_listeners_to_return(
     once this process's listener is back and the others have had the time to
     be, so it reaches them (probe AC: drained at once, before any listener had
     subscribed again, it was lost in every other process without a word)."""
-    monkeypatch.setattr(redis_manager, "SOCKET_TIMEOUT", 1.0)
     monkeypatch.setattr(redis_manager, "HEALTH_INTERVAL", 0.5)  # (over a third of 1 s)
     monkeypatch.setattr(redis_manager, "MAX_BACKOFF", 1.0)
     caplog.set_level(logging.WARNING, logger="flask_sio09")
-    server, one, two, emit = _stall_pair(fresh_redis)
+    server, one, two, emit = _stall_pair(fresh_redis, monkeypatch)
     try:
         assert emit("before")
         wait_until(lambda: two.got("b1") == ["before"], timeout=20, message="the first emit")
