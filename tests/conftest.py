@@ -273,7 +273,7 @@ class LiveServer:
                 stdout=self._log_file,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=self._limit_open_files if self.open_files else None,
+                preexec_fn=self._child_setup,
             )
             try:
                 self.wait_ready()
@@ -285,8 +285,16 @@ class LiveServer:
                     break
         raise AssertionError(f"{self.kind} server never became ready: {last_error}\n{self.log_tail()}")
 
-    def _limit_open_files(self) -> None:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (self.open_files, self.open_files))
+    def _child_setup(self) -> None:
+        """In the server's process, before it runs: the tests stop servers
+        with SIGINT as a terminal's Ctrl-C would, but a test run started in
+        the background without job control (``cmd &`` in a script, some CI
+        runners) has SIGINT and SIGQUIT ignored, which a child inherits, and
+        Python then never raises KeyboardInterrupt: restore them."""
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+        if self.open_files:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (self.open_files, self.open_files))
 
     def wait_ready(self, timeout: float = READY_DEADLINE) -> None:
         def answered():
