@@ -725,11 +725,10 @@ class RedisManager(MemoryManager):
                 to_forget[sid] = None
             while len(to_forget) > MAX_UNFORGOTTEN:
                 to_forget.popitem(last=False)
-            if self._forget_queued:
-                return
         self._queue_forget()
 
     def _queue_forget(self) -> None:
+        """Have ``_forget_now`` run on ``later``'s thread, unless it is queued."""
         with self._to_forget_lock:
             if self._forget_queued:
                 return
