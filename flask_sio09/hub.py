@@ -45,7 +45,9 @@ LINGER_SECONDS = 2.0
 #: session is closed: a client that stops reading cannot grow memory forever)
 HIGH_WATER = 1 << 20
 #: a hub thread running one session's handlers for longer than this gives the
-#: hub to a new thread (a handler that blocks must not stall the others)
+#: hub to a new thread (a handler that blocks must not stall the others); and
+#: the handlers of a round that ran this long leave the sessions not yet
+#: started to the pool (many handlers just under the limit must not either)
 STUCK_SECONDS = 0.02
 #: how often the watchdog looks, while handlers run on the hub
 WATCH_INTERVAL = 0.01
@@ -324,7 +326,7 @@ class Hub:
         if self._watch_parked:
             self._watch_parked = False
             self._watch_wake.set()
-        return workers.run_deferred()
+        return workers.run_deferred(STUCK_SECONDS)
 
     def _watch(self) -> None:
         """The watchdog: gives the hub to a new thread when the current one

@@ -135,21 +135,35 @@ class Workers:
         with self._lock:
             self._deferring = thread_ident
 
-    def run_deferred(self) -> bool:
+    def run_deferred(self, budget: float | None = None) -> bool:
         """Run the sessions that the deferring thread (the caller) submitted.
 
+        :param budget: seconds this call may spend running handlers; once
+                       spent, the sessions not started go to the pool. The
+                       watchdog sees one session's handlers at a time: many
+                       sessions whose handlers each take a little less than
+                       its limit would otherwise hold the caller (the hub,
+                       and every connection it reads) for their sum.
         :return: False when ``release_stuck`` took the role away from this
                  thread while it ran a session; the rest went to the pool.
         """
         me = threading.get_ident()
         deferred = self._deferred
         lock = self._lock
+        started = None
         while deferred:
             try:
                 session = deferred.popleft()
             except IndexError:  # release_stuck took the last one
                 break
-            self._draining_since = time.monotonic()
+            now = self._draining_since = time.monotonic()
+            if started is None:
+                started = now
+            elif budget is not None and now - started > budget:
+                self._draining_since = None
+                deferred.appendleft(session)  # (not started: first in line)
+                self.hand_off_deferred()
+                return True
             self.drain(session)
             lock.acquire()  # (not ``with``: see LOCK_NOTE in session.py)
             try:

@@ -126,6 +126,37 @@ def test_once_handler_threads_are_stuck_the_rest_queue_and_io_goes_on(app):
         assert app.blocked == 3
 
 
+def test_many_handlers_just_under_the_watchdogs_limit_do_not_hold_the_hub_for_their_sum(
+        app, monkeypatch):
+    # Each handler blocks for less than the watchdog's limit, so no single one
+    # makes it hand the hub over; the round's handlers stop at the same limit
+    # in total, and the sessions not started run on the pool. (The limit is
+    # raised for the test, so that a slow machine cannot push one nap past it.)
+    from flask_sio09 import hub as hub_module
+
+    monkeypatch.setattr(hub_module, "STUCK_SECONDS", 0.2)
+    naps = 8
+
+    class NappingApp(BlockingApp):
+        def event(self, session, namespace, name, args, ack, packet=False):
+            if name == "nap":
+                time.sleep(0.15)
+            super().event(session, namespace, name, args, ack)
+
+    napping = NappingApp()
+    with hub_server(napping, naps) as (server, hub):
+        clients = [open_websocket(server, hub)[2] for _ in range(naps)]
+        for client in clients:
+            emit(client, "nap", 1, "z")
+        for client in clients:
+            assert client.text() == '6:::1+["z"]'
+        on_hub = sum(thread == "sio09-hub" for name, thread in napping.threads if name == "nap")
+        # at most two naps a round on the hub (the second starts 0.15 s in,
+        # under 0.2 s); the first round may have read only the first emit
+        assert on_hub <= 3, napping.threads
+        assert hub._demoted == 0  # (no nap was long enough for the watchdog)
+
+
 def test_handler_threads_zero_keeps_running_handlers_on_the_hub(app):
     with hub_server(app, 0) as (server, hub):
         _, _, client = open_websocket(server, hub)
@@ -184,6 +215,58 @@ def test_deferred_jobs_wait_for_run_deferred_in_submission_order():
     assert workers.run_deferred() is True
     assert ran == ["a1", "a2", "b1"]
     assert not workers.has_deferred()
+    assert workers._threads == []
+
+
+def test_run_deferred_leaves_the_sessions_past_its_budget_to_the_pool():
+    # Many sessions whose handlers each block a little less than the
+    # watchdog's limit held the hub for their sum: the watchdog saw one
+    # session at a time. Past the budget, the sessions not started go to the
+    # pool, first in line first, and each session's jobs stay in order.
+    workers = Workers(4)
+    me = threading.get_ident()
+    workers.defer_to(me)
+    ran: dict[str, list] = {}
+    lock = threading.Lock()
+    done = threading.Semaphore(0)
+
+    def job(name, pause=0.0):
+        def run():
+            time.sleep(pause)
+            with lock:
+                ran.setdefault(name, []).append(threading.get_ident())
+            done.release()
+        return run
+
+    sessions = [FakeSession(f"s{i}") for i in range(5)]
+    for session in sessions:
+        # (each first job outlasts the budget: the second session always
+        # begins past it, however slow the machine)
+        workers.submit(session, job(session.sid, 0.03))
+        workers.submit(session, job(session.sid))
+    try:
+        assert workers.run_deferred(0.025) is True
+        assert ran["s0"] == [me, me]  # the first session runs whatever the budget
+        assert not workers.has_deferred()
+        for _ in range(2 * len(sessions)):  # (s0's two jobs included)
+            assert done.acquire(timeout=30)
+        for session in sessions[1:]:
+            idents = ran[session.sid]
+            assert len(idents) == 2 and me not in idents, (session.sid, idents)
+    finally:
+        workers.stop()
+
+
+def test_run_deferred_without_a_budget_runs_every_session_itself():
+    workers = Workers(2)
+    me = threading.get_ident()
+    workers.defer_to(me)
+    ran = []
+    for i in range(3):
+        workers.submit(FakeSession(f"s{i}"),
+                       lambda i=i: (time.sleep(0.01), ran.append((i, threading.get_ident()))))
+    assert workers.run_deferred() is True
+    assert ran == [(0, me), (1, me), (2, me)]
     assert workers._threads == []
 
 
