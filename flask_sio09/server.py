@@ -298,6 +298,7 @@ class Server:
         # threads behind in the parent.
         self._want_monitor = monitor
         self._monitor: threading.Thread | None = None
+        self._had_sessions = False  # (whether go_away has anything to tell)
         _after_fork_reset.add(self)
         #: whether the sessions end when the process stops (the test client
         #: turns it off: it has no one to tell, and a test run's exit must not
@@ -391,6 +392,7 @@ class Server:
             if sid in self.sessions:
                 return None
             self.sessions[sid] = session
+            self._had_sessions = True
         self._ensure_monitor()
         return session
 
@@ -1073,7 +1075,9 @@ class Server:
             self.going_away = True
             sessions = [s for s in self.sessions.values() if not s.closed]
             self._going.extend(sessions)
-        if first:
+        if first and (sessions or self._had_sessions):
+            # (not said by a process that never took a client: a script or a
+            # ``flask`` command that only imported the app)
             logger.info("the server stops: %d sessions end, their clients reconnect "
                         "elsewhere", len(sessions))
         for session in sessions:

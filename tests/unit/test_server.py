@@ -1,6 +1,7 @@
 """Server dispatch and timers, with a recording application and a fake clock."""
 
 import contextlib
+import logging
 import sys
 import threading
 
@@ -686,6 +687,26 @@ def test_go_away_ends_every_session_so_that_clients_come_back(server, app):
     assert not server.gone()  # the WebSocket has not let go yet
     server.release(websocket, websocket.transport)
     assert server.gone()
+
+
+def test_go_away_says_the_server_stops_only_in_a_process_that_took_clients(server, caplog):
+    # A script or a ``flask`` command that only imports the app stops no
+    # server: it said "the server stops: 0 sessions end" at every exit.
+    caplog.set_level(logging.INFO, logger="flask_sio09")
+    server.go_away()
+    assert not [r for r in caplog.records if "the server stops" in r.getMessage()]
+
+    served = Server(Options(), server.app, monitor=False, synchronous=True)
+    try:
+        session = served.new_session({"QUERY_STRING": ""})
+        served.close_session(session, "client disconnected")
+        caplog.clear()
+        served.go_away()  # (its one session is gone already: 0 end now)
+        assert [r.getMessage() for r in caplog.records
+                if "the server stops" in r.getMessage()] == \
+            ["the server stops: 0 sessions end, their clients reconnect elsewhere"]
+    finally:
+        served.shutdown()
 
 
 def test_a_gunicorn_worker_is_found_by_its_term_handler_and_its_stop_seen():
