@@ -5,6 +5,7 @@ the public codec module.
 """
 
 from . import packet as packet
+from .extension import ConnectionRefusedError as ConnectionRefusedError
 from .extension import SocketIO as SocketIO
 from .extension import close_room as close_room
 from .extension import disconnect as disconnect
@@ -18,6 +19,7 @@ from .namespace import Namespace as Namespace
 __version__ = "0.1.0"
 
 __all__ = [
+    "ConnectionRefusedError",
     "Namespace",
     "SocketIO",
     "close_room",

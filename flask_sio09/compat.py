@@ -43,12 +43,11 @@ import flask
 
 from . import packet as codec
 from .droplog import log_dropped
-from .extension import (current_pending_ack, current_session, message_packet,
+from .extension import (SocketIO, current_pending_ack, current_session, message_packet,
                         normalize_namespace)
 from .namespace import Namespace
 
 if TYPE_CHECKING:
-    from .extension import SocketIO
     from .server import Server
     from .session import Session
 
@@ -597,8 +596,15 @@ def socketio_manage(sio: SocketIO, namespaces: Mapping[str, type[BaseNamespace]]
     :param request: the object the instances get as ``self.request``
                     (default: the connection's Flask request).
     :param error_handler: replaces ``default_error_handler``.
-    :raises TypeError: a value is not a ``BaseNamespace`` subclass.
+    :raises TypeError: ``sio`` is not the extension (gevent-socketio's
+                       ``socketio_manage(environ, namespaces, request)``, called
+                       in a view), or a value is not a ``BaseNamespace`` subclass.
     """
+    if not isinstance(sio, SocketIO):
+        raise TypeError("socketio_manage() takes the SocketIO object first and is called "
+                        "once at set-up, not in a view: socketio_manage(sio, {'/chat': "
+                        f"ChatNamespace}}); got {type(sio).__name__} (gevent-socketio's "
+                        "socketio_manage(environ, ...) view is not needed: delete it)")
     for name, cls in namespaces.items():
         if not (isinstance(cls, type) and issubclass(cls, BaseNamespace)):
             raise TypeError(f"namespace {name!r}: expected a BaseNamespace subclass, got {cls!r}")

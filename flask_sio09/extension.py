@@ -34,6 +34,7 @@ from werkzeug.datastructures import MultiDict
 from . import packet as packet_codec
 from . import protocol, transports
 from .droplog import log_dropped
+from .manager import listed_names
 from .options import OptionError, emitter_url, resolve_options
 from .server import Ack, Server
 from .session import Session
@@ -101,6 +102,23 @@ UNHANDLED: Any = object()
 #: event names a client may not emit: they name the connect handler
 #: (``disconnect`` is already dropped by the server)
 RESERVED_EVENTS = frozenset({"connect"})
+
+
+class ConnectionRefusedError(Exception):  # noqa: A001 (Flask-SocketIO 5's name)
+    """Raised in a connect handler: the client is refused, as when the handler
+    returns False, without the error handler or a traceback (Flask-SocketIO 5's
+    way to refuse). The message is logged at INFO; a 0.9 client cannot be told
+    it: the protocol's error packet carries one of a few fixed reasons, and a
+    refused client gets ``unauthorized``, as for ``return False``."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        #: what Flask-SocketIO 5 would have sent the client (kept for a port's
+        #: own code; the 0.9 protocol has no place for it)
+        self.error_args: dict[str, Any] = {"message": str(args[0]) if args else
+                                           "Connection rejected by server"}
+        if len(args) > 1:
+            self.error_args["data"] = args[1] if len(args) == 2 else list(args[1:])
 
 
 class PendingAck:
@@ -358,6 +376,7 @@ class _AppBridge:
     def __init__(self, sio: SocketIO, app: flask.Flask) -> None:
         self.sio = sio
         self.app = app
+        self._routes_checked = False
 
     def _call(self, session: Session, namespace: str, event: dict[str, Any], fn: Handler,
               args: tuple[Any, ...] | list[Any] = (), pending: PendingAck | None = None) -> Any:
@@ -385,16 +404,29 @@ class _AppBridge:
         error handler, whose value is returned."""
         try:
             return fn(*args)
+        except ConnectionRefusedError as exc:
+            if event["name"] != "connect":  # (a refusal only where there is a client to refuse)
+                return self._handler_failed(ctx, session, namespace, event, pending, exc)
+            logger.info("session %s: %s refused by its connect handler: %s", session.sid,
+                        f"namespace {namespace!r}" if namespace else "the connection",
+                        exc.error_args["message"])
+            return False
         except Exception as exc:
-            if pending is not None:
-                pending.failed = True
-            result = self._handle_error(namespace, exc, session)
-            if result is UNHANDLED:
-                ctx.unhandled = exc  # (for the teardown functions)
-            # (after the error handler ran: that value is its, see _answer_failed)
-            _error_handled.event = event
-            # a connect handler that failed must not let the client in
-            return False if event["name"] == "connect" else result
+            return self._handler_failed(ctx, session, namespace, event, pending, exc)
+
+    def _handler_failed(self, ctx: _EventContext, session: Session, namespace: str,
+                        event: dict[str, Any], pending: PendingAck | None,
+                        exc: Exception) -> Any:
+        """A handler raised ``exc`` (being handled): the error handler's value."""
+        if pending is not None:
+            pending.failed = True
+        result = self._handle_error(namespace, exc, session)
+        if result is UNHANDLED:
+            ctx.unhandled = exc  # (for the teardown functions)
+        # (after the error handler ran: that value is its, see _answer_failed)
+        _error_handled.event = event
+        # a connect handler that failed must not let the client in
+        return False if event["name"] == "connect" else result
 
     def _handle_error(self, namespace: str, exc: Exception,
                       session: Session | None = None) -> Any:
@@ -413,11 +445,28 @@ class _AppBridge:
             return UNHANDLED
 
     def authorize_handshake(self, environ: dict[str, Any]) -> bool:
+        if not self._routes_checked:  # (at the first handshake: the routes are declared)
+            self._routes_checked = True
+            self._warn_of_unreachable_routes()
         handler = self.sio.handshake_handler
         if handler is None:
             return True
         with self.app.request_context(environ):
             return handler() is not False
+
+    def _warn_of_unreachable_routes(self) -> None:
+        """Say which of the app's routes lie under the resource, which the
+        server answers before Flask routes anything: their views never run.
+        A port from gevent-socketio that keeps its ``socketio_manage`` view
+        there otherwise serves clients whose events reach no handler, silently."""
+        resource = self.app.extensions["sio09"].server.options.resource
+        for rule in self.app.url_map.iter_rules():
+            static_part = rule.rule.split("<", 1)[0]
+            if protocol.parse_path(static_part, resource) is not None:
+                logger.warning("the route %s (view %r) is never reached: flask_sio09 answers "
+                               "every path under /%s/ itself (a gevent-socketio "
+                               "socketio_manage view? see docs/porting-gevent-socketio.md)",
+                               rule.rule, rule.endpoint, resource.strip("/"))
 
     def connect(self, session: Session, namespace: str, query: str) -> bool:
         event: dict[str, Any] = {"name": "connect", "args": []}
@@ -653,6 +702,12 @@ class SocketIO:
         if not callable(handler):
             raise TypeError(f"the handler of {event!r} is not callable")
         ns = normalize_namespace(namespace)
+        if event == "*":
+            # Flask-SocketIO 5's catch-all: here only an event named "*" would
+            # call it, which a port would never see happen
+            logger.warning("a handler for the event '*' is a catch-all in Flask-SocketIO 5; "
+                           "flask_sio09 has no catch-all: it runs only for an event named "
+                           "'*' (give each event its handler)")
         self.handlers.setdefault(ns, {})[event] = _Registered.of(handler)
 
     def on_namespace(self, namespace_handler: Namespace) -> None:
@@ -741,8 +796,14 @@ class SocketIO:
 
     def emit(self, event: str, *args: Any, to: str | Iterable[str] | None = None,
              skip_sid: str | Iterable[str] | None = None, namespace: str | None = "",
-             callback: Callable[..., Any] | None = None) -> None:
-        """Emit ``event`` to a sid or room (``to``), or to everyone in ``namespace``."""
+             callback: Callable[..., Any] | None = None, room: str | Iterable[str] | None = None,
+             include_self: bool = True) -> None:
+        """Emit ``event`` to a sid or room (``to``), or to everyone in ``namespace``.
+
+        As in Flask-SocketIO 5, ``room`` is ``to``'s older name, and
+        ``include_self=False`` (in a handler) skips the client that sent the
+        event being handled."""
+        to, skip_sid = _recipients(to, room, skip_sid, include_self)
         pkt = {"type": "event", "name": event, "args": list(args)}
         if self._emitter is not None:
             self._publish(pkt, normalize_namespace(namespace), to, skip_sid, callback)
@@ -751,8 +812,11 @@ class SocketIO:
 
     def send(self, data: Any, json: bool = False, to: str | Iterable[str] | None = None,
              skip_sid: str | Iterable[str] | None = None, namespace: str | None = "",
-             callback: Callable[..., Any] | None = None) -> None:
-        """Send a message (type 3), or a JSON message (type 4) with ``json=True``."""
+             callback: Callable[..., Any] | None = None, room: str | Iterable[str] | None = None,
+             include_self: bool = True) -> None:
+        """Send a message (type 3), or a JSON message (type 4) with ``json=True``
+        (``room`` and ``include_self`` as for ``emit``)."""
+        to, skip_sid = _recipients(to, room, skip_sid, include_self)
         if self._emitter is not None:
             self._publish(message_packet(data, json), normalize_namespace(namespace), to,
                           skip_sid, callback)
@@ -929,32 +993,72 @@ def _server_context(what: str) -> tuple[Server, str]:
     return state.server, ""
 
 
-def _targets(sid: str, to: Any, broadcast: bool, include_self: bool) -> tuple[Any, Any]:
+def to_or_room(to: Any, room: Any) -> Any:
+    """``to``, or ``room``: Flask-SocketIO's older name for it, which its
+    version 5 still takes (a port keeps working without the rename)."""
+    if room is None:
+        return to
+    if to is not None and to != room:
+        raise TypeError("give to= or room= (its older name), not both")
+    return room
+
+
+def _with_skipped(skip_sid: Any, sid: str) -> Any:
+    """``skip_sid`` with ``sid`` added."""
+    if skip_sid is None or skip_sid == sid:
+        return sid
+    if isinstance(skip_sid, str):
+        return [skip_sid, sid]
+    return [*listed_names(skip_sid, "skip_sid"), sid]
+
+
+def _recipients(to: Any, room: Any, skip_sid: Any, include_self: bool) -> tuple[Any, Any]:
+    """``SocketIO.emit``'s ``to`` and ``skip_sid`` from its Flask-SocketIO 5
+    arguments: ``include_self=False`` skips the client whose event is being
+    handled, as there (outside a handler there is none: an error)."""
+    to = to_or_room(to, room)
+    if not include_self:
+        sid = getattr(flask.request, "sid", None) if flask.has_request_context() else None
+        if sid is None:
+            raise RuntimeError("include_self=False skips the client whose event is being "
+                               "handled: outside a Socket.IO handler, give skip_sid=sid")
+        skip_sid = _with_skipped(skip_sid, sid)
+    return to, skip_sid
+
+
+def _targets(sid: str, to: Any, room: Any, broadcast: bool, include_self: bool,
+             skip_sid: Any) -> tuple[Any, Any]:
+    to = to_or_room(to, room)
     if to is None and not broadcast:
         to = sid
-    return to, (None if include_self else sid)
+    if not include_self:
+        skip_sid = _with_skipped(skip_sid, sid)
+    return to, skip_sid
 
 
 def emit(event: str, *args: Any, to: str | Iterable[str] | None = None, broadcast: bool = False,
          include_self: bool = True, namespace: str | None = None,
-         callback: Callable[..., Any] | None = None) -> None:
+         callback: Callable[..., Any] | None = None, room: str | Iterable[str] | None = None,
+         skip_sid: str | Iterable[str] | None = None) -> None:
     """Emit from a handler: to the current client by default; ``to`` a room or
     sid; ``broadcast`` to the whole namespace; ``include_self=False`` skips
-    the sender."""
+    the sender, ``skip_sid`` other clients (a sid or a list of them).
+    ``room`` is ``to``'s older name, as Flask-SocketIO 5 still takes it."""
     server, sid, current = _context()
     ns = current if namespace is None else normalize_namespace(namespace)
-    target, skip = _targets(sid, to, broadcast, include_self)
+    target, skip = _targets(sid, to, room, broadcast, include_self, skip_sid)
     server.emit_packet({"type": "event", "name": event, "args": list(args)}, ns, target, skip,
                        callback)
 
 
 def send(data: Any, json: bool = False, to: str | Iterable[str] | None = None,
          broadcast: bool = False, include_self: bool = True, namespace: str | None = None,
-         callback: Callable[..., Any] | None = None) -> None:
+         callback: Callable[..., Any] | None = None, room: str | Iterable[str] | None = None,
+         skip_sid: str | Iterable[str] | None = None) -> None:
     """``emit`` for message (type 3) or JSON (type 4) packets."""
     server, sid, current = _context()
     ns = current if namespace is None else normalize_namespace(namespace)
-    target, skip = _targets(sid, to, broadcast, include_self)
+    target, skip = _targets(sid, to, room, broadcast, include_self, skip_sid)
     server.emit_packet(message_packet(data, json), ns, target, skip, callback)
 
 

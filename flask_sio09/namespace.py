@@ -152,27 +152,32 @@ class Namespace:
 
     def emit(self, event: str, *args: Any, to: str | Iterable[str] | None = None,
              broadcast: bool = False, include_self: bool = True, namespace: str | None = None,
-             callback: Callable[..., Any] | None = None) -> None:
+             callback: Callable[..., Any] | None = None, room: str | Iterable[str] | None = None,
+             skip_sid: str | Iterable[str] | None = None) -> None:
         """Emit ``event`` on this namespace (see ``flask_sio09.emit``).
 
         Outside a handler it reaches ``to`` (a sid or room), or everyone."""
         ns = self._ns(namespace)
         if _in_handler():
             helpers.emit(event, *args, to=to, broadcast=broadcast, include_self=include_self,
-                         namespace=ns, callback=callback)
+                         namespace=ns, callback=callback, room=room, skip_sid=skip_sid)
         else:
-            self._sio().emit(event, *args, to=to, namespace=ns, callback=callback)
+            # (no client sent anything here: include_self has no one to skip)
+            self._sio().emit(event, *args, to=to, namespace=ns, callback=callback, room=room,
+                             skip_sid=skip_sid)
 
     def send(self, data: Any, json: bool = False, to: str | Iterable[str] | None = None,
              broadcast: bool = False, include_self: bool = True, namespace: str | None = None,
-             callback: Callable[..., Any] | None = None) -> None:
+             callback: Callable[..., Any] | None = None, room: str | Iterable[str] | None = None,
+             skip_sid: str | Iterable[str] | None = None) -> None:
         """Send a message (a JSON message with ``json=True``) on this namespace."""
         ns = self._ns(namespace)
         if _in_handler():
             helpers.send(data, json=json, to=to, broadcast=broadcast, include_self=include_self,
-                         namespace=ns, callback=callback)
+                         namespace=ns, callback=callback, room=room, skip_sid=skip_sid)
         else:
-            self._sio().send(data, json=json, to=to, namespace=ns, callback=callback)
+            self._sio().send(data, json=json, to=to, namespace=ns, callback=callback, room=room,
+                             skip_sid=skip_sid)
 
     def _sid(self, sid: str | None) -> str:
         if sid is not None:

@@ -51,6 +51,43 @@ def test_socketio_manage_maps_namespaces_to_classes(app_sio):
         socketio_manage(sio, {"/bad": object})
 
 
+def test_socketio_manage_called_the_gevent_socketio_way_says_what_to_do(app_sio):
+    app, sio = app_sio
+
+    class Chat(BaseNamespace):
+        pass
+
+    with app.test_request_context("/socket.io/1/"):
+        from flask import request
+
+        with pytest.raises(TypeError, match="takes the SocketIO object first"):
+            socketio_manage(request.environ, {"/chat": Chat}, request)
+
+
+def test_a_view_left_under_the_resource_is_named_at_the_first_handshake(app_sio, caplog):
+    # A port that keeps gevent-socketio's view: the server answers its paths
+    # first, so the view (and the socketio_manage call in it) never runs, and
+    # the client's events reached no handler without a word in the log.
+    app, sio = app_sio
+
+    @app.route("/socket.io/<path:remaining>")
+    def run_socketio(remaining):
+        return ""
+
+    @app.route("/socket.iox/<path:remaining>")  # (not under the resource)
+    def elsewhere(remaining):
+        return ""
+
+    caplog.set_level(logging.WARNING, logger="flask_sio09")
+    sio.test_client(app)
+    sio.test_client(app)  # (said once)
+    said = [r.getMessage() for r in caplog.records if "never reached" in r.getMessage()]
+    assert said == ["the route /socket.io/<path:remaining> (view 'run_socketio') is never "
+                    "reached: flask_sio09 answers every path under /socket.io/ itself (a "
+                    "gevent-socketio socketio_manage view? see "
+                    "docs/porting-gevent-socketio.md)"]
+
+
 def test_recv_connect_runs_on_namespaces_but_not_on_the_global_one(app_sio):
     app, sio = app_sio
     connects = []

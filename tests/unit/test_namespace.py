@@ -212,6 +212,36 @@ def test_bound_helpers_outside_a_handler(app_sio):
         ns.join_room("x")  # no current client outside a handler
 
 
+def test_bound_helpers_take_flask_socketio_5s_room_and_skip_sid(app_sio):
+    app, sio = app_sio
+
+    class Fs5(Namespace):
+        def on_join(self, room):
+            self.join_room(room)
+
+        def on_tell(self, room, skipped):
+            self.emit("told", room, room=room, skip_sid=skipped)
+            self.send("sent", room=room, include_self=False)
+
+    ns = Fs5("/fs5")
+    sio.on_namespace(ns)
+    a, b, c = (sio.test_client(app, namespace="/fs5") for _ in range(3))
+    for client in (a, b, c):
+        client.emit("join", "red")
+    c.emit("tell", "red", b.sid)
+    assert a.get_received() == [{"name": "told", "args": ["red"], "namespace": "/fs5"},
+                                {"name": "message", "args": ["sent"], "namespace": "/fs5"}]
+    assert b.get_received() == [{"name": "message", "args": ["sent"], "namespace": "/fs5"}]
+    assert c.get_received() == [{"name": "told", "args": ["red"], "namespace": "/fs5"}]
+    # outside a handler: include_self has no one to leave out, as before
+    ns.emit("out", room="red", skip_sid=a.sid, include_self=False)
+    ns.send("out", room="red", skip_sid=[a.sid, b.sid])
+    assert a.get_received() == []
+    assert b.get_received() == [{"name": "out", "args": [], "namespace": "/fs5"}]
+    assert c.get_received() == [{"name": "out", "args": [], "namespace": "/fs5"},
+                                {"name": "message", "args": ["out"], "namespace": "/fs5"}]
+
+
 def test_process_packet_override_sees_the_packet_dicts_and_may_call_super(app_sio):
     app, sio = app_sio
     seen = []

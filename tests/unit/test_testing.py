@@ -594,3 +594,126 @@ def test_a_handler_raising_systemexit_reaches_the_test_and_the_client_goes_on(ma
     with pytest.raises(SystemExit):
         client.emit("exit")
     assert client.emit("echo", 5, callback=True) == [5]
+
+
+# -- Flask-SocketIO 5's ways, kept for a port ---------------------------------
+
+def test_room_is_the_older_name_of_to_in_every_emit_and_send(make_app):
+    """Flask-SocketIO 5 still takes ``room=``: a port runs unchanged."""
+    app, sio = make_app()
+
+    @sio.on("join")
+    def on_join(room):
+        join_room(room)
+
+    @sio.on("helpers")
+    def helpers(room):
+        emit("e", "helper", room=room)
+        send("m", room=room)
+
+    @sio.on("server")
+    def server_side(room):
+        sio.emit("e", "server", room=room)
+        sio.send("m2", room=room)
+
+    @sio.on("both")
+    def both(room):
+        emit("e", "x", to=room, room="elsewhere")
+
+    alice, bob = sio.test_client(app), sio.test_client(app)
+    alice.emit("join", "r")
+    bob.emit("helpers", "r")
+    bob.emit("server", "r")
+    assert alice.get_received() == [
+        {"name": "e", "args": ["helper"], "namespace": "/"},
+        {"name": "message", "args": ["m"], "namespace": "/"},
+        {"name": "e", "args": ["server"], "namespace": "/"},
+        {"name": "message", "args": ["m2"], "namespace": "/"}]
+    assert bob.get_received() == []  # (not in the room)
+    with pytest.raises(TypeError, match="to= or room="):
+        sio.emit("e", to="a", room="b")
+    errors = []
+    sio.on_error_default(errors.append)
+    bob.emit("both", "r")
+    assert [type(e) for e in errors] == [TypeError]
+
+
+def test_skip_sid_in_a_handlers_emit_and_include_self_in_the_servers(make_app):
+    app, sio = make_app()
+
+    @sio.on("who")
+    def who():
+        return request.sid
+
+    @sio.on("skip")
+    def skip(other):
+        emit("e", "a", broadcast=True, skip_sid=other)
+        send("m", broadcast=True, include_self=False, skip_sid=[other])
+
+    @sio.on("others")
+    def others():
+        sio.emit("e", "b", include_self=False)
+        sio.send("m", include_self=False, skip_sid="nobody")
+
+    alice, bob, carol = (sio.test_client(app) for _ in range(3))
+    carol_sid = carol.emit("who", callback=True)[0]
+    alice.emit("skip", carol_sid)
+    assert alice.get_received() == [{"name": "e", "args": ["a"], "namespace": "/"}]
+    assert bob.get_received() == [{"name": "e", "args": ["a"], "namespace": "/"},
+                                  {"name": "message", "args": ["m"], "namespace": "/"}]
+    assert carol.get_received() == []
+    bob.emit("others")
+    assert bob.get_received() == []
+    for client in (alice, carol):
+        assert client.get_received() == [{"name": "e", "args": ["b"], "namespace": "/"},
+                                          {"name": "message", "args": ["m"], "namespace": "/"}]
+    # outside a handler no client sent anything: there is no one to leave out
+    with app.app_context(), pytest.raises(RuntimeError, match="skip_sid=sid"):
+        sio.emit("e", include_self=False)
+
+
+def test_connection_refused_error_refuses_quietly_with_its_message_logged(make_app, caplog):
+    """Flask-SocketIO 5 refuses a client with ``raise ConnectionRefusedError``:
+    no error handler, no traceback; the 0.9 client is told ``unauthorized``."""
+    from flask_sio09 import ConnectionRefusedError as Refused
+
+    app, sio = make_app()
+    errors = []
+    sio.on_error_default(errors.append)
+
+    @sio.on("connect")
+    def connect(query):
+        if query.get("token") != "ok":
+            raise Refused("unauthorized!", {"hint": "log in"})
+
+    @sio.on("later")
+    def later():
+        raise Refused("not in a connect handler")
+
+    caplog.set_level("INFO", logger="flask_sio09")
+    refused = sio.test_client(app, query_string="token=no")
+    assert not refused.is_connected()
+    assert errors == []
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+    assert [r.getMessage() for r in caplog.records if "refused by its connect handler" in
+            r.getMessage()] == [f"session {refused.sid}: the connection refused by its connect "
+                                "handler: unauthorized!"]
+    allowed = sio.test_client(app, query_string="token=ok")
+    assert allowed.is_connected()
+    allowed.emit("later")  # anywhere else it is an error like any other
+    assert [str(e) for e in errors] == ["not in a connect handler"]
+    assert Refused("a", 1).error_args == {"message": "a", "data": 1}
+    assert Refused().error_args == {"message": "Connection rejected by server"}
+
+
+def test_a_catch_all_handler_is_warned_about_at_registration(make_app, caplog):
+    app, sio = make_app()
+
+    @sio.on("*")
+    def everything(*args):
+        return "caught"
+
+    assert any(r.levelname == "WARNING" and "no catch-all" in r.getMessage()
+               for r in caplog.records)
+    client = sio.test_client(app)
+    assert client.emit("*", callback=True) == ["caught"]  # (an event named "*": it runs)
