@@ -457,8 +457,10 @@ def test_a_websocket_client_answering_each_heartbeat_outlives_heartbeat_timeout(
         srv.shutdown()
 
 
-def park(server, hub, session, deadline_in=10):
-    ours, theirs = socket.socketpair()
+def park(server, hub, session, deadline_in=10, pair=None):
+    """A long-poll parked in the hub: (connection, client socket); over
+    ``pair`` (ours, theirs) when given, else a socketpair."""
+    ours, theirs = pair if pair is not None else socket.socketpair()
     ours.setblocking(False)
     theirs.settimeout(10)
     conn = HubPoll(hub, ours, session, lambda payload: payload.encode("utf-8"),
@@ -602,6 +604,238 @@ def test_poll_handed_over_after_a_newer_poll_answers_noop(server, hub):
     hub.call(conn.start)
     assert read_all(theirs) == "8::"
     assert session.transport is newer
+
+
+def tcp_socketpair(rcvbuf=None):
+    """A loopback TCP connection: (the hub's end, non-blocking; the client's
+    end). Unlike a socketpair it can be reset (RST), and shows the reset."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        theirs = socket.socket()
+        if rcvbuf is not None:  # (before connecting: it sets the window offered)
+            theirs.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        theirs.settimeout(10)
+        theirs.connect(listener.getsockname())
+        ours, _ = listener.accept()
+    ours.setblocking(False)
+    return ours, theirs
+
+
+def wait_readable(sock, seconds=10.0):
+    """Wait until ``sock`` has something to read (data, an end of stream or a
+    reset), reading nothing."""
+    import select
+
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(seconds * 1000))
+
+
+def hub_round(hub):
+    """Wait until the hub has flushed every connection marked before this
+    call (a call queued by a call runs after the flushes of that pass)."""
+    done = threading.Event()
+    hub.call(lambda: hub.call(done.set))
+    assert done.wait(20)
+
+
+@pytest.mark.parametrize("how", ["close", "reset"])
+def test_a_packet_emitted_as_a_parked_polls_client_hangs_up_waits_for_its_next_poll(
+        server, hub, how):
+    """The client of a parked poll hangs up (FIN, or RST) just before a packet
+    is emitted to it, in the hub round that has not seen the hang-up yet: the
+    packet must stay queued for the client's next poll, not be written to the
+    dead connection and lost (probe AG, mutations 22 and 57)."""
+    session = server.new_session({"QUERY_STRING": ""})
+    _, sock = park(server, hub, session)
+    assert read_all(sock) == "1::"
+    pair = tcp_socketpair() if how == "reset" else socket.socketpair()
+    conn, sock = park(server, hub, session, deadline_in=30, pair=pair)
+    assert wait_until(lambda: session.transport is conn)
+    seen = []
+
+    def hang_up_then_emit():  # on the hub thread: its poller has not looked yet
+        if how == "reset":
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()
+        seen.append(wait_readable(conn.sock))  # the hang-up has reached our end
+        server.emit_packet({"type": "message", "data": "late"}, "", to=session.sid)
+
+    hub.call(hang_up_then_emit)
+    assert wait_until(lambda: conn.closed)
+    assert seen == [True]
+    _, sock = park(server, hub, session, deadline_in=2)
+    assert read_all(sock) == "3:::late"  # broken: "8::" at the deadline, the packet lost
+
+
+def test_a_parked_polls_answer_larger_than_the_socket_buffers_arrives_whole(app):
+    """A poll answered with more than the socket takes at once is closed only
+    once all of it is written: a client reading slower than the hub writes
+    must get the whole answer, not a cut one (probe AG, mutation 17)."""
+    srv = Server(Options(max_outbox_bytes=16_000_000, polling_duration=30, close_timeout=60),
+                 app, monitor=False)
+    hub = srv.hub = Hub(srv)
+    try:
+        session = srv.new_session({"QUERY_STRING": ""})
+        _, sock = park(srv, hub, session)
+        assert read_all(sock) == "1::"
+        conn, sock = park(srv, hub, session, deadline_in=30)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        assert wait_until(lambda: session.transport is conn)
+        big = "x" * 4_000_000  # far more than the kernel's buffers
+        srv.emit_packet({"type": "message", "data": big}, "", to=session.sid)
+        body = read_all(sock)
+        received = len(body)
+        assert received == len("3:::" + big)  # broken: cut at a few hundred kB
+        assert body == "3:::" + big
+    finally:
+        srv.shutdown()
+
+
+def test_a_parked_polls_client_that_hangs_up_for_good_has_its_session_end_at_close_timeout(
+        server, hub):
+    """A polling client that hangs up during a poll and never comes back: its
+    session is detached at once, so close_timeout later it ends (and its
+    disconnect handlers run). Broken, the dead poll stays its transport and
+    the session lives for ever (probe AG, mutation 23)."""
+    from flask_sio09.server import CLOSE_TIMEOUT
+
+    session = server.new_session({"QUERY_STRING": ""})
+    _, sock = park(server, hub, session)
+    assert read_all(sock) == "1::"
+    conn, sock = park(server, hub, session, deadline_in=30)
+    assert wait_until(lambda: session.transport is conn)
+    sock.close()
+    assert wait_until(lambda: conn.closed)
+    assert session.transport is None and session.detached_since is not None
+    server.monitor_step(server.clock() + server.options.close_timeout + 1)
+    assert session.closed and session.close_reason == CLOSE_TIMEOUT
+
+
+@pytest.mark.parametrize("kind", ["websocket", "htmlfile"])
+def test_a_client_that_stops_reading_is_cut_even_when_its_packets_come_one_at_a_time(
+        server, hub, kind):
+    """Packets emitted one at a time, each taken by the hub before the next
+    comes, to a client that reads nothing: once HIGH_WATER bytes wait on its
+    connection the hub takes no more, so the outbox fills and the session is
+    closed (outbox overflow). Broken, the hub's own buffer takes them all and
+    grows without a bound (probe AG, mutations 20 and 26)."""
+    if kind == "websocket":
+        session, conn, client = open_websocket(server, hub)
+    else:
+        session = server.new_session({"QUERY_STRING": ""})
+        conn, client = open_stream(server, hub, session)
+        assert client.read_until(b"\r\n1::\r\n")
+    client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    big = "x" * 50_000
+    for _ in range(100):  # 5 MB: 25 times max_outbox_bytes
+        server.emit_packet({"type": "message", "data": big}, "", to=session.sid)
+        if session.closed:
+            break
+        hub_round(hub)  # the next packet once the hub has flushed this one
+    assert session.closed, (len(conn.out), session.outbox_size())
+    assert session.close_reason == "outbox overflow"
+
+
+def test_a_websocket_whose_last_bytes_miss_close_timeout_is_reset(app):
+    """A WebSocket the server ended whose client stopped reading: once
+    close_timeout passes with its last bytes unsent, the connection is reset
+    (RST), which drops what the kernel still holds for it. Closed gracefully
+    (FIN), the kernel would keep those bytes, and the connection, for as long
+    as the client stays (probe AG, mutations 05 and 60)."""
+    clock = Clock()
+    srv = Server(Options(max_outbox_bytes=16_000_000, close_timeout=60), app, clock=clock,
+                 monitor=False)
+    hub = srv.hub = Hub(srv, clock=clock)
+    try:
+        session = srv.new_session({"QUERY_STRING": ""})
+        ours, theirs = tcp_socketpair(rcvbuf=4096)
+        ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        conn = HubWebSocket(hub, ours, session, 1_000_000)
+        hub.call(lambda: conn.start(b"HTTP/1.1 101 Switching Protocols\r\n\r\n"))
+        client = FrameClient(theirs)
+        assert client.read_until(b"\r\n\r\n").startswith(b"HTTP/1.1 101")
+        assert client.text() == "1::"
+        for _ in range(40):  # 2 MB the client does not read
+            srv.emit_packet({"type": "message", "data": "x" * 50_000}, "", to=session.sid)
+        srv.disconnect(session.sid)  # not for an unresponsive client: it waits for the flush
+        assert wait_until(lambda: session.closed and len(conn.out) > 0 and conn._close_when_flushed)
+        clock.now += 61  # past close_timeout
+        hub.call(lambda: None)  # (a round of the hub, which looks at its timers)
+        assert wait_until(lambda: conn.closed)
+        with pytest.raises(ConnectionResetError):
+            while theirs.recv(1 << 16):  # what the kernel had delivered, then the reset
+                pass
+    finally:
+        srv.shutdown()
+
+
+def test_a_half_closed_client_waiting_for_a_held_answer_is_not_read_again(server, hub):
+    """A client may half-close once its upload is sent and wait for the
+    answer, held until the session's handlers have run: its end of stream is
+    read once, then the connection is watched for nothing until the answer
+    goes. Still watched for reading, it would be reported ready on every
+    round, a hub spinning for as long as the handlers lag (probe AG, mutation 24)."""
+    from flask_sio09.hub import HubHeldAnswer
+
+    session = server.new_session({"QUERY_STRING": ""})
+    gate = threading.Event()
+    server.workers.submit(session, lambda: gate.wait(30))
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    theirs.settimeout(10)
+    conn = HubHeldAnswer(hub, ours, session, b"HTTP/1.1 200 OK\r\n\r\n1")
+    reads = []
+    on_readable = conn.on_readable
+
+    def counted():
+        on_readable()
+        reads.append(1)
+
+    conn.on_readable = counted
+    hub.call(conn.start)
+    try:
+        theirs.shutdown(socket.SHUT_WR)
+        assert wait_until(lambda: reads)
+        assert not conn.reading and conn.unwatched  # its end read: watched for nothing
+        for _ in range(50):  # the hub's rounds while the handler still runs
+            gate.wait(0.01)
+        assert len(reads) <= 2, len(reads)
+        gate.set()
+        assert read_all(theirs) == "HTTP/1.1 200 OK\r\n\r\n1"  # still answered
+        assert wait_until(lambda: conn.closed)
+    finally:
+        gate.set()
+        theirs.close()
+
+
+def test_a_connection_closed_while_watched_for_nothing_leaves_the_hubs_count(server, hub):
+    """A half-closed client waiting for a held answer is watched for nothing
+    (out of the poller); it then goes for good, and the answer's write fails:
+    the connection closes and leaves the hub's count of connections, which
+    the hub's capacity check reads. Broken, each such client leaks one
+    (probe AG, mutation 29)."""
+    from flask_sio09.hub import HubHeldAnswer
+
+    before = hub.connections
+    session = server.new_session({"QUERY_STRING": ""})
+    gate = threading.Event()
+    server.workers.submit(session, lambda: gate.wait(30))
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    conn = HubHeldAnswer(hub, ours, session, b"HTTP/1.1 200 OK\r\n\r\n1")
+    hub.call(conn.start)
+    try:
+        assert wait_until(lambda: hub.connections == before + 1)
+        theirs.shutdown(socket.SHUT_WR)
+        assert wait_until(lambda: conn.unwatched)
+        theirs.close()  # gone for good: the hub, not watching, does not see it
+        gate.set()  # the answer goes, and its write fails
+        assert wait_until(lambda: conn.closed)
+        assert wait_until(lambda: hub.connections == before), \
+            f"hub.connections is {hub.connections}, was {before} before the answer"
+    finally:
+        gate.set()
+        theirs.close()
 
 
 # -- the poller ---------------------------------------------------------------

@@ -354,3 +354,27 @@ def test_on_namespace_takes_namespace_objects_only(app_sio):
 def test_helpers_of_an_unregistered_namespace_explain(app_sio):
     with pytest.raises(RuntimeError, match="on_namespace"):
         Namespace("/x").emit("ev")
+
+
+def test_a_namespace_emit_from_a_flask_view_reaches_every_client(app_sio):
+    # A view (an HTTP request, no Socket.IO client behind it) that calls
+    # Namespace.emit broadcasts, as outside any request: the request context
+    # alone must not make it look like a handler of some client.
+    app, sio = app_sio
+    ns = Namespace("/news")
+    sio.on_namespace(ns)
+
+    @app.route("/publish")
+    def publish():
+        ns.emit("news", "from a view")
+        ns.send("sent from a view")
+        return "ok"
+
+    a = sio.test_client(app, namespace="/news")
+    b = sio.test_client(app, namespace="/news")
+    response = app.test_client().get("/publish")
+    assert response.status_code == 200, response.get_data(as_text=True)
+    expected = [{"name": "news", "args": ["from a view"], "namespace": "/news"},
+                {"name": "message", "args": ["sent from a view"], "namespace": "/news"}]
+    assert a.get_received() == expected
+    assert b.get_received() == expected

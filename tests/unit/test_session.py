@@ -243,3 +243,34 @@ def test_a_closed_session_joins_no_namespace():
     session.close("test")
     assert session.begin_namespace("/a") is False
     assert "/a" not in session.namespaces
+
+
+def test_detach_by_a_replaced_transport_leaves_the_newer_one_attached():
+    # A poll whose client hung up is detached after a newer poll attached:
+    # the newer one must keep the session, or the client's next packets wait
+    # for yet another poll (and the session looks idle to close_timeout).
+    session = make()
+    old, new = FakeTransport(), FakeTransport()
+    session.attach(old, 1.0)
+    session.attach(new, 2.0)
+    session.detach(old, 3.0)
+    assert session.transport is new
+    assert session.detached_since is None
+    session.detach(new, 4.0)  # its own detach still lets go
+    assert session.transport is None and session.detached_since == 4.0
+
+
+def test_packets_held_for_a_connecting_namespace_count_toward_the_outbox_limit():
+    # A connect handler that emits more than max_outbox_bytes while it runs
+    # must close the session as any other overflow would: released all at
+    # once, the held packets would otherwise grow the outbox past its limit.
+    session = make(limit=100)
+    assert session.begin_namespace("/big")
+    for _ in range(3):
+        assert session.send("5::/big:" + "x" * 40, "/big")  # held: no overflow yet
+    assert session.outbox_size() == 0
+    assert session.accept_namespace("/big", "1::/big") is False
+    fits = make(limit=100)
+    fits.begin_namespace("/small")
+    fits.send("5::/small:{}", "/small")
+    assert fits.accept_namespace("/small", "1::/small") is True

@@ -106,3 +106,20 @@ def test_a_tls_socket_is_never_taken_over_whatever_the_scheme_says(tcp_pair, sch
             assert not can_take_over({key: tls, "wsgi.url_scheme": scheme})
     finally:
         tls.close()
+
+
+def test_peer_closed_tells_a_peer_that_reset_the_connection(tcp_pair):
+    """A client that resets its connection (RST: a browser tab killed, a
+    proxy timing out) has gone as surely as one that closed it: a poll must
+    not write its packets to it, they would be lost."""
+    import select
+    import struct
+
+    accepted, client = tcp_pair
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    client.close()
+    poller = select.poll()
+    poller.register(accepted, select.POLLIN)
+    assert poller.poll(10_000), "the reset never arrived"
+    # asked once: the first look at a reset connection reads its error
+    assert peer_closed(accepted) is True
