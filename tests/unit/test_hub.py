@@ -330,6 +330,19 @@ def test_an_ended_websocket_is_not_read_while_its_last_bytes_wait(app):
         assert not conn.closed  # its last bytes still wait for the client
 
 
+def open_slow_reader(server, hub, kind):
+    """A WebSocket or htmlfile client (``kind``) with a small receive buffer,
+    connected and past its ``1::``: (session, hub connection, client)."""
+    if kind == "websocket":
+        session, conn, client = open_websocket(server, hub)
+    else:
+        session = server.new_session({"QUERY_STRING": ""})
+        conn, client = open_stream(server, hub, session)
+        assert client.read_until(b"\r\n1::\r\n")
+    client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    return session, conn, client
+
+
 @pytest.mark.parametrize("kind", ["websocket", "htmlfile"])
 def test_packets_left_in_the_outbox_past_the_high_water_mark_follow_when_the_client_reads(
         app, kind):
@@ -340,13 +353,7 @@ def test_packets_left_in_the_outbox_past_the_high_water_mark_follow_when_the_cli
     srv = Server(Options(max_outbox_bytes=16_000_000), app, monitor=False)
     hub = srv.hub = Hub(srv)
     try:
-        if kind == "websocket":
-            session, conn, client = open_websocket(srv, hub)
-        else:
-            session = srv.new_session({"QUERY_STRING": ""})
-            conn, client = open_stream(srv, hub, session)
-            assert client.read_until(b"\r\n1::\r\n")
-        client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        session, conn, client = open_slow_reader(srv, hub, kind)
         big = "x" * 50_000
         for i in range(40):  # 2 MB, from a thread other than the hub's
             srv.emit_packet({"type": "message", "data": f"{i:02d}" + big}, "", to=session.sid)
@@ -719,13 +726,7 @@ def test_a_client_that_stops_reading_is_cut_even_when_its_packets_come_one_at_a_
     connection the hub takes no more, so the outbox fills and the session is
     closed (outbox overflow). Broken, the hub's own buffer takes them all and
     grows without a bound (probe AG, mutations 20 and 26)."""
-    if kind == "websocket":
-        session, conn, client = open_websocket(server, hub)
-    else:
-        session = server.new_session({"QUERY_STRING": ""})
-        conn, client = open_stream(server, hub, session)
-        assert client.read_until(b"\r\n1::\r\n")
-    client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    session, conn, client = open_slow_reader(server, hub, kind)
     big = "x" * 50_000
     for _ in range(100):  # 5 MB: 25 times max_outbox_bytes
         server.emit_packet({"type": "message", "data": big}, "", to=session.sid)
