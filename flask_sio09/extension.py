@@ -1016,7 +1016,8 @@ def _recipients(to: Any, room: Any, skip_sid: Any, include_self: bool) -> tuple[
     """``SocketIO.emit``'s ``to`` and ``skip_sid`` from its Flask-SocketIO 5
     arguments: ``include_self=False`` skips the client whose event is being
     handled, as there (outside a handler there is none: an error)."""
-    to = _to_or_room(to, room)
+    if room is not None:  # (the call only then: every emit comes here)
+        to = _to_or_room(to, room)
     if not include_self:
         sid = getattr(flask.request, "sid", None) if flask.has_request_context() else None
         if sid is None:
@@ -1028,7 +1029,8 @@ def _recipients(to: Any, room: Any, skip_sid: Any, include_self: bool) -> tuple[
 
 def _targets(sid: str, to: Any, room: Any, broadcast: bool, include_self: bool,
              skip_sid: Any) -> tuple[Any, Any]:
-    to = _to_or_room(to, room)
+    if room is not None:  # (the call only then: a handler's every emit comes here)
+        to = _to_or_room(to, room)
     if to is None and not broadcast:
         to = sid
     if not include_self:
