@@ -3,8 +3,11 @@
 #   make test   every test suite, after all the set-up a fresh Debian machine needs
 #
 # Set-up steps, each idempotent and usable on its own:
-#   make system   Debian's chromium and redis-server, installed only if missing
-#   make venv     .venv with the package installed in editable mode, with the test extra
+#   make system   Debian's chromium, redis-server, gcc and python3-dev, installed only if missing
+#   make venv     .venv with the package installed in editable mode, with the test and
+#                 compile extras
+#   make native   the hot-path modules compiled with mypyc (flask_sio09/native.py); again
+#                 only when one of their sources changed
 #   make vendor   socket.io-client 0.9.16 (the browser file, and for the tests the Node
 #                 package) and the Node `ws` client (tests only) from the npm registry
 #                 into vendor/ (git-ignored)
@@ -45,32 +48,46 @@ NODE_CLIENT_STAMP := vendor/sio-node/.$(CLIENT_NAME)-$(CLIENT_VERSION)-installed
 
 PYTEST_ARGS ?=
 
-.PHONY: help run test system venv vendor clean bench bench-codec
+# The compiled modules (flask_sio09/native.py MODULES) and their build record.
+NATIVE_SOURCES := flask_sio09/packet.py flask_sio09/wsframe.py flask_sio09/native.py \
+  flask_sio09/build_native.py
+NATIVE_RECORD := flask_sio09/_native.json
+
+.PHONY: help run test system venv native vendor clean bench bench-codec
 
 help:
 	@echo "make run     serve the example chat on http://127.0.0.1:$${PORT:-5000}"
 	@echo "make test    set everything up, then run every test (PYTEST_ARGS='...' to narrow)"
-	@echo "make system | venv | vendor    the set-up steps alone"
+	@echo "make system | venv | native | vendor    the set-up steps alone"
 	@echo "make clean   remove vendor/ and build output (keeps .venv)"
 	@echo "make bench   compare with Node socket.io 0.9 and Flask-SocketIO (~10 min; BENCH_ARGS=--quick)"
 	@echo "make bench-codec   packet codec micro-benchmarks"
 
+# Without a C compiler the example runs the same code uncompiled (a warning says so).
 run: venv vendor
+	@$(MAKE) --no-print-directory native || \
+	  echo "run: the hot-path modules are not compiled; running them as Python" >&2
 	$(VENV_PY) -m example_app
 
 # make stops at the first failing step and exits non-zero when pytest fails.
-test: system venv vendor
-	$(VENV_PY) -m pytest $(PYTEST_ARGS)
+# Every suite runs the compiled modules (test_native.py fails if they are not in use);
+# then the unit suite runs again on their Python sources, the fallback without a compiler.
+test: system venv native vendor
+	FLASK_SIO09_EXPECT_NATIVE=1 $(VENV_PY) -m pytest $(PYTEST_ARGS)
+	FLASK_SIO09_PURE=1 $(VENV_PY) -m pytest tests/unit $(PYTEST_ARGS)
 
-# Debian packages for the browser and Redis suites. Nothing happens when they are
-# present; without root or apt-get, say what is missing and go on (those suites then
-# report themselves as skipped or failed).
+# Debian packages for the browser and Redis suites, and the C compiler and headers
+# that `make native` needs. Nothing happens when they are present; without root or
+# apt-get, say what is missing and go on (those suites, or the build, then fail).
 system:
 	@missing=""; \
 	test -x /usr/bin/chromium || missing="$$missing chromium"; \
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	command -v gcc >/dev/null 2>&1 || missing="$$missing gcc"; \
+	test -f "$$($(PYTHON) -c 'import sysconfig; print(sysconfig.get_paths()["include"])')/Python.h" \
+	  || missing="$$missing python3-dev"; \
 	if [ -z "$$missing" ]; then \
-	  echo "system: chromium and redis-server are installed"; \
+	  echo "system: chromium, redis-server, gcc and Python's headers are installed"; \
 	elif [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then \
 	  echo "system: missing Debian packages:$$missing" >&2; \
 	  echo "system: not root or no apt-get, so not installing them; as root run: apt-get install -y$$missing" >&2; \
@@ -104,8 +121,14 @@ $(VENV_STAMP): pyproject.toml
 	    fi; \
 	  fi; \
 	fi
-	$(VENV_PY) -m pip install -e '.[test]'
+	$(VENV_PY) -m pip install -e '.[test,compile]'
 	@touch $@
+
+native: $(NATIVE_RECORD)
+
+# mypyc compiles them in about a minute; build_native writes the record last.
+$(NATIVE_RECORD): $(NATIVE_SOURCES) $(VENV_STAMP)
+	$(VENV_PY) -m flask_sio09.build_native
 
 vendor: $(CLIENT_JS) $(WS_STAMP) $(NODE_CLIENT_STAMP)
 
@@ -145,7 +168,7 @@ $(NODE_CLIENT_STAMP):
 # git-ignored bench/.peers/, installed by run.py on first use. See bench/README.md.
 BENCH_ARGS ?=
 
-bench: venv vendor
+bench: venv native vendor
 	$(VENV_PY) bench/run.py $(BENCH_ARGS)
 
 bench-codec: venv
@@ -153,3 +176,4 @@ bench-codec: venv
 
 clean:
 	rm -rf vendor build dist
+	$(VENV_PY) -m flask_sio09.build_native clean 2>/dev/null || true

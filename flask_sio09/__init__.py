@@ -4,7 +4,12 @@ Only the names of the public API are exported here; ``flask_sio09.packet`` is
 the public codec module.
 """
 
-from . import packet as packet
+# (first: it decides whether the compiled modules or their sources are imported)
+from . import native as _native
+
+_native.choose()
+
+from . import packet as packet  # noqa: E402
 from .extension import ConnectionRefusedError as ConnectionRefusedError
 from .extension import SocketIO as SocketIO
 from .extension import close_room as close_room

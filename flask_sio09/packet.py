@@ -147,7 +147,7 @@ _encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan
 #: a JSON string with its escapes (in a text that parsed: each one is well formed)
 _JSON_STRING = re.compile(r'"[^"\\]*+(?:\\.[^"\\]*+)*+"', re.DOTALL)
 #: the bytes that are not brackets, and each byte's step in nesting depth
-_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_NOT_BRACKETS = bytes([b for b in range(256) if b not in b"[]{}"])
 _NESTING_STEP = [0] * 256
 for _byte in b"[{":
     _NESTING_STEP[_byte] = 1
@@ -172,14 +172,15 @@ def _nesting_depth(text: str) -> int:
 # JSONDecoder.decode and JSONEncoder.encode spend as long in Python around the C
 # scanner and encoder as the C code takes for a small packet; these call the C
 # parts directly, with the same results (the tests hold them to the stdlib's).
-_scan_once = _decoder.scan_once
+_scan_once = _decoder.scan_once  # type: ignore[attr-defined]
 # The same without the Python call per integer (_parse_int), which costs as
 # much as the C scanner's whole work on a small packet's number: for texts too
 # short to hold an integer of more than MAX_INT_DIGITS digits.
-_scan_short = json.JSONDecoder(parse_float=_parse_float,
+_scan_short = json.JSONDecoder(parse_float=_parse_float,  # type: ignore[attr-defined]
                                parse_constant=_reject_constant).scan_once
 _JSON_SPACE = " \t\n\r"
-_c_iterencode = None if json.encoder.c_make_encoder is None else json.encoder.c_make_encoder(
+_c_make_encoder = json.encoder.c_make_encoder  # type: ignore[attr-defined]
+_c_iterencode = None if _c_make_encoder is None else _c_make_encoder(
     None, json_default, json.encoder.encode_basestring, None, ":", ",",
     False, False, False)
 
@@ -372,7 +373,10 @@ def _decode(data: str) -> Packet:
     return decoder(fields[2], pid, ack, fields[3] if len(fields) == 4 else "")
 
 
-def decode(data: str) -> dict[str, Any]:
+# The public functions take ``object`` where they reject a wrong type with a
+# PacketError: compiled (flask_sio09.native), an argument is checked against
+# its annotation before the body runs, which would raise a TypeError instead.
+def decode(data: object) -> dict[str, Any]:
     """Decode one packet from its wire string.
 
     :param data: one packet, for example ``'5:1+::{"name":"tobi"}'``.
@@ -516,8 +520,7 @@ def _encode_ack(packet: Packet) -> str:
     return f"{_head('6', packet, False)}:{data}"
 
 
-def encode_ack(ack_id: int, args: list[Any] | tuple[Any, ...] | None,
-               endpoint: str = "") -> str:
+def encode_ack(ack_id: object, args: object, endpoint: object = "") -> str:
     """``encode({"type": "ack", "ackId": ack_id, "args": args, "endpoint": endpoint})``
     without the dict: the server answers every data ack through here.
 
@@ -570,7 +573,7 @@ _ENCODERS: dict[str, Callable[[Packet], str]] = {
 }
 
 
-def encode(packet: dict[str, Any]) -> str:
+def encode(packet: object) -> str:
     """Encode one packet dict to its wire string.
 
     :param packet: a dict shaped as in the gevent-socketio packet module, for
@@ -605,7 +608,7 @@ def utf16_len(s: str) -> int:
     return len(s.encode("utf-16-le", "surrogatepass")) >> 1
 
 
-def frame(encoded: list[str]) -> str:
+def frame(encoded: list[Any]) -> str:
     """Join already-encoded packets into one payload.
 
     One packet is returned bare; two or more are framed as
@@ -627,7 +630,7 @@ def frame(encoded: list[str]) -> str:
     return "".join(parts)
 
 
-def split_payload(data: str, max_packets: int | None = DEFAULT_MAX_PACKETS) -> list[str]:
+def split_payload(data: object, max_packets: int | None = DEFAULT_MAX_PACKETS) -> list[str]:
     """Split a payload into its encoded packets (the inverse of :func:`frame`).
 
     The data is framed if and only if it starts with U+FFFD; otherwise it is
@@ -677,7 +680,7 @@ def split_payload(data: str, max_packets: int | None = DEFAULT_MAX_PACKETS) -> l
     return packets
 
 
-def encode_payload(packets: list[dict[str, Any]]) -> str:
+def encode_payload(packets: object) -> str:
     """Encode packet dicts into one payload (see :func:`frame`).
 
     :raises PacketError: ``packets`` is not a list, or a packet cannot be encoded.
@@ -687,7 +690,7 @@ def encode_payload(packets: list[dict[str, Any]]) -> str:
     return frame([encode(packet) for packet in packets])
 
 
-def decode_payload(data: str, max_packets: int | None = DEFAULT_MAX_PACKETS
+def decode_payload(data: object, max_packets: int | None = DEFAULT_MAX_PACKETS
                    ) -> list[dict[str, Any]]:
     """Decode a payload into packet dicts (see :func:`split_payload`).
 

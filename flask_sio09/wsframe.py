@@ -43,6 +43,7 @@ import codecs
 import hashlib
 import struct
 from collections.abc import Callable
+from typing import ClassVar
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_SIZE",
@@ -120,7 +121,7 @@ class HandshakeError(ValueError):
     :attr:`status` and :attr:`headers` are the WSGI answer: ``400 Bad Request``.
     """
 
-    status: str = "400 Bad Request"
+    status: ClassVar[str] = "400 Bad Request"
 
     @property
     def headers(self) -> list[tuple[str, str]]:
@@ -135,7 +136,7 @@ class UnsupportedVersion(HandshakeError):
     :attr:`status` and :attr:`headers` spell out.
     """
 
-    status: str = "426 Upgrade Required"
+    status: ClassVar[str] = "426 Upgrade Required"
 
     @property
     def headers(self) -> list[tuple[str, str]]:
@@ -400,7 +401,7 @@ class FrameReader:
 
     # -- the parser -----------------------------------------------------------
 
-    def feed(self, data: bytes) -> list[tuple]:
+    def feed(self, data: bytes | bytearray | memoryview) -> list[tuple]:
         """Take the next bytes from the client; return the events they complete.
 
         Raises :class:`WebSocketError` on the first violation of RFC 6455, with the
@@ -585,7 +586,7 @@ class FrameReader:
             self._msg_len = 0
         return stop
 
-    def _close_event(self, payload: bytes, events: list[tuple]) -> tuple:
+    def _close_event(self, payload: bytes | bytearray, events: list[tuple]) -> tuple:
         """Validate a close frame's payload (§5.5.1, §7.4) into a close event."""
         if not payload:
             return ("close", None, "")
