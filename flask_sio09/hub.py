@@ -30,6 +30,11 @@ from .server import UNRESPONSIVE, Server
 from .session import Session
 from .takeover import connection_capacity, peer_closed, reset_on_close
 
+try:  # (the compiled build's class options; see native.py)
+    from mypy_extensions import mypyc_attr
+except ImportError:
+    from .native import mypyc_attr
+
 logger = logging.getLogger("flask_sio09")
 
 #: what a connection waits for, in ``HubConnection._events`` and in the poller's answers
@@ -403,6 +408,7 @@ class Hub:
             conn.close()
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # (hub_http.HubHTTP)
 class HubConnection:
     """A socket owned by the hub: buffered non-blocking writes, close after
     flush. Subclasses define what reading, flushing and timers mean."""

@@ -29,11 +29,15 @@ import os
 import sys
 import warnings
 from pathlib import Path
+from collections.abc import Callable
 from types import ModuleType
+from typing import TypeVar
+
+T = TypeVar("T")
 
 #: The modules compiled, in the package; the rest of it stays interpreted
 #: (Flask glue, the WSGI side, Redis: not on the per-message path).
-MODULES = ("packet", "wsframe")
+MODULES = ("packet", "wsframe", "session", "workers", "hub", "hub_websocket")
 #: The shared library of the compiled group, inside the package.
 GROUP = "flask_sio09._native"
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -130,3 +134,9 @@ def write_record(digests: dict[str, str]) -> None:
     """Record which sources the compiled modules were built from."""
     RECORD.write_text(json.dumps({"cache_tag": sys.implementation.cache_tag,
                                   "modules": digests}, indent=1) + "\n", encoding="utf-8")
+
+
+def mypyc_attr(*attrs: str, **kwattrs: object) -> Callable[[T], T]:
+    """``mypy_extensions.mypyc_attr`` when that is not installed: the compiled
+    modules' class options mean nothing to the interpreter."""
+    return lambda cls: cls

@@ -24,6 +24,11 @@ from typing import Any, Protocol
 
 from .droplog import DropCounter
 
+try:  # (the compiled build's class options; see native.py)
+    from mypy_extensions import mypyc_attr
+except ImportError:
+    from .native import mypyc_attr
+
 
 class State(enum.Enum):
     """Life stages of a session."""
@@ -44,6 +49,7 @@ TRANSITIONS: dict[tuple[State, str], State] = {
 }
 
 
+@mypyc_attr(native_class=False)  # (a compiled class cannot extend RuntimeError)
 class IllegalTransition(RuntimeError):
     """An event that the session's current state does not allow."""
 
@@ -98,7 +104,7 @@ class Session:
         self._outbox_bytes = 0
         #: endpoint -> list of packets held while its connect handler runs;
         #: an endpoint that is in ``namespaces`` but not here is connected.
-        self._held: dict[str, list[str]] = {}
+        self._held: dict[str | None, list[str]] = {}
         #: endpoints joined (or being joined) by this client, in the order it
         #: joined them (a dict used as an ordered set: the disconnect handlers
         #: of a session that ends run in that order, the same in every process)
@@ -419,6 +425,7 @@ def _tell_unanswered(callbacks: list[Callable[..., Any]]) -> None:
             callback.unanswered()
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # (cluster.ForwardedAck)
 class ForwardingCallback:
     """A callback that stands for one kept elsewhere (``cluster.ForwardedAck``:
     in another process, which forwarded the packet): ``unanswered`` tells it

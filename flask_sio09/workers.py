@@ -29,13 +29,26 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Protocol
 
 from .droplog import DropCounter, log_dropped
-from .session import Session
 
 logger = logging.getLogger("flask_sio09")
 
 _STOP = None
+
+
+class JobOwner(Protocol):
+    """What the pool needs of whom jobs belong to: a ``Session``, or a
+    :class:`JobQueue` of no client. (A Protocol, not a class: compiled, a
+    parameter typed with a class is checked to be one at each call.)"""
+
+    sid: str
+    drops: DropCounter | None
+    lock: threading.Lock
+    jobs: deque[Callable[[], None]]
+    jobs_running: bool
+    collecting: tuple[int, list[Callable[[], None]]] | None
 
 
 class JobQueue:
@@ -69,7 +82,7 @@ class Workers:
         self.size = size
         self.synchronous = synchronous
         self.name = name
-        self._ready: queue.SimpleQueue[Session | None] = queue.SimpleQueue()
+        self._ready: queue.SimpleQueue[JobOwner | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         #: threads waiting for a session, less the sessions waiting for a
         #: thread; below zero, a hand-off starts a thread (if size allows)
@@ -78,7 +91,7 @@ class Workers:
         self._stopped = False
         #: the ident of the thread whose submissions are deferred (the hub's), or None
         self._deferring: int | None = None
-        self._deferred: deque[Session] = deque()
+        self._deferred: deque[JobOwner] = deque()
         #: when the deferring thread began draining its current session
         self._draining_since: float | None = None
         #: handlers that may run at once away from the deferring thread: the
@@ -87,7 +100,7 @@ class Workers:
         self._slots = size
         self._slot_freed = threading.Condition(self._lock)
 
-    def submit(self, session: Session, job: Callable[[], None],
+    def submit(self, session: JobOwner, job: Callable[[], None],
                inline: bool = False) -> None:
         """Run ``job`` after the session's earlier jobs."""
         lock = session.lock
@@ -113,7 +126,7 @@ class Workers:
             self._hand_off(session)
 
     @staticmethod
-    def collect_next(session: Session, job: Callable[[], None]) -> None:
+    def collect_next(session: JobOwner, job: Callable[[], None]) -> None:
         """Run ``job`` (a job of ``session``, now on this thread) so that the
         jobs it submits to its own session run right after it, in order,
         ahead of any queued meanwhile: as if they had been submitted in its
@@ -217,7 +230,7 @@ class Workers:
         self.hand_off_deferred()
         return True
 
-    def drain(self, session: Session) -> None:
+    def drain(self, session: JobOwner) -> None:
         """Run the session's queued jobs until none is left."""
         jobs = session.jobs
         while True:
@@ -255,7 +268,7 @@ class Workers:
                 log_dropped(session, "a handler job of %s raised %s; ignored", session.sid,
                             type(exc).__name__, level=logging.ERROR, exc_info=True)
 
-    def _hand_off(self, session: Session) -> None:
+    def _hand_off(self, session: JobOwner) -> None:
         with self._lock:
             if self._stopped:
                 return

@@ -203,6 +203,7 @@ def test_close_frame_and_peer_loss_end_session_once(server, hub, app):
     assert wait_until(lambda: other.closed and app.disconnects == 2)
 
 
+@pytest.mark.patches_internals
 def test_a_peer_gone_after_its_close_frame_is_not_read_again_while_handlers_run(app):
     # its close waits for the handler of the event before it; meanwhile the
     # socket's end of stream must end the reading, not be reported (and
@@ -770,6 +771,7 @@ def test_a_websocket_whose_last_bytes_miss_close_timeout_is_reset(app):
         srv.shutdown()
 
 
+@pytest.mark.patches_internals
 def test_a_half_closed_client_waiting_for_a_held_answer_is_not_read_again(server, hub):
     """A client may half-close once its upload is sent and wait for the
     answer, held until the session's handlers have run: its end of stream is

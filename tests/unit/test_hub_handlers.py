@@ -629,6 +629,7 @@ def test_a_parked_watchdog_wakes_for_a_handler_that_blocks(app):
         assert stuck.text() == "6:::1"
 
 
+@pytest.mark.patches_internals
 @pytest.mark.parametrize("ending", ["close frame", "hang-up", "0::"])
 def test_the_packets_of_a_payload_decoded_as_a_job_come_before_what_followed_it(
         server, hub, app, monkeypatch, ending):
@@ -669,6 +670,7 @@ def test_the_packets_of_a_payload_decoded_as_a_job_come_before_what_followed_it(
     assert wait_until(lambda: session.decoding == 0 and session.collecting is None)
 
 
+@pytest.mark.patches_internals
 def test_back_pressure_waits_for_the_handlers_of_a_payload_decoded_as_a_job(server):
     """``when_handled`` (what holds a WebSocket's reading and a polling upload's
     answer) fires after the handlers of a payload decoded as a job, not once
@@ -729,6 +731,7 @@ def test_a_forced_disconnect_of_an_idle_session_ends_it_at_once(server, hub):
     assert session.closed
 
 
+@pytest.mark.patches_internals
 def test_a_packet_marked_as_the_watchdog_hands_the_hub_over_wakes_the_new_hub_thread(
         app, monkeypatch):
     """A handler on the hub thread emits just as the watchdog gives the hub

@@ -499,6 +499,7 @@ def test_close_during_connect_handler_runs_disconnect_once(server, app):
     assert app.calls.count(("disconnect", "")) == 1
 
 
+@pytest.mark.patches_internals
 def test_close_right_after_accept_runs_disconnect_once(server, app):
     # the race: the session closes between the namespace's acceptance and the
     # connect job's own check of session.closed
@@ -779,6 +780,7 @@ def test_disconnect_from_a_connect_handler_accepts_then_disconnects(server, app,
     assert session.closed == (endpoint == "")
 
 
+@pytest.mark.patches_internals
 def test_a_disconnect_that_races_the_acceptance_is_not_lost(server, app):
     # disconnect() from another thread sees the namespace still connecting,
     # and the connect job accepts and looks for a pending disconnect before
@@ -1071,6 +1073,7 @@ def emitting(server, namespace, threads=3):
             thread.join(10)
 
 
+@pytest.mark.patches_internals
 def test_the_clients_leave_never_ends_a_visit_that_began_since(server, app):
     """The client's 0::/ns is handled while another thread kicks it from /ns
     and its next 1::/ns begins a new visit: that visit, still connecting, is
