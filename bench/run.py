@@ -909,7 +909,17 @@ def machine() -> str:
     node = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
     return (f"{os.cpu_count()} cores ({model or platform.machine()}), Linux "
             f"{platform.release()}, Python {platform.python_version()} "
-            f"({interpreter_build()}; {unmasking()}), Node {node}")
+            f"({interpreter_build()}; {unmasking()}; {hot_path()}), Node {node}")
+
+
+def hot_path(python: str = sys.executable) -> str:
+    """Whether the Python servers run flask_sio09's hot-path modules compiled
+    with mypyc (flask_sio09.native; ``make native``) or as Python, asked the
+    way a server imports the package (from bench/apps)."""
+    found = subprocess.run([python, "-W", "ignore", "-c",
+                            "import flask_sio09.native as n; print(n.status())"],
+                           cwd=APPS, capture_output=True, text=True)
+    return "hot path " + (found.stdout.strip() or "unknown: flask_sio09 does not import")
 
 
 def unmasking(python: str = sys.executable) -> str:
