@@ -951,3 +951,85 @@ def test_rooms_of_the_session_hold_when_a_namespace_is_joined_again(app_sio):
     x.get_received("/chat")
     y.emit("say", "main", "after", namespace="/chat")
     assert events(x, "/chat") == [("said", ["after"])]
+
+
+def test_a_list_acl_can_be_extended_and_is_each_connections_own(app_sio):
+    """gevent-socketio apps return a list from get_initial_acl: add_acl_method
+    then opens a method for that connection only (a list has no ``add``,
+    and a list kept as is would be shared by every connection of the class)."""
+    app, sio = app_sio
+
+    class Locked(BaseNamespace):
+        ACL = ["recv_connect", "on_login"]
+
+        def get_initial_acl(self):
+            return self.ACL
+
+        def on_login(self):
+            self.add_acl_method("on_secret")
+            return "in"
+
+        def on_secret(self):
+            return "secret"
+
+    socketio_manage(sio, {"/locked": Locked})
+    member = sio.test_client(app, namespace="/locked")
+    stranger = sio.test_client(app, namespace="/locked")
+    assert member.emit("login", callback=True) == ["in"]
+    assert member.emit("secret", callback=True) == ["secret"]
+    assert events(member) == []
+    stranger.emit("secret")
+    assert events(stranger) == [("error", ["method_access_denied",
+                                           'You do not have access to method "on_secret"'])]
+    assert Locked.ACL == ["recv_connect", "on_login"]
+
+
+def test_a_connect_refused_by_recv_connect_is_tried_afresh_next_time(app_sio):
+    """As in gevent-socketio, a refused connect leaves no namespace object
+    behind: the client's next connect gets a new one, initialized again, whose
+    recv_connect may accept it (a login in between, say)."""
+    app, sio = app_sio
+    made = []
+
+    class Gate(BaseNamespace):
+        def initialize(self):
+            made.append(self)
+
+        def recv_connect(self):
+            return False if len(made) == 1 else None
+
+    socketio_manage(sio, {"/gate": Gate})
+    client = sio.test_client(app, namespace="/gate")
+    assert not client.is_connected("/gate")
+    client.connect("/gate")
+    assert client.is_connected("/gate")
+    assert len(made) == 2 and made[0] is not made[1]
+
+
+def test_an_error_with_a_message_id_carries_it_on_the_wire(app_sio):
+    """gevent-socketio's error(..., msg_id=N) sends the error event with that
+    message id (``5:N:/ns:``), as client code answering a message expects."""
+    app, sio = app_sio
+
+    class Err(BaseNamespace):
+        def on_bad(self):
+            self.error("bad_thing", "went wrong", msg_id=7)
+
+        def on_plain(self):
+            self.error("plain_thing", "no id")
+
+    socketio_manage(sio, {"/err": Err})
+    client = sio.test_client(app, namespace="/err")
+    server = app.extensions["sio09"].server
+    wire = []
+    send_to_session = server.send_to_session
+
+    def recording(session, data, *args, **kwargs):
+        wire.append(data)
+        return send_to_session(session, data, *args, **kwargs)
+
+    server.send_to_session = recording
+    client.emit("bad")
+    client.emit("plain")
+    assert wire == ['5:7:/err:{"name":"error","args":["bad_thing","went wrong"]}',
+                    '5::/err:{"name":"error","args":["plain_thing","no id"]}']

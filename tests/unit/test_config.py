@@ -70,6 +70,8 @@ def test_init_app_options_win_over_constructor_options(made):
 INVALID = [
     ("resource", ""),
     ("resource", 5),
+    # a query in the resource would split the handshake's path from its query
+    ("resource", "socket.io?x=1"),
     ("transports", ["carrier-pigeon"]),
     ("transports", []),
     ("transports", ["websocket", "xhr-polling", "websocket"]),
@@ -82,6 +84,8 @@ INVALID = [
     ("heartbeat_interval", 90),  # not below heartbeat_timeout
     ("close_timeout", -1),
     ("polling_duration", 100),  # not below close_timeout
+    # equal is not below either: the client drops the poll that lasts close_timeout
+    ("polling_duration", 60),
     ("polling_duration", True),
     ("cors_allowed_origins", 42),
     ("max_http_buffer_size", 0),

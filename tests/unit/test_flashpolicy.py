@@ -210,3 +210,78 @@ def test_a_failing_accept_is_retried_after_a_pause_not_in_a_busy_loop(caplog):
         assert sum("accept failed" in r.getMessage() for r in caplog.records) <= 4
     finally:
         server.stop()
+
+
+def _read_until_eof(conn: socket.socket) -> bytes:
+    """Everything the server sends until it ends its side (raises
+    socket.timeout when it does not within the connection's timeout)."""
+    received = b""
+    while True:
+        try:
+            data = conn.recv(4096)
+        except ConnectionResetError:  # closed with the client's bytes unread: an end too
+            return received
+        if not data:
+            return received
+        received += data
+
+
+def test_the_answer_is_followed_by_the_servers_end_at_once(policy_server, monkeypatch):
+    """Flash Player reads the policy up to the server's end of the stream:
+    the server ends its side right after the answer, not only when it closes
+    the connection once the client lingered. LINGER_SECONDS and READ_TIMEOUT
+    are made far longer than the client's 30 s wait, so that only that early
+    end can reach the client in time (the server closed at LINGER_SECONDS
+    without it)."""
+    monkeypatch.setattr(flashpolicy, "LINGER_SECONDS", 600.0)
+    monkeypatch.setattr(flashpolicy, "READ_TIMEOUT", 600.0)
+    server = policy_server()
+    with socket.create_connection(server.address, timeout=30) as conn:
+        conn.sendall(flashpolicy.POLICY_REQUEST)  # and the client keeps its side open
+        try:
+            answer = _read_until_eof(conn)
+        except socket.timeout:
+            pytest.fail("the server did not end its side after the answer")
+    assert answer == POLICY
+
+
+@pytest.mark.parametrize("request_bytes", [b"GET / HTTP/1.1\r\n",
+                                           b"<policy-file-request/>X"])
+def test_a_connection_that_sends_anything_else_is_closed_at_once(policy_server, monkeypatch,
+                                                                  request_bytes):
+    """A port scanner or a misdirected HTTP client is dropped as soon as its
+    bytes cannot be the request, not held for READ_TIMEOUT (a slot of
+    MAX_CLIENTS each). READ_TIMEOUT is made far longer than the client's 30 s
+    wait, so that only the early drop reaches the client in time."""
+    monkeypatch.setattr(flashpolicy, "READ_TIMEOUT", 600.0)
+    server = policy_server()
+    with socket.create_connection(server.address, timeout=30) as conn:
+        conn.sendall(request_bytes)  # shorter than, or as long as, the request: no end sent
+        try:
+            answer = _read_until_eof(conn)
+        except socket.timeout:
+            pytest.fail(f"the server held a connection that sent {request_bytes!r}")
+    assert answer == b""
+
+
+def test_at_max_clients_the_server_stops_accepting_until_one_leaves(policy_server,
+                                                                    monkeypatch):
+    """The limit on connections held at once bounds the file descriptors a
+    flood of silent connections can take: with MAX_CLIENTS held, the server
+    stops accepting (the others wait in the listen backlog) and a newcomer is
+    answered once one of them leaves. READ_TIMEOUT is made far longer than
+    the test, so that no silent connection's time runs out meanwhile."""
+    monkeypatch.setattr(flashpolicy, "READ_TIMEOUT", 600.0)
+    monkeypatch.setattr(flashpolicy, "MAX_CLIENTS", 5)
+    server = policy_server()
+    silent = [socket.create_connection(server.address, timeout=30) for _ in range(5)]
+    try:
+        assert wait_until(lambda: len(server._clients) == 5 and not server._listening, 30), \
+            "the server did not stop accepting with MAX_CLIENTS connections held"
+        with socket.create_connection(server.address, timeout=30) as newcomer:  # (in the backlog)
+            newcomer.sendall(flashpolicy.POLICY_REQUEST)
+            silent.pop().close()
+            assert _read_until_eof(newcomer) == POLICY
+    finally:
+        for conn in silent:
+            conn.close()

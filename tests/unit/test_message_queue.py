@@ -193,6 +193,75 @@ def test_a_callback_no_process_takes_is_forgotten(two_apps, monkeypatch):
     assert not manager1._remote_callbacks
 
 
+@pytest.fixture
+def three_apps(fresh_redis):
+    url = fresh_redis().url
+    made = [make_app(url, name) for name in ("one", "two", "three")]
+    yield made
+    for app, _, _ in made:
+        app.extensions["sio09"].server.shutdown()
+
+
+def test_an_answer_runs_only_the_callback_of_the_process_that_asked(three_apps):
+    """Callback ids are counted per process: processes one and two each ask
+    a client of process three, both with callback id 1. Each answer must run
+    the asking process's callback only, not every process's callback 1 (the
+    other asker got an answer to a question it never asked, and lost its own)."""
+    (app1, sio1, answers1), (app2, sio2, answers2), (app3, sio3, _) = three_apps
+    a, b = sio1.test_client(app1), sio2.test_client(app2)
+    c1, c2 = sio3.test_client(app3), sio3.test_client(app3)
+    asked1, two_asked = threading.Event(), threading.Event()
+
+    def answer_once_two_asked(text):
+        # (on process three's listener: two's question waits behind it)
+        asked1.set()
+        two_asked.wait(DEADLINE)
+        return "from c1"
+
+    c1.on("question", answer_once_two_asked)
+    c2.on("question", lambda text: "from c2")
+    try:
+        a.emit("ask", c1.sid)  # process one's callback 1
+        assert asked1.wait(DEADLINE)
+        b.emit("ask", c2.sid)  # process two's callback 1, kept before c1 answers
+    finally:
+        two_asked.set()
+    wait_until(lambda: answers1 and answers2, timeout=DEADLINE, message="both answers")
+    assert answers1 == [(None, ["from c1"])]
+    assert answers2 == [(None, ["from c2"])]
+
+
+def test_a_client_leaving_unanswered_forgets_only_the_askers_callback(three_apps):
+    """Word that a client left before answering forgets the callback of the
+    process that asked it, not every process's callback of that id: another
+    process's question (same id) still gets its answer."""
+    (app1, sio1, answers1), (app2, sio2, answers2), (app3, sio3, _) = three_apps
+    a, b = sio1.test_client(app1), sio2.test_client(app2)
+    c1, c2 = sio3.test_client(app3), sio3.test_client(app3)
+    manager1 = app1.extensions["sio09"].server.manager
+    asked1, release = threading.Event(), threading.Event()
+
+    def never_in_time(text):  # (on process three's listener: two's question waits)
+        asked1.set()
+        release.wait(DEADLINE)
+        return "too late"
+
+    c1.on("question", never_in_time)
+    c2.on("question", lambda text: "from c2")
+    try:
+        a.emit("ask", c1.sid)  # process one's callback 1
+        assert asked1.wait(DEADLINE)
+        b.emit("ask", c2.sid)  # process two's callback 1
+        # c1's session ends unanswered: process three tells process one
+        app3.extensions["sio09"].server.disconnect(c1.sid)
+        wait_until(lambda: not manager1._remote_callbacks, timeout=DEADLINE,
+                   message="process one's callback forgotten")
+    finally:
+        release.set()  # (c2 answers now, after the word about c1 went out)
+    wait_until(lambda: answers2, timeout=DEADLINE, message="c2's answer to process two")
+    assert answers2 == [(None, ["from c2"])] and answers1 == []
+
+
 def test_a_callback_to_a_client_of_this_process_outside_the_namespace_sends_nothing(two_apps):
     """As in one process: nobody to ask (the client may have just left the
     namespace), so nothing is sent, nothing published, nothing kept."""

@@ -312,6 +312,50 @@ def test_a_publish_that_times_out_is_not_sent_again(fresh_redis, caplog, monkeyp
         two.manager.stop()
 
 
+def test_a_publish_never_overtakes_those_still_queued_behind_a_stall(fresh_redis, caplog,
+                                                                     monkeypatch):
+    """Publishing directly again once the first queued message got through
+    would let a new emit reach the other processes before the ones still
+    queued: a client's events arrive out of order. Direct publishing resumes
+    only when nothing is left queued. The manager's thread is held while it
+    sends the second queued message, and the test emits then."""
+    caplog.set_level(logging.WARNING, logger="flask_sio09")
+    server, one, two, emit = _stall_pair(fresh_redis, monkeypatch)
+    gate, sending_second, emitted = threading.Event(), threading.Event(), threading.Event()
+    publish = one.manager._client.publish
+
+    def held_publish(*args):
+        if json.loads(args[1])["p"] == "queued 1":
+            sending_second.set()
+            emitted.wait(30)
+        return publish(*args)
+
+    monkeypatch.setattr(one.manager._client, "publish", held_publish)
+    try:
+        os.kill(server.proc.pid, signal.SIGSTOP)
+        try:
+            assert not emit("stalled")  # the timeout: the manager is stalled
+            one.manager.later(lambda: gate.wait(30))  # (what is queued now stays queued)
+            for n in range(3):
+                assert emit(f"queued {n}")
+        finally:
+            os.kill(server.proc.pid, signal.SIGCONT)
+            gate.set()
+        # "queued 0" went (the thread runs one job at a time), "queued 1" is on its way
+        assert sending_second.wait(30), "the second queued message was never sent"
+        assert emit("after")
+        emitted.set()
+        wait_until(lambda: "after" in two.got("b1") and "queued 2" in two.got("b1"),
+                   timeout=30, message=lambda: f"every message; got {two.got('b1')}")
+        assert [text for text in two.got("b1") if text != "stalled"] == \
+            ["queued 0", "queued 1", "queued 2", "after"]
+    finally:
+        gate.set()
+        emitted.set()
+        one.manager.stop()
+        two.manager.stop()
+
+
 def test_publishes_behind_a_stall_are_bounded_in_bytes_and_age(fresh_redis, caplog,
                                                                 monkeypatch):
     """While Redis stalls, what waits for it is bounded: past the byte limit a
@@ -515,6 +559,14 @@ def test_the_channel_is_named_after_the_database_or_the_url(redis_server):
     assert named.channel == "chat" and named.url == base + "/3"
     assert redis_manager.split_channel("unix:///run/r.sock?db=2&channel=x") == \
         ("unix:///run/r.sock?db=2", "x")
+
+
+def test_of_two_channel_parameters_the_last_one_names_the_channel():
+    """As for any repeated query parameter that a later one overrides (a URL
+    built by appending ``&channel=...`` to a configured one): every process
+    must pick the same one, the last."""
+    assert redis_manager.split_channel("redis://h:6379/0?channel=first&db=1&channel=second") \
+        == ("redis://h:6379/0?db=1", "second")
 
 
 def test_apps_on_two_databases_do_not_hear_each_other(redis_server):
@@ -763,6 +815,50 @@ def test_forgetting_an_unused_handshake_leaves_no_key(pair, redis_server):
     assert two.manager.handshake_query("u" * 20) == "?b=2"
     one.manager.forget("u" * 20)  # the other process holds it: its record stays
     assert two.manager.held_elsewhere("u" * 20) is False and one.manager.held_elsewhere("u" * 20)
+
+
+def test_a_handshakes_records_expire_with_it(pair, redis_server):
+    """A handshake no transport ever claims leaves nothing in Redis for
+    good: its record and its query (which often holds a token) expire
+    together, after the seconds it may be claimed in."""
+    one, _ = pair
+    client = redis.Redis(port=redis_server.port)
+    sid = "e" * 20
+    one.manager.record_handshake(sid, 30, "token=secret")
+    handshake, query = one.manager._key("handshake", sid), one.manager._query_key(sid)
+    assert client.get(query) == b"token=secret"
+    for key in (handshake, query):
+        assert 0 < client.ttl(key) <= 30, key
+
+
+def test_a_claimed_sessions_record_expires_at_most_a_day_later(pair, redis_server):
+    """A session's record is deleted when the session ends; the expiry bounds
+    what a process that died (kill -9, OOM) leaves behind, whichever process
+    claimed the session: the handshake's own or another."""
+    one, two = pair
+    client = redis.Redis(port=redis_server.port)
+    own, other = "o" * 20, "p" * 20
+    one.manager.record_handshake(own, 30)
+    one.manager.record_handshake(other, 30)
+    assert one.manager.claim(own, own=True) is True
+    assert two.manager.claim(other) is True
+    for sid in (own, other):
+        ttl = client.ttl(one.manager._key("session", sid))
+        assert 0 < ttl <= redis_manager.SESSION_RECORD_SECONDS, (sid, ttl)
+
+
+def test_the_handshakes_process_cannot_claim_a_session_another_holds(pair, redis_server):
+    """Once the handshake's marker is gone (it expires long before the
+    session's record), the session record alone shows that another process
+    holds the session: the handshake's own process must not take it too."""
+    one, two = pair
+    client = redis.Redis(port=redis_server.port)
+    sid = "k" * 20
+    one.manager.record_handshake(sid, 30)
+    assert two.manager.claim(sid) is True
+    client.delete(one.manager._key("handshake", sid))  # (as if it expired)
+    assert one.manager.claim(sid, own=True) is False
+    assert one.manager.held_elsewhere(sid)
 
 
 def test_an_exiting_process_forgets_its_records_in_one_go(pair):

@@ -736,6 +736,25 @@ def test_a_gunicorn_worker_is_found_by_its_term_handler_and_its_stop_seen():
         signal.signal(signal.SIGTERM, before)
 
 
+def test_the_exit_waits_for_disconnect_handlers_well_within_gunicorns_graceful_timeout():
+    """gunicorn's master kills a worker still running --graceful-timeout
+    seconds after its TERM: the exit's wait for the disconnect handlers
+    must end before that, or the worker is killed mid-exit."""
+    import types
+
+    from flask_sio09 import stopping
+
+    def worker(graceful_timeout):
+        return types.SimpleNamespace(cfg=types.SimpleNamespace(graceful_timeout=graceful_timeout))
+
+    assert stopping.exit_wait(worker(2)) == pytest.approx(1.2)  # 0.6 of it
+    assert stopping.exit_wait(worker(0.5)) == pytest.approx(0.3)
+    # a long graceful timeout, none or not a number: EXIT_WAIT_SECONDS
+    assert stopping.exit_wait(worker(300)) == stopping.EXIT_WAIT_SECONDS
+    assert stopping.exit_wait(worker(None)) == stopping.EXIT_WAIT_SECONDS
+    assert stopping.exit_wait(None) == stopping.EXIT_WAIT_SECONDS
+
+
 def test_go_away_again_ends_the_sessions_that_came_since(server, app):
     first = server.new_session({"QUERY_STRING": ""})
     server.attach(first, Transport(persistent=False))

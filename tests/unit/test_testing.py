@@ -1,6 +1,10 @@
 """The test client (``sio.test_client``): each feature of API.md's "Testing applications"."""
 
 import collections
+import os
+import subprocess
+import sys
+import textwrap
 import threading
 
 import pytest
@@ -717,3 +721,36 @@ def test_a_catch_all_handler_is_warned_about_at_registration(make_app, caplog):
                for r in caplog.records)
     client = sio.test_client(app)
     assert client.emit("*", callback=True) == ["caught"]  # (an event named "*": it runs)
+
+
+def test_a_process_that_exits_with_a_test_client_connected_runs_no_disconnect_handler():
+    """A test run that ends with its test clients still connected exits at
+    once and quietly: the server has no remote client to tell at the exit,
+    so no disconnect handler runs then (they did, and the exit waited for
+    them and warned about sessions left behind)."""
+    import flask_sio09
+
+    script = textwrap.dedent("""
+        from flask import Flask
+        from flask_sio09 import SocketIO
+
+        app = Flask(__name__)
+        sio = SocketIO(app)
+
+        @sio.on("disconnect")
+        def gone():
+            print("disconnect handler ran", flush=True)
+
+        client = sio.test_client(app)
+        assert client.is_connected()
+        print("connected", flush=True)
+    """)
+    # the package under test, wherever it is imported from
+    root = os.path.dirname(os.path.dirname(os.path.abspath(flask_sio09.__file__)))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [root, *filter(None, [os.environ.get("PYTHONPATH")])])}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "connected\n", done.stdout
+    assert "disconnect handlers" not in done.stderr, done.stderr
