@@ -48,8 +48,10 @@ NODE_CLIENT_STAMP := vendor/sio-node/.$(CLIENT_NAME)-$(CLIENT_VERSION)-installed
 
 PYTEST_ARGS ?=
 
-# The compiled modules (flask_sio09/native.py MODULES) and their build record.
-NATIVE_SOURCES := flask_sio09/packet.py flask_sio09/wsframe.py flask_sio09/native.py \
+# The compiled modules (read from the MODULES line of flask_sio09/native.py) and their
+# build record.
+NATIVE_MODULES := $(shell sed -n 's/^MODULES = (\(.*\))$$/\1/p' flask_sio09/native.py | tr -d '",')
+NATIVE_SOURCES := $(patsubst %,flask_sio09/%.py,$(NATIVE_MODULES)) flask_sio09/native.py \
   flask_sio09/build_native.py
 NATIVE_RECORD := flask_sio09/_native.json
 

@@ -185,3 +185,15 @@ def test_frame_writing_matches_the_source(texts, code, reason):
         assert wsframe.encode_text(text) == SOURCE_WSFRAME.encode_text(text)
     assert _outcome(wsframe.encode_close, code, reason) == \
         _outcome(SOURCE_WSFRAME.encode_close, code, reason)
+
+
+def test_the_makefile_rebuilds_when_any_compiled_module_changes():
+    """make native's prerequisites come from the MODULES line of native.py:
+    a module added there but missed by make would stay stale (and run as
+    Python) after an edit."""
+    if shutil.which("make") is None or not (PACKAGE_DIR.parent / "Makefile").exists():
+        pytest.skip("no make, or the package is not imported from a checkout")
+    database = subprocess.run(["make", "-p", "-n", "-q", "native"], cwd=PACKAGE_DIR.parent,
+                              capture_output=True, text=True, timeout=60).stdout
+    lines = [line for line in database.splitlines() if line.startswith("NATIVE_MODULES := ")]
+    assert lines == ["NATIVE_MODULES := " + " ".join(native.MODULES)]
