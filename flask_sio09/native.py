@@ -28,8 +28,8 @@ import json
 import os
 import sys
 import warnings
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from types import ModuleType
 from typing import TypeVar
 
@@ -54,10 +54,18 @@ def source_digests() -> dict[str, str]:
             for name in MODULES}
 
 
-def _built_here() -> bool:
-    """Whether extension modules for this interpreter sit beside the sources."""
+def _extension_exists(name: str) -> bool:
     return any((PACKAGE_DIR / f"{name}{suffix}").exists()
-               for name in MODULES for suffix in importlib.machinery.EXTENSION_SUFFIXES)
+               for suffix in importlib.machinery.EXTENSION_SUFFIXES)
+
+
+def _built_here() -> bool | None:
+    """Whether extension modules for this interpreter sit beside the sources:
+    True for each module and the group's shared library, False for none of
+    them, None for some (a build cut short, or files lost since)."""
+    found = [_extension_exists(name)
+             for name in (*MODULES, GROUP.rpartition(".")[2] + "__mypyc")]
+    return True if all(found) else False if not any(found) else None
 
 
 def _record_matches() -> str | None:
@@ -87,10 +95,12 @@ class _FromSource(importlib.abc.MetaPathFinder):
 def choose() -> None:
     """Decide, once, before any compiled module is imported, whether the
     compiled modules run; if not, make the sources load instead."""
-    if not _built_here():
+    built = _built_here()
+    if built is False:
         _state.update(in_use=False, why="not built")
         return
     why = "FLASK_SIO09_PURE is set" if os.environ.get(PURE_ENV, "") not in ("", "0") \
+        else "an incomplete build: extension modules are missing" if built is None \
         else _record_matches()
     if why is None:
         _state.update(in_use=True, why="built from these sources")

@@ -44,7 +44,7 @@ import re
 from collections.abc import Callable
 from decimal import Decimal
 from itertools import accumulate
-from typing import Any
+from typing import Any, TypeVar
 
 __all__ = [
     "DEFAULT_MAX_PACKETS",
@@ -102,6 +102,17 @@ Packet = dict[str, Any]
 
 class PacketError(ValueError):
     """Raised for a malformed packet or payload, or one that cannot be encoded."""
+
+
+_Raised = TypeVar("_Raised", bound=BaseException)
+
+
+def _caused_by(error: _Raised, cause: BaseException | None) -> _Raised:
+    """``error`` as ``raise error from cause`` leaves it. (Compiled, by
+    flask_sio09.native, ``raise ... from`` keeps no cause: logs would say
+    "during handling of" where the error is what the cause became.)"""
+    error.__cause__ = cause  # (which also sets __suppress_context__)
+    return error
 
 
 # --- JSON -------------------------------------------------------------------
@@ -202,7 +213,7 @@ def _loads(text: str) -> Any:
             # past the limit: its integers are parsed without _parse_int)
             value, end = (_scan_short if len(text) <= MAX_INT_DIGITS else _scan_once)(text, 0)
         except StopIteration as exc:
-            raise json.JSONDecodeError("Expecting value", text, exc.value) from None
+            raise _caused_by(json.JSONDecodeError("Expecting value", text, exc.value), None)
         if end != len(text):
             raise json.JSONDecodeError("Extra data", text, end)
     # Nesting past the limit takes more than MAX_JSON_DEPTH opening brackets,
@@ -390,7 +401,7 @@ def decode(data: object) -> dict[str, Any]:
     except PacketError:
         raise
     except Exception as exc:  # RecursionError, bad JSON...: one exception type out
-        raise PacketError(f"malformed packet: {exc.__class__.__name__}: {exc}") from exc
+        raise _caused_by(PacketError(f"malformed packet: {exc.__class__.__name__}: {exc}"), exc)
 
 
 def decode_event(data: str) -> tuple[str, int | None, bool | str | None, str | None,
@@ -541,7 +552,7 @@ def encode_ack(ack_id: object, args: object, endpoint: object = "") -> str:
         data = "".join(_c_iterencode(args, 0)) if _c_iterencode is not None \
             else _encoder.encode(args)
     except Exception as exc:  # TypeError, ValueError, RecursionError from json
-        raise PacketError(f"cannot encode packet: {exc.__class__.__name__}: {exc}") from exc
+        raise _caused_by(PacketError(f"cannot encode packet: {exc.__class__.__name__}: {exc}"), exc)
     if not data.isascii():
         data = _js_safe(data)
     return f"6::{endpoint}:{ack_id}+{data}"
@@ -556,7 +567,8 @@ def _encode_error(packet: Packet) -> str:
             data = f"{data}+{_ADVICE_CODES[advice]}"
     except (KeyError, TypeError):
         # N would write 'undefined' here; never send that (PROTOCOL.md §3.3).
-        raise PacketError(f"unknown error reason/advice: {reason!r}/{advice!r}") from None
+        raise _caused_by(PacketError(f"unknown error reason/advice: {reason!r}/{advice!r}"),
+                        None)
     return _join(_head("7", packet, False), data)
 
 
@@ -587,13 +599,13 @@ def encode(packet: object) -> str:
     try:
         encoder = _ENCODERS[packet.get("type")]  # type: ignore[index]
     except (KeyError, TypeError):
-        raise PacketError(f"unknown packet type: {packet.get('type')!r}") from None
+        raise _caused_by(PacketError(f"unknown packet type: {packet.get('type')!r}"), None)
     try:
         return encoder(packet)
     except PacketError:
         raise
     except Exception as exc:  # TypeError, ValueError, RecursionError from json
-        raise PacketError(f"cannot encode packet: {exc.__class__.__name__}: {exc}") from exc
+        raise _caused_by(PacketError(f"cannot encode packet: {exc.__class__.__name__}: {exc}"), exc)
 
 
 # --- payloads -----------------------------------------------------------------
@@ -608,7 +620,7 @@ def utf16_len(s: str) -> int:
     return len(s.encode("utf-16-le", "surrogatepass")) >> 1
 
 
-def frame(encoded: list[Any]) -> str:
+def frame(encoded: list[Any] | tuple[Any, ...]) -> str:
     """Join already-encoded packets into one payload.
 
     One packet is returned bare; two or more are framed as

@@ -145,9 +145,10 @@ class Session:
         try:
             self.state = TRANSITIONS[(self.state, event)]
         except KeyError:
-            raise IllegalTransition(
-                f"event {event!r} is not allowed in state {self.state.value}"
-            ) from None
+            error = IllegalTransition(
+                f"event {event!r} is not allowed in state {self.state.value}")
+            error.__cause__ = None  # (``from None``, which compiled code would not keep)
+            raise error
         self.closed = self.state is State.CLOSED
 
     def attach(self, transport: Transport, now: float) -> tuple[bool, Transport | None]:

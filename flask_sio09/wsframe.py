@@ -399,6 +399,14 @@ class FrameReader:
         self._error = error
         return error
 
+    def _not_utf8(self, message: str, events: list[tuple]) -> WebSocketError:
+        """``_fail`` for bytes that do not decode, as ``raise ... from None``
+        leaves it (compiled, by flask_sio09.native, ``from`` keeps nothing:
+        logs would show the UnicodeDecodeError as a second error)."""
+        error = self._fail(INVALID_DATA, message, events)
+        error.__cause__ = None  # (which also sets __suppress_context__)
+        return error
+
     # -- the parser -----------------------------------------------------------
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[tuple]:
@@ -524,8 +532,7 @@ class FrameReader:
                 try:
                     events.append(("text", payload.decode("utf-8")))
                 except UnicodeDecodeError:
-                    raise self._fail(
-                        INVALID_DATA, "text message is not valid UTF-8", events) from None
+                    raise self._not_utf8("text message is not valid UTF-8", events)
                 continue
 
             if opcode:
@@ -567,8 +574,7 @@ class FrameReader:
             try:
                 decoder.decode(chunk, done)
             except UnicodeDecodeError:
-                raise self._fail(
-                    INVALID_DATA, "text message is not valid UTF-8", events) from None
+                raise self._not_utf8("text message is not valid UTF-8", events)
         # The bytes are kept in one buffer, not a piece per chunk: a client
         # sending a message in one-byte fragments would otherwise make it take
         # some thirty times its size (an object per piece), past what
@@ -598,7 +604,7 @@ class FrameReader:
         try:
             reason = payload[2:].decode("utf-8")
         except UnicodeDecodeError:
-            raise self._fail(INVALID_DATA, "close reason is not valid UTF-8", events) from None
+            raise self._not_utf8("close reason is not valid UTF-8", events)
         return ("close", code, reason)
 
 
@@ -628,7 +634,7 @@ def encode_text(text: str) -> bytes:
     return _pack64(0x81, 127, n) + payload
 
 
-def encode_texts(texts: list[str]) -> bytes:
+def encode_texts(texts: list[str] | tuple[str, ...]) -> bytes:
     """One text frame per string, concatenated: how the 0.9 protocol sends
     several packets over a WebSocket (each packet is its own message).
 

@@ -71,7 +71,7 @@ def test_pure_env_imports_the_sources():
 
 
 def test_a_changed_source_makes_every_compiled_module_fall_back(tmp_path):
-    if not native._built_here():
+    if native._built_here() is not True:
         pytest.skip("nothing compiled here (python -m flask_sio09.build_native)")
     copy = tmp_path / "flask_sio09"
     shutil.copytree(PACKAGE_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
@@ -88,13 +88,39 @@ def test_a_changed_source_makes_every_compiled_module_fall_back(tmp_path):
     assert "RuntimeWarning" in stale.stderr and "build_native" in stale.stderr
 
 
+@pytest.mark.parametrize("lost", ["_native__mypyc", "hub", "packet"])
+def test_an_incomplete_build_makes_every_compiled_module_fall_back(tmp_path, lost):
+    """A lost extension (the group's shared library, or one module's) must not
+    break the import, nor leave a mix of compiled and source modules."""
+    if native._built_here() is not True:
+        pytest.skip("nothing compiled here (python -m flask_sio09.build_native)")
+    copy = tmp_path / "flask_sio09"
+    shutil.copytree(PACKAGE_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    for path in copy.glob(f"{lost}.*"):
+        if path.suffix == ".so":
+            path.unlink()
+    code = WHICH_FILES + "; import flask_sio09.hub as h; print(h.__file__)"
+    done = _run(code, tmp_path)
+    out = done.stdout.split("\n")
+    assert out[:2] == [str(copy / "packet.py"), str(copy / "wsframe.py")]
+    assert out[2] == "pure Python (an incomplete build: extension modules are missing)"
+    assert out[3] == str(copy / "hub.py")
+    assert "RuntimeWarning" in done.stderr
+    # and the way out works: clean, then the package imports as plain Python
+    cleaned = _run("import flask_sio09.build_native as b; b.main(['clean'])", tmp_path)
+    assert "removed _native.json" in cleaned.stdout
+    assert not [p for p in copy.iterdir() if p.suffix == ".so"]
+    assert _run(WHICH_FILES, tmp_path).stdout.split("\n")[2] == "pure Python (not built)"
+
+
 # --- the compiled code gives what its source gives ---------------------------
 
 def _outcome(fn, *args):
     try:
         return ("ok", fn(*args))
-    except Exception as exc:  # the same exception type, and message
-        return (type(exc).__name__, str(exc))
+    except Exception as exc:  # the same exception type, message and cause
+        return (type(exc).__name__, str(exc), type(exc.__cause__).__name__,
+                exc.__suppress_context__)
 
 
 PACKET_CHARS = st.one_of(st.sampled_from("0123456789:+[]{}\",\\ nameargs\ufffd"),
@@ -136,15 +162,20 @@ def test_encoding_matches_the_source(ack_id, args, endpoint):
             _outcome(SOURCE_PACKET.encode_payload, value)
 
 
+def test_framing_takes_tuples_as_the_source_does():
+    assert packet.frame(("1::", "2::")) == SOURCE_PACKET.frame(("1::", "2::"))
+    assert wsframe.encode_texts(("a", "b")) == SOURCE_WSFRAME.encode_texts(("a", "b"))
+
+
 def _frames(reader_class, chunks, limit):
     reader = reader_class(limit)
     events = []
     for chunk in chunks:
         try:
             events.extend(reader.feed(chunk))
-        except Exception as exc:  # WebSocketError: its code, message and events
+        except Exception as exc:  # WebSocketError: its code, message, events, cause
             return events, (getattr(exc, "code", None), str(exc),
-                            getattr(exc, "events", None))
+                            getattr(exc, "events", None), exc.__suppress_context__)
     return events, None
 
 
