@@ -284,7 +284,7 @@ def _c_unmask() -> Callable[[bytes, bytes], bytes | bytearray] | None:
     (``pip install flask_sio09[speedups]``) and works: the same XOR, five to
     six times faster on a short payload, more on a long one."""
     try:
-        from websockets.speedups import apply_mask
+        from websockets.speedups import apply_mask  # type: ignore[import-not-found]
     except Exception:  # not installed (ImportError), or an install that does not load
         return None
     try:  # a build that loads but computes otherwise must not garble every message
